@@ -1,0 +1,73 @@
+"""What a probe returns: a classified outcome with the evidence behind it.
+
+This is the one type that `incidents/` may import from `checks/` (see DESIGN.md): plain values,
+no I/O.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+
+class Outcome(enum.StrEnum):
+    """The class of a probe's result. Every value except OK is a failure of some kind."""
+
+    OK = "ok"  # answered as expected, within slow_after
+    SLOW = "slow"  # answered as expected, but the whole response took longer than slow_after
+    HTTP_5XX = "http_5xx"  # the server answered with a 5xx status
+    UNEXPECTED_STATUS = "unexpected_status"  # a status outside the expected set (not 5xx)
+    CONTENT_MISMATCH = "content_mismatch"  # body lacks a required text or has a forbidden one
+    TIMEOUT = "timeout"  # no complete answer within the check's timeout
+    CONNECTION_ERROR = "connection_error"  # refused, reset, DNS failure, garbage on the wire
+    TLS_ERROR = "tls_error"  # handshake failed, certificate invalid or expired
+    TOO_LARGE = "too_large"  # body exceeded the read cap, or too many redirects
+
+    @property
+    def is_failure(self) -> bool:
+        return self is not Outcome.OK
+
+
+@dataclass(frozen=True, slots=True)
+class Evidence:
+    """What we saw, kept on the incident timeline. Bounded in size by the probe."""
+
+    url: str
+    status: int | None = None
+    error: str | None = None  # a one-line description of what went wrong, if anything
+    body_excerpt: str = ""  # the first 2 KB of the body, decoded leniently
+    headers: dict[str, str] = field(default_factory=dict)
+    timings: dict[str, float] = field(default_factory=dict)  # seconds: connect, ttfb, total
+    step: str | None = None  # the failing step of a multi-step check, if any
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "url": self.url,
+            "status": self.status,
+            "error": self.error,
+            "body_excerpt": self.body_excerpt,
+            "headers": dict(self.headers),
+            "timings": dict(self.timings),
+            "step": self.step,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class ProbeResult:
+    """One probe's classified result.
+
+    `latency` is the wall time of the whole exchange (connect, request, full body) in seconds,
+    or None where nothing was measured (e.g. the connection never opened).
+    `started_at` is the UTC time the probe began, from the injected clock.
+    """
+
+    outcome: Outcome
+    started_at: datetime
+    latency: float | None
+    evidence: Evidence
+
+    @property
+    def ok(self) -> bool:
+        return self.outcome is Outcome.OK

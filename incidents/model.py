@@ -1,0 +1,107 @@
+"""Plain values of the incident domain: check state, incidents and their timelines.
+
+All frozen; the engine returns new values instead of mutating old ones, so the store can
+write exactly what changed in one transaction.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from checks.result import Outcome
+from incidents.severity import Severity
+
+
+class IncidentStatus(enum.StrEnum):
+    OPEN = "open"  # at least one check of the site is (or was, until resolution) failing
+    RESOLVED = "resolved"  # final: a resolved incident is never reopened; a new one opens
+
+
+class TimelineKind(enum.StrEnum):
+    OPENED = "opened"  # the first confirmed failure of a site opened the incident
+    CHECK_FAILED = "check_failed"  # another check of the site is confirmed failing
+    ESCALATED = "escalated"  # severity rose (e.g. slow, then down): 2 -> 1
+    CHECK_RECOVERED = "check_recovered"  # a failing check passed successes_to_resolve times
+    RESOLVED = "resolved"  # no check of the site is failing any more
+
+
+@dataclass(frozen=True, slots=True)
+class TimelineEntry:
+    at: datetime
+    kind: TimelineKind
+    message: str  # one line a person reads, e.g. "acme/shop/home: http_5xx (HTTP 500)"
+    check: str | None = None  # check key "client/site/check"
+    outcome: Outcome | None = None
+    severity: Severity | None = None
+    evidence: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Incident:
+    """One incident per site at a time; its severity only ever rises."""
+
+    id: int | None  # None until the store has written it
+    client: str  # client id
+    site: str  # site key "client/site"
+    title: str  # e.g. "shop.acme.example is down"
+    severity: Severity
+    status: IncidentStatus
+    opened_at: datetime
+    resolved_at: datetime | None = None
+    failing_checks: frozenset[str] = frozenset()  # check keys confirmed failing right now
+    checks: frozenset[str] = frozenset()  # every check that has been attached
+
+    @property
+    def is_open(self) -> bool:
+        return self.status is IncidentStatus.OPEN
+
+    @property
+    def ref(self) -> str:
+        return f"INC-{self.id}" if self.id is not None else "INC-new"
+
+
+@dataclass(frozen=True, slots=True)
+class CheckState:
+    """What the engine remembers of one check between results."""
+
+    key: str  # "client/site/check"
+    # Severity of each of the latest results, newest last, at most failures_to_open long;
+    # None stands for a success. A failure is confirmed when the last failures_to_open
+    # entries are all failures; its severity is the least severe among them.
+    recent: tuple[Severity | None, ...] = ()
+    successes: int = 0  # consecutive successes, capped at successes_to_resolve
+    failing: bool = False  # confirmed failing and attached to the site's incident
+    severity: Severity | None = None  # the confirmed severity while failing
+    last_outcome: Outcome | None = None
+    last_result_at: datetime | None = None
+    since: datetime | None = None  # when the current run of failures or successes began
+
+
+@dataclass(frozen=True, slots=True)
+class CheckRef:
+    """The engine's view of one configured check."""
+
+    key: str  # "client/site/check"
+    client: str
+    site: str  # "client/site"
+    site_label: str  # how people name the site, e.g. its host "shop.acme.example"
+    failures_to_open: int = 3
+    successes_to_resolve: int = 2
+
+
+@dataclass(frozen=True, slots=True)
+class Transition:
+    """The consequence of one probe result.
+
+    `incident` is the site's incident after the result (None when the site has none);
+    `incident_changed` says whether the store must write it; `timeline` holds the entries
+    to append to it (empty when nothing happened worth recording).
+    """
+
+    state: CheckState
+    incident: Incident | None
+    incident_changed: bool = False
+    timeline: tuple[TimelineEntry, ...] = field(default_factory=tuple)

@@ -1,0 +1,180 @@
+"""The whole YAML file as pydantic models.
+
+Each room owns the models of its own things: probe specs live in `checks/`, the severity
+policy in `incidents/`; this module assembles them into one file format. The JSON Schema in
+`config/monitor.schema.json` is generated from these models (`monitor schema`).
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Annotated
+from urllib.parse import urljoin, urlsplit
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from checks.duration import Duration
+from checks.http import HttpCheckSpec
+from incidents.model import CheckRef
+from incidents.severity import Severity, SeverityPolicy
+
+Slug = Annotated[
+    str,
+    Field(
+        pattern=r"^[a-z0-9][a-z0-9_.-]{0,62}$",
+        description="Lower-case letters, digits, '.', '_' and '-'; used in metrics and URLs.",
+    ),
+]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Defaults(_Model):
+    """Values every check inherits unless it sets its own."""
+
+    interval: Duration = Field(default=timedelta(seconds=60), description="How often to probe.")
+    timeout: Duration = timedelta(seconds=10)
+    slow_after: Duration = Field(
+        default=timedelta(seconds=5), description="Slower than this is `slow` (Severity 2)."
+    )
+    failures_to_open: int = Field(default=3, ge=1, le=100)
+    successes_to_resolve: int = Field(default=2, ge=1, le=100)
+
+    @field_validator("interval")
+    @classmethod
+    def _interval_floor(cls, value: timedelta) -> timedelta:
+        if value < timedelta(seconds=1):
+            raise ValueError("must be at least 1s")
+        return value
+
+
+INHERITED_FIELDS = tuple(Defaults.model_fields)
+
+
+class CheckCommon(_Model):
+    """Scheduling and incident fields of every check kind."""
+
+    id: Slug
+    name: str | None = Field(default=None, description="Display name; defaults to the id.")
+    interval: Duration = Defaults.model_fields["interval"].default
+    failures_to_open: int = Field(default=3, ge=1, le=100)
+    successes_to_resolve: int = Field(default=2, ge=1, le=100)
+    severity: Severity | None = Field(
+        default=None,
+        description="Severity of this check's failures (1-4), replacing the severity policy's; "
+        "e.g. 2 for an admin panel. A slow answer takes the less severe of the two.",
+    )
+
+
+class HttpCheckConfig(HttpCheckSpec, CheckCommon):
+    """`kind: http` (the default kind)."""
+
+
+CheckConfig = HttpCheckConfig
+
+
+class SiteConfig(_Model):
+    id: Slug
+    name: str | None = Field(default=None, description="Display name; defaults to the host.")
+    url: str = Field(description="Base URL the checks' paths are joined to.")
+    checks: list[CheckConfig] = Field(min_length=1)
+
+    @field_validator("url")
+    @classmethod
+    def _absolute_http_url(cls, value: str) -> str:
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(f"must be an absolute http(s) URL such as https://shop.example (got {value!r})")
+        return value
+
+    @property
+    def label(self) -> str:
+        return self.name or urlsplit(self.url).hostname or self.id
+
+
+class ClientConfig(_Model):
+    id: Slug
+    name: str | None = None
+    sites: list[SiteConfig] = Field(min_length=1)
+
+
+class DatabaseConfig(_Model):
+    url: str = Field(
+        default="sqlite+aiosqlite:///monitor.db",
+        description="SQLAlchemy async URL: sqlite+aiosqlite:///file.db or "
+        "postgresql+asyncpg://user@host/db.",
+    )
+
+
+class ServerConfig(_Model):
+    host: str = "127.0.0.1"
+    port: int = Field(default=9464, ge=0, le=65535, description="0 picks a free port.")
+
+
+class SchedulerConfig(_Model):
+    max_concurrency: int = Field(default=512, ge=1, description="Probes in flight at most.")
+    per_host: int = Field(default=4, ge=1, description="Probes in flight per target host.")
+    history_per_check: int = Field(
+        default=50, ge=1, le=10_000, description="Recent results kept per check in the database."
+    )
+
+
+class MonitorConfig(_Model):
+    database: DatabaseConfig = DatabaseConfig()
+    server: ServerConfig = ServerConfig()
+    scheduler: SchedulerConfig = SchedulerConfig()
+    defaults: Defaults = Defaults()
+    severity_policy: SeverityPolicy = SeverityPolicy()
+    clients: list[ClientConfig] = Field(min_length=1)
+
+
+class ConfiguredCheck(_Model):
+    """One check ready to schedule: defaults applied, URL absolute."""
+
+    key: str  # "client/site/check"
+    client: str
+    site: str  # "client/site"
+    check_id: str
+    spec: CheckConfig
+    ref: CheckRef
+
+    @property
+    def host(self) -> str:
+        return urlsplit(self.spec.url).netloc
+
+
+def configured_checks(config: MonitorConfig) -> list[ConfiguredCheck]:
+    """Flatten clients/sites/checks, applying `defaults:` to fields a check did not set."""
+    out: list[ConfiguredCheck] = []
+    inherited = config.defaults.model_dump()
+    for client in config.clients:
+        for site in client.sites:
+            for check in site.checks:
+                update = {
+                    name: value
+                    for name, value in inherited.items()
+                    if name not in check.model_fields_set
+                }
+                update["url"] = urljoin(site.url, check.url)
+                spec = check.model_copy(update=update)
+                key = f"{client.id}/{site.id}/{check.id}"
+                out.append(
+                    ConfiguredCheck(
+                        key=key,
+                        client=client.id,
+                        site=f"{client.id}/{site.id}",
+                        check_id=check.id,
+                        spec=spec,
+                        ref=CheckRef(
+                            key=key,
+                            client=client.id,
+                            site=f"{client.id}/{site.id}",
+                            site_label=site.label,
+                            failures_to_open=spec.failures_to_open,
+                            successes_to_resolve=spec.successes_to_resolve,
+                        ),
+                    )
+                )
+    return out
