@@ -1,15 +1,105 @@
-"""The `http` check: one request, classified."""
+"""The `http` check: one request, classified.
+
+`probe_http` sends the request of an `HttpCheckSpec` and turns whatever comes back (or does
+not) into a `ProbeResult`. It never raises for a target's misbehaviour: refusals, resets,
+garbage, hangs, endless bodies and bad certificates all become an outcome with evidence.
+
+How an answer is judged, first match wins:
+
+1. status >= 500                               -> http_5xx (even if it was also slow)
+2. status outside `expect_status`              -> unexpected_status
+3. body longer than `max_body_bytes`           -> too_large
+4. `body_contains` / `body_not_contains` fail  -> content_mismatch
+5. whole exchange longer than `slow_after`     -> slow
+6. otherwise                                   -> ok
+
+When no answer could be judged, `checks.classify` names the failure (timeout,
+connection_error, tls_error, too_large for a redirect chain longer than `max_redirects`).
+A connection_error alone is tried once more after `retry_wait`, so one lost packet does not
+count as an outage; each attempt has the full `timeout`, so a probe takes at most
+`2 * timeout + retry_wait`. (aiohttp itself also sends an idempotent request a second time,
+inside the same attempt and budget, when the connection drops before any answer: a GET to a
+server that hangs up on everyone reaches it four times. Ours is the re-try that also covers
+refusals, bodies cut short, garbage and POSTs.)
+"""
 
 from __future__ import annotations
 
+import asyncio
+import json
+import logging
+import re
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field, replace
+from datetime import datetime
 from typing import Literal
 
-from pydantic import Field
+import aiohttp
+from pydantic import Field, field_validator
+from tenacity import (
+    AsyncRetrying,
+    RetryCallState,
+    before_sleep_log,
+    retry_if_result,
+    stop_after_attempt,
+    wait_fixed,
+)
 
+from checks.classify import PROBE_ERRORS, classify_exception, one_line
+from checks.result import Evidence, Outcome, ProbeResult
 from checks.spec import ProbeSpec
+
+_log = logging.getLogger(__name__)
 
 DEFAULT_MAX_BODY_BYTES = 4 * 1024 * 1024
 EXCERPT_BYTES = 2048
+MAX_EVIDENCE_HEADERS = 50  # a target can send thousands; the incident timeline keeps this many
+_MAX_HEADER_VALUE_CHARS = 1024
+_MAX_CONTENT_ERROR_CHARS = 300
+_READ_CHUNK = 64 * 1024
+
+_STATUS_MIN, _STATUS_MAX = 100, 599
+_STATUS_ENTRY = re.compile(r"^\s*(\d+)\s*(?:-\s*(\d+)\s*)?$")
+_EXPECTED_ENTRY = 'a status such as 200 or a range such as "200-299"'
+
+# Our own asyncio.timeout bounds each attempt; aiohttp's timers are switched off so that the
+# session's defaults (e.g. 300 s total) can never decide the outcome instead of the spec.
+_NO_CLIENT_TIMEOUT = aiohttp.ClientTimeout()
+
+
+def parse_status_entry(entry: int | str) -> tuple[int, int]:
+    """One `expect_status` entry as an inclusive (low, high) range.
+
+    Accepts 200, "200" and "200-299"; raises ValueError saying what is expected otherwise.
+    """
+    # bool is an int to Python, but `true` in YAML is never meant as status 1.
+    if isinstance(entry, bool) or not isinstance(entry, int | str):
+        raise ValueError(f"must be {_EXPECTED_ENTRY} (got {entry!r})")
+    if isinstance(entry, int):
+        low = high = entry
+    else:
+        match = _STATUS_ENTRY.match(entry)
+        if match is None:
+            raise ValueError(f"must be {_EXPECTED_ENTRY} (got {entry!r})")
+        low = int(match.group(1))
+        high = int(match.group(2)) if match.group(2) is not None else low
+    for status in (low, high):
+        if not _STATUS_MIN <= status <= _STATUS_MAX:
+            raise ValueError(
+                f"status {status} is not an HTTP status ({_STATUS_MIN}-{_STATUS_MAX}); "
+                f"expected {_EXPECTED_ENTRY} (got {entry!r})"
+            )
+    if low > high:
+        raise ValueError(
+            f'range "{low}-{high}" runs backwards: write the lower status first, '
+            f'e.g. "{high}-{low}"'
+        )
+    return low, high
+
+
+def _default_expect_status() -> list[int | str]:
+    return ["200-399"]
 
 
 class HttpCheckSpec(ProbeSpec):
@@ -24,7 +114,7 @@ class HttpCheckSpec(ProbeSpec):
     headers: dict[str, str] = Field(default_factory=dict)
     body: str | None = Field(default=None, description="Request body to send, as text.")
     expect_status: list[int | str] = Field(
-        default_factory=lambda: ["200-399"],
+        default_factory=_default_expect_status,
         description='Accepted statuses: numbers or ranges such as "200-299". Default 200-399.',
     )
     body_contains: list[str] = Field(
@@ -36,3 +126,314 @@ class HttpCheckSpec(ProbeSpec):
     max_body_bytes: int = Field(default=DEFAULT_MAX_BODY_BYTES, gt=0)
     max_redirects: int = Field(default=5, ge=0, le=20)
     verify_tls: bool = True
+
+    @field_validator("expect_status")
+    @classmethod
+    def _valid_expect_status(cls, entries: list[int | str]) -> list[int | str]:
+        if not entries:
+            raise ValueError('must list at least one status, e.g. [200] or ["200-399"]')
+        # Every bad entry at once, so an operator fixes the list in one go.
+        problems = []
+        for index, entry in enumerate(entries):
+            try:
+                parse_status_entry(entry)
+            except ValueError as exc:
+                problems.append(f"[{index}] {exc}")
+        if problems:
+            raise ValueError("; ".join(problems))
+        return entries
+
+    def accepts_status(self, status: int) -> bool:
+        """Whether `status` is one of `expect_status`."""
+        # Parsed on each call: a handful of entries costs less than caching on a frozen model.
+        return any(
+            low <= status <= high for low, high in map(parse_status_entry, self.expect_status)
+        )
+
+
+async def probe_http(
+    spec: HttpCheckSpec,
+    *,
+    session: aiohttp.ClientSession,
+    now: Callable[[], datetime],
+    monotonic: Callable[[], float] = time.perf_counter,
+    retry_wait: float = 0.2,
+    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+) -> ProbeResult:
+    """Send `spec`'s request through `session` and classify the answer.
+
+    `spec.url` must be absolute. `now` stamps `started_at` (UTC); `monotonic` measures the
+    timings; `sleep` is what the single re-try of a connection_error waits with.
+    The caller owns `session` (the monitor gives each probe a fresh connection).
+    """
+    started_at = now()
+    attempts = 0
+
+    async def attempt() -> ProbeResult:
+        nonlocal attempts
+        attempts += 1
+        return await _attempt(spec, session=session, started_at=started_at, monotonic=monotonic)
+
+    retrying = AsyncRetrying(
+        stop=stop_after_attempt(2),
+        wait=wait_fixed(retry_wait),
+        # A timeout already spent the whole budget and an answer is the target's real
+        # state; only a connection that broke is worth one more look.
+        retry=retry_if_result(lambda result: result.outcome is Outcome.CONNECTION_ERROR),
+        retry_error_callback=_last_result,
+        before_sleep=before_sleep_log(_log, logging.DEBUG),
+        sleep=sleep,
+    )
+    result: ProbeResult = await retrying(attempt)
+    return _note_attempts(result, attempts) if attempts > 1 else result
+
+
+@dataclass(slots=True)
+class _Seen:
+    """What one attempt has seen so far, filled in as the answer arrives, so a failure half
+    way through still reports the status, headers and body that came before it."""
+
+    url: str
+    status: int | None = None
+    reason: str | None = None
+    headers: dict[str, str] = field(default_factory=dict)
+    charset: str | None = None
+    body: bytearray = field(default_factory=bytearray)
+    truncated: bool = False
+    ttfb: float | None = None
+
+
+async def _attempt(
+    spec: HttpCheckSpec,
+    *,
+    session: aiohttp.ClientSession,
+    started_at: datetime,
+    monotonic: Callable[[], float],
+) -> ProbeResult:
+    seen = _Seen(url=spec.url)
+    start = monotonic()
+    try:
+        async with asyncio.timeout(spec.timeout.total_seconds()):
+            status = await _exchange(spec, session=session, seen=seen, since=start, clock=monotonic)
+    except PROBE_ERRORS as exc:
+        return _failed(spec, seen, exc, started_at=started_at, elapsed=monotonic() - start)
+    total = monotonic() - start
+    outcome, error = _judge(spec, seen, status=status, total=total)
+    return ProbeResult(
+        outcome=outcome,
+        started_at=started_at,
+        latency=total,
+        evidence=_evidence(seen, error=error, total=total),
+    )
+
+
+async def _exchange(
+    spec: HttpCheckSpec,
+    *,
+    session: aiohttp.ClientSession,
+    seen: _Seen,
+    since: float,
+    clock: Callable[[], float],
+) -> int:
+    """One request and its capped body read, recorded into `seen`; returns the status."""
+    async with session.request(
+        spec.method,
+        spec.url,
+        headers=spec.headers,
+        data=spec.body,
+        allow_redirects=True,
+        # aiohttp gives up when the count of redirects *reaches* its max_redirects, so +1
+        # follows exactly spec.max_redirects of them (and 0 means "no redirect at all").
+        max_redirects=spec.max_redirects + 1,
+        # True defers to the connector's trust settings (by default the system CAs).
+        ssl=spec.verify_tls,
+        timeout=_NO_CLIENT_TIMEOUT,
+    ) as response:
+        seen.ttfb = clock() - since
+        seen.url = str(response.url)
+        seen.status = response.status
+        seen.reason = response.reason
+        seen.headers = _header_evidence(response.headers)
+        seen.charset = response.charset
+        seen.truncated = await _read_capped(
+            response.content, into=seen.body, cap=spec.max_body_bytes
+        )
+        if seen.truncated:
+            # Drop the connection rather than leave the rest of an endless body to anyone.
+            response.close()
+        return response.status
+
+
+async def _read_capped(content: aiohttp.StreamReader, *, into: bytearray, cap: int) -> bool:
+    """Append the (decompressed) body to `into`, at most `cap` bytes; True if there was more.
+
+    Asking for at most one byte past the cap keeps our memory at `cap + 1`; aiohttp pauses
+    the socket while its own small buffer is full and inflates compressed bodies in bounded
+    steps, so neither an endless stream nor a decompression bomb can grow either side.
+    """
+    while True:
+        chunk = await content.read(min(_READ_CHUNK, cap - len(into) + 1))
+        if not chunk:
+            return False
+        room = cap - len(into)
+        if len(chunk) > room:
+            into += chunk[:room]
+            return True
+        into += chunk
+
+
+def _judge(
+    spec: HttpCheckSpec, seen: _Seen, *, status: int, total: float
+) -> tuple[Outcome, str | None]:
+    """Classify a complete answer (see the module docstring for the order)."""
+    if status >= 500:
+        return Outcome.HTTP_5XX, _status_text(status, seen.reason)
+    if not spec.accepts_status(status):
+        accepted = ", ".join(str(entry) for entry in spec.expect_status)
+        return Outcome.UNEXPECTED_STATUS, (
+            f"{_status_text(status, seen.reason)} is outside expect_status [{accepted}]"
+        )
+    if seen.truncated:
+        return Outcome.TOO_LARGE, (
+            f"body is larger than max_body_bytes ({spec.max_body_bytes} bytes); "
+            "stopped reading there"
+        )
+    mismatch = _content_mismatch(spec, seen)
+    if mismatch is not None:
+        return Outcome.CONTENT_MISMATCH, mismatch
+    slow_after = spec.slow_after.total_seconds()
+    if total > slow_after:
+        return Outcome.SLOW, (
+            f"complete answer took {total:.3f}s, more than slow_after {slow_after:g}s"
+        )
+    return Outcome.OK, None
+
+
+def _content_mismatch(spec: HttpCheckSpec, seen: _Seen) -> str | None:
+    """Name every required text that is missing and every forbidden one that is present."""
+    if not spec.body_contains and not spec.body_not_contains:
+        return None
+    text = _decode(seen.body, seen.charset)
+    missing = [needle for needle in spec.body_contains if needle not in text]
+    forbidden = [needle for needle in spec.body_not_contains if needle in text]
+    problems = []
+    if missing:
+        problems.append("body lacks " + ", ".join(map(_quote, missing)))
+    if forbidden:
+        problems.append("body contains forbidden " + ", ".join(map(_quote, forbidden)))
+    if not problems:
+        return None
+    message = "; ".join(problems)
+    if len(message) > _MAX_CONTENT_ERROR_CHARS:
+        message = message[: _MAX_CONTENT_ERROR_CHARS - 1] + "…"
+    return message
+
+
+def _failed(
+    spec: HttpCheckSpec,
+    seen: _Seen,
+    exc: Exception,
+    *,
+    started_at: datetime,
+    elapsed: float,
+) -> ProbeResult:
+    """Classify an attempt that ended in an exception: no complete answer, so no latency."""
+    if isinstance(exc, aiohttp.TooManyRedirects) and exc.history:
+        # Show the last hop of the chain, which is where an operator starts looking.
+        last = exc.history[-1]
+        seen.url, seen.status, seen.reason = str(last.url), last.status, last.reason
+        seen.headers = _header_evidence(last.headers)
+        error = f"more than {spec.max_redirects} redirects; gave up at {seen.url}"
+        outcome = Outcome.TOO_LARGE
+    elif seen.status is not None and seen.status >= 500:
+        # The server already said it is broken; how its body then failed adds little, and a
+        # 5xx is never re-tried whatever came after it.
+        outcome = Outcome.HTTP_5XX
+        error = f"{_status_text(seen.status, seen.reason)}; then the body failed: {_why(exc)}"
+    else:
+        outcome = classify_exception(exc)
+        error = _why(exc)
+        if outcome is Outcome.TIMEOUT:
+            error = _timeout_text(spec, seen)
+    return ProbeResult(
+        outcome=outcome,
+        started_at=started_at,
+        latency=None,
+        evidence=_evidence(seen, error=error, total=elapsed),
+    )
+
+
+def _why(exc: Exception) -> str:
+    if isinstance(exc, TimeoutError):
+        return "it did not finish in time"
+    return one_line(exc)
+
+
+def _timeout_text(spec: HttpCheckSpec, seen: _Seen) -> str:
+    budget = f"no complete answer within timeout {spec.timeout.total_seconds():g}s"
+    if seen.status is None:
+        return budget + " (no response headers arrived)"
+    # Headers came but the body never finished: a server dribbling its answer.
+    return f"{budget} (status {seen.status} arrived, body stalled after {len(seen.body)} bytes)"
+
+
+def _evidence(seen: _Seen, *, error: str | None, total: float) -> Evidence:
+    timings = {"total": total}
+    if seen.ttfb is not None:
+        timings["ttfb"] = seen.ttfb
+    return Evidence(
+        url=seen.url,
+        status=seen.status,
+        error=error,
+        body_excerpt=_decode(seen.body[:EXCERPT_BYTES], seen.charset),
+        headers=seen.headers,
+        timings=timings,
+    )
+
+
+def _note_attempts(result: ProbeResult, attempts: int) -> ProbeResult:
+    """Mark a re-tried result, so the timeline shows the first failure was not ignored."""
+    evidence = result.evidence
+    retries = attempts - 1
+    error = evidence.error
+    if error is not None:
+        error = f"{error} (after {retries} {'retry' if retries == 1 else 'retries'})"
+    timings = {**evidence.timings, "attempts": float(attempts)}
+    return replace(result, evidence=replace(evidence, error=error, timings=timings))
+
+
+def _last_result(state: RetryCallState) -> ProbeResult:
+    # tenacity calls this when it stops re-trying: hand back the last classified result
+    # instead of its RetryError, since a failed probe is a value here, not an exception.
+    if state.outcome is None:  # pragma: no cover - tenacity always ran an attempt by now
+        raise RuntimeError("tenacity stopped before any attempt")
+    result: ProbeResult = state.outcome.result()
+    return result
+
+
+def _header_evidence(headers: Mapping[str, str]) -> dict[str, str]:
+    """Response headers as lower-case name -> first value, bounded in count and length."""
+    kept: dict[str, str] = {}
+    for name, value in headers.items():
+        key = name.lower()
+        if key in kept:
+            continue
+        if len(kept) >= MAX_EVIDENCE_HEADERS:
+            break
+        kept[key] = value[:_MAX_HEADER_VALUE_CHARS]
+    return kept
+
+
+def _decode(data: bytes | bytearray, charset: str | None) -> str:
+    try:
+        return data.decode(charset or "utf-8", errors="replace")
+    except LookupError:  # the target named a charset Python does not know
+        return data.decode("utf-8", errors="replace")
+
+
+def _status_text(status: int, reason: str | None) -> str:
+    return f"HTTP {status} {reason}" if reason else f"HTTP {status}"
+
+
+def _quote(text: str) -> str:
+    return json.dumps(text, ensure_ascii=False)

@@ -1,0 +1,187 @@
+"""`monitor demo`: the real monitor against the bundled demo shop, on a scripted timeline.
+
+A person watching sees each phase announced, the checks fail and recover, and incidents open,
+escalate and resolve as they would for a real client; a summary table ends the run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import tempfile
+from collections import Counter
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from monitor.app import running_monitor
+from monitor.clock import SystemClock
+from monitor.config.models import MonitorConfig
+from monitor.demo.shop import ShopFaults, start_shop
+from monitor.demo.timeline import DEMO_PHASES, Phase, run_timeline
+from monitor.events import EventKind, MonitorEvent
+from monitor.incident_list import format_table
+
+# The demo runs at a brisk pace: checks every 2 s, two failures open, two successes resolve,
+# and "slow" starts at 1 s (a slow page takes 1.5 s) so the 90 s script shows everything.
+DEMO_INTERVAL = 2.0
+DEMO_SLOW_AFTER = 1.0
+DEMO_SLOW_PAGE_SECONDS = 1.5
+
+PAGES = {
+    "home": ("/", None),
+    "product": ("/product/1", None),
+    "cart": ("/cart", None),
+    "checkout": ("/checkout", None),
+    "contact": ("/contact", 2),
+    "admin": ("/admin", 2),
+}
+
+_SHOWN = {
+    EventKind.CHECK_FAILED: "  check   ",
+    EventKind.CHECK_RECOVERED: "  check   ",
+    EventKind.INCIDENT_OPENED: "» INCIDENT",
+    EventKind.INCIDENT_CHECK_ADDED: "» incident",
+    EventKind.INCIDENT_ESCALATED: "» ESCALATE",
+    EventKind.INCIDENT_CHECK_RECOVERED: "» incident",
+    EventKind.INCIDENT_RESOLVED: "» RESOLVED",
+    EventKind.PROBE_DISCARDED: "  note    ",
+    EventKind.STORE_ERROR: "  error   ",
+}
+
+
+def demo_config(*, shop_url: str, database_url: str, speed: float) -> MonitorConfig:
+    interval = f"{max(0.1, DEMO_INTERVAL / speed):.3f}s".replace(".000s", "s")
+    return MonitorConfig.model_validate(
+        {
+            "database": {"url": database_url},
+            "server": {"host": "127.0.0.1", "port": 0},
+            "defaults": {
+                "interval": interval,
+                "timeout": "3s",
+                "slow_after": f"{DEMO_SLOW_AFTER}s",
+                "failures_to_open": 2,
+                "successes_to_resolve": 2,
+            },
+            "clients": [
+                {
+                    "id": "demo",
+                    "name": "Demo Shop Ltd",
+                    "sites": [
+                        {
+                            "id": "shop",
+                            "name": "demo-shop.local",
+                            "url": shop_url,
+                            "checks": [
+                                {"id": page, "url": path}
+                                | ({"severity": severity} if severity else {})
+                                for page, (path, severity) in PAGES.items()
+                            ],
+                        }
+                    ],
+                }
+            ],
+        }
+    )
+
+
+async def run_demo(*, speed: float = 1.0, keep: str | None = None, quiet: bool = False) -> int:
+    if speed <= 0:
+        raise ValueError("--speed must be above 0")
+    logging.getLogger("monitor.events").setLevel(logging.ERROR)  # the demo prints its own lines
+    clock = SystemClock()
+    started = clock.monotonic()
+
+    def say(text: str) -> None:
+        if not quiet:
+            print(f"[{clock.monotonic() - started:5.1f}s] {text}", flush=True)
+
+    def on_event(event: MonitorEvent) -> None:
+        label = _SHOWN.get(event.kind)
+        if label is not None:
+            say(f"{label} {event.message}")
+
+    def on_phase(phase: Phase) -> None:
+        say(f"── {phase.name}: {phase.description}")
+
+    faults = ShopFaults(slow_seconds=DEMO_SLOW_PAGE_SECONDS)
+    runner, shop_url = await start_shop(faults)
+    with tempfile.TemporaryDirectory(prefix="monitor-demo-") as scratch:
+        folder = Path(keep) if keep else Path(scratch)
+        folder.mkdir(parents=True, exist_ok=True)
+        database = folder / "demo.db"
+        config = demo_config(
+            shop_url=shop_url, database_url=f"sqlite+aiosqlite:///{database}", speed=speed
+        )
+        say(f"demo shop on {shop_url}; monitoring {len(PAGES)} pages every "
+            f"{config.defaults.interval.total_seconds():g}s; database {database}")
+        try:
+            async with running_monitor(config, clock=clock, listeners=[on_event]) as running:
+                say(f"monitor serving {running.url}/metrics and {running.url}/api/incidents")
+                await run_timeline(
+                    faults,
+                    speed=speed,
+                    clock_monotonic=clock.monotonic,
+                    sleep=asyncio.sleep,
+                    on_phase=on_phase,
+                )
+                incidents = await running.store.list_incidents(limit=1000)
+                outcomes = _outcome_counts(running.registry)
+        finally:
+            await runner.cleanup()
+        print()
+        print(_summary(incidents, outcomes))
+        if keep:
+            print(f"\ndatabase kept: {database}  (try: monitor incidents --database "
+                  f"sqlite+aiosqlite:///{database})")
+    return 0
+
+
+def _outcome_counts(registry: Any) -> Counter[str]:
+    counts: Counter[str] = Counter()
+    for family in registry.collect():
+        if family.name == "monitor_probe_results":
+            for sample in family.samples:
+                if sample.name.endswith("_total"):
+                    counts[sample.labels["outcome"]] += int(sample.value)
+    return counts
+
+
+def _summary(incidents: list[Any], outcomes: Counter[str]) -> str:
+    lines = [f"Incidents ({len(incidents)}):"]
+    if incidents:
+        rows: list[tuple[str, ...]] = [
+            ("ID", "SEV", "STATUS", "OPENED", "RESOLVED", "LASTED", "CHECKS", "TITLE")
+        ]
+        for incident in sorted(incidents, key=lambda i: i.id or 0):
+            rows.append(
+                (
+                    incident.ref,
+                    str(int(incident.severity)),
+                    str(incident.status),
+                    _clock_time(incident.opened_at),
+                    _clock_time(incident.resolved_at),
+                    _lasted(incident.opened_at, incident.resolved_at),
+                    ",".join(sorted(key.rsplit("/", 1)[-1] for key in incident.checks)),
+                    incident.title,
+                )
+            )
+        lines.append(format_table(rows))
+    total = sum(outcomes.values())
+    lines.append("")
+    lines.append(
+        f"Probes: {total} ("
+        + ", ".join(f"{name} {count}" for name, count in outcomes.most_common())
+        + ")"
+    )
+    return "\n".join(lines)
+
+
+def _clock_time(value: datetime | None) -> str:
+    return value.strftime("%H:%M:%S") if value else "-"
+
+
+def _lasted(opened: datetime, resolved: datetime | None) -> str:
+    if resolved is None:
+        return "open"
+    return f"{(resolved - opened).total_seconds():.0f}s"

@@ -1,0 +1,130 @@
+"""Turning a database URL into a configured async engine.
+
+Accepted URLs (the sync driver names are upgraded to their async drivers):
+
+    sqlite+aiosqlite:///relative/monitor.db      sqlite:////var/lib/monitor/monitor.db
+    postgresql+asyncpg://user:pass@host:5432/db  postgresql://user@host/db
+
+PostgreSQL session settings go in the libpq-style `options` query parameter, the same text
+psql accepts, e.g. a schema other than `public`:
+
+    postgresql+asyncpg://monitor@db/monitor?options=-csearch_path%3Dmonitor
+
+Each `-c name=value` becomes an asyncpg server setting (asyncpg has no `options` argument).
+"""
+
+from __future__ import annotations
+
+import shlex
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import event
+from sqlalchemy.engine import URL, Connection, make_url
+from sqlalchemy.exc import ArgumentError
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+from monitor.store.errors import StoreError
+
+_ASYNC_DRIVERS = {"sqlite": "sqlite+aiosqlite", "postgresql": "postgresql+asyncpg"}
+_EXAMPLES = "sqlite+aiosqlite:///monitor.db or postgresql+asyncpg://user@host/db"
+
+# Execution option naming the statement that opens a transaction on SQLite.
+SQLITE_BEGIN = "monitor_sqlite_begin"
+
+
+def create_engine(url: str) -> AsyncEngine:
+    """An engine for `url`; creates a SQLite file's parent directory if needed."""
+    parsed = _parse(url)
+    if parsed.get_backend_name() == "sqlite":
+        _ensure_parent_dir(parsed)
+        engine = create_async_engine(parsed)
+        _install_sqlite_hooks(engine)
+        return engine
+    parsed, server_settings = _split_pg_options(parsed)
+    connect_args: dict[str, Any] = {"server_settings": server_settings} if server_settings else {}
+    # pre_ping: a long-running monitor outlives server restarts and idle-connection reapers.
+    return create_async_engine(parsed, connect_args=connect_args, pool_pre_ping=True)
+
+
+def describe(url: str) -> str:
+    """The URL without its password, for logs and error messages."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except ArgumentError:
+        return "<unparseable database URL>"
+
+
+def _parse(url: str) -> URL:
+    try:
+        parsed = make_url(url)
+    except ArgumentError as exc:
+        raise StoreError(f"database URL {url!r} is not a URL; use {_EXAMPLES}") from exc
+    backend = parsed.get_backend_name()
+    if backend not in _ASYNC_DRIVERS:
+        raise StoreError(
+            f"database URL {describe(url)}: unsupported database {backend!r}; use {_EXAMPLES}"
+        )
+    if parsed.drivername == backend:
+        parsed = parsed.set(drivername=_ASYNC_DRIVERS[backend])
+    if parsed.drivername != _ASYNC_DRIVERS[backend]:
+        raise StoreError(
+            f"database URL {describe(url)}: driver {parsed.drivername!r} is not supported; "
+            f"use {_ASYNC_DRIVERS[backend]}"
+        )
+    return parsed
+
+
+def _ensure_parent_dir(url: URL) -> None:
+    database = url.database or ""
+    # ":memory:" and "file:" URIs name no directory we should create.
+    if database and database != ":memory:" and not database.startswith("file:"):
+        Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+
+
+def _split_pg_options(url: URL) -> tuple[URL, dict[str, str]]:
+    raw = url.query.get("options")
+    if raw is None:
+        return url, {}
+    text = raw if isinstance(raw, str) else " ".join(raw)
+    settings: dict[str, str] = {}
+    tokens = shlex.split(text)
+    while tokens:
+        token = tokens.pop(0)
+        if token == "-c" and tokens:
+            token = "-c" + tokens.pop(0)
+        if token.startswith("-c"):
+            pair = token[2:]
+        elif token.startswith("--"):
+            pair = token[2:]
+        else:
+            pair = ""
+        name, sep, value = pair.partition("=")
+        if not sep or not name:
+            raise StoreError(
+                f"database URL {url.render_as_string(hide_password=True)}: "
+                f"options must be '-c name=value' settings, e.g. "
+                f"options=-csearch_path%3Dmonitor (got {text!r})"
+            )
+        settings[name] = value
+    return url.difference_update_query(["options"]), settings
+
+
+def _install_sqlite_hooks(engine: AsyncEngine) -> None:
+    # Python's sqlite3 (before 3.16) skips BEGIN for DDL and SELECT, so migrations would not
+    # be atomic; SQLAlchemy's documented recipe hands BEGIN to us instead.
+    def on_connect(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA foreign_keys = ON")
+        # WAL: readers (the HTTP API) never block the writer (the scheduler), nor it them.
+        cursor.execute("PRAGMA journal_mode = WAL")
+        cursor.close()
+
+    def on_begin(connection: Connection) -> None:
+        # Writers ask for BEGIN IMMEDIATE: they queue on the busy timeout for the write lock
+        # up front, rather than failing when a read transaction tries to upgrade.
+        connection.exec_driver_sql(connection.get_execution_options().get(SQLITE_BEGIN, "BEGIN"))
+
+    event.listen(engine.sync_engine, "connect", on_connect)
+    event.listen(engine.sync_engine, "begin", on_begin)

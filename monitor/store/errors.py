@@ -1,0 +1,57 @@
+"""The store's exception tree. SQLAlchemy and driver errors are translated here, once.
+
+StoreError                   anything the store could not do; the original is __cause__
+ ├── StoreUnavailable        the database cannot be reached or is busy: retry later
+ ├── DuplicateOpenIncident   a site already has an open incident (.site)
+ └── IncidentNotFound        an update named an incident id that is not stored (.incident_id)
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+
+from sqlalchemy.exc import InterfaceError, OperationalError, SQLAlchemyError
+
+
+class StoreError(Exception):
+    """The store could not complete an operation."""
+
+
+class StoreUnavailable(StoreError):
+    """The database is unreachable, closed the connection, or stayed locked too long."""
+
+
+class DuplicateOpenIncident(StoreError):
+    """The database refused a second open incident for one site (partial unique index)."""
+
+    def __init__(self, site: str) -> None:
+        super().__init__(
+            f"site {site!r} already has an open incident; resolve it or update it instead "
+            "of opening another"
+        )
+        self.site = site
+
+
+class IncidentNotFound(StoreError):
+    def __init__(self, incident_id: int) -> None:
+        super().__init__(f"incident {incident_id} is not in the store")
+        self.incident_id = incident_id
+
+
+@contextlib.contextmanager
+def translated(action: str) -> Iterator[None]:
+    """Re-raise third-party errors raised inside as StoreError subclasses, saying what failed.
+
+    A plain (not async) context manager works around `await` too, and keeps tracebacks short.
+    """
+    try:
+        yield
+    except StoreError:
+        raise
+    # OperationalError covers "database is locked" and lost connections; OSError is what
+    # asyncpg raises when the server refuses or never answers the connection.
+    except (OperationalError, InterfaceError, OSError) as exc:
+        raise StoreUnavailable(f"{action}: {exc}") from exc
+    except SQLAlchemyError as exc:
+        raise StoreError(f"{action}: {exc}") from exc

@@ -1,0 +1,125 @@
+"""The schema as SQLAlchemy Core metadata: the source the migrations are checked against.
+
+A change here needs a new revision in monitor/migrations/versions/; a test compares the
+migrated database with this metadata on SQLite and PostgreSQL.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Dialect
+
+# Deterministic constraint names, so later migrations can refer to them on both backends.
+NAMING_CONVENTION = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+metadata = sa.MetaData(naming_convention=NAMING_CONVENTION)
+
+# SQLite only auto-increments an INTEGER PRIMARY KEY; PostgreSQL needs 64 bits for tables that
+# grow with every probe (10k checks every 30 s pass 2**31 ids in under three months).
+BigId = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
+
+
+class UTCDateTime(sa.TypeDecorator[datetime]):
+    """Timezone-aware UTC datetimes in, timezone-aware UTC datetimes out, on every backend.
+
+    SQLite has no time zone type: values are stored as naive UTC text and made aware again
+    on the way out. Naive datetimes are refused, since their meaning is a guess.
+    """
+
+    impl = sa.DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None or value.utcoffset() is None:
+            raise ValueError(f"naive datetime {value.isoformat()}: pass an aware UTC datetime")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value.astimezone(UTC)
+
+
+OPEN_STATUS_CLAUSE = sa.text("status = 'open'")
+
+incidents = sa.Table(
+    "incidents",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("client", sa.Text, nullable=False),
+    sa.Column("site", sa.Text, nullable=False),
+    sa.Column("title", sa.Text, nullable=False),
+    sa.Column("severity", sa.Integer, nullable=False),
+    sa.Column("status", sa.Text, nullable=False),
+    sa.Column("opened_at", UTCDateTime, nullable=False),
+    sa.Column("resolved_at", UTCDateTime, nullable=True),
+    sa.Column("failing_checks", sa.JSON, nullable=False),
+    sa.Column("checks", sa.JSON, nullable=False),
+    sa.Column("updated_at", UTCDateTime, nullable=False),
+    # The database, not the engine, guarantees one open incident per site: two processes
+    # racing to open one for the same site cannot both win.
+    sa.Index(
+        "uq_incidents_open_site",
+        "site",
+        unique=True,
+        sqlite_where=OPEN_STATUS_CLAUSE,
+        postgresql_where=OPEN_STATUS_CLAUSE,
+    ),
+    sa.Index("ix_incidents_opened_at", "opened_at"),
+)
+
+timeline = sa.Table(
+    "timeline",
+    metadata,
+    sa.Column("id", BigId, primary_key=True, autoincrement=True),
+    sa.Column("incident_id", sa.Integer, sa.ForeignKey("incidents.id"), nullable=False),
+    sa.Column("at", UTCDateTime, nullable=False),
+    sa.Column("kind", sa.Text, nullable=False),
+    sa.Column("message", sa.Text, nullable=False),
+    sa.Column("check_key", sa.Text, nullable=True),
+    sa.Column("outcome", sa.Text, nullable=True),
+    sa.Column("severity", sa.Integer, nullable=True),
+    sa.Column("evidence", sa.JSON, nullable=True),
+    sa.Index("ix_timeline_incident_id_id", "incident_id", "id"),
+)
+
+check_state = sa.Table(
+    "check_state",
+    metadata,
+    sa.Column("check_key", sa.Text, primary_key=True),
+    sa.Column("recent", sa.JSON, nullable=False),  # severities, newest last; null = success
+    sa.Column("successes", sa.Integer, nullable=False),
+    sa.Column("failing", sa.Boolean, nullable=False),
+    sa.Column("severity", sa.Integer, nullable=True),
+    sa.Column("last_outcome", sa.Text, nullable=True),
+    sa.Column("last_result_at", UTCDateTime, nullable=True),
+    sa.Column("since", UTCDateTime, nullable=True),
+)
+
+check_history = sa.Table(
+    "check_history",
+    metadata,
+    sa.Column("id", BigId, primary_key=True, autoincrement=True),
+    sa.Column("check_key", sa.Text, nullable=False),
+    sa.Column("at", UTCDateTime, nullable=False),
+    sa.Column("outcome", sa.Text, nullable=False),
+    sa.Column("latency", sa.Float, nullable=True),
+    sa.Column("status", sa.Integer, nullable=True),
+    sa.Column("error", sa.Text, nullable=True),
+    sa.Index("ix_check_history_check_key_id", "check_key", "id"),
+)
+
+ALL_TABLES = (incidents, timeline, check_state, check_history)

@@ -1,0 +1,64 @@
+"""Fixtures shared by the whole suite.
+
+`database_url` runs a test once on SQLite (a file in tmp_path) and once on PostgreSQL when
+MONITOR_TEST_POSTGRES_URL is set (CI: postgresql+asyncpg://postgres@127.0.0.1:5432/test).
+Test runs share that database, so each PostgreSQL test gets a fresh schema of its own, named
+in the URL's libpq-style `options` (see monitor.store.engine), and dropped afterwards.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import text
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.ext.asyncio import create_async_engine
+
+from monitor.store import Store
+
+POSTGRES_ENV = "MONITOR_TEST_POSTGRES_URL"
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    if request.param == "sqlite":
+        yield f"sqlite+aiosqlite:///{tmp_path}/monitor.db"
+        return
+    base = os.environ.get(POSTGRES_ENV)
+    if not base:
+        pytest.skip(f"set {POSTGRES_ENV} to run PostgreSQL tests")
+    url = make_url(base)
+    schema = f"t_{uuid.uuid4().hex}"
+    asyncio.run(_run_sql(url, f'CREATE SCHEMA "{schema}"'))
+    try:
+        yield url.update_query_dict({"options": f"-csearch_path={schema}"}).render_as_string(
+            hide_password=False
+        )
+    finally:
+        asyncio.run(_run_sql(url, f'DROP SCHEMA "{schema}" CASCADE'))
+
+
+@pytest.fixture
+async def store(database_url: str) -> AsyncIterator[Store]:
+    """An open store on a fresh database, closed after the test."""
+    opened = await Store.open(database_url)
+    try:
+        yield opened
+    finally:
+        await opened.close()
+
+
+async def _run_sql(url: URL, sql: str) -> None:
+    engine = create_async_engine(url, isolation_level="AUTOCOMMIT")
+    try:
+        async with engine.connect() as connection:
+            # Fail rather than hang if a test left a connection holding locks in the schema.
+            await connection.execute(text("SET lock_timeout = '10s'"))
+            await connection.execute(text(sql))
+    finally:
+        await engine.dispose()

@@ -1,0 +1,435 @@
+"""The demo shop over real loopback HTTP, and its fault timeline on a fake clock."""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import AsyncIterator
+
+import aiohttp
+import pytest
+from pytest_aiohttp import AiohttpClient
+from yarl import URL
+
+from monitor.demo import (
+    DEMO_DURATION,
+    DEMO_PHASES,
+    Fault,
+    Phase,
+    ShopFaults,
+    create_shop_app,
+    phase_at,
+    run_timeline,
+    start_shop,
+)
+from monitor.demo.shop import PAGES
+
+
+@pytest.fixture
+def faults() -> ShopFaults:
+    return ShopFaults(slow_seconds=0.2)
+
+
+@pytest.fixture
+async def shop(faults: ShopFaults) -> AsyncIterator[str]:
+    runner, base_url = await start_shop(faults)
+    try:
+        yield base_url
+    finally:
+        await runner.cleanup()
+
+
+@pytest.fixture
+async def client() -> AsyncIterator[aiohttp.ClientSession]:
+    # unsafe=True: the default cookie jar refuses cookies from IP addresses such as 127.0.0.1.
+    async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as session:
+        yield session
+
+
+PAGE_URLS = {
+    "home": "/",
+    "product": "/product/1",
+    "cart": "/cart",
+    "checkout": "/checkout",
+    "contact": "/contact",
+    "admin": "/admin",
+}
+
+
+async def get(client: aiohttp.ClientSession, url: str) -> tuple[int, str]:
+    async with client.get(url) as response:
+        return response.status, await response.text()
+
+
+# -- healthy pages ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("path", "expected"),
+    [
+        ("/", "/product/1"),
+        ("/product/1", 'name="csrf_token"'),
+        ("/product/1", '<img src="/static/mug.png"'),
+        ("/cart", "Your cart is empty"),
+        ("/checkout", 'name="card_number"'),
+        ("/contact", 'name="message"'),
+        ("/admin", "Admin login"),
+    ],
+)
+async def test_healthy_pages_answer_200_with_their_content(
+    shop: str, client: aiohttp.ClientSession, path: str, expected: str
+) -> None:
+    status, body = await get(client, shop + path)
+    assert status == 200
+    assert "<title>" in body and "Demo Shop</title>" in body
+    assert expected in body
+
+
+async def test_static_image_is_a_png_and_healthz_answers(
+    shop: str, client: aiohttp.ClientSession
+) -> None:
+    async with client.get(shop + "/static/mug.png") as response:
+        assert response.status == 200
+        assert response.content_type == "image/png"
+        png = await response.read()
+    assert png.startswith(b"\x89PNG\r\n\x1a\n")
+    assert png[12:16] == b"IHDR" and png.endswith(b"IEND\xaeB`\x82")
+    assert await get(client, shop + "/healthz") == (200, "ok")
+
+
+async def test_unknown_product_is_404(shop: str, client: aiohttp.ClientSession) -> None:
+    status, _ = await get(client, shop + "/product/999")
+    assert status == 404
+
+
+async def test_contact_form_thanks_and_rejects_empty(
+    shop: str, client: aiohttp.ClientSession
+) -> None:
+    form = {"name": "Ann", "email": "ann@example.com", "message": "Hello"}
+    async with client.post(shop + "/contact", data=form) as response:
+        assert response.status == 200
+        assert "Thank you" in await response.text()
+    async with client.post(shop + "/contact", data={"name": "Ann"}) as response:
+        assert response.status == 400
+
+
+async def test_happy_path_from_product_to_order_confirmed(
+    shop: str, client: aiohttp.ClientSession
+) -> None:
+    status, product = await get(client, shop + "/product/1")
+    assert status == 200
+    match = re.search(r'name="csrf_token" value="([^"]+)"', product)
+    assert match is not None
+    assert client.cookie_jar.filter_cookies(URL(shop)).get("shop_session") is not None
+
+    form = {"csrf_token": match.group(1), "product_id": "1", "quantity": "2"}
+    async with client.post(shop + "/cart", data=form, allow_redirects=False) as response:
+        assert response.status == 303
+        assert response.headers["Location"] == "/cart"
+
+    status, cart = await get(client, shop + "/cart")
+    assert "Agency Coffee Mug x 2" in cart
+
+    status, checkout = await get(client, shop + "/checkout")
+    assert "EUR 25.00" in checkout
+
+    card = {"csrf_token": match.group(1), "card_number": "4242 4242 4242 4242"}
+    async with client.post(shop + "/checkout", data=card) as response:
+        assert response.status == 200
+        confirmed = await response.text()
+    assert "Order confirmed" in confirmed
+    first_order = re.search(r"DS-\d{6}", confirmed)
+    assert first_order is not None
+
+    status, cart = await get(client, shop + "/cart")
+    assert "Your cart is empty" in cart
+
+    async with client.post(shop + "/checkout", data=card) as response:
+        second_order = re.search(r"DS-\d{6}", await response.text())
+    assert second_order is not None and second_order.group() != first_order.group()
+
+
+async def test_checkout_without_card_number_is_refused(
+    shop: str, client: aiohttp.ClientSession
+) -> None:
+    async with client.post(shop + "/checkout", data={"card_number": ""}) as response:
+        assert response.status == 400
+        assert "Order confirmed" not in await response.text()
+
+
+# -- faults -------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("page", PAGES)
+async def test_error_500_fault_answers_500_with_html(
+    shop: str, client: aiohttp.ClientSession, faults: ShopFaults, page: str
+) -> None:
+    faults.set(page, Fault.ERROR_500)
+    status, body = await get(client, shop + PAGE_URLS[page])
+    assert status == 500
+    assert "Internal Server Error" in body
+    # Other pages stay healthy.
+    other = "admin" if page != "admin" else "home"
+    assert (await get(client, shop + PAGE_URLS[other]))[0] == 200
+
+
+async def test_error_500_fault_applies_to_posts_too(
+    shop: str, client: aiohttp.ClientSession, faults: ShopFaults
+) -> None:
+    faults.set("checkout", Fault.ERROR_500)
+    async with client.post(shop + "/checkout", data={"card_number": "4242"}) as response:
+        assert response.status == 500
+
+
+async def test_slow_fault_delays_the_normal_page(
+    shop: str, client: aiohttp.ClientSession, faults: ShopFaults
+) -> None:
+    faults.set("product", Fault.SLOW)
+    started = time.monotonic()
+    status, body = await get(client, shop + "/product/1")
+    elapsed = time.monotonic() - started
+    assert status == 200 and "Add to cart" in body
+    assert elapsed >= faults.slow_seconds
+
+    started = time.monotonic()
+    assert (await get(client, shop + "/"))[0] == 200
+    assert time.monotonic() - started < faults.slow_seconds
+
+
+async def test_slow_fault_waits_with_the_injected_sleep(client: aiohttp.ClientSession) -> None:
+    slept: list[float] = []
+
+    async def record(seconds: float) -> None:
+        slept.append(seconds)
+
+    faults = ShopFaults(slow_seconds=42.0)
+    faults.set("home", Fault.SLOW)
+    runner, base_url = await start_shop(faults, sleep=record)
+    try:
+        assert (await get(client, base_url + "/"))[0] == 200
+    finally:
+        await runner.cleanup()
+    assert slept == [42.0]
+
+
+@pytest.mark.parametrize("page", ["home", "checkout"])
+async def test_down_fault_drops_the_connection(
+    shop: str, client: aiohttp.ClientSession, faults: ShopFaults, page: str
+) -> None:
+    faults.set(page, Fault.DOWN)
+    with pytest.raises((aiohttp.ServerDisconnectedError, aiohttp.ClientOSError)):
+        await get(client, shop + PAGE_URLS[page])
+    # The shop itself keeps serving the other pages.
+    assert (await get(client, shop + "/admin"))[0] == 200
+
+
+async def test_clear_restores_every_page(
+    shop: str, client: aiohttp.ClientSession, faults: ShopFaults
+) -> None:
+    faults.set_all(Fault.ERROR_500)
+    assert (await get(client, shop + "/contact"))[0] == 500
+    faults.clear()
+    for path in PAGE_URLS.values():
+        assert (await get(client, shop + path))[0] == 200
+
+
+def test_unknown_page_is_refused_with_the_known_ones() -> None:
+    with pytest.raises(ValueError, match="unknown page 'basket'.*checkout"):
+        ShopFaults().set("basket", Fault.DOWN)
+    with pytest.raises(ValueError, match="unknown page"):
+        ShopFaults().replace({"basket": Fault.DOWN})
+
+
+# -- control endpoint ---------------------------------------------------------------------------
+
+
+async def test_control_endpoint_flips_faults(
+    shop: str, client: aiohttp.ClientSession, faults: ShopFaults
+) -> None:
+    async with client.get(shop + "/_demo/faults") as response:
+        state = await response.json()
+    assert state == {"pages": dict.fromkeys(PAGES, "none"), "slow_seconds": 0.2}
+
+    async with client.post(shop + "/_demo/faults", json={"page": "home", "fault": "500"}) as r:
+        assert r.status == 200
+        assert (await r.json())["pages"]["home"] == "500"
+    assert (await get(client, shop + "/"))[0] == 500
+
+    async with client.post(shop + "/_demo/faults", json={"all": "down"}) as r:
+        assert r.status == 200
+    assert set(faults.pages.values()) == {Fault.DOWN}
+
+    async with client.post(shop + "/_demo/faults", json={"all": "none"}) as r:
+        assert (await r.json())["pages"] == dict.fromkeys(PAGES, "none")
+    assert (await get(client, shop + "/"))[0] == 200
+
+
+@pytest.mark.parametrize(
+    ("payload", "error"),
+    [
+        ({"page": "home", "fault": "broken"}, "faults are none, 500, slow, down"),
+        ({"page": "basket", "fault": "500"}, "unknown page 'basket'"),
+        ({"fault": "500"}, '{"all": "none"}'),
+        (["home"], "JSON object"),
+    ],
+)
+async def test_control_endpoint_explains_bad_requests(
+    shop: str, client: aiohttp.ClientSession, payload: object, error: str
+) -> None:
+    async with client.post(shop + "/_demo/faults", json=payload) as response:
+        assert response.status == 400
+        assert error in (await response.json())["error"]
+
+
+async def test_control_endpoint_refuses_non_json(shop: str, client: aiohttp.ClientSession) -> None:
+    async with client.post(shop + "/_demo/faults", data=b"home=500") as response:
+        assert response.status == 400
+        assert "JSON" in (await response.json())["error"]
+
+
+async def test_start_shop_url_names_the_real_port(faults: ShopFaults) -> None:
+    runner, base_url = await start_shop(faults)
+    try:
+        assert re.fullmatch(r"http://127\.0\.0\.1:\d+", base_url)
+        assert not base_url.endswith(":0")
+    finally:
+        await runner.cleanup()
+
+
+async def test_shop_app_serves_through_aiohttp_test_server(
+    aiohttp_client: AiohttpClient, faults: ShopFaults
+) -> None:
+    test_client = await aiohttp_client(create_shop_app(faults))
+    response = await test_client.get("/admin")
+    assert response.status == 200
+    assert "Admin login" in await response.text()
+
+
+# -- timeline -----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("elapsed", "name"),
+    [
+        (0.0, "healthy"),
+        (14.99, "healthy"),
+        (15.0, "outage"),
+        (34.99, "outage"),
+        (35.0, "recovery"),
+        (49.99, "recovery"),
+        (50.0, "slow"),
+        (59.99, "slow"),
+        (60.0, "down while slow"),
+        (71.99, "down while slow"),
+        (72.0, "recovery"),
+        (89.99, "recovery"),
+        (90.0, "recovery"),
+        (500.0, "recovery"),
+    ],
+)
+def test_phase_at_boundaries(elapsed: float, name: str) -> None:
+    assert phase_at(elapsed).name == name
+
+
+def test_phase_at_refuses_time_before_start_and_bad_phases() -> None:
+    with pytest.raises(ValueError, match="at least 0.0"):
+        phase_at(-1.0)
+    with pytest.raises(ValueError, match="empty"):
+        phase_at(1.0, ())
+    with pytest.raises(ValueError, match="in order"):
+        phase_at(1.0, (Phase("b", 10.0), Phase("a", 0.0)))
+
+
+def test_demo_phases_shape() -> None:
+    assert DEMO_DURATION == 90.0
+    assert [(p.name, p.starts_at) for p in DEMO_PHASES] == [
+        ("healthy", 0.0),
+        ("outage", 15.0),
+        ("recovery", 35.0),
+        ("slow", 50.0),
+        ("down while slow", 60.0),
+        ("recovery", 72.0),
+    ]
+    outage = phase_at(20.0)
+    assert dict(outage.faults) == {
+        page: Fault.ERROR_500 for page in ("home", "product", "cart", "checkout")
+    }
+    assert "Severity 1" in outage.description
+    assert dict(phase_at(55.0).faults) == {"home": Fault.SLOW, "product": Fault.SLOW}
+    assert dict(phase_at(65.0).faults) == {"product": Fault.SLOW, "checkout": Fault.ERROR_500}
+    assert all(p.description for p in DEMO_PHASES)
+
+
+class FakeClock:
+    """Monotonic time that moves only when something sleeps on it."""
+
+    def __init__(self, start: float = 1000.0, *, overshoot: float = 0.0) -> None:
+        self.now = start
+        self.overshoot = overshoot
+        self.sleeps: list[float] = []
+
+    def monotonic(self) -> float:
+        return self.now
+
+    async def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        self.now += seconds + self.overshoot
+
+
+@pytest.mark.parametrize("speed", [1.0, 3.0])
+async def test_run_timeline_applies_phases_in_order(speed: float) -> None:
+    clock = FakeClock()
+    faults = ShopFaults()
+    seen: list[tuple[float, str, dict[str, Fault]]] = []
+
+    def on_phase(phase: Phase) -> None:
+        seen.append((clock.now - 1000.0, phase.name, dict(faults.pages)))
+
+    await run_timeline(
+        faults,
+        speed=speed,
+        clock_monotonic=clock.monotonic,
+        sleep=clock.sleep,
+        on_phase=on_phase,
+    )
+
+    assert [name for _, name, _ in seen] == [p.name for p in DEMO_PHASES]
+    assert [at for at, _, _ in seen] == pytest.approx([p.starts_at / speed for p in DEMO_PHASES])
+    outage_pages = seen[1][2]
+    assert outage_pages["home"] is Fault.ERROR_500 and outage_pages["admin"] is Fault.NONE
+    assert set(seen[2][2].values()) == {Fault.NONE}
+    assert seen[3][2]["product"] is Fault.SLOW and seen[3][2]["cart"] is Fault.NONE
+    assert clock.now - 1000.0 == pytest.approx(DEMO_DURATION / speed)
+    assert set(faults.pages.values()) == {Fault.NONE}
+
+
+async def test_run_timeline_does_not_drift_when_sleeps_overrun() -> None:
+    clock = FakeClock(overshoot=0.5)
+    starts: list[float] = []
+    await run_timeline(
+        ShopFaults(),
+        clock_monotonic=clock.monotonic,
+        sleep=clock.sleep,
+        on_phase=lambda phase: starts.append(clock.now - 1000.0),
+    )
+    # Each phase starts at most one overshoot late, never the sum of all earlier ones.
+    assert starts == [0.0, 15.5, 35.5, 50.5, 60.5, 72.5]
+    assert clock.sleeps[1:] == [19.5, 14.5, 9.5, 11.5, 17.5]
+
+
+async def test_run_timeline_with_custom_phases_and_bad_speed() -> None:
+    clock = FakeClock()
+    faults = ShopFaults()
+    phases = (Phase("up", 0.0), Phase("down", 2.0, {"admin": Fault.DOWN}))
+    await run_timeline(
+        faults,
+        clock_monotonic=clock.monotonic,
+        sleep=clock.sleep,
+        phases=phases,
+        duration=5.0,
+    )
+    assert faults.pages["admin"] is Fault.DOWN
+    assert clock.now - 1000.0 == 5.0
+
+    with pytest.raises(ValueError, match="speed must be above 0"):
+        await run_timeline(faults, speed=0, clock_monotonic=clock.monotonic, sleep=clock.sleep)
