@@ -21,9 +21,7 @@ def parse_duration(value: Any) -> timedelta:
         match = _PATTERN.match(value)
         if match:
             return timedelta(seconds=float(match.group(1)) * _UNITS[match.group(2)])
-    raise ValueError(
-        f"must be a duration such as 500ms, 30s, 5m, 4h or 1d (got {value!r})"
-    )
+    raise ValueError(f"must be a duration such as 500ms, 30s, 5m, 4h or 1d (got {value!r})")
 
 
 def format_duration(value: timedelta) -> str:

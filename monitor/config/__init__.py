@@ -1,0 +1,22 @@
+"""The config file: models, loading with located errors, and its JSON Schema."""
+
+from monitor.config.loader import ConfigError, ConfigProblem, load_config, load_config_text
+from monitor.config.models import (
+    ConfiguredCheck,
+    MonitorConfig,
+    configured_checks,
+)
+from monitor.config.schema import json_schema, render_json_schema, write_json_schema
+
+__all__ = [
+    "ConfigError",
+    "ConfigProblem",
+    "ConfiguredCheck",
+    "MonitorConfig",
+    "configured_checks",
+    "json_schema",
+    "load_config",
+    "load_config_text",
+    "render_json_schema",
+    "write_json_schema",
+]

@@ -7,21 +7,25 @@ policy in `incidents/`; this module assembles them into one file format. The JSO
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import timedelta
 from typing import Annotated
 from urllib.parse import urljoin, urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
+from pydantic_core import PydanticCustomError
 
 from checks.duration import Duration
 from checks.http import HttpCheckSpec
 from incidents.model import CheckRef
 from incidents.severity import Severity, SeverityPolicy
 
+SLUG_PATTERN = r"^[a-z0-9][a-z0-9_.-]{0,62}$"
+
 Slug = Annotated[
     str,
     Field(
-        pattern=r"^[a-z0-9][a-z0-9_.-]{0,62}$",
+        pattern=SLUG_PATTERN,
         description="Lower-case letters, digits, '.', '_' and '-'; used in metrics and URLs.",
     ),
 ]
@@ -31,23 +35,39 @@ class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+def _require_unique_ids(items: Iterable[CheckCommon | SiteConfig | ClientConfig]) -> None:
+    # Ids become metric labels and check keys ("client/site/check"): a duplicate would
+    # silently merge two checks. The YAML loader reports duplicates with their lines itself
+    # and drops this error (type "duplicate_id"); this guards configs built in code.
+    seen: set[str] = set()
+    for item in items:
+        if item.id in seen:
+            raise PydanticCustomError("duplicate_id", "duplicate id '{id}'", {"id": item.id})
+        seen.add(item.id)
+
+
+MIN_INTERVAL = timedelta(milliseconds=100)
+
+
+def _interval_floor(value: timedelta) -> timedelta:
+    if value < MIN_INTERVAL:
+        raise ValueError("must be at least 100ms")
+    return value
+
+
+Interval = Annotated[Duration, AfterValidator(_interval_floor)]
+
+
 class Defaults(_Model):
     """Values every check inherits unless it sets its own."""
 
-    interval: Duration = Field(default=timedelta(seconds=60), description="How often to probe.")
+    interval: Interval = Field(default=timedelta(seconds=60), description="How often to probe.")
     timeout: Duration = timedelta(seconds=10)
     slow_after: Duration = Field(
         default=timedelta(seconds=5), description="Slower than this is `slow` (Severity 2)."
     )
     failures_to_open: int = Field(default=3, ge=1, le=100)
     successes_to_resolve: int = Field(default=2, ge=1, le=100)
-
-    @field_validator("interval")
-    @classmethod
-    def _interval_floor(cls, value: timedelta) -> timedelta:
-        if value < timedelta(seconds=1):
-            raise ValueError("must be at least 1s")
-        return value
 
 
 INHERITED_FIELDS = tuple(Defaults.model_fields)
@@ -58,7 +78,7 @@ class CheckCommon(_Model):
 
     id: Slug
     name: str | None = Field(default=None, description="Display name; defaults to the id.")
-    interval: Duration = Defaults.model_fields["interval"].default
+    interval: Interval = Defaults.model_fields["interval"].default
     failures_to_open: int = Field(default=3, ge=1, le=100)
     successes_to_resolve: int = Field(default=2, ge=1, le=100)
     severity: Severity | None = Field(
@@ -81,12 +101,20 @@ class SiteConfig(_Model):
     url: str = Field(description="Base URL the checks' paths are joined to.")
     checks: list[CheckConfig] = Field(min_length=1)
 
+    @field_validator("checks")
+    @classmethod
+    def _unique_check_ids(cls, value: list[CheckConfig]) -> list[CheckConfig]:
+        _require_unique_ids(value)
+        return value
+
     @field_validator("url")
     @classmethod
     def _absolute_http_url(cls, value: str) -> str:
         parts = urlsplit(value)
         if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ValueError(f"must be an absolute http(s) URL such as https://shop.example (got {value!r})")
+            raise ValueError(
+                f"must be an absolute http(s) URL such as https://shop.example (got {value!r})"
+            )
         return value
 
     @property
@@ -98,6 +126,12 @@ class ClientConfig(_Model):
     id: Slug
     name: str | None = None
     sites: list[SiteConfig] = Field(min_length=1)
+
+    @field_validator("sites")
+    @classmethod
+    def _unique_site_ids(cls, value: list[SiteConfig]) -> list[SiteConfig]:
+        _require_unique_ids(value)
+        return value
 
 
 class DatabaseConfig(_Model):
@@ -129,6 +163,12 @@ class MonitorConfig(_Model):
     severity_policy: SeverityPolicy = SeverityPolicy()
     clients: list[ClientConfig] = Field(min_length=1)
 
+    @field_validator("clients")
+    @classmethod
+    def _unique_client_ids(cls, value: list[ClientConfig]) -> list[ClientConfig]:
+        _require_unique_ids(value)
+        return value
+
 
 class ConfiguredCheck(_Model):
     """One check ready to schedule: defaults applied, URL absolute."""
@@ -143,6 +183,10 @@ class ConfiguredCheck(_Model):
     @property
     def host(self) -> str:
         return urlsplit(self.spec.url).netloc
+
+    @property
+    def interval_seconds(self) -> float:
+        return self.spec.interval.total_seconds()
 
 
 def configured_checks(config: MonitorConfig) -> list[ConfiguredCheck]:

@@ -18,7 +18,7 @@ from monitor.app import running_monitor
 from monitor.clock import SystemClock
 from monitor.config.models import MonitorConfig
 from monitor.demo.shop import ShopFaults, start_shop
-from monitor.demo.timeline import DEMO_PHASES, Phase, run_timeline
+from monitor.demo.timeline import Phase, run_timeline
 from monitor.events import EventKind, MonitorEvent
 from monitor.incident_list import format_table
 
@@ -113,8 +113,10 @@ async def run_demo(*, speed: float = 1.0, keep: str | None = None, quiet: bool =
         config = demo_config(
             shop_url=shop_url, database_url=f"sqlite+aiosqlite:///{database}", speed=speed
         )
-        say(f"demo shop on {shop_url}; monitoring {len(PAGES)} pages every "
-            f"{config.defaults.interval.total_seconds():g}s; database {database}")
+        say(
+            f"demo shop on {shop_url}; monitoring {len(PAGES)} pages every "
+            f"{config.defaults.interval.total_seconds():g}s; database {database}"
+        )
         try:
             async with running_monitor(config, clock=clock, listeners=[on_event]) as running:
                 say(f"monitor serving {running.url}/metrics and {running.url}/api/incidents")
@@ -132,8 +134,10 @@ async def run_demo(*, speed: float = 1.0, keep: str | None = None, quiet: bool =
         print()
         print(_summary(incidents, outcomes))
         if keep:
-            print(f"\ndatabase kept: {database}  (try: monitor incidents --database "
-                  f"sqlite+aiosqlite:///{database})")
+            print(
+                f"\ndatabase kept: {database}  (try: monitor incidents --database "
+                f"sqlite+aiosqlite:///{database})"
+            )
     return 0
 
 

@@ -1,0 +1,54 @@
+"""What the runtime tells the world: one event per thing a person cares about.
+
+Each event becomes one log line (readable by default, JSON with --log-format json) and is
+handed to listeners (the demo prints them).
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+log = logging.getLogger("monitor.events")
+
+
+class EventKind(enum.StrEnum):
+    CONFIG_LOADED = "config_loaded"
+    CHECK_FAILED = "check_failed"  # a check's outcome went from ok (or another class) to a failure
+    CHECK_RECOVERED = "check_recovered"  # a failing check answered ok again
+    INCIDENT_OPENED = "incident_opened"
+    INCIDENT_CHECK_ADDED = "incident_check_added"  # another check of the site is failing too
+    INCIDENT_ESCALATED = "incident_escalated"
+    INCIDENT_CHECK_RECOVERED = "incident_check_recovered"
+    INCIDENT_RESOLVED = "incident_resolved"
+    PROBE_DISCARDED = "probe_discarded"  # timing not trusted: the monitor itself was overloaded
+    STORE_ERROR = "store_error"
+
+
+_WARNING_KINDS = {
+    EventKind.CHECK_FAILED,
+    EventKind.INCIDENT_OPENED,
+    EventKind.INCIDENT_ESCALATED,
+    EventKind.PROBE_DISCARDED,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class MonitorEvent:
+    kind: EventKind
+    at: datetime
+    message: str  # the whole log line, self-contained
+    fields: dict[str, Any] = field(default_factory=dict)
+
+
+def log_event(event: MonitorEvent) -> None:
+    if event.kind is EventKind.STORE_ERROR:
+        level = logging.ERROR
+    elif event.kind in _WARNING_KINDS:
+        level = logging.WARNING
+    else:
+        level = logging.INFO
+    log.log(level, event.message, extra={"event": str(event.kind), **event.fields})

@@ -1,0 +1,153 @@
+"""Prometheus metrics of the monitor. Everything takes the registry it writes to; no globals.
+
+Names follow blackbox_exporter's `probe_*` where the meaning is the same; the monitor's own
+series are `monitor_*`. Every metric is documented in the README's Metrics section.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+from incidents.model import Incident
+from incidents.severity import Severity
+
+CHECK_LABELS = ("client", "site", "check")
+# 5 s is the service-level page's "slow" line, so it must be a bucket edge.
+DURATION_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 3.0, 5.0, 7.5, 10.0, 20.0, 30.0)
+LAG_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+
+
+class OpenIncidentsCollector(Collector):
+    """`monitor_incidents_open`, computed at scrape time from the runtime's open incidents."""
+
+    def __init__(self, open_incidents: Callable[[], Iterable[Incident]]) -> None:
+        self._open_incidents = open_incidents
+
+    def collect(self) -> Iterable[GaugeMetricFamily]:
+        family = GaugeMetricFamily(
+            "monitor_incidents_open",
+            "Incidents open now, by client and severity.",
+            labels=["client", "severity"],
+        )
+        counts: dict[tuple[str, str], int] = {}
+        for incident in self._open_incidents():
+            key = (incident.client, str(int(incident.severity)))
+            counts[key] = counts.get(key, 0) + 1
+        for (client, severity), count in sorted(counts.items()):
+            family.add_metric([client, severity], count)
+        yield family
+
+
+class Metrics:
+    def __init__(
+        self,
+        registry: CollectorRegistry,
+        *,
+        open_incidents: Callable[[], Iterable[Incident]] | None = None,
+    ) -> None:
+        self.registry = registry
+        self.probe_success = Gauge(
+            "probe_success",
+            "1 if the check's last probe succeeded (outcome ok), else 0.",
+            CHECK_LABELS,
+            registry=registry,
+        )
+        self.probe_duration = Histogram(
+            "probe_duration_seconds",
+            "Wall time of each probe: connect, request and the whole body.",
+            CHECK_LABELS,
+            buckets=DURATION_BUCKETS,
+            registry=registry,
+        )
+        self.probe_http_status = Gauge(
+            "probe_http_status_code",
+            "HTTP status of the check's last answer (0 when none arrived).",
+            CHECK_LABELS,
+            registry=registry,
+        )
+        self.probe_results = Counter(
+            "monitor_probe_results",
+            "Probes completed, by check and outcome class.",
+            (*CHECK_LABELS, "outcome"),
+            registry=registry,
+        )
+        self.probe_discarded = Counter(
+            "monitor_probe_results_discarded",
+            "Probe results not trusted and not counted, by reason (event_loop_lag: the monitor "
+            "itself was too busy to time the probe honestly).",
+            ("reason",),
+            registry=registry,
+        )
+        self.probes_skipped = Counter(
+            "monitor_probes_skipped",
+            "Scheduled probes not started, by reason (overlap: the previous run of the same "
+            "check was still in flight).",
+            ("reason",),
+            registry=registry,
+        )
+        self.incidents_opened = Counter(
+            "monitor_incidents_opened",
+            "Incidents opened, by client and severity.",
+            ("client", "severity"),
+            registry=registry,
+        )
+        self.incidents_escalated = Counter(
+            "monitor_incidents_escalated",
+            "Incident escalations, by client and new severity.",
+            ("client", "severity"),
+            registry=registry,
+        )
+        self.incidents_resolved = Counter(
+            "monitor_incidents_resolved",
+            "Incidents resolved, by client and severity.",
+            ("client", "severity"),
+            registry=registry,
+        )
+        self.scheduler_lag = Histogram(
+            "monitor_scheduler_lag_seconds",
+            "How late each probe started after its due time.",
+            buckets=LAG_BUCKETS,
+            registry=registry,
+        )
+        self.event_loop_lag = Gauge(
+            "monitor_event_loop_lag_seconds",
+            "How late the event loop ran a timer at the last sample.",
+            registry=registry,
+        )
+        self.probes_in_flight = Gauge(
+            "monitor_probes_in_flight", "Probes running now.", registry=registry
+        )
+        self.checks_configured = Gauge(
+            "monitor_checks_configured", "Checks in the loaded configuration.", registry=registry
+        )
+        self.store_errors = Counter(
+            "monitor_store_errors",
+            "Probe results that could not be written to the database.",
+            registry=registry,
+        )
+        self.config_loaded = Gauge(
+            "monitor_config_last_load_timestamp_seconds",
+            "When the configuration was last loaded (Unix time).",
+            registry=registry,
+        )
+        if open_incidents is not None:
+            registry.register(OpenIncidentsCollector(open_incidents))
+
+    def zero_incident_counters(self, clients: Iterable[str]) -> None:
+        """Create the counters' series at 0 so rate() and increase() see the first incident."""
+        for client in clients:
+            for severity in Severity:
+                labels = {"client": client, "severity": str(int(severity))}
+                self.incidents_opened.labels(**labels)
+                self.incidents_escalated.labels(**labels)
+                self.incidents_resolved.labels(**labels)
+
+
+def check_labels(key: str) -> Mapping[str, str]:
+    """Labels of a check key "client/site/check"."""
+    client, site, check = key.split("/", 2)
+    return {"client": client, "site": site, "check": check}

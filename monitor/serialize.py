@@ -1,0 +1,43 @@
+"""Incidents as JSON-ready dicts, for the HTTP API and `monitor incidents --json`."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from incidents.model import Incident, TimelineEntry
+
+
+def iso(value: datetime | None) -> str | None:
+    """`2026-11-26T08:43:00Z`: UTC, second precision, as operators read and scripts parse."""
+    if value is None:
+        return None
+    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def incident_dict(incident: Incident) -> dict[str, Any]:
+    return {
+        "id": incident.id,
+        "ref": incident.ref,
+        "client": incident.client,
+        "site": incident.site,
+        "title": incident.title,
+        "severity": int(incident.severity),
+        "status": str(incident.status),
+        "opened_at": iso(incident.opened_at),
+        "resolved_at": iso(incident.resolved_at),
+        "failing_checks": sorted(incident.failing_checks),
+        "checks": sorted(incident.checks),
+    }
+
+
+def timeline_dict(entry: TimelineEntry) -> dict[str, Any]:
+    return {
+        "at": iso(entry.at),
+        "kind": str(entry.kind),
+        "message": entry.message,
+        "check": entry.check,
+        "outcome": str(entry.outcome) if entry.outcome is not None else None,
+        "severity": int(entry.severity) if entry.severity is not None else None,
+        "evidence": entry.evidence,
+    }

@@ -1,0 +1,61 @@
+"""Small tools the tests share: a controllable loopback target and waiting with a deadline."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import TypeVar
+
+from aiohttp import web
+
+T = TypeVar("T")
+
+
+async def eventually(
+    predicate: Callable[[], T | Awaitable[T]], *, timeout: float = 10.0, interval: float = 0.02
+) -> T:
+    """Poll until `predicate` returns something truthy; fail clearly at the deadline."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if asyncio.iscoroutine(value) or isinstance(value, asyncio.Future):
+            value = await value
+        if value:
+            return value  # type: ignore[return-value]
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {timeout}s")
+        await asyncio.sleep(interval)
+
+
+@dataclass
+class Behaviour:
+    status: int = 200
+    delay: float = 0.0
+    body: str = "Welcome to the shop"
+
+
+@dataclass
+class Target:
+    """A loopback web server whose pages answer as told: status, delay, body per path."""
+
+    pages: dict[str, Behaviour] = field(default_factory=dict)
+    hits: dict[str, int] = field(default_factory=dict)
+
+    def set(self, path: str, **changes: object) -> None:
+        behaviour = self.pages.setdefault(path, Behaviour())
+        for name, value in changes.items():
+            setattr(behaviour, name, value)
+
+    def app(self) -> web.Application:
+        app = web.Application()
+        app.router.add_route("*", "/{tail:.*}", self._handle)
+        return app
+
+    async def _handle(self, request: web.Request) -> web.Response:
+        behaviour = self.pages.setdefault(request.path, Behaviour())
+        self.hits[request.path] = self.hits.get(request.path, 0) + 1
+        if behaviour.delay:
+            await asyncio.sleep(behaviour.delay)  # the target being slow, not the test waiting
+        return web.Response(status=behaviour.status, text=behaviour.body)
