@@ -90,7 +90,11 @@ def _summary(result: ProbeResult, *, with_latency: bool) -> str:
     parts: list[str] = []
     if evidence.step:
         parts.append(f"step {evidence.step}")
-    if evidence.status is not None:
+    # A probe's error text often is the status line itself ("HTTP 500 Internal Server
+    # Error"): say it once.
+    if evidence.status is not None and not (evidence.error or "").startswith(
+        f"HTTP {evidence.status}"
+    ):
         parts.append(f"HTTP {evidence.status}")
     if with_latency and result.latency is not None:
         parts.append(_latency(result.latency))

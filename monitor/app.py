@@ -10,7 +10,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
-from prometheus_client import CollectorRegistry, GCCollector, PlatformCollector, ProcessCollector
+from prometheus_client import (
+    CollectorRegistry,
+    GCCollector,
+    PlatformCollector,
+    ProcessCollector,
+    disable_created_metrics,
+)
 
 from monitor.clock import Clock, SystemClock
 from monitor.config.models import MonitorConfig
@@ -40,6 +46,9 @@ async def running_monitor(
 ) -> AsyncIterator[Running]:
     """Open the store, start probing and serving; on exit finish in-flight work and close."""
     clock = clock or SystemClock()
+    # `*_created` series double the exposition for every counter and histogram of every check
+    # and no dashboard reads them.
+    disable_created_metrics()
     store = await Store.open(
         config.database.url, history_per_check=config.scheduler.history_per_check
     )

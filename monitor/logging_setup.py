@@ -41,5 +41,7 @@ def configure_logging(*, fmt: LogFormat = "text", level: str = "INFO") -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
-    # aiohttp's access log would print a line per scrape of /metrics.
-    logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+    # aiohttp's access log would print a line per scrape of /metrics, and alembic a line per
+    # plugin at every start: neither is an event a person cares about.
+    for noisy in ("aiohttp.access", "alembic"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)

@@ -20,6 +20,7 @@ from sqlalchemy.engine import URL, make_url
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from monitor.store import Store
+from tests.helpers import skip_unless_required
 
 POSTGRES_ENV = "MONITOR_TEST_POSTGRES_URL"
 
@@ -31,7 +32,7 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
         return
     base = os.environ.get(POSTGRES_ENV)
     if not base:
-        pytest.skip(f"set {POSTGRES_ENV} to run PostgreSQL tests")
+        skip_unless_required(f"set {POSTGRES_ENV} to run PostgreSQL tests")
     url = make_url(base)
     schema = f"t_{uuid.uuid4().hex}"
     asyncio.run(_run_sql(url, f'CREATE SCHEMA "{schema}"'))

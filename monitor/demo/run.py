@@ -38,15 +38,15 @@ PAGES = {
 }
 
 _SHOWN = {
-    EventKind.CHECK_FAILED: "  check   ",
-    EventKind.CHECK_RECOVERED: "  check   ",
-    EventKind.INCIDENT_OPENED: "» INCIDENT",
-    EventKind.INCIDENT_CHECK_ADDED: "» incident",
-    EventKind.INCIDENT_ESCALATED: "» ESCALATE",
-    EventKind.INCIDENT_CHECK_RECOVERED: "» incident",
-    EventKind.INCIDENT_RESOLVED: "» RESOLVED",
-    EventKind.PROBE_DISCARDED: "  note    ",
-    EventKind.STORE_ERROR: "  error   ",
+    EventKind.CHECK_FAILED: "  ",
+    EventKind.CHECK_RECOVERED: "  ",
+    EventKind.INCIDENT_OPENED: "» ",
+    EventKind.INCIDENT_CHECK_ADDED: "» ",
+    EventKind.INCIDENT_ESCALATED: "» ",
+    EventKind.INCIDENT_CHECK_RECOVERED: "» ",
+    EventKind.INCIDENT_RESOLVED: "» ",
+    EventKind.PROBE_DISCARDED: "  ",
+    EventKind.STORE_ERROR: "! ",
 }
 
 
@@ -99,7 +99,7 @@ async def run_demo(*, speed: float = 1.0, keep: str | None = None, quiet: bool =
     def on_event(event: MonitorEvent) -> None:
         label = _SHOWN.get(event.kind)
         if label is not None:
-            say(f"{label} {event.message}")
+            say(f"{label}{event.message}")
 
     def on_phase(phase: Phase) -> None:
         say(f"── {phase.name}: {phase.description}")

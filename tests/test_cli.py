@@ -1,0 +1,241 @@
+"""The `monitor` command as an operator runs it: real processes, signals, exit codes."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import shutil
+import signal
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp.test_utils import TestServer
+
+from incidents.model import TimelineKind
+from monitor.app import running_monitor
+from monitor.config import load_config_text
+from monitor.store import Store
+from tests.helpers import Target, eventually, skip_unless_required
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _config_yaml(*, site_url: str, database: Path, port: int = 0) -> str:
+    return f"""
+database:
+  url: sqlite+aiosqlite:///{database}
+server:
+  port: {port}
+defaults:
+  interval: 100ms
+  timeout: 2s
+  failures_to_open: 2
+  successes_to_resolve: 2
+clients:
+  - id: acme
+    sites:
+      - id: shop
+        url: {site_url}
+        checks:
+          - id: home
+            url: /
+"""
+
+
+async def _start(*args: str) -> asyncio.subprocess.Process:
+    return await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "monitor",
+        *args,
+        cwd=ROOT,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+
+
+async def _run(*args: str, timeout: float = 30) -> tuple[int, str, str]:
+    process = await _start(*args)
+    out, err = await asyncio.wait_for(process.communicate(), timeout)
+    assert process.returncode is not None
+    return process.returncode, out.decode(), err.decode()
+
+
+@pytest.fixture
+async def target(aiohttp_server: Any) -> AsyncIterator[tuple[Target, str]]:
+    target = Target()
+    server: TestServer = await aiohttp_server(target.app())
+    yield target, str(server.make_url("")).rstrip("/")
+
+
+async def test_check_config_accepts_the_shipped_config_and_rejects_a_bad_one(
+    tmp_path: Path,
+) -> None:
+    code, out, _ = await _run("check-config", "config/monitor.yaml")
+    assert code == 0, out
+    assert "OK" in out
+
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(
+        "clients:\n  - id: acme\n    sites:\n      - id: shop\n        url: http://x\n"
+        "        checks:\n          - id: home\n            interval: 5 minutes\n"
+    )
+    code, out, err = await _run("check-config", str(bad))
+    assert code == 2
+    assert f"{bad}:8: clients[0].sites[0].checks[0].interval: must be a duration" in err
+    assert "Traceback" not in err
+
+
+async def test_run_refuses_an_invalid_config_without_starting(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("clients: [\n")
+    code, _, err = await _run("run", "--config", str(bad))
+    assert code == 2
+    assert str(bad) in err and "Traceback" not in err
+
+
+async def test_kill_and_restart_mid_incident_continues_the_same_incident(
+    target: tuple[Target, str], tmp_path: Path
+) -> None:
+    shop, url = target
+    shop.set("/", status=500)
+    database = tmp_path / "monitor.db"
+    config = tmp_path / "monitor.yaml"
+    config.write_text(_config_yaml(site_url=url, database=database))
+    store = await Store.open(f"sqlite+aiosqlite:///{database}")
+    try:
+        first = await _start("run", "--config", str(config))
+        [incident] = await eventually(lambda: store.list_incidents(open_only=True), timeout=20)
+        first.kill()  # SIGKILL: no chance to clean up
+        await first.wait()
+
+        hits_before_restart = shop.hits["/"]
+        second = await _start("run", "--config", str(config))
+        # The restarted monitor keeps probing the failing site...
+        await eventually(lambda: shop.hits["/"] >= hits_before_restart + 5, timeout=20)
+        # ...and has not opened a second incident for it.
+        assert [i.id for i in await store.list_incidents()] == [incident.id]
+
+        shop.set("/", status=200)
+        resolved = await eventually(lambda: _resolved(store, incident.id), timeout=20)
+        second.send_signal(signal.SIGTERM)
+        assert await asyncio.wait_for(second.wait(), 20) == 0
+
+        assert [i.id for i in await store.list_incidents()] == [incident.id]
+        kinds = [entry.kind for entry in await store.timeline(resolved.id)]
+        assert kinds.count(TimelineKind.OPENED) == 1
+        assert kinds[-1] is TimelineKind.RESOLVED
+    finally:
+        await store.close()
+
+
+async def _resolved(store: Store, incident_id: int | None) -> Any:
+    assert incident_id is not None
+    incident = await store.get_incident(incident_id)
+    return incident if incident is not None and not incident.is_open else None
+
+
+async def test_sigterm_finishes_in_flight_work_and_exits_0_with_json_logs(
+    target: tuple[Target, str], tmp_path: Path
+) -> None:
+    shop, url = target
+    shop.set("/", status=503)
+    config = tmp_path / "monitor.yaml"
+    config.write_text(_config_yaml(site_url=url, database=tmp_path / "m.db"))
+    process = await _start("--log-format", "json", "run", "--config", str(config))
+    store = await Store.open(f"sqlite+aiosqlite:///{tmp_path / 'm.db'}")
+    try:
+        await eventually(lambda: store.list_incidents(open_only=True), timeout=20)
+        # A probe that is in flight when the signal arrives still completes and is recorded.
+        hits = shop.hits["/"]
+        shop.set("/", delay=0.5)
+        await eventually(lambda: shop.hits["/"] > hits)  # the slow probe has reached the target
+        process.send_signal(signal.SIGTERM)
+        out, err = await asyncio.wait_for(process.communicate(), 20)
+        [last] = await store.recent_results("acme/shop/home", limit=1)
+    finally:
+        await store.close()
+    assert process.returncode == 0
+    assert last.latency is not None and last.latency >= 0.5  # the slow, in-flight probe
+    lines = [json.loads(line) for line in err.decode().splitlines() if line.strip()]
+    events = [line.get("event") for line in lines]
+    assert "config_loaded" in events
+    assert "incident_opened" in events
+    assert lines[-1]["message"] == "stopped"
+    assert all("Traceback" not in json.dumps(line) for line in lines)
+
+
+async def test_incidents_command_lists_open_incidents_as_table_and_json(
+    target: tuple[Target, str], tmp_path: Path
+) -> None:
+    shop, url = target
+    shop.set("/", status=500)
+    database = tmp_path / "m.db"
+    config = load_config_text(_config_yaml(site_url=url, database=database))
+    async with running_monitor(config, serve=False) as running:
+        [incident] = await eventually(lambda: running.store.list_incidents(open_only=True))
+
+    code, out, _ = await _run("incidents", "--database", f"sqlite+aiosqlite:///{database}")
+    assert code == 0
+    assert incident.ref in out and "open" in out and "is down" in out
+
+    code, out, _ = await _run(
+        "incidents", "--open", "--json", "--database", f"sqlite+aiosqlite:///{database}"
+    )
+    assert code == 0
+    listed = json.loads(out)["incidents"]
+    assert [(i["id"], i["severity"], i["status"]) for i in listed] == [(incident.id, 1, "open")]
+
+
+async def test_metrics_pass_promtool_check_metrics(
+    target: tuple[Target, str], tmp_path: Path
+) -> None:
+    promtool = shutil.which("promtool")
+    if promtool is None:
+        skip_unless_required("promtool not installed (Debian package prometheus)")
+    shop, url = target
+    shop.set("/", status=500)
+    config = load_config_text(_config_yaml(site_url=url, database=tmp_path / "m.db"))
+    async with running_monitor(config) as running:
+        await eventually(lambda: running.store.list_incidents(open_only=True))
+        import aiohttp
+
+        async with aiohttp.ClientSession() as http, http.get(f"{running.url}/metrics") as response:
+            exposition = await response.read()
+    process = await asyncio.create_subprocess_exec(
+        promtool,
+        "check",
+        "metrics",
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env={**os.environ},
+    )
+    out, err = await asyncio.wait_for(process.communicate(exposition), 30)
+    assert process.returncode == 0, (out + err).decode()
+    assert b"probe_duration_seconds_bucket" in exposition
+
+
+@pytest.mark.timeout(120)
+async def test_demo_runs_its_script_and_summarises_the_incidents(tmp_path: Path) -> None:
+    code, out, err = await _run("demo", "--speed", "3", "--keep", str(tmp_path), timeout=100)
+    assert code == 0, err
+    assert "── outage" in out and "── down while slow" in out
+    assert "incident opened INC-1 Severity 1" in out
+    assert "incident opened INC-2 Severity 2" in out
+    assert "incident escalated INC-2 to Severity 1" in out
+    summary = out[out.index("Incidents (2):") :]
+    assert summary.count("resolved") == 2
+    store = await Store.open(f"sqlite+aiosqlite:///{tmp_path / 'demo.db'}")
+    try:
+        incidents = await store.list_incidents()
+    finally:
+        await store.close()
+    assert sorted((i.id, int(i.severity), str(i.status)) for i in incidents) == [
+        (1, 1, "resolved"),
+        (2, 1, "resolved"),
+    ]
