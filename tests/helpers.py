@@ -10,7 +10,6 @@ from dataclasses import dataclass, field
 from typing import NoReturn, TypeVar
 
 import pytest
-
 from aiohttp import web
 
 T = TypeVar("T")
