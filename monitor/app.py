@@ -48,7 +48,7 @@ async def running_monitor(
     clock = clock or SystemClock()
     # `*_created` series double the exposition for every counter and histogram of every check
     # and no dashboard reads them.
-    disable_created_metrics()
+    disable_created_metrics()  # type: ignore[no-untyped-call]
     store = await Store.open(
         config.database.url, history_per_check=config.scheduler.history_per_check
     )
