@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -199,3 +200,45 @@ def _samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
         for family in text_string_to_metric_families(text)
         for sample in family.samples
     }
+
+
+async def test_our_own_event_loop_stall_never_makes_a_healthy_site_look_slow(
+    target: tuple[Target, str], tmp_path: Any
+) -> None:
+    shop, url = target
+    shop.set("/", delay=0.05)  # healthy: well under slow_after
+    config = make_config(
+        site_url=url,
+        database_url=f"sqlite+aiosqlite:///{tmp_path}/m.db",
+        checks=[{"id": "home", "url": "/"}],
+        slow_after="200ms",
+        failures_to_open=1,
+        interval="300ms",
+    )
+    async with running_monitor(config) as running:
+        discarded = running.registry.get_sample_value(
+            "monitor_probe_results_discarded_total", {"reason": "event_loop_lag"}
+        )
+        for _ in range(3):
+            hits = shop.hits.get("/", 0)
+            await eventually(lambda hits=hits: shop.hits.get("/", 0) > hits, interval=0.001)
+            # The probe is in flight (the target takes 50 ms); now the monitor's own loop
+            # stalls for 400 ms, as an overloaded process would.
+            time.sleep(0.4)
+        await eventually(
+            lambda: (
+                (
+                    running.registry.get_sample_value(
+                        "monitor_probe_results_discarded_total", {"reason": "event_loop_lag"}
+                    )
+                    or 0
+                )
+                > (discarded or 0)
+            )
+        )
+        labels = {"client": "acme", "site": "shop", "check": "home"}
+        slow = running.registry.get_sample_value(
+            "monitor_probe_results_total", {**labels, "outcome": "slow"}
+        )
+        assert not slow
+        assert await running.store.list_incidents() == []
