@@ -35,6 +35,8 @@ Listener = Callable[[MonitorEvent], None]
 # A result that looks slow or timed out is re-probed this soon when our own loop lag could
 # explain it, instead of being counted.
 REPROBE_DELAY = 1.0
+# Recent-history rows of healthy probes are written in one batch this often.
+HISTORY_FLUSH_SECONDS = 1.0
 
 
 def new_session(*, max_connections: int) -> aiohttp.ClientSession:
@@ -107,13 +109,31 @@ class Monitor:
                 ", ".join(incident.ref for incident in self._open.values()),
             )
         lag_task = asyncio.create_task(self._lag.run())
+        flush_task = asyncio.create_task(self._flush_history_periodically())
         self._started.set()
         try:
             if not self._stop_requested:
                 await self._scheduler.run()
         finally:
             self._lag.stop()
-            await lag_task
+            flush_task.cancel()
+            await asyncio.gather(lag_task, flush_task, return_exceptions=True)
+            await self._flush_history()
+
+    async def _flush_history_periodically(self) -> None:
+        while True:
+            await self._clock.sleep(HISTORY_FLUSH_SECONDS)
+            await self._flush_history()
+
+    async def _flush_history(self) -> None:
+        try:
+            await self._store.flush_history()
+        except Exception as exc:  # noqa: BLE001 - the rows stay buffered for the next try
+            self._metrics.store_errors.inc()
+            self._emit(
+                EventKind.STORE_ERROR,
+                f"could not write check history: {type(exc).__name__}: {exc}",
+            )
 
     def stop(self) -> None:
         self._stop_requested = True

@@ -5,6 +5,7 @@ One class for SQLite and PostgreSQL; the differences (upsert syntax, locking) st
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import logging
 from collections.abc import AsyncIterator
@@ -32,6 +33,10 @@ from monitor.store.tables import ALL_TABLES, check_history, check_state, inciden
 
 log = logging.getLogger(__name__)
 
+# Buffered history rows are written at the latest when this many are waiting (the runtime also
+# flushes every second).
+HISTORY_BATCH = 2000
+
 
 class Store:
     """Persistence for the incident engine. Create with `await Store.open(url)`.
@@ -49,6 +54,11 @@ class Store:
         self._history_per_check = history_per_check
         self._trim_every = history_trim_every
         self._inserts: dict[str, int] = {}  # history rows written per check by this process
+        # History rows of results that changed nothing else wait here and are written in one
+        # batch by flush_history(): a healthy check then costs no transaction per probe.
+        # Losing the last batch in a crash loses recent history only, never an incident.
+        self._pending: list[dict[str, Any]] = []
+        self._flush_lock = asyncio.Lock()
 
     @classmethod
     async def open(
@@ -84,7 +94,10 @@ class Store:
         return self._history_per_check + self._trim_every - 1
 
     async def close(self) -> None:
-        await self._engine.dispose()
+        try:
+            await self.flush_history()
+        finally:
+            await self._engine.dispose()
 
     async def load_check_states(self) -> dict[str, CheckState]:
         with translated("loading check states"):
@@ -117,15 +130,35 @@ class Store:
         if transition.state.key != check_key:
             raise ValueError(f"transition is for {transition.state.key!r}, not {check_key!r}")
         incident = transition.incident
-        with translated(f"recording a result of {check_key}"):
-            async with self._write() as conn:
-                if _state_changed(previous_state, transition.state):
-                    await conn.execute(_upsert_state(conn, transition.state))
-                if incident is not None and transition.incident_changed:
-                    incident = await _save_incident(conn, incident, transition, result)
-                if transition.timeline:
-                    await _append_timeline(conn, incident, transition.timeline)
-                await self._append_history(conn, check_key, result)
+        if result.started_at.utcoffset() is None:
+            # Checked here, not only when bound: a buffered row would fail later, elsewhere.
+            raise StoreError(
+                f"recording a result of {check_key}: naive datetime "
+                f"{result.started_at.isoformat()}: pass an aware UTC datetime"
+            )
+        history = codec.history_values(check_key, result)
+        state_changed = _state_changed(previous_state, transition.state)
+        if not state_changed and not transition.incident_changed and not transition.timeline:
+            self._pending.append(history)
+            if len(self._pending) >= HISTORY_BATCH:
+                await self.flush_history()
+            return incident
+        async with self._flush_lock:
+            # Buffered rows go first, in the same transaction, so history stays in order.
+            batch, self._pending = self._pending, []
+            try:
+                with translated(f"recording a result of {check_key}"):
+                    async with self._write() as conn:
+                        if state_changed:
+                            await conn.execute(_upsert_state(conn, transition.state))
+                        if incident is not None and transition.incident_changed:
+                            incident = await _save_incident(conn, incident, transition, result)
+                        if transition.timeline:
+                            await _append_timeline(conn, incident, transition.timeline)
+                        await self._append_history(conn, [*batch, history])
+            except BaseException:
+                self._pending[:0] = batch
+                raise
         return incident
 
     async def list_incidents(self, *, open_only: bool = False, limit: int = 100) -> list[Incident]:
@@ -158,6 +191,7 @@ class Store:
 
     async def recent_results(self, check_key: str, *, limit: int = 50) -> list[HistoryRow]:
         """The check's latest stored results, newest first."""
+        await self.flush_history()
         query = (
             sa.select(check_history)
             .where(check_history.c.check_key == check_key)
@@ -170,6 +204,7 @@ class Store:
 
     async def count_rows(self) -> dict[str, int]:
         """Rows per table, e.g. {"incidents": 3, "timeline": 9, ...}."""
+        await self.flush_history()
         counts: dict[str, int] = {}
         with translated("counting rows"):
             async with self._engine.connect() as conn:
@@ -191,15 +226,33 @@ class Store:
             async with conn.begin():
                 yield conn
 
-    async def _append_history(
-        self, conn: AsyncConnection, check_key: str, result: ProbeResult
-    ) -> None:
-        await conn.execute(sa.insert(check_history).values(codec.history_values(check_key, result)))
-        written = self._inserts.get(check_key, 0)
-        self._inserts[check_key] = written + 1
-        # Trimming on every k-th insert (and the first after a start, whatever was left
-        # behind) keeps each check within history_bound rows at one DELETE per k probes.
-        if written % self._trim_every == 0:
+    async def flush_history(self) -> int:
+        """Write the buffered history rows in one transaction; returns how many."""
+        async with self._flush_lock:
+            batch, self._pending = self._pending, []
+            if not batch:
+                return 0
+            try:
+                with translated("writing check history"):
+                    async with self._write() as conn:
+                        await self._append_history(conn, batch)
+            except BaseException:
+                self._pending[:0] = batch  # keep them for the next flush
+                raise
+            return len(batch)
+
+    async def _append_history(self, conn: AsyncConnection, rows: list[dict[str, Any]]) -> None:
+        await conn.execute(sa.insert(check_history), rows)
+        to_trim: set[str] = set()
+        for row in rows:
+            check_key = row["check_key"]
+            written = self._inserts.get(check_key, 0)
+            self._inserts[check_key] = written + 1
+            # Trimming on every k-th insert (and the first after a start, whatever was left
+            # behind) keeps each check within history_bound rows at one DELETE per k probes.
+            if written % self._trim_every == 0:
+                to_trim.add(check_key)
+        for check_key in sorted(to_trim):
             await conn.execute(_trim_history(check_key, keep=self._history_per_check))
 
 
