@@ -84,7 +84,8 @@ async def _one(*, checks: int, interval: float, duration: float, port: int) -> d
                 await original(check, result)
 
             monitor.process = record  # type: ignore[method-assign]
-            await asyncio.sleep(interval)  # warm-up: every check has run once
+            # Warm-up: every check has run twice (its first result writes its state once).
+            await asyncio.sleep(2 * interval)
             counted["probes"] = counted["failures"] = 0
             errors.clear()
             monitor.recent_lags.clear()

@@ -158,10 +158,15 @@ def _observe(step: _Step, *, severity: Severity | None, state: CheckState) -> Ch
     # `failing` mirrors the incident; a state that disagrees is stale and corrected here.
     attached = _attached(step)
     was_failure = state.last_outcome.is_failure if state.last_outcome is not None else None
+    # A success ends any run of failures, and successes only matter while the check is
+    # failing: so a healthy check's state stops changing after its first result, and the
+    # store writes nothing for it probe after probe.
     return replace(
         state,
-        recent=(*state.recent, severity)[-check.failures_to_open :],
-        successes=min(state.successes + 1, check.successes_to_resolve) if result.ok else 0,
+        recent=() if result.ok else (*state.recent, severity)[-check.failures_to_open :],
+        successes=(
+            min(state.successes + 1, check.successes_to_resolve) if result.ok and attached else 0
+        ),
         failing=attached,
         severity=state.severity if attached and state.failing else None,
         last_outcome=result.outcome,

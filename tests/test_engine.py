@@ -410,7 +410,11 @@ def test_a_healthy_checks_state_stops_changing_but_for_last_result_at() -> None:
     after = site.feed(HOME, OK)
     assert after.state != before
     assert replace(after.state, last_result_at=before.last_result_at) == before
-    assert after.state.successes == HOME.successes_to_resolve  # capped
+    # Successes only count while the check is failing: a healthy check keeps 0, so its
+    # state stops changing after the first result.
+    assert after.state.successes == 0 and after.state.recent == ()
+    first = Site().feed(HOME, OK).state
+    assert replace(first, last_result_at=None) == replace(after.state, last_result_at=None)
     assert after.incident is None and not after.incident_changed
 
 
@@ -462,10 +466,13 @@ def test_since_is_when_the_current_run_began(results: list[ProbeResult], since_m
 def test_recent_keeps_at_most_failures_to_open_entries_newest_last() -> None:
     site = Site()
     last = site.feed_all(HOME, [OK, SLOW, OK, E500])[-1]
-    assert last.state.recent == (S2, None, S1)
+    assert last.state.recent == (S1,)  # a success ends the run of failures
+    last = site.feed_all(HOME, [SLOW, TIMEOUT, E500])[-1]
+    assert last.state.recent == (S2, S1, S1)
     # failures_to_open lowered in the config since the last run: the window shrinks with it.
-    shorter = site.feed(replace(HOME, failures_to_open=2), OK)
-    assert shorter.state.recent == (S1, None)
+    shorter = site.feed(replace(HOME, failures_to_open=2), E500)
+    assert shorter.state.recent == (S1, S1)
+    assert site.feed(HOME, OK).state.recent == ()
 
 
 CONFIRMED_CASES = [
@@ -517,7 +524,7 @@ def test_failing_state_without_incident_is_cleared_by_a_success() -> None:
     assert transition.incident is None and transition.timeline == ()
     assert not transition.state.failing
     assert transition.state.severity is None
-    assert transition.state.successes == 1
+    assert transition.state.successes == 0 and transition.state.recent == ()
 
 
 def test_failing_state_not_in_the_open_incident_attaches_on_the_next_confirmed_failure() -> None:
