@@ -25,7 +25,14 @@ class TimelineKind(enum.StrEnum):
     CHECK_FAILED = "check_failed"  # another check of the site is confirmed failing
     ESCALATED = "escalated"  # severity rose (e.g. slow, then down): 2 -> 1
     CHECK_RECOVERED = "check_recovered"  # a failing check passed successes_to_resolve times
-    RESOLVED = "resolved"  # no check of the site is failing any more
+    RESOLVED = "resolved"  # no check failing any more, or an operator resolved it by hand
+    ONCALL_PAGED = "oncall_paged"  # Severity 1: on-call paged at once, on every channel
+    ONCALL_NOTIFIED = "oncall_notified"  # Severity 2+: told in (or at the next) business hours
+    ACKNOWLEDGED = "acknowledged"  # an operator took it: the first response
+    CLIENT_UPDATE = "client_update"  # an operator's update, emailed to the client
+    UPDATE_REMINDER = "update_reminder"  # on-call reminded that a client update falls due soon
+    RESPONSE_BREACHED = "response_breached"  # no response by response_due_at (recorded once)
+    UPDATE_OVERDUE = "update_overdue"  # no client update by next_update_due_at (once per due)
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,6 +60,18 @@ class Incident:
     resolved_at: datetime | None = None
     failing_checks: frozenset[str] = frozenset()  # check keys confirmed failing right now
     checks: frozenset[str] = frozenset()  # every check that has been attached
+    # SLA clocks (incidents.sla sets them; None where the severity has no such target).
+    calendar: str | None = None  # "business" or "24x7": what the clocks below count in
+    response_aim_at: datetime | None = None
+    response_due_at: datetime | None = None
+    responded_at: datetime | None = None  # first operator action (ack or client update)
+    acknowledged_by: str | None = None
+    last_update_at: datetime | None = None  # last client update posted by a person
+    next_update_due_at: datetime | None = None  # set once responded; None: no cadence
+    oncall_notified_at: datetime | None = None  # None: on-call not told yet (waits for hours)
+    # Breaches and reminders already recorded, so each is recorded once: "response_breached",
+    # "update_reminder@<due ISO>", "update_overdue@<due ISO>".
+    sla_marks: frozenset[str] = frozenset()
 
     @property
     def is_open(self) -> bool:

@@ -27,6 +27,7 @@ from pydantic import BaseModel, ValidationError
 from pydantic_core import ErrorDetails
 from yaml.constructor import SafeConstructor
 
+from incidents.sla import DEFAULT_PLANS
 from monitor.config.models import SLUG_PATTERN, MonitorConfig
 
 Loc: TypeAlias = tuple[Any, ...]
@@ -92,6 +93,13 @@ def load_config(path: str | Path, *, environ: Mapping[str, str] | None = None) -
     return load_config_text(text, filename=filename, environ=environ)
 
 
+def _context(data: Any) -> dict[str, Any]:
+    """What validators need to know of the rest of the file: the plan names clients may use."""
+    plans = data.get("plans") if isinstance(data, dict) else None
+    names = set(DEFAULT_PLANS) | (set(plans) if isinstance(plans, dict) else set())
+    return {"plans": names}
+
+
 def load_config_text(
     text: str, *, filename: str = "<string>", environ: Mapping[str, str] | None = None
 ) -> MonitorConfig:
@@ -102,7 +110,7 @@ def load_config_text(
     issues = source.issues + _duplicate_ids(source)
     config: MonitorConfig | None = None
     try:
-        config = MonitorConfig.model_validate(source.data)
+        config = MonitorConfig.model_validate(source.data, context=_context(source.data))
     except ValidationError as exc:
         # An issue found while reading (a missing variable, a duplicate key) explains the
         # node better than whatever pydantic makes of the placeholder left there.

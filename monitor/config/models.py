@@ -7,18 +7,31 @@ policy in `incidents/`; this module assembles them into one file format. The JSO
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from datetime import timedelta
-from typing import Annotated
+from email.utils import parseaddr
+from typing import Annotated, Literal
 from urllib.parse import urljoin, urlsplit
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationInfo,
+    WithJsonSchema,
+    field_validator,
+)
 from pydantic_core import PydanticCustomError
 
 from checks.duration import Duration
 from checks.http import HttpCheckSpec
+from incidents.calendar_spec import BusinessHoursSpec
 from incidents.model import CheckRef
 from incidents.severity import Severity, SeverityPolicy
+from incidents.sla import DEFAULT_PLANS, PlanSpec, SlaPolicy
 
 SLUG_PATTERN = r"^[a-z0-9][a-z0-9_.-]{0,62}$"
 
@@ -122,16 +135,131 @@ class SiteConfig(_Model):
         return self.name or urlsplit(self.url).hostname or self.id
 
 
+_EMAIL = re.compile(r"^[^@\s<>,;\"]+@[^@\s<>,;\"]+\.[^@\s<>,;\"]+$")
+
+
+def _email_address(value: str) -> str:
+    if not _EMAIL.match(value):
+        raise ValueError("must be an email address such as ops@agency.example")
+    return value
+
+
+EmailAddress = Annotated[
+    str,
+    AfterValidator(_email_address),
+    WithJsonSchema({"type": "string", "format": "email", "examples": ["ops@agency.example"]}),
+]
+
+
 class ClientConfig(_Model):
     id: Slug
     name: str | None = None
+    plan: str = Field(
+        default="standard",
+        description="A key of `plans`: decides which severities' SLA clocks run 24x7.",
+    )
+    business_hours: BusinessHoursSpec = Field(
+        default_factory=BusinessHoursSpec,
+        description="The client's time zone, weekly hours and holidays: SLA clocks count in "
+        "them, and emails show times in the time zone.",
+    )
+    contacts: list[EmailAddress] = Field(
+        default_factory=list, description="Who receives the incident emails of this client."
+    )
     sites: list[SiteConfig] = Field(min_length=1)
+
+    @field_validator("plan")
+    @classmethod
+    def _known_plan(cls, value: str, info: ValidationInfo) -> str:
+        # The loader passes the plan names of the file being validated as context.
+        plans = (info.context or {}).get("plans") or DEFAULT_PLANS
+        if value not in plans:
+            raise ValueError(f"unknown plan (plans: {', '.join(sorted(plans))})")
+        return value
+
+    @property
+    def label(self) -> str:
+        return self.name or self.id
 
     @field_validator("sites")
     @classmethod
     def _unique_site_ids(cls, value: list[SiteConfig]) -> list[SiteConfig]:
         _require_unique_ids(value)
         return value
+
+
+class SmtpConfig(_Model):
+    host: str
+    port: int = Field(default=587, ge=1, le=65535)
+    security: Literal["starttls", "tls", "none"] = Field(
+        default="starttls", description="starttls (port 587), tls (465) or none (tests only)."
+    )
+    username: str | None = None
+    password: SecretStr | None = Field(
+        default=None, description="Write ${SMTP_PASSWORD}: secrets never sit in this file."
+    )
+    timeout: Duration = timedelta(seconds=30)
+
+
+class NotificationsConfig(_Model):
+    sender: str = Field(
+        default="Support <support@agency.example>",
+        description="The From of every email; its domain also names Message-IDs.",
+    )
+    smtp: SmtpConfig | None = Field(
+        default=None,
+        description="Without it, emails are written as .eml files to outbox_dir instead.",
+    )
+    outbox_dir: str = Field(default="outbox", description="Where .eml files go without SMTP.")
+    email_client_on_open: list[Severity] = Field(
+        default_factory=lambda: [Severity.CRITICAL, Severity.MAJOR],
+        description="Severities whose opening is emailed to the client at once.",
+    )
+    dashboard_url: str | None = Field(
+        default=None, description="Base URL linked from on-call mails, e.g. a Grafana page."
+    )
+
+    @field_validator("sender")
+    @classmethod
+    def _sender_has_address(cls, value: str) -> str:
+        _, address = parseaddr(value)
+        if "@" not in address or any(c in value for c in "\r\n"):
+            raise ValueError(
+                f"must be an address such as 'Support <support@agency.example>' (got {value!r})"
+            )
+        return value
+
+    @property
+    def sender_domain(self) -> str:
+        return parseaddr(self.sender)[1].rsplit("@", 1)[-1]
+
+
+class WebhookConfig(_Model):
+    url: str
+    headers: dict[str, SecretStr] = Field(
+        default_factory=dict, description="e.g. Authorization: Bearer ${PAGER_TOKEN}"
+    )
+    timeout: Duration = timedelta(seconds=10)
+
+
+class OncallConfig(_Model):
+    emails: list[EmailAddress] = Field(
+        default_factory=list, description="On-call's addresses: pages, reminders, overdue."
+    )
+    webhook: WebhookConfig | None = Field(
+        default=None, description="A JSON POST on every page (Severity 1), e.g. a pager."
+    )
+
+
+class ApiConfig(_Model):
+    token: SecretStr | None = Field(
+        default=None,
+        description="Bearer token for every /api call that changes something: write "
+        "${MONITOR_API_TOKEN}. Without it those calls are refused (401).",
+    )
+    protect_reads: bool = Field(
+        default=False, description="Require the token for read-only /api calls too."
+    )
 
 
 class DatabaseConfig(_Model):
@@ -161,7 +289,21 @@ class MonitorConfig(_Model):
     scheduler: SchedulerConfig = SchedulerConfig()
     defaults: Defaults = Defaults()
     severity_policy: SeverityPolicy = SeverityPolicy()
+    sla_policy: SlaPolicy = SlaPolicy()
+    plans: dict[str, PlanSpec] = Field(
+        default_factory=lambda: dict(DEFAULT_PLANS),
+        description="standard, retainer and enterprise exist by default; entries here are "
+        "added to them or replace them.",
+    )
+    notifications: NotificationsConfig = NotificationsConfig()
+    oncall: OncallConfig = OncallConfig()
+    api: ApiConfig = ApiConfig()
     clients: list[ClientConfig] = Field(min_length=1)
+
+    @field_validator("plans")
+    @classmethod
+    def _plans_over_defaults(cls, value: dict[str, PlanSpec]) -> dict[str, PlanSpec]:
+        return {**DEFAULT_PLANS, **value}
 
     @field_validator("clients")
     @classmethod

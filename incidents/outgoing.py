@@ -1,0 +1,63 @@
+"""Notifications an incident change causes, as plain values ready for the outbox.
+
+The engine and the SLA clocks decide *that* something must be said; `incidents.messages`
+composes *what* (subject, text, HTML, thread headers). The monitor writes these values to its
+outbox in the same transaction as the incident change, and a worker delivers them later.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from typing import Any
+
+
+class Audience(enum.StrEnum):
+    CLIENT = "client"  # the client's contacts: their own thread per incident
+    ONCALL = "oncall"  # the agency's on-call team
+
+
+class MessageKind(enum.StrEnum):
+    # to the client
+    OPENED = "opened"
+    ESCALATED = "escalated"
+    UPDATE = "update"  # an operator's update
+    RESOLVED = "resolved"  # asks the client to confirm
+    # to on-call
+    PAGE = "page"  # Severity 1: at once, day or night, every channel
+    NOTIFY = "notify"  # Severity 2+: in the client's business hours
+    UPDATE_REMINDER = "update_reminder"  # a client update falls due soon
+    UPDATE_OVERDUE = "update_overdue"
+    RESPONSE_BREACHED = "response_breached"
+
+
+@dataclass(frozen=True, slots=True)
+class OutgoingEmail:
+    """One email, fully composed. `message_id` is stable: a retry sends the same one."""
+
+    kind: MessageKind
+    audience: Audience
+    incident_id: int
+    to: tuple[str, ...]
+    subject: str  # one line, no CR/LF: composition strips them
+    text: str
+    html: str
+    message_id: str  # "<...@domain>"
+    in_reply_to: str | None = None
+    references: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class OutgoingWebhook:
+    """A JSON POST to a configured on-call webhook. The URL and any auth headers come from
+    the configuration at delivery time (by `target` name), never from the stored row, so no
+    secret is written to the database."""
+
+    kind: MessageKind
+    incident_id: int
+    target: str  # name of the webhook in the configuration, e.g. "oncall"
+    body: dict[str, Any] = field(default_factory=dict)
+    idempotency_key: str = ""  # stable per notification; sent as a header
+
+
+Outgoing = OutgoingEmail | OutgoingWebhook

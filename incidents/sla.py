@@ -1,0 +1,349 @@
+"""SLA clocks of an incident: response targets, update cadence, reminders and breaches.
+
+Pure: every function takes the time as an argument and returns a new `Incident`; the caller
+writes it (and the timeline entries of any `SlaEvent`) in one transaction.
+
+The rules (targets come from `SlaPolicy`, calendars from `SlaContext`):
+
+- The clocks of an incident count in one calendar: the client's business calendar, or 24x7
+  when the client's plan lists the incident's severity in `around_the_clock`.
+- Opening (`start_clocks`): `response_aim_at` / `response_due_at` = opened_at + the
+  severity's targets. The aim is never later than the due time (a severity with one target
+  aims at its due time). No update is due before the response.
+- Response = the first operator action: an acknowledgement (`record_response`) or a client
+  update posted by a person (`record_client_update`; automatic emails are not responses).
+  From then on `next_update_due_at` = the last client update (or the response) + cadence,
+  None when the severity has no cadence.
+- Escalation (`escalate_clocks`): the calendar is chosen again for the new severity; before
+  the response both response times become min(old, escalated_at + new target), after it
+  `next_update_due_at` becomes min(old, escalated_at + new cadence). Never relaxes a deadline.
+- Events (`due_sla_events`), each recorded once through a mark in `incident.sla_marks`:
+  RESPONSE_BREACHED at `response_due_at` while nobody has responded; UPDATE_REMINDER at
+  `next_update_due_at - remind_before` (wall-clock time) and UPDATE_OVERDUE at
+  `next_update_due_at`, once per due time, so a new due time brings its own pair. A reminder
+  whose due time has already passed when it is first seen is marked but not sent: the
+  overdue notice says more. A resolved incident has no more events.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime, timedelta, tzinfo
+from typing import Final
+
+from incidents.business_duration import BusinessDuration
+from incidents.calendar import TWENTY_FOUR_SEVEN, BusinessCalendar, Calendar
+from incidents.model import Incident, IncidentStatus, TimelineKind
+from incidents.severity import Severity
+from incidents.sla_policy import (
+    DEFAULT_PLANS,
+    DEFAULT_TARGETS,
+    PlanSpec,
+    SeverityTargets,
+    SlaPolicy,
+    WallDuration,
+)
+from incidents.wall_clock import to_naive_utc
+
+__all__ = [
+    "AROUND_THE_CLOCK",
+    "BUSINESS",
+    "DEFAULT_PLANS",
+    "DEFAULT_TARGETS",
+    "RESPONSE_BREACHED_MARK",
+    "PlanSpec",
+    "SeverityTargets",
+    "SlaContext",
+    "SlaEvent",
+    "SlaPolicy",
+    "WallDuration",
+    "due_sla_events",
+    "escalate_clocks",
+    "format_utc",
+    "next_sla_wakeup",
+    "oncall_notify_at",
+    "overdue_mark",
+    "preview",
+    "record_client_update",
+    "record_response",
+    "reminder_mark",
+    "start_clocks",
+]
+
+BUSINESS: Final = "business"
+AROUND_THE_CLOCK: Final = "24x7"
+RESPONSE_BREACHED_MARK: Final = "response_breached"
+UTC_FORMAT: Final = "%Y-%m-%dT%H:%M:%SZ"
+
+
+def format_utc(moment: datetime) -> str:
+    """`2024-06-10T12:00:00Z`: how clocks appear in `monitor sla`, marks and the API."""
+    return moment.astimezone(UTC).strftime(UTC_FORMAT)
+
+
+def reminder_mark(due: datetime) -> str:
+    return f"update_reminder@{format_utc(due)}"
+
+
+def overdue_mark(due: datetime) -> str:
+    return f"update_overdue@{format_utc(due)}"
+
+
+@dataclass(frozen=True, slots=True)
+class SlaContext:
+    """What an incident's clocks depend on besides the incident: its client's calendar,
+    plan, and the SLA policy."""
+
+    business: Calendar  # the client's business calendar
+    plan: PlanSpec = field(default_factory=PlanSpec)
+    policy: SlaPolicy = field(default_factory=SlaPolicy)
+
+    def calendar_for(self, severity: Severity) -> tuple[str, Calendar]:
+        """("24x7", TWENTY_FOUR_SEVEN) when the plan covers `severity` around the clock,
+        else ("business", the client's calendar)."""
+        if severity in self.plan.around_the_clock:
+            return AROUND_THE_CLOCK, TWENTY_FOUR_SEVEN
+        return BUSINESS, self.business
+
+
+# --- clocks --------------------------------------------------------------------------------
+
+
+def _after(cal: Calendar, start: datetime, duration: BusinessDuration | None) -> datetime | None:
+    return None if duration is None else cal.add(start, duration)
+
+
+def _earliest(old: datetime | None, new: datetime | None) -> datetime | None:
+    if old is None:
+        return new
+    if new is None:
+        return old
+    return min(old, new)
+
+
+def _response_times(
+    cal: Calendar, start: datetime, targets: SeverityTargets
+) -> tuple[datetime | None, datetime | None]:
+    due = _after(cal, start, targets.response_due)
+    aim = _after(cal, start, targets.response_aim)
+    if due is not None:
+        # An aim beyond the due time (say a YAML that shortened only response_due) would be
+        # no aim at all; the due time is the latest one can sensibly aim for.
+        aim = _earliest(aim, due)
+    return aim, due
+
+
+def start_clocks(incident: Incident, *, ctx: SlaContext) -> Incident:
+    """The clocks of an incident that has just opened, counted from `incident.opened_at`."""
+    name, cal = ctx.calendar_for(incident.severity)
+    aim, due = _response_times(cal, incident.opened_at, ctx.policy.targets(incident.severity))
+    return replace(
+        incident,
+        calendar=name,
+        response_aim_at=aim,
+        response_due_at=due,
+        next_update_due_at=None,
+    )
+
+
+def escalate_clocks(
+    incident: Incident, *, previous_severity: Severity, at: datetime, ctx: SlaContext
+) -> Incident:
+    """The clocks after the severity rose from `previous_severity` to `incident.severity`
+    at `at`. Unchanged when the severity did not rise."""
+    if incident.severity >= previous_severity:
+        return incident
+    name, cal = ctx.calendar_for(incident.severity)
+    targets = ctx.policy.targets(incident.severity)
+    if incident.responded_at is None:
+        aim, due = _response_times(cal, at, targets)
+        return replace(
+            incident,
+            calendar=name,
+            response_aim_at=_earliest(incident.response_aim_at, aim),
+            response_due_at=_earliest(incident.response_due_at, due),
+        )
+    return replace(
+        incident,
+        calendar=name,
+        next_update_due_at=_earliest(
+            incident.next_update_due_at, _after(cal, at, targets.update_every)
+        ),
+    )
+
+
+def record_response(incident: Incident, *, at: datetime, by: str, ctx: SlaContext) -> Incident:
+    """An operator acknowledged the incident at `at`.
+
+    The first response starts the update cadence. Acknowledging again changes nothing (the
+    first one to acknowledge keeps it); acknowledging after a client update already counted
+    as the response only records who acknowledged.
+    """
+    if not by.strip():
+        raise ValueError("an acknowledgement must name the operator (by is empty)")
+    if incident.acknowledged_by is not None:
+        return incident
+    if incident.responded_at is not None:
+        return replace(incident, acknowledged_by=by)
+    name, cal = ctx.calendar_for(incident.severity)
+    return replace(
+        incident,
+        calendar=name,
+        responded_at=at,
+        acknowledged_by=by,
+        next_update_due_at=_after(cal, at, ctx.policy.targets(incident.severity).update_every),
+    )
+
+
+def record_client_update(incident: Incident, *, at: datetime, ctx: SlaContext) -> Incident:
+    """A person posted a client update at `at`: it is the response if none came before,
+    and the cadence starts again from it."""
+    name, cal = ctx.calendar_for(incident.severity)
+    return replace(
+        incident,
+        calendar=name,
+        last_update_at=at,
+        responded_at=at if incident.responded_at is None else incident.responded_at,
+        next_update_due_at=_after(cal, at, ctx.policy.targets(incident.severity).update_every),
+    )
+
+
+def oncall_notify_at(incident: Incident, *, ctx: SlaContext) -> datetime | None:
+    """When on-call should be told of `incident`; None once told, or when it is resolved.
+
+    Severity 1 at once (its open time, so a caller sees it is due now), on every plan; other
+    severities at once inside the client's business hours, else at their next opening. The
+    plan does not matter here: it decides how the clock counts, not when people are woken.
+    """
+    if not incident.is_open or incident.oncall_notified_at is not None:
+        return None
+    if incident.severity is Severity.CRITICAL:
+        return incident.opened_at
+    return ctx.business.next_opening(incident.opened_at)
+
+
+# --- reminders and breaches ----------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class SlaEvent:
+    """A reminder or breach to record on the timeline and tell on-call about."""
+
+    kind: TimelineKind  # RESPONSE_BREACHED, UPDATE_REMINDER or UPDATE_OVERDUE
+    mark: str  # added to incident.sla_marks, so it is recorded once
+    due_at: datetime  # the deadline it is about
+    message: str  # one line a person reads
+
+
+@dataclass(frozen=True, slots=True)
+class _Pending:
+    fires_at: datetime
+    kind: TimelineKind
+    mark: str
+    due_at: datetime
+
+
+def _pending(incident: Incident, policy: SlaPolicy) -> list[_Pending]:
+    """Events not yet marked, whenever they fire."""
+    if incident.status is not IncidentStatus.OPEN:
+        return []
+    pending: list[_Pending] = []
+    due = incident.response_due_at
+    if (
+        incident.responded_at is None
+        and due is not None
+        and RESPONSE_BREACHED_MARK not in incident.sla_marks
+    ):
+        pending.append(_Pending(due, TimelineKind.RESPONSE_BREACHED, RESPONSE_BREACHED_MARK, due))
+    due = incident.next_update_due_at
+    if due is not None and overdue_mark(due) not in incident.sla_marks:
+        remind = reminder_mark(due)
+        if policy.remind_before > timedelta(0) and remind not in incident.sla_marks:
+            pending.append(
+                _Pending(due - policy.remind_before, TimelineKind.UPDATE_REMINDER, remind, due)
+            )
+        pending.append(_Pending(due, TimelineKind.UPDATE_OVERDUE, overdue_mark(due), due))
+    return pending
+
+
+def due_sla_events(
+    incident: Incident, *, now: datetime, ctx: SlaContext
+) -> tuple[Incident, list[SlaEvent]]:
+    """Reminders and breaches due by `now` and not recorded yet, and the incident with
+    their marks added (the same incident when there are none)."""
+    to_naive_utc(now, name="now")  # a naive `now` would compare wrongly (or not at all)
+    fired = [p for p in _pending(incident, ctx.policy) if now >= p.fires_at]
+    if not fired:
+        return incident, []
+    overdue = {p.due_at for p in fired if p.kind is TimelineKind.UPDATE_OVERDUE}
+    zone = _zone(ctx)
+    events = [
+        SlaEvent(p.kind, p.mark, p.due_at, _message(p, now=now, zone=zone))
+        for p in fired
+        if not (p.kind is TimelineKind.UPDATE_REMINDER and p.due_at in overdue)
+    ]
+    marks = frozenset(p.mark for p in fired)
+    return replace(incident, sla_marks=incident.sla_marks | marks), events
+
+
+def next_sla_wakeup(incident: Incident, *, ctx: SlaContext) -> datetime | None:
+    """The earliest instant at which `due_sla_events` would return something; None when
+    nothing is pending. It may be in the past: then something is due now."""
+    return min((p.fires_at for p in _pending(incident, ctx.policy)), default=None)
+
+
+def _zone(ctx: SlaContext) -> tzinfo:
+    # People read times in the client's zone; a calendar without one (24x7) reads as UTC.
+    return ctx.business.timezone if isinstance(ctx.business, BusinessCalendar) else UTC
+
+
+def _human(moment: datetime, zone: tzinfo) -> str:
+    return moment.astimezone(zone).strftime("%a %d %b %H:%M %Z")
+
+
+def _left(delta: timedelta) -> str:
+    minutes = max(0, -(-delta // timedelta(minutes=1)))  # rounded up: "in 30 min", not 29
+    hours, minutes = divmod(minutes, 60)
+    if not hours:
+        return f"{minutes} min"
+    return f"{hours}h {minutes:02d}m" if minutes else f"{hours}h"
+
+
+def _message(pending: _Pending, *, now: datetime, zone: tzinfo) -> str:
+    due = _human(pending.due_at, zone)
+    if pending.kind is TimelineKind.RESPONSE_BREACHED:
+        return f"Response target breached: nobody has responded; it was due {due}"
+    if pending.kind is TimelineKind.UPDATE_REMINDER:
+        return f"Client update due {due} (in {_left(pending.due_at - now)})"
+    return f"Client update overdue: it was due {due}"
+
+
+# --- `monitor sla` ---------------------------------------------------------------------
+
+
+def preview(*, opened_at: datetime, severity: Severity, ctx: SlaContext) -> dict[str, str | None]:
+    """The clocks of an incident of `severity` opened at `opened_at`, and when the next
+    update would be due after one posted at that moment: what `monitor sla` prints."""
+    opened = start_clocks(
+        Incident(
+            id=None,
+            client="",
+            site="",
+            title="",
+            severity=severity,
+            status=IncidentStatus.OPEN,
+            opened_at=opened_at,
+        ),
+        ctx=ctx,
+    )
+    updated = record_client_update(opened, at=opened_at, ctx=ctx)
+
+    def text(moment: datetime | None) -> str | None:
+        return None if moment is None else format_utc(moment)
+
+    return {
+        "calendar": opened.calendar,
+        "response_aim_at": text(opened.response_aim_at),
+        "response_due_at": text(opened.response_due_at),
+        "next_update_due_at": text(updated.next_update_due_at),
+    }
