@@ -7,8 +7,10 @@ import logging
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
+import aiohttp
 from aiohttp import web
 from prometheus_client import (
     CollectorRegistry,
@@ -18,9 +20,19 @@ from prometheus_client import (
     disable_created_metrics,
 )
 
+from monitor.clients import ONCALL_WEBHOOK
 from monitor.clock import Clock, SystemClock
 from monitor.config.models import MonitorConfig
+from monitor.delivery import (
+    FileMailer,
+    Mailer,
+    SmtpMailer,
+    SmtpSettings,
+    WebhookSender,
+    WebhookTarget,
+)
 from monitor.metrics import Metrics
+from monitor.outbox_worker import OutboxWorker
 from monitor.runtime import Listener, Monitor, new_session
 from monitor.server import DEGRADED_LOOP_LAG, create_app
 from monitor.store import Store
@@ -34,6 +46,7 @@ class Running:
     store: Store
     registry: CollectorRegistry
     url: str  # base URL of the monitor's own HTTP server
+    outbox: OutboxWorker
 
 
 @asynccontextmanager
@@ -57,9 +70,24 @@ async def running_monitor(
     PlatformCollector(registry=registry)
     GCCollector(registry=registry)
     holder: list[Monitor] = []
-    metrics = Metrics(registry, open_incidents=lambda: holder[0].open_incidents() if holder else [])
+    metrics = Metrics(
+        registry,
+        open_incidents=lambda: holder[0].open_incidents() if holder else [],
+        now=clock.now,
+    )
     metrics.config_loaded.set(clock.now().timestamp())
     session = new_session(max_connections=config.scheduler.max_concurrency)
+    delivery_session = aiohttp.ClientSession(trust_env=False)
+    outbox = OutboxWorker(
+        store=store,
+        mailer=mailer(config),
+        webhooks=webhook_sender(config, delivery_session),
+        clock=clock,
+        metrics=metrics,
+        poll_interval=config.notifications.poll_interval.total_seconds(),
+        retry_initial=config.notifications.retry_initial.total_seconds(),
+        retry_max=config.notifications.retry_max.total_seconds(),
+    )
     monitor = Monitor(
         config=config,
         store=store,
@@ -67,6 +95,7 @@ async def running_monitor(
         metrics=metrics,
         session=session,
         listeners=listeners,
+        on_outbox=outbox.kick,
     )
     holder.append(monitor)
     runner: web.AppRunner | None = None
@@ -74,7 +103,13 @@ async def running_monitor(
     try:
         if serve:
             runner = web.AppRunner(
-                create_app(store=store, registry=registry, health=lambda: _health(monitor)),
+                create_app(
+                    store=store,
+                    registry=registry,
+                    health=lambda: _health(monitor),
+                    desk=monitor.desk,
+                    api=config.api,
+                ),
                 access_log=None,
             )
             await runner.setup()
@@ -83,17 +118,53 @@ async def running_monitor(
             url = _site_url(site, config.server.host)
             log.info("serving /metrics, /healthz and /api/incidents on %s", url)
         task = asyncio.create_task(monitor.run())
+        outbox_task = asyncio.create_task(outbox.run())
         await monitor.started()
         try:
-            yield Running(monitor=monitor, store=store, registry=registry, url=url)
+            yield Running(monitor=monitor, store=store, registry=registry, url=url, outbox=outbox)
         finally:
             monitor.stop()
             await task
+            # Whatever the last probes caused is delivered now if it can be, else next start.
+            outbox.stop()
+            await outbox_task
     finally:
         if runner is not None:
             await runner.cleanup()
         await session.close()
+        await delivery_session.close()
         await store.close()
+
+
+def mailer(config: MonitorConfig) -> Mailer:
+    """SMTP when configured, else `.eml` files in the outbox folder (the demo, the default)."""
+    settings = config.notifications
+    if settings.smtp is None:
+        return FileMailer(Path(settings.outbox_dir), sender=settings.sender)
+    smtp = settings.smtp
+    return SmtpMailer(
+        SmtpSettings(
+            host=smtp.host,
+            port=smtp.port,
+            security=smtp.security,
+            username=smtp.username,
+            password=smtp.password.get_secret_value() if smtp.password else None,
+            timeout=smtp.timeout.total_seconds(),
+            sender=settings.sender,
+        )
+    )
+
+
+def webhook_sender(config: MonitorConfig, session: aiohttp.ClientSession) -> WebhookSender | None:
+    hook = config.oncall.webhook
+    if hook is None:
+        return None
+    target = WebhookTarget(
+        url=hook.url,
+        headers={name: value.get_secret_value() for name, value in hook.headers.items()},
+        timeout=hook.timeout.total_seconds(),
+    )
+    return WebhookSender(session, {ONCALL_WEBHOOK: target})
 
 
 def _site_url(site: web.TCPSite, host: str) -> str:

@@ -20,6 +20,7 @@ log = logging.getLogger("monitor")
 DEFAULT_CONFIG = "config/monitor.yaml"
 T = TypeVar("T")
 EXIT_CONFIG = 2
+EXIT_USAGE = 2
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -71,6 +72,49 @@ def _parser() -> argparse.ArgumentParser:
     shop.add_argument("--host", default="127.0.0.1")
     shop.add_argument("--port", type=int, default=8081)
     shop.set_defaults(handler=_demo_shop)
+
+    sla = commands.add_parser("sla", help="when would an incident opened at --at be due?")
+    sla.add_argument("--config", default=DEFAULT_CONFIG)
+    sla.add_argument("--client", required=True)
+    sla.add_argument("--severity", type=int, required=True, choices=(1, 2, 3, 4))
+    sla.add_argument("--at", required=True, help="ISO 8601 with a zone, e.g. 2026-11-27T16:00Z")
+    sla.set_defaults(handler=_sla)
+
+    def operator(name: str, help_text: str) -> argparse.ArgumentParser:
+        command = commands.add_parser(name, help=help_text)
+        command.add_argument("--config", default=DEFAULT_CONFIG, help="where the monitor listens")
+        command.add_argument("--url", help="the running monitor, e.g. http://127.0.0.1:9464")
+        command.add_argument("--token", help="API token (default: $MONITOR_API_TOKEN)")
+        return command
+
+    queue = operator("queue", "the triage queue: open incidents nobody has responded to")
+    queue.add_argument("--json", action="store_true")
+    queue.set_defaults(handler=_queue)
+
+    ack = operator("ack", "acknowledge an incident (the first response)")
+    ack.add_argument("incident", type=int)
+    ack.add_argument("--by", required=True, help="who responds")
+    ack.set_defaults(handler=_ack)
+
+    update = operator("update", "post a client update (emailed; resets the update clock)")
+    update.add_argument("incident", type=int)
+    update.add_argument("--by", required=True)
+    update.add_argument("--text", required=True, help="what the client reads")
+    update.set_defaults(handler=_update)
+
+    resolve = operator("resolve", "resolve an incident by hand")
+    resolve.add_argument("incident", type=int)
+    resolve.add_argument("--by", required=True)
+    resolve.add_argument("--note", default="")
+    resolve.set_defaults(handler=_resolve)
+
+    maintenance = operator("maintenance", "add a maintenance window (no incidents open)")
+    maintenance.add_argument("site", help="client/site, e.g. acme/shop")
+    maintenance.add_argument("--from", dest="starts_at", required=True, help="ISO 8601")
+    maintenance.add_argument("--until", dest="ends_at", required=True, help="ISO 8601")
+    maintenance.add_argument("--reason", default="")
+    maintenance.add_argument("--by", required=True)
+    maintenance.set_defaults(handler=_maintenance)
 
     schema = commands.add_parser("schema", help="print the config's JSON Schema")
     schema.add_argument("--write", action="store_true", help="write config/monitor.schema.json")
@@ -150,6 +194,76 @@ def _demo_shop(args: argparse.Namespace) -> int:
 
     _asyncio_run(serve())
     return 0
+
+
+def _sla(args: argparse.Namespace) -> int:
+    from monitor.operator_cli import sla_answer
+
+    config = load_config(args.config)
+    try:
+        print(sla_answer(config, client=args.client, severity=args.severity, at=args.at))
+    except ValueError as exc:
+        print(f"monitor sla: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    return 0
+
+
+def _api(args: argparse.Namespace, method: str, path: str, body: Any = None) -> Any:
+    from monitor.operator_cli import api_url, call, token_from
+
+    base = args.url or api_url(load_config(args.config))
+    return _asyncio_run(call(base, method, path, token=token_from(args.token), body=body))
+
+
+def _operator(args: argparse.Namespace, method: str, path: str, body: Any = None) -> int:
+    import aiohttp
+
+    from monitor.operator_cli import ApiError
+
+    try:
+        answer = _api(args, method, path, body)
+    except ApiError as exc:
+        print(f"monitor {args.command}: {exc}", file=sys.stderr)
+        return EXIT_USAGE if exc.status < 500 else 1
+    except aiohttp.ClientError as exc:
+        print(f"monitor {args.command}: cannot reach the monitor: {exc}", file=sys.stderr)
+        return 1
+    if args.command == "queue" and not getattr(args, "json", False):
+        from monitor.operator_cli import queue_table
+
+        print(queue_table(answer["queue"]))
+    else:
+        print(json.dumps(answer, indent=2))
+    return 0
+
+
+def _queue(args: argparse.Namespace) -> int:
+    return _operator(args, "GET", "/api/queue")
+
+
+def _ack(args: argparse.Namespace) -> int:
+    return _operator(args, "POST", f"/api/incidents/{args.incident}/acknowledge", {"by": args.by})
+
+
+def _update(args: argparse.Namespace) -> int:
+    body = {"by": args.by, "text": args.text}
+    return _operator(args, "POST", f"/api/incidents/{args.incident}/updates", body)
+
+
+def _resolve(args: argparse.Namespace) -> int:
+    body = {"by": args.by, "note": args.note}
+    return _operator(args, "POST", f"/api/incidents/{args.incident}/resolve", body)
+
+
+def _maintenance(args: argparse.Namespace) -> int:
+    body = {
+        "site": args.site,
+        "starts_at": args.starts_at,
+        "ends_at": args.ends_at,
+        "reason": args.reason,
+        "by": args.by,
+    }
+    return _operator(args, "POST", "/api/maintenance", body)
 
 
 def _schema(args: argparse.Namespace) -> int:

@@ -24,6 +24,12 @@ class EventKind(enum.StrEnum):
     INCIDENT_ESCALATED = "incident_escalated"
     INCIDENT_CHECK_RECOVERED = "incident_check_recovered"
     INCIDENT_RESOLVED = "incident_resolved"
+    ONCALL_PAGED = "oncall_paged"
+    ONCALL_NOTIFIED = "oncall_notified"
+    INCIDENT_ACKNOWLEDGED = "incident_acknowledged"
+    CLIENT_UPDATE = "client_update"
+    SLA_REMINDER = "sla_reminder"  # a client update falls due soon
+    SLA_BREACHED = "sla_breached"  # response target breached, or a client update overdue
     PROBE_DISCARDED = "probe_discarded"  # timing not trusted: the monitor itself was overloaded
     STORE_ERROR = "store_error"
 
@@ -33,6 +39,8 @@ _WARNING_KINDS = {
     EventKind.INCIDENT_OPENED,
     EventKind.INCIDENT_ESCALATED,
     EventKind.PROBE_DISCARDED,
+    EventKind.ONCALL_PAGED,
+    EventKind.SLA_BREACHED,
 }
 
 

@@ -7,6 +7,7 @@ series are `monitor_*`. Every metric is documented in the README's Metrics secti
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
+from datetime import UTC, datetime
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import GaugeMetricFamily
@@ -22,24 +23,61 @@ LAG_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 1
 
 
 class OpenIncidentsCollector(Collector):
-    """`monitor_incidents_open`, computed at scrape time from the runtime's open incidents."""
+    """Incident gauges computed at scrape time from the runtime's open incidents: how many are
+    open, how many wait in the queue, and each one's SLA deadlines as Unix timestamps."""
 
-    def __init__(self, open_incidents: Callable[[], Iterable[Incident]]) -> None:
+    def __init__(
+        self, open_incidents: Callable[[], Iterable[Incident]], now: Callable[[], datetime]
+    ) -> None:
         self._open_incidents = open_incidents
+        self._now = now
 
     def collect(self) -> Iterable[GaugeMetricFamily]:
-        family = GaugeMetricFamily(
+        by_client = ["client", "severity"]
+        per_incident = ["client", "site", "incident", "severity"]
+        open_now = GaugeMetricFamily(
             "monitor_incidents_open",
             "Incidents open now, by client and severity.",
-            labels=["client", "severity"],
+            labels=by_client,
         )
-        counts: dict[tuple[str, str], int] = {}
+        queued = GaugeMetricFamily(
+            "monitor_incidents_unresponded",
+            "Open incidents nobody has responded to yet (the triage queue).",
+            labels=by_client,
+        )
+        overdue = GaugeMetricFamily(
+            "monitor_incident_updates_overdue",
+            "Open incidents whose next client update is overdue.",
+            labels=by_client,
+        )
+        response_due = GaugeMetricFamily(
+            "monitor_incident_response_due_timestamp_seconds",
+            "When each unresponded open incident's response is due (Unix time).",
+            labels=per_incident,
+        )
+        update_due = GaugeMetricFamily(
+            "monitor_incident_next_update_due_timestamp_seconds",
+            "When each open incident's next client update is due (Unix time).",
+            labels=per_incident,
+        )
+        now = self._now()
+        counts: dict[str, dict[tuple[str, str], int]] = {"open": {}, "queued": {}, "overdue": {}}
         for incident in self._open_incidents():
             key = (incident.client, str(int(incident.severity)))
-            counts[key] = counts.get(key, 0) + 1
-        for (client, severity), count in sorted(counts.items()):
-            family.add_metric([client, severity], count)
-        yield family
+            labels = [incident.client, incident.site, incident.ref, key[1]]
+            counts["open"][key] = counts["open"].get(key, 0) + 1
+            if incident.responded_at is None:
+                counts["queued"][key] = counts["queued"].get(key, 0) + 1
+                if incident.response_due_at is not None:
+                    response_due.add_metric(labels, incident.response_due_at.timestamp())
+            if incident.next_update_due_at is not None:
+                update_due.add_metric(labels, incident.next_update_due_at.timestamp())
+                if incident.next_update_due_at <= now:
+                    counts["overdue"][key] = counts["overdue"].get(key, 0) + 1
+        for family, name in ((open_now, "open"), (queued, "queued"), (overdue, "overdue")):
+            for (client, severity), count in sorted(counts[name].items()):
+                family.add_metric([client, severity], count)
+        yield from (open_now, queued, overdue, response_due, update_due)
 
 
 class Metrics:
@@ -48,6 +86,7 @@ class Metrics:
         registry: CollectorRegistry,
         *,
         open_incidents: Callable[[], Iterable[Incident]] | None = None,
+        now: Callable[[], datetime] | None = None,
     ) -> None:
         self.registry = registry
         self.probe_success = Gauge(
@@ -134,8 +173,46 @@ class Metrics:
             "When the configuration was last loaded (Unix time).",
             registry=registry,
         )
+        self.notifications_sent = Counter(
+            "monitor_notifications_sent",
+            "Notifications delivered (accepted by the SMTP server or the webhook), by channel.",
+            ("channel",),
+            registry=registry,
+        )
+        self.notifications_failed = Counter(
+            "monitor_notifications_failed",
+            "Notifications given up on (a permanent refusal), by channel.",
+            ("channel",),
+            registry=registry,
+        )
+        self.notification_retries = Counter(
+            "monitor_notification_retries",
+            "Delivery attempts that failed and will be retried, by channel.",
+            ("channel",),
+            registry=registry,
+        )
+        self.outbox_pending = Gauge(
+            "monitor_outbox_pending",
+            "Notifications waiting in the outbox (new, or retrying after a failure).",
+            registry=registry,
+        )
+        self.sla_breaches = Counter(
+            "monitor_sla_breaches",
+            "SLA breaches recorded, by kind (response, update) and severity.",
+            ("kind", "severity"),
+            registry=registry,
+        )
+        for channel in ("email", "webhook"):
+            self.notifications_sent.labels(channel=channel)
+            self.notifications_failed.labels(channel=channel)
+            self.notification_retries.labels(channel=channel)
+        for kind in ("response", "update"):
+            for severity in Severity:
+                self.sla_breaches.labels(kind=kind, severity=str(int(severity)))
         if open_incidents is not None:
-            registry.register(OpenIncidentsCollector(open_incidents))
+            registry.register(
+                OpenIncidentsCollector(open_incidents, now or (lambda: datetime.now(UTC)))
+            )
 
     def zero_incident_counters(self, clients: Iterable[str]) -> None:
         """Create the counters' series at 0 so rate() and increase() see the first incident."""

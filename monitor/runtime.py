@@ -22,6 +22,7 @@ from incidents.severity import Severity
 from incidents.wording import describe
 from monitor.clock import Clock
 from monitor.config.models import ConfiguredCheck, MonitorConfig, configured_checks
+from monitor.desk import IncidentDesk
 from monitor.events import EventKind, MonitorEvent, log_event
 from monitor.loop_lag import LoopLagMonitor
 from monitor.metrics import Metrics, check_labels
@@ -63,6 +64,7 @@ class Monitor:
         metrics: Metrics,
         session: aiohttp.ClientSession,
         listeners: Sequence[Listener] = (),
+        on_outbox: Callable[[], None] = lambda: None,
     ) -> None:
         self.config = config
         self.checks: list[ConfiguredCheck] = configured_checks(config)
@@ -72,8 +74,14 @@ class Monitor:
         self._session = session
         self._listeners = [log_event, *listeners]
         self._states: dict[str, CheckState] = {}
-        self._open: dict[str, Incident] = {}
-        self._site_locks: dict[str, asyncio.Lock] = {}
+        self.desk = IncidentDesk(
+            config=config,
+            store=store,
+            clock=clock,
+            metrics=metrics,
+            on_change=self._announce_change,
+            on_outbox=on_outbox,
+        )
         self._lag = LoopLagMonitor(monotonic=clock.monotonic, on_sample=metrics.event_loop_lag.set)
         self._scheduler: Scheduler[ConfiguredCheck] = Scheduler(
             self.checks,
@@ -99,25 +107,32 @@ class Monitor:
     async def run(self) -> None:
         """Load state, probe on schedule until stop(), then finish the probes in flight."""
         self._states = await self._store.load_check_states()
-        self._open = await self._store.load_open_incidents()
+        await self.desk.load()
         self._metrics.checks_configured.set(len(self.checks))
         self._metrics.zero_incident_counters({check.client for check in self.checks})
-        if self._open:
+        if self.desk.open_incidents():
             log.info(
                 "continuing %d open incident(s): %s",
-                len(self._open),
-                ", ".join(incident.ref for incident in self._open.values()),
+                len(self.desk.open_incidents()),
+                ", ".join(incident.ref for incident in self.desk.open_incidents()),
             )
+        stopping = asyncio.Event()
         lag_task = asyncio.create_task(self._lag.run())
         flush_task = asyncio.create_task(self._flush_history_periodically())
+        clocks_task = asyncio.create_task(
+            self.desk.run_clocks(
+                tick=self.config.scheduler.sla_tick.total_seconds(), stopping=stopping
+            )
+        )
         self._started.set()
         try:
             if not self._stop_requested:
                 await self._scheduler.run()
         finally:
             self._lag.stop()
+            stopping.set()
             flush_task.cancel()
-            await asyncio.gather(lag_task, flush_task, return_exceptions=True)
+            await asyncio.gather(lag_task, flush_task, clocks_task, return_exceptions=True)
             await self._flush_history()
 
     async def _flush_history_periodically(self) -> None:
@@ -145,7 +160,7 @@ class Monitor:
     # -- read side -------------------------------------------------------------------------
 
     def open_incidents(self) -> list[Incident]:
-        return list(self._open.values())
+        return self.desk.open_incidents()
 
     def check_state(self, key: str) -> CheckState | None:
         return self._states.get(key)
@@ -194,31 +209,41 @@ class Monitor:
     async def process(self, check: ConfiguredCheck, result: ProbeResult) -> None:
         """Feed one result through the engine and the store; update metrics and tell people."""
         self._observe(check, result)
-        lock = self._site_locks.setdefault(check.site, asyncio.Lock())
-        async with lock:
+        async with self.desk.lock(check.site):
             previous = self._states.get(check.key) or CheckState(key=check.key)
-            severity = (
-                None
-                if result.ok
-                else self.config.severity_policy.severity_for(
-                    result.outcome, check_severity=check.spec.severity
+            incident = self.desk.open_incident(check.site)
+            now = self._clock.now()
+            notify = None
+            if incident is None and self.desk.in_maintenance(check.site, now):
+                # A maintenance window opens no incident: the result is kept as history and
+                # metrics, and failures start counting afresh once the window ends.
+                transition = Transition(state=previous, incident=None)
+            else:
+                severity = (
+                    None
+                    if result.ok
+                    else self.config.severity_policy.severity_for(
+                        result.outcome, check_severity=check.spec.severity
+                    )
                 )
-            )
-            incident = self._open.get(check.site)
-            transition = apply_result(
-                now=self._clock.now(),
-                check=check.ref,
-                result=result,
-                severity=severity,
-                state=previous,
-                incident=incident,
-            )
+                transition = apply_result(
+                    now=now,
+                    check=check.ref,
+                    result=result,
+                    severity=severity,
+                    state=previous,
+                    incident=incident,
+                )
+                transition, notify = self.desk.prepare(
+                    client=check.client, before=incident, transition=transition
+                )
             try:
                 stored = await self._store.record(
                     check_key=check.key,
                     result=result,
                     transition=transition,
                     previous_state=previous,
+                    notify=notify,
                 )
             except Exception as exc:  # noqa: BLE001 - the database being away is an expected failure
                 self._metrics.store_errors.inc()
@@ -229,11 +254,8 @@ class Monitor:
                 )
                 return
             self._states[check.key] = transition.state
-            if stored is not None and stored.is_open:
-                self._open[check.site] = stored
-            else:
-                self._open.pop(check.site, None)
-        self._announce(check, result, previous, transition, stored)
+            self._announce_check(check, result, previous, transition)
+            self.desk.stored(check.site, stored, transition.timeline)
 
     def _observe(self, check: ConfiguredCheck, result: ProbeResult) -> None:
         labels = check_labels(check.key)
@@ -245,13 +267,12 @@ class Monitor:
 
     # -- telling people --------------------------------------------------------------------
 
-    def _announce(
+    def _announce_check(
         self,
         check: ConfiguredCheck,
         result: ProbeResult,
         previous: CheckState,
         transition: Transition,
-        incident: Incident | None,
     ) -> None:
         before = previous.last_outcome
         if not result.ok and before != result.outcome:
@@ -272,9 +293,10 @@ class Monitor:
                 check=check.key,
                 latency=result.latency,
             )
-        if incident is not None:
-            for entry in transition.timeline:
-                self._announce_entry(incident, entry)
+
+    def _announce_change(self, incident: Incident, timeline: Sequence[TimelineEntry]) -> None:
+        for entry in timeline:
+            self._announce_entry(incident, entry)
 
     def _announce_entry(self, incident: Incident, entry: TimelineEntry) -> None:
         kind, text = _ENTRY_EVENTS[entry.kind]
@@ -328,6 +350,13 @@ _ENTRY_EVENTS: dict[TimelineKind, tuple[EventKind, str]] = {
     TimelineKind.ESCALATED: (EventKind.INCIDENT_ESCALATED, "incident escalated"),
     TimelineKind.CHECK_RECOVERED: (EventKind.INCIDENT_CHECK_RECOVERED, "incident check recovered"),
     TimelineKind.RESOLVED: (EventKind.INCIDENT_RESOLVED, "incident resolved"),
+    TimelineKind.ONCALL_PAGED: (EventKind.ONCALL_PAGED, "on-call paged"),
+    TimelineKind.ONCALL_NOTIFIED: (EventKind.ONCALL_NOTIFIED, "on-call notified"),
+    TimelineKind.ACKNOWLEDGED: (EventKind.INCIDENT_ACKNOWLEDGED, "incident acknowledged"),
+    TimelineKind.CLIENT_UPDATE: (EventKind.CLIENT_UPDATE, "client update posted"),
+    TimelineKind.UPDATE_REMINDER: (EventKind.SLA_REMINDER, "client update due soon"),
+    TimelineKind.RESPONSE_BREACHED: (EventKind.SLA_BREACHED, "response target breached"),
+    TimelineKind.UPDATE_OVERDUE: (EventKind.SLA_BREACHED, "client update overdue"),
 }
 
 

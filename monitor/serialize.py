@@ -28,6 +28,16 @@ def incident_dict(incident: Incident) -> dict[str, Any]:
         "resolved_at": iso(incident.resolved_at),
         "failing_checks": sorted(incident.failing_checks),
         "checks": sorted(incident.checks),
+        "clocks": {
+            "calendar": incident.calendar,
+            "response_aim_at": iso(incident.response_aim_at),
+            "response_due_at": iso(incident.response_due_at),
+            "responded_at": iso(incident.responded_at),
+            "acknowledged_by": incident.acknowledged_by,
+            "last_update_at": iso(incident.last_update_at),
+            "next_update_due_at": iso(incident.next_update_due_at),
+            "oncall_notified_at": iso(incident.oncall_notified_at),
+        },
     }
 
 

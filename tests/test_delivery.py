@@ -7,8 +7,6 @@ no threads and no port races; TLS certificates come from trustme.
 from __future__ import annotations
 
 import asyncio
-import email
-import email.policy
 import socket
 import ssl
 import time
@@ -41,6 +39,7 @@ from monitor.delivery import (
     build_email,
     retry_delay,
 )
+from tests.smtp_helpers import Inbox, parse, smtpd
 
 SENDER = "Agency Support <support@agency.example>"
 ROOT_ID = "<incident-42.client@agency.example>"
@@ -64,12 +63,6 @@ def outgoing(**changes: Any) -> OutgoingEmail:
         references=(ROOT_ID,),
     )
     return replace(base, **changes)
-
-
-def parse(data: bytes) -> EmailMessage:
-    message = email.message_from_bytes(data, policy=email.policy.default)
-    assert isinstance(message, EmailMessage)
-    return message
 
 
 def assert_is_the_email(parsed: EmailMessage, sent: OutgoingEmail) -> None:
@@ -169,54 +162,6 @@ def test_a_mailer_refuses_a_bad_sender_when_it_is_made(tmp_path: Path) -> None:
 
 
 # --- SMTP ----------------------------------------------------------------------------------
-
-
-@dataclass
-class Inbox:
-    """An aiosmtpd handler that keeps what it accepts, refusing as it is told."""
-
-    refuse_rcpt: dict[str, str] = field(default_factory=dict)  # address -> reply
-    data_reply: str | None = None  # e.g. "554 spam"; None accepts
-    received: list[Envelope] = field(default_factory=list)
-
-    async def handle_RCPT(
-        self, server: SMTP, session: Session, envelope: Envelope, address: str, options: list[str]
-    ) -> str:
-        if address in self.refuse_rcpt:
-            return self.refuse_rcpt[address]
-        envelope.rcpt_tos.append(address)
-        return "250 OK"
-
-    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
-        if self.data_reply is not None:
-            return self.data_reply
-        self.received.append(envelope)
-        return "250 Message accepted for delivery"
-
-    def only_message(self) -> EmailMessage:
-        assert len(self.received) == 1
-        content = self.received[0].content
-        assert isinstance(content, bytes)
-        return parse(content)
-
-
-@asynccontextmanager
-async def smtpd(
-    handler: Inbox, *, ssl_context: ssl.SSLContext | None = None, **options: Any
-) -> AsyncIterator[int]:
-    """aiosmtpd on 127.0.0.1, served by the test's loop; yields the port."""
-    loop = asyncio.get_running_loop()
-    server = await loop.create_server(
-        lambda: SMTP(handler, hostname="smtpd.test", **options),
-        "127.0.0.1",
-        0,
-        ssl=ssl_context,
-    )
-    try:
-        yield server.sockets[0].getsockname()[1]
-    finally:
-        server.close()
-        await server.wait_closed()
 
 
 @pytest.fixture

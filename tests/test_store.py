@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
+import logging
+import sqlite3
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -37,6 +39,7 @@ from monitor.store import (
 )
 from monitor.store.codec import EVIDENCE_MAX_CHARS
 from monitor.store.tables import metadata
+from tests.helpers import eventually
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 T0 = datetime(2024, 6, 3, 10, 0, tzinfo=UTC)
@@ -137,6 +140,8 @@ async def test_migrations_create_the_schema_and_reopening_changes_nothing(
             "timeline": 0,
             "check_state": 0,
             "check_history": 0,
+            "outbox": 0,
+            "maintenance_windows": 0,
         }
         await open_incident(store)
     finally:
@@ -150,7 +155,7 @@ async def test_migrations_create_the_schema_and_reopening_changes_nothing(
             )
             version = (await conn.execute(sa.text("SELECT version_num FROM alembic_version"))).all()
         assert diffs == []
-        assert version == [("0001",)]
+        assert version == [("0002",)]
         assert (await store.count_rows())["incidents"] == 1
     finally:
         await store.close()
@@ -198,6 +203,32 @@ async def test_several_processes_opening_at_once_migrate_once(database_url: str)
     try:
         await open_incident(store)
         assert len(await store.list_incidents()) == 1
+    finally:
+        await store.close()
+
+
+async def test_opening_a_new_sqlite_file_waits_while_another_connection_writes_it(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # What a process switching the same new file to WAL does. SQLite fails the switch at once
+    # instead of waiting on the busy timeout, so the store has to wait for it itself.
+    path = tmp_path / "monitor.db"
+    other = sqlite3.connect(path, isolation_level=None)
+    try:
+        other.execute("BEGIN IMMEDIATE")
+        caplog.set_level(logging.DEBUG, logger="monitor.store.engine")
+        opening = asyncio.create_task(Store.open(f"sqlite+aiosqlite:///{path}"))
+        await eventually(lambda: "retrying the switch to WAL" in caplog.text or opening.done())
+        other.execute("COMMIT")
+    finally:
+        other.close()
+
+    store = await opening
+    try:
+        await open_incident(store)
+        async with store.engine.connect() as connection:
+            mode = await connection.exec_driver_sql("PRAGMA journal_mode")
+            assert mode.scalar() == "wal"
     finally:
         await store.close()
 

@@ -218,6 +218,15 @@ class NotificationsConfig(_Model):
     dashboard_url: str | None = Field(
         default=None, description="Base URL linked from on-call mails, e.g. a Grafana page."
     )
+    retry_initial: Duration = Field(
+        default=timedelta(seconds=5),
+        description="First wait after a failed delivery; it doubles with each failure.",
+    )
+    retry_max: Duration = Field(default=timedelta(minutes=15), description="Longest wait.")
+    poll_interval: Interval = Field(
+        default=timedelta(seconds=5),
+        description="How often the outbox is looked at (new notifications go out at once).",
+    )
 
     @field_validator("sender")
     @classmethod
@@ -280,6 +289,11 @@ class SchedulerConfig(_Model):
     per_host: int = Field(default=4, ge=1, description="Probes in flight per target host.")
     history_per_check: int = Field(
         default=50, ge=1, le=10_000, description="Recent results kept per check in the database."
+    )
+    sla_tick: Interval = Field(
+        default=timedelta(seconds=15),
+        description="How often SLA clocks are checked for reminders, breaches and deferred "
+        "on-call notices.",
     )
 
 

@@ -50,6 +50,15 @@ def incident_values(incident: Incident, *, updated_at: datetime) -> dict[str, An
         "failing_checks": sorted(incident.failing_checks),
         "checks": sorted(incident.checks),
         "updated_at": updated_at,
+        "calendar": incident.calendar,
+        "response_aim_at": incident.response_aim_at,
+        "response_due_at": incident.response_due_at,
+        "responded_at": incident.responded_at,
+        "acknowledged_by": incident.acknowledged_by,
+        "last_update_at": incident.last_update_at,
+        "next_update_due_at": incident.next_update_due_at,
+        "oncall_notified_at": incident.oncall_notified_at,
+        "sla_marks": sorted(incident.sla_marks),
     }
 
 
@@ -65,6 +74,15 @@ def incident_from_row(row: RowMapping) -> Incident:
         resolved_at=row["resolved_at"],
         failing_checks=frozenset(row["failing_checks"]),
         checks=frozenset(row["checks"]),
+        calendar=row["calendar"],
+        response_aim_at=row["response_aim_at"],
+        response_due_at=row["response_due_at"],
+        responded_at=row["responded_at"],
+        acknowledged_by=row["acknowledged_by"],
+        last_update_at=row["last_update_at"],
+        next_update_due_at=row["next_update_due_at"],
+        oncall_notified_at=row["oncall_notified_at"],
+        sla_marks=frozenset(row["sla_marks"]),
     )
 
 

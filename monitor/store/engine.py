@@ -15,16 +15,22 @@ Each `-c name=value` becomes an asyncpg server setting (asyncpg has no `options`
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import shlex
+import sqlite3
+import time
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import event
 from sqlalchemy.engine import URL, Connection, make_url
 from sqlalchemy.exc import ArgumentError
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from monitor.store.errors import StoreError
+
+log = logging.getLogger(__name__)
 
 _ASYNC_DRIVERS = {"sqlite": "sqlite+aiosqlite", "postgresql": "postgresql+asyncpg"}
 _EXAMPLES = "sqlite+aiosqlite:///monitor.db or postgresql+asyncpg://user@host/db"
@@ -32,19 +38,67 @@ _EXAMPLES = "sqlite+aiosqlite:///monitor.db or postgresql+asyncpg://user@host/db
 # Execution option naming the statement that opens a transaction on SQLite.
 SQLITE_BEGIN = "monitor_sqlite_begin"
 
+# How long SQLite waits for another connection's write lock before "database is locked".
+# Generous, unlike sqlite3's 5 s default: a monitor should rather wait out another process's
+# migration than fail to start or to record. A `timeout` in the URL still wins.
+SQLITE_BUSY_TIMEOUT = 30.0
+
+# Backoff while another connection holds the lock use_wal needs (SQLite will not wait for it).
+_WAL_RETRY_FIRST = 0.005
+_WAL_RETRY_MAX = 0.25
+
 
 def create_engine(url: str) -> AsyncEngine:
     """An engine for `url`; creates a SQLite file's parent directory if needed."""
     parsed = _parse(url)
     if parsed.get_backend_name() == "sqlite":
         _ensure_parent_dir(parsed)
-        engine = create_async_engine(parsed)
+        sqlite_args: dict[str, Any] = (
+            {} if "timeout" in parsed.query else {"timeout": SQLITE_BUSY_TIMEOUT}
+        )
+        engine = create_async_engine(parsed, connect_args=sqlite_args)
         _install_sqlite_hooks(engine)
         return engine
     parsed, server_settings = _split_pg_options(parsed)
     connect_args: dict[str, Any] = {"server_settings": server_settings} if server_settings else {}
     # pre_ping: a long-running monitor outlives server restarts and idle-connection reapers.
     return create_async_engine(parsed, connect_args=connect_args, pool_pre_ping=True)
+
+
+async def use_wal(connection: AsyncConnection) -> None:
+    """Switch the SQLite database behind `connection` to WAL; call outside a transaction.
+
+    WAL lets readers (the HTTP API) and the writer (the scheduler) not block each other. The
+    mode is stored in the file, so this changes a database once and is a lock-free no-op on
+    every later open.
+
+    Switching writes the file header under the write lock, and SQLite takes that lock by
+    upgrading a read lock: an upgrade never waits on the busy timeout (waiting could deadlock),
+    so while another connection writes a not-yet-WAL file (e.g. another process switching the
+    same new file) the PRAGMA fails at once with "database is locked". Those failures are
+    retried here, with backoff, for as long as SQLite's own busy timeout would wait.
+    """
+    raw = await connection.get_raw_connection()
+    # The driver's own connection: through SQLAlchemy the PRAGMA would run inside its BEGIN,
+    # and SQLite refuses to change the journal mode within a transaction.
+    driver = raw.driver_connection
+    assert driver is not None, "use_wal needs a live connection"
+    deadline = time.monotonic() + SQLITE_BUSY_TIMEOUT
+    delay = _WAL_RETRY_FIRST
+    while True:
+        try:
+            cursor = await driver.execute("PRAGMA journal_mode = WAL")
+            await cursor.close()
+            return
+        except sqlite3.OperationalError as exc:
+            # Extended codes (e.g. SQLITE_BUSY_RECOVERY) keep the primary code in the low byte.
+            busy = exc.sqlite_errorcode & 0xFF == sqlite3.SQLITE_BUSY
+            if not busy or time.monotonic() + delay > deadline:
+                raise
+        if delay == _WAL_RETRY_FIRST:
+            log.debug("another connection is writing the database; retrying the switch to WAL")
+        await asyncio.sleep(delay)
+        delay = min(delay * 2, _WAL_RETRY_MAX)
 
 
 def describe(url: str) -> str:
@@ -117,8 +171,8 @@ def _install_sqlite_hooks(engine: AsyncEngine) -> None:
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
         cursor.execute("PRAGMA foreign_keys = ON")
-        # WAL: readers (the HTTP API) never block the writer (the scheduler), nor it them.
-        cursor.execute("PRAGMA journal_mode = WAL")
+        # Not the journal mode: it is stored in the file, and switching it can fail on a lock
+        # that this synchronous hook could only wait for by blocking the loop (see use_wal).
         cursor.close()
 
     def on_begin(connection: Connection) -> None:

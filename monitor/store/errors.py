@@ -9,6 +9,7 @@ StoreError                   anything the store could not do; the original is __
 from __future__ import annotations
 
 import contextlib
+import sqlite3
 from collections.abc import Iterator
 
 from sqlalchemy.exc import InterfaceError, OperationalError, SQLAlchemyError
@@ -50,8 +51,9 @@ def translated(action: str) -> Iterator[None]:
     except StoreError:
         raise
     # OperationalError covers "database is locked" and lost connections; OSError is what
-    # asyncpg raises when the server refuses or never answers the connection.
-    except (OperationalError, InterfaceError, OSError) as exc:
+    # asyncpg raises when the server refuses or never answers the connection. The sqlite3
+    # errors come from the one place that talks to the driver directly (engine.use_wal).
+    except (OperationalError, InterfaceError, OSError, sqlite3.OperationalError) as exc:
         raise StoreUnavailable(f"{action}: {exc}") from exc
-    except SQLAlchemyError as exc:
+    except (SQLAlchemyError, sqlite3.Error) as exc:
         raise StoreError(f"{action}: {exc}") from exc

@@ -17,7 +17,7 @@ from sqlalchemy import text
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from monitor.store.engine import SQLITE_BEGIN
+from monitor.store.engine import SQLITE_BEGIN, use_wal
 
 log = logging.getLogger(__name__)
 
@@ -50,14 +50,17 @@ def alembic_config(connection: Connection | None = None) -> Config:
 
 
 async def upgrade_to_head(engine: AsyncEngine) -> None:
-    """Bring the database to the newest revision, in one transaction.
+    """Bring the database to the newest revision, in one transaction; SQLite also to WAL.
 
     Safe when several processes start at once: on PostgreSQL they serialise on an advisory
-    lock held until commit; on SQLite on the write lock that BEGIN IMMEDIATE takes.
+    lock held until commit; on SQLite on the write lock that BEGIN IMMEDIATE takes, after
+    use_wal has waited out the others' switches to WAL.
     """
     in_process = _IN_PROCESS.setdefault(asyncio.get_running_loop(), asyncio.Lock())
     async with in_process, engine.connect() as connection:
         if engine.dialect.name == "sqlite":
+            # Before the transaction: SQLite cannot change the journal mode inside one.
+            await use_wal(connection)
             await connection.execution_options(**{SQLITE_BEGIN: "BEGIN IMMEDIATE"})
         async with connection.begin():
             if engine.dialect.name == "postgresql":

@@ -1,4 +1,5 @@
-"""The store: incidents, their timelines, check state and bounded recent history.
+"""The store: incidents, their timelines, check state and bounded recent history, the
+notification outbox and maintenance windows.
 
 One class for SQLite and PostgreSQL; the differences (upsert syntax, locking) stay inside.
 """
@@ -8,8 +9,9 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
+from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
@@ -20,6 +22,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from checks.result import ProbeResult
 from incidents.model import CheckState, Incident, IncidentStatus, TimelineEntry, Transition
 from monitor.store import codec
+from monitor.store import maintenance as mw
+from monitor.store import outbox as ob
 from monitor.store.codec import HistoryRow
 from monitor.store.engine import SQLITE_BEGIN, create_engine, describe
 from monitor.store.errors import (
@@ -28,8 +32,17 @@ from monitor.store.errors import (
     StoreError,
     translated,
 )
+from monitor.store.maintenance import MaintenanceWindow
 from monitor.store.migrate import upgrade_to_head
-from monitor.store.tables import ALL_TABLES, check_history, check_state, incidents, timeline
+from monitor.store.outbox import Notify, OutboxItem, OutboxStatus
+from monitor.store.tables import (
+    ALL_TABLES,
+    check_history,
+    check_state,
+    incidents,
+    maintenance_windows,
+    timeline,
+)
 
 log = logging.getLogger(__name__)
 
@@ -120,12 +133,19 @@ class Store:
         result: ProbeResult,
         transition: Transition,
         previous_state: CheckState,
+        notify: Notify | None = None,
     ) -> Incident | None:
         """Write the consequences of one probe result in one transaction.
 
         Returns the site's incident after the write (with its id when it was just opened),
         or None when the site has none. Raises DuplicateOpenIncident when the site already
         has another open incident; nothing of the result is written then.
+
+        When the incident changed or gained timeline entries and `notify` is given, it is
+        called with the stored incident inside the transaction; the incident it returns is
+        written too (and returned), and its notifications are queued in the outbox, due at
+        the latest time of the result and its timeline. If `notify` raises, or a notification
+        is already queued (DuplicateNotification), nothing of the result is written.
         """
         if transition.state.key != check_key:
             raise ValueError(f"transition is for {transition.state.key!r}, not {check_key!r}")
@@ -137,8 +157,11 @@ class Store:
                 f"{result.started_at.isoformat()}: pass an aware UTC datetime"
             )
         history = codec.history_values(check_key, result)
+        # The store never reads the clock: rows it stamps take the time of what happened.
+        written_at = max([result.started_at, *(entry.at for entry in transition.timeline)])
         state_changed = _state_changed(previous_state, transition.state)
-        if not state_changed and not transition.incident_changed and not transition.timeline:
+        worth_telling = transition.incident_changed or bool(transition.timeline)
+        if not state_changed and not worth_telling:
             self._pending.append(history)
             if len(self._pending) >= HISTORY_BATCH:
                 await self.flush_history()
@@ -152,9 +175,11 @@ class Store:
                         if state_changed:
                             await conn.execute(_upsert_state(conn, transition.state))
                         if incident is not None and transition.incident_changed:
-                            incident = await _save_incident(conn, incident, transition, result)
+                            incident = await _save_incident(conn, incident, updated_at=written_at)
                         if transition.timeline:
                             await _append_timeline(conn, incident, transition.timeline)
+                        if notify is not None and incident is not None and worth_telling:
+                            incident = await _notified(conn, incident, notify, now=written_at)
                         await self._append_history(conn, [*batch, history])
             except BaseException:
                 self._pending[:0] = batch
@@ -201,6 +226,126 @@ class Store:
         with translated(f"reading the history of {check_key}"):
             rows = await self._fetch(query)
         return [codec.history_from_row(row) for row in rows]
+
+    async def save_incident(
+        self,
+        incident: Incident,
+        *,
+        timeline: Sequence[TimelineEntry],
+        notify: Notify | None = None,
+        now: datetime,
+    ) -> Incident:
+        """Update a stored incident (an operator action, an SLA tick) in one transaction:
+        its row, the `timeline` entries to append, and, when `notify` is given, what it
+        returns (as in `record`), with notifications due at `now`. Returns the incident as
+        written. Raises IncidentNotFound when its id is not stored.
+
+        There is deliberately no optimistic guard (compare-and-set on updated_at): the runtime
+        changes a site's incident only under that site's lock, in the one process that runs
+        the site's checks, so no two writers race on one row. Several processes sharing a
+        database must therefore route a site's operator actions to the process owning it.
+        """
+        if incident.id is None:
+            raise ValueError(
+                f"{incident.site}: save_incident updates a stored incident; an incident without "
+                "an id is opened through record()"
+            )
+        with translated(f"saving incident {incident.id}"):
+            async with self._write() as conn:
+                await _save_incident(conn, incident, updated_at=now)
+                if timeline:
+                    await _append_timeline(conn, incident, timeline)
+                if notify is not None:
+                    incident = await _notified(conn, incident, notify, now=now)
+        return incident
+
+    # --- the outbox (see monitor.store.outbox for the lifecycle of a row) ---
+
+    async def due_outbox(self, *, now: datetime, limit: int = 100) -> list[OutboxItem]:
+        """Pending notifications whose next attempt is due at `now`, oldest due first."""
+        with translated("reading the due outbox"):
+            rows = await self._fetch(ob.due_query(now=now, limit=limit))
+        return [ob.item_from_row(row) for row in rows]
+
+    async def outbox_for_incident(self, incident_id: int) -> list[OutboxItem]:
+        """Every notification queued about the incident, in the order queued."""
+        with translated(f"reading the outbox of incident {incident_id}"):
+            rows = await self._fetch(ob.incident_query(incident_id))
+        return [ob.item_from_row(row) for row in rows]
+
+    async def outbox_counts(self) -> dict[str, int]:
+        """Rows per status, every status present: {"pending": n, "sent": n, "failed": n}."""
+        counts = {status.value: 0 for status in OutboxStatus}
+        with translated("counting the outbox"):
+            async with self._engine.connect() as conn:
+                for status, count in await conn.execute(ob.counts_query()):
+                    counts[status] = count
+        return counts
+
+    async def mark_sent(self, item_id: int, *, at: datetime) -> None:
+        """The server accepted the notification. Marking a sent item again does nothing."""
+        await self._move(item_id, ob.sent_values(at=at), already=OutboxStatus.SENT)
+
+    async def mark_retry(self, item_id: int, *, error: str, next_attempt_at: datetime) -> None:
+        """An attempt failed for now: count it, keep the error, try again at next_attempt_at."""
+        await self._move(item_id, ob.retry_values(error=error, next_attempt_at=next_attempt_at))
+
+    async def mark_failed(self, item_id: int, *, error: str, at: datetime) -> None:
+        """An attempt failed for good (e.g. a refused recipient): never try again."""
+        await self._move(item_id, ob.failed_values(error=error, at=at))
+
+    async def _move(
+        self, item_id: int, values: dict[str, Any], *, already: OutboxStatus | None = None
+    ) -> None:
+        with translated(f"updating outbox item {item_id}"):
+            async with self._write() as conn:
+                await ob.move(conn, item_id, values=values, already=already)
+
+    # --- maintenance windows ---
+
+    async def add_maintenance(
+        self,
+        *,
+        site: str,
+        starts_at: datetime,
+        ends_at: datetime,
+        reason: str,
+        created_by: str,
+        now: datetime,
+    ) -> MaintenanceWindow:
+        """Store a window for `site` ("client/site"). Raises ValueError unless it ends after
+        it starts."""
+        values = mw.window_values(
+            site=site,
+            starts_at=starts_at,
+            ends_at=ends_at,
+            reason=reason,
+            created_by=created_by,
+            now=now,
+        )
+        # The whole row returned, so times come back in UTC like every other read.
+        stmt = sa.insert(maintenance_windows).values(values).returning(maintenance_windows)
+        with translated(f"adding a maintenance window for {site}"):
+            async with self._write() as conn:
+                row = (await conn.execute(stmt)).mappings().one()
+        return mw.window_from_row(row)
+
+    async def active_maintenance(self, *, now: datetime) -> dict[str, MaintenanceWindow]:
+        """The window in force at `now` per site key; of overlapping ones, the one ending last."""
+        with translated("reading active maintenance windows"):
+            rows = await self._fetch(mw.active_query(now=now))
+        # Rows come ordered by end within each site, so the last one per site wins.
+        return {window.site: window for window in map(mw.window_from_row, rows)}
+
+    async def list_maintenance(
+        self, *, site: str | None = None, include_past: bool = False, now: datetime
+    ) -> list[MaintenanceWindow]:
+        """Windows by start time, of one site or all; without include_past, only those that
+        have not ended by `now` (in force or to come)."""
+        query = mw.list_query(site=site, include_past=include_past, now=now)
+        with translated("listing maintenance windows"):
+            rows = await self._fetch(query)
+        return [mw.window_from_row(row) for row in rows]
 
     async def count_rows(self) -> dict[str, int]:
         """Rows per table, e.g. {"incidents": 3, "timeline": 9, ...}."""
@@ -266,9 +411,9 @@ def _upsert_state(conn: AsyncConnection, state: CheckState) -> sa.Executable:
 
 
 async def _save_incident(
-    conn: AsyncConnection, incident: Incident, transition: Transition, result: ProbeResult
+    conn: AsyncConnection, incident: Incident, *, updated_at: datetime
 ) -> Incident:
-    updated_at = max([result.started_at, *(entry.at for entry in transition.timeline)])
+    """Insert the incident (returned with its id) or update its row by id."""
     values = codec.incident_values(incident, updated_at=updated_at)
     try:
         if incident.id is None:
@@ -284,8 +429,27 @@ async def _save_incident(
         raise DuplicateOpenIncident(incident.site) from exc
 
 
+async def _notified(
+    conn: AsyncConnection, incident: Incident, notify: Notify, *, now: datetime
+) -> Incident:
+    """Ask `notify` what to say about the stored `incident`; write what it changed and queue
+    its notifications. Returns the incident as it now stands."""
+    if incident.id is None:
+        raise StoreError(f"{incident.site}: notifications need a stored incident (no id)")
+    changed, messages = notify(incident)
+    if changed.id != incident.id:
+        raise ValueError(
+            f"notify returned incident {changed.id} for incident {incident.id}; it may change "
+            "the incident's clocks and marks, not which incident it is"
+        )
+    if changed != incident:
+        await _save_incident(conn, changed, updated_at=now)
+    await ob.enqueue(conn, messages, incident_id=incident.id, now=now)
+    return changed
+
+
 async def _append_timeline(
-    conn: AsyncConnection, incident: Incident | None, entries: tuple[TimelineEntry, ...]
+    conn: AsyncConnection, incident: Incident | None, entries: Sequence[TimelineEntry]
 ) -> None:
     if incident is None or incident.id is None:
         raise StoreError(

@@ -69,6 +69,16 @@ incidents = sa.Table(
     sa.Column("failing_checks", sa.JSON, nullable=False),
     sa.Column("checks", sa.JSON, nullable=False),
     sa.Column("updated_at", UTCDateTime, nullable=False),
+    # SLA clocks (revision 0002); rows from before it have none of them.
+    sa.Column("calendar", sa.Text, nullable=True),
+    sa.Column("response_aim_at", UTCDateTime, nullable=True),
+    sa.Column("response_due_at", UTCDateTime, nullable=True),
+    sa.Column("responded_at", UTCDateTime, nullable=True),
+    sa.Column("acknowledged_by", sa.Text, nullable=True),
+    sa.Column("last_update_at", UTCDateTime, nullable=True),
+    sa.Column("next_update_due_at", UTCDateTime, nullable=True),
+    sa.Column("oncall_notified_at", UTCDateTime, nullable=True),
+    sa.Column("sla_marks", sa.JSON, nullable=False, server_default=sa.text("'[]'")),
     # The database, not the engine, guarantees one open incident per site: two processes
     # racing to open one for the same site cannot both win.
     sa.Index(
@@ -122,4 +132,45 @@ check_history = sa.Table(
     sa.Index("ix_check_history_check_key_id", "check_key", "id"),
 )
 
-ALL_TABLES = (incidents, timeline, check_state, check_history)
+# Notifications waiting to be delivered, written in the transaction of the incident change
+# that caused them (see monitor.store.outbox).
+outbox = sa.Table(
+    "outbox",
+    metadata,
+    sa.Column("id", BigId, primary_key=True, autoincrement=True),
+    sa.Column("incident_id", sa.Integer, sa.ForeignKey("incidents.id"), nullable=False),
+    sa.Column("channel", sa.Text, nullable=False),  # "email" | "webhook"
+    sa.Column("kind", sa.Text, nullable=False),  # incidents.outgoing.MessageKind
+    sa.Column("audience", sa.Text, nullable=True),  # emails only
+    # The email's Message-ID or the webhook's idempotency key: the same notification can
+    # never be queued twice, whichever process or retry tries.
+    sa.Column("dedupe_key", sa.Text, nullable=False),
+    sa.Column("payload", sa.JSON, nullable=False),
+    sa.Column("status", sa.Text, nullable=False),
+    sa.Column("attempts", sa.Integer, nullable=False),
+    sa.Column("next_attempt_at", UTCDateTime, nullable=False),
+    sa.Column("last_error", sa.Text, nullable=True),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("sent_at", UTCDateTime, nullable=True),
+    sa.UniqueConstraint("dedupe_key"),
+    sa.CheckConstraint("status IN ('pending', 'sent', 'failed')", name="status"),
+    sa.CheckConstraint("channel IN ('email', 'webhook')", name="channel"),
+    sa.Index("ix_outbox_status_next_attempt_at", "status", "next_attempt_at"),
+    sa.Index("ix_outbox_incident_id_id", "incident_id", "id"),
+)
+
+maintenance_windows = sa.Table(
+    "maintenance_windows",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("site", sa.Text, nullable=False),  # site key "client/site"
+    sa.Column("starts_at", UTCDateTime, nullable=False),
+    sa.Column("ends_at", UTCDateTime, nullable=False),
+    sa.Column("reason", sa.Text, nullable=False),
+    sa.Column("created_by", sa.Text, nullable=False),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.CheckConstraint("ends_at > starts_at", name="ends_after_start"),
+    sa.Index("ix_maintenance_windows_site_ends_at", "site", "ends_at"),
+)
+
+ALL_TABLES = (incidents, timeline, check_state, check_history, outbox, maintenance_windows)

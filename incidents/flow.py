@@ -1,0 +1,272 @@
+"""What follows an incident change: SLA clocks, on-call paging, and the notifications to send.
+
+Pure, in two steps, because a notification names its incident (`INC-42`) and a new incident
+only has its number once stored:
+
+1. `after_engine`, `after_tick` and the operator actions (`acknowledge`, `post_update`,
+   `resolve_by_hand`) return a `Change`: the incident with its clocks and paging state, and
+   the timeline entries to append.
+2. `notifications(incident, entries, ...)`, called by the store inside the same transaction once
+   the incident has its id, composes the emails and webhooks those entries call for.
+
+Who hears what:
+- Severity 1 pages on-call at once, day or night, on every channel (email and webhooks);
+  an escalation to Severity 1 pages again. Severity 2 and lower tell on-call at once inside
+  the client's business hours, otherwise at the next opening (`after_tick` sends it then).
+- The client hears of an opening when its severity is in `email_client_on_open`, of an
+  escalation (which opens the client's thread if the opening was not mailed), of every update
+  an operator posts, and of the resolution (asking them to confirm) once their thread exists.
+- On-call hears of reminders before a client update falls due, overdue updates and a
+  breached response target.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from datetime import datetime
+
+from incidents.messages import ClientInfo, MessageContext, compose_email, compose_webhook
+from incidents.model import Incident, IncidentStatus, TimelineEntry, TimelineKind
+from incidents.outgoing import Audience, MessageKind, Outgoing
+from incidents.severity import Severity
+from incidents.sla import (
+    SlaContext,
+    due_sla_events,
+    escalate_clocks,
+    next_sla_wakeup,
+    oncall_notify_at,
+    record_client_update,
+    record_response,
+    start_clocks,
+)
+
+# Marks (in Incident.sla_marks) saying a thread has its first mail, so later mails reply to it.
+THREAD_MARK = {Audience.CLIENT: "thread:client", Audience.ONCALL: "thread:oncall"}
+
+_ONCALL_MAIL = {
+    TimelineKind.ONCALL_PAGED: MessageKind.PAGE,
+    TimelineKind.ONCALL_NOTIFIED: MessageKind.NOTIFY,
+    TimelineKind.UPDATE_REMINDER: MessageKind.UPDATE_REMINDER,
+    TimelineKind.UPDATE_OVERDUE: MessageKind.UPDATE_OVERDUE,
+    TimelineKind.RESPONSE_BREACHED: MessageKind.RESPONSE_BREACHED,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    incident: Incident
+    timeline: tuple[TimelineEntry, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class NotifyPolicy:
+    email_client_on_open: frozenset[Severity] = frozenset({Severity.CRITICAL, Severity.MAJOR})
+    webhook_targets: tuple[str, ...] = ()  # configured on-call webhooks, paged on Severity 1
+
+
+# --- step 1: clocks and paging ------------------------------------------------------------
+
+
+def after_engine(
+    *,
+    before: Incident | None,
+    after: Incident,
+    timeline: Sequence[TimelineEntry],
+    now: datetime,
+    sla: SlaContext,
+) -> Change:
+    """Start or re-run the clocks for what the engine did, and page on-call when due."""
+    incident = after
+    escalated_to_critical = False
+    for entry in timeline:
+        if entry.kind is TimelineKind.OPENED:
+            incident = start_clocks(incident, ctx=sla)
+        elif entry.kind is TimelineKind.ESCALATED and before is not None:
+            incident = escalate_clocks(
+                incident, previous_severity=before.severity, at=entry.at, ctx=sla
+            )
+            escalated_to_critical = (
+                incident.severity is Severity.CRITICAL and before.severity is not Severity.CRITICAL
+            )
+        elif entry.kind is TimelineKind.RESOLVED:
+            # As when resolved by hand: a resolved incident owes the client no more updates.
+            incident = replace(incident, next_update_due_at=None)
+    incident, paging = _tell_oncall(incident, now=now, sla=sla, page=escalated_to_critical)
+    return Change(incident=incident, timeline=(*timeline, *paging))
+
+
+def after_tick(incident: Incident, *, now: datetime, sla: SlaContext) -> Change | None:
+    """Reminders, breaches and deferred on-call notices due by `now`; None when nothing is."""
+    marked, events = due_sla_events(incident, now=now, ctx=sla)
+    entries = tuple(
+        TimelineEntry(at=now, kind=event.kind, message=event.message, severity=marked.severity)
+        for event in events
+    )
+    told, paging = _tell_oncall(marked, now=now, sla=sla, page=False)
+    if not entries and not paging and told == incident:
+        return None
+    # On-call hears of the incident before any reminder or breach about it.
+    return Change(incident=told, timeline=(*paging, *entries))
+
+
+def next_wakeup(incident: Incident, *, sla: SlaContext) -> datetime | None:
+    """When `after_tick` may next have something to do for `incident`."""
+    candidates = (next_sla_wakeup(incident, ctx=sla), oncall_notify_at(incident, ctx=sla))
+    return min((moment for moment in candidates if moment is not None), default=None)
+
+
+def _tell_oncall(
+    incident: Incident, *, now: datetime, sla: SlaContext, page: bool
+) -> tuple[Incident, tuple[TimelineEntry, ...]]:
+    due = oncall_notify_at(incident, ctx=sla)
+    if not incident.is_open or not (page or (due is not None and due <= now)):
+        return incident, ()
+    critical = incident.severity is Severity.CRITICAL
+    kind = TimelineKind.ONCALL_PAGED if critical else TimelineKind.ONCALL_NOTIFIED
+    message = (
+        f"on-call paged: {incident.severity.label}, {incident.title}"
+        if critical
+        else f"on-call notified: {incident.severity.label}, {incident.title}"
+    )
+    entry = TimelineEntry(at=now, kind=kind, message=message, severity=incident.severity)
+    return replace(incident, oncall_notified_at=now), (entry,)
+
+
+# --- operator actions -----------------------------------------------------------------------
+
+
+def acknowledge(incident: Incident, *, now: datetime, by: str, sla: SlaContext) -> Change:
+    _require_open(incident, by)
+    if incident.acknowledged_by is not None:
+        return Change(incident=incident)  # acknowledged already: nothing new to record
+    acknowledged = record_response(incident, at=now, by=by, ctx=sla)
+    entry = TimelineEntry(at=now, kind=TimelineKind.ACKNOWLEDGED, message=f"acknowledged by {by}")
+    return Change(incident=acknowledged, timeline=(entry,))
+
+
+def post_update(
+    incident: Incident, *, now: datetime, by: str, text: str, sla: SlaContext
+) -> Change:
+    """An operator's update to the client: emailed, and it resets the update cadence."""
+    _require_open(incident, by)
+    if not text.strip():
+        raise ValueError("an update needs text for the client")
+    updated = record_client_update(incident, at=now, ctx=sla)
+    first_line = text.strip().splitlines()[0][:120]
+    entry = TimelineEntry(
+        at=now,
+        kind=TimelineKind.CLIENT_UPDATE,
+        message=f"client update by {by}: {first_line}",
+        evidence={"text": text, "by": by},
+    )
+    return Change(incident=updated, timeline=(entry,))
+
+
+def resolve_by_hand(incident: Incident, *, now: datetime, by: str, note: str = "") -> Change:
+    _require_open(incident, by)
+    resolved = replace(
+        incident,
+        status=IncidentStatus.RESOLVED,
+        resolved_at=now,
+        failing_checks=frozenset(),
+        next_update_due_at=None,
+    )
+    message = f"resolved by {by}" + (f": {note.strip()}" if note.strip() else "")
+    entry = TimelineEntry(at=now, kind=TimelineKind.RESOLVED, message=message)
+    return Change(incident=resolved, timeline=(entry,))
+
+
+def _require_open(incident: Incident, by: str) -> None:
+    if not by.strip():
+        raise ValueError("say who acts: `by` must not be empty")
+    if not incident.is_open:
+        raise ValueError(f"{incident.ref} is {incident.status}: only open incidents take actions")
+
+
+# --- step 2: what to send -------------------------------------------------------------------
+
+
+def notifications(
+    incident: Incident,
+    timeline: Sequence[TimelineEntry],
+    *,
+    now: datetime,
+    client: ClientInfo,
+    ctx: MessageContext,
+    policy: NotifyPolicy,
+) -> tuple[Incident, list[Outgoing]]:
+    """The emails and webhooks `timeline` calls for, and `incident` with its thread marks.
+
+    Audiences without addresses are skipped (a client with no contacts gets no mail).
+    """
+    out: list[Outgoing] = []
+    state = incident
+
+    def email(kind: MessageKind, cause: TimelineEntry | None, text: str | None = None) -> None:
+        nonlocal state
+        audience = Audience.CLIENT if kind in _CLIENT_KINDS else Audience.ONCALL
+        if not (client.contacts if audience is Audience.CLIENT else ctx.oncall):
+            return
+        first = THREAD_MARK[audience] not in state.sla_marks
+        out.append(
+            compose_email(
+                kind,
+                incident=state,
+                client=client,
+                ctx=ctx,
+                now=now,
+                cause=cause,
+                update_text=text,
+                first_in_thread=first,
+            )
+        )
+        if first:
+            state = replace(state, sla_marks=state.sla_marks | {THREAD_MARK[audience]})
+
+    cause = _evidence_entry(timeline)
+    client_thread = THREAD_MARK[Audience.CLIENT] in state.sla_marks
+    for entry in timeline:
+        kind = entry.kind
+        if kind is TimelineKind.OPENED and state.severity in policy.email_client_on_open:
+            email(MessageKind.OPENED, entry)
+        elif kind is TimelineKind.ESCALATED and (
+            client_thread or state.severity in policy.email_client_on_open
+        ):
+            email(MessageKind.ESCALATED, entry)
+        elif kind is TimelineKind.CLIENT_UPDATE:
+            text = str((entry.evidence or {}).get("text", entry.message))
+            email(MessageKind.UPDATE, cause, text)
+        elif kind is TimelineKind.RESOLVED and THREAD_MARK[Audience.CLIENT] in state.sla_marks:
+            email(MessageKind.RESOLVED, _last_recovery(timeline))
+        elif kind in _ONCALL_MAIL:
+            email(_ONCALL_MAIL[kind], cause)
+            if kind is TimelineKind.ONCALL_PAGED:
+                out.extend(
+                    compose_webhook(
+                        MessageKind.PAGE, incident=state, client=client, cause=cause, target=name
+                    )
+                    for name in policy.webhook_targets
+                )
+        client_thread = THREAD_MARK[Audience.CLIENT] in state.sla_marks
+    return state, out
+
+
+_CLIENT_KINDS = frozenset(
+    {MessageKind.OPENED, MessageKind.ESCALATED, MessageKind.UPDATE, MessageKind.RESOLVED}
+)
+
+
+def _evidence_entry(timeline: Sequence[TimelineEntry]) -> TimelineEntry | None:
+    """The entry whose probe evidence best explains this change (the latest with evidence)."""
+    for entry in reversed(timeline):
+        if entry.evidence and entry.kind is not TimelineKind.CLIENT_UPDATE:
+            return entry
+    return None
+
+
+def _last_recovery(timeline: Sequence[TimelineEntry]) -> TimelineEntry | None:
+    for entry in reversed(timeline):
+        if entry.kind is TimelineKind.CHECK_RECOVERED:
+            return entry
+    return None

@@ -1,0 +1,53 @@
+"""Per-client context built once from the config: SLA calendars and how to address mails."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from incidents.calendar_spec import build_calendar
+from incidents.flow import NotifyPolicy
+from incidents.messages import ClientInfo, MessageContext
+from incidents.sla import SlaContext
+from monitor.config.models import MonitorConfig
+
+ONCALL_WEBHOOK = "oncall"  # the name outbox rows use for the configured on-call webhook
+
+
+@dataclass(frozen=True, slots=True)
+class ClientContext:
+    sla: SlaContext
+    info: ClientInfo
+
+
+def client_contexts(config: MonitorConfig) -> dict[str, ClientContext]:
+    contexts: dict[str, ClientContext] = {}
+    for client in config.clients:
+        contexts[client.id] = ClientContext(
+            sla=SlaContext(
+                business=build_calendar(client.business_hours),
+                plan=config.plans[client.plan],
+                policy=config.sla_policy,
+            ),
+            info=ClientInfo(
+                id=client.id,
+                name=client.label,
+                contacts=tuple(client.contacts),
+                timezone=client.business_hours.timezone,
+            ),
+        )
+    return contexts
+
+
+def message_context(config: MonitorConfig) -> MessageContext:
+    return MessageContext(
+        sender_domain=config.notifications.sender_domain,
+        oncall=tuple(config.oncall.emails),
+        dashboard_url=config.notifications.dashboard_url,
+    )
+
+
+def notify_policy(config: MonitorConfig) -> NotifyPolicy:
+    return NotifyPolicy(
+        email_client_on_open=frozenset(config.notifications.email_client_on_open),
+        webhook_targets=(ONCALL_WEBHOOK,) if config.oncall.webhook is not None else (),
+    )

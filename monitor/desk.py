@@ -1,0 +1,282 @@
+"""The incident desk: every change to an incident goes through here, one site at a time.
+
+Probe results (via the runtime), SLA ticks and operator actions all change incidents. The desk
+serialises them per site with a lock, runs the pure steps of `incidents.flow` (clocks, paging,
+actions), and writes the incident, its timeline and the notifications they cause in one
+transaction; then it wakes the outbox worker.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import replace
+from datetime import datetime
+
+from incidents.flow import (
+    Change,
+    acknowledge,
+    after_engine,
+    after_tick,
+    next_wakeup,
+    notifications,
+    post_update,
+    resolve_by_hand,
+)
+from incidents.model import Incident, TimelineEntry, TimelineKind, Transition
+from incidents.outgoing import Outgoing
+from incidents.sla import SlaContext
+from monitor.clients import ClientContext, client_contexts, message_context, notify_policy
+from monitor.clock import Clock
+from monitor.config.models import MonitorConfig
+from monitor.metrics import Metrics
+from monitor.store import MaintenanceWindow, Store
+
+log = logging.getLogger(__name__)
+
+Notify = Callable[[Incident], tuple[Incident, Sequence[Outgoing]]]
+
+
+class ActionError(Exception):
+    """An operator action that cannot be done; `status` is the HTTP status to answer with."""
+
+    def __init__(self, message: str, *, status: int) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class IncidentDesk:
+    def __init__(
+        self,
+        *,
+        config: MonitorConfig,
+        store: Store,
+        clock: Clock,
+        metrics: Metrics,
+        on_change: Callable[[Incident, Sequence[TimelineEntry]], None] = lambda i, t: None,
+        on_outbox: Callable[[], None] = lambda: None,
+    ) -> None:
+        self._store = store
+        self._clock = clock
+        self._metrics = metrics
+        self._clients: dict[str, ClientContext] = client_contexts(config)
+        self._sites = {f"{c.id}/{site.id}" for c in config.clients for site in c.sites}
+        self._messages = message_context(config)
+        self._policy = notify_policy(config)
+        self._on_change = on_change
+        self._on_outbox = on_outbox
+        self._open: dict[str, Incident] = {}  # by site key
+        self._locks: dict[str, asyncio.Lock] = {}
+        self._maintenance: dict[str, MaintenanceWindow] = {}
+        self._wake = asyncio.Event()
+
+    async def load(self) -> None:
+        self._open = await self._store.load_open_incidents()
+        await self.refresh_maintenance()
+
+    # -- read side -------------------------------------------------------------------------
+
+    def now(self) -> datetime:
+        return self._clock.now()
+
+    def lock(self, site: str) -> asyncio.Lock:
+        return self._locks.setdefault(site, asyncio.Lock())
+
+    def open_incident(self, site: str) -> Incident | None:
+        return self._open.get(site)
+
+    def open_incidents(self) -> list[Incident]:
+        return list(self._open.values())
+
+    def queue(self) -> list[Incident]:
+        """The triage queue: open and unresponded; Severity 1 first, then by response due."""
+        waiting = [i for i in self._open.values() if i.responded_at is None]
+        far = datetime.max.replace(tzinfo=self._clock.now().tzinfo)
+        return sorted(
+            waiting,
+            key=lambda i: (int(i.severity) != 1, i.response_due_at or far, i.opened_at),
+        )
+
+    def in_maintenance(self, site: str, now: datetime) -> bool:
+        window = self._maintenance.get(site)
+        return window is not None and window.starts_at <= now < window.ends_at
+
+    # -- probe results ---------------------------------------------------------------------
+
+    def prepare(
+        self, *, client: str, before: Incident | None, transition: Transition
+    ) -> tuple[Transition, Notify | None]:
+        """Clocks, paging and the notifier for what the engine did to an incident."""
+        after = transition.incident
+        if after is None or not (transition.incident_changed or transition.timeline):
+            return transition, None
+        now = self._clock.now()
+        change = after_engine(
+            before=before,
+            after=after,
+            timeline=transition.timeline,
+            now=now,
+            sla=self._clients[client].sla,
+        )
+        prepared = replace(
+            transition, incident=change.incident, timeline=change.timeline, incident_changed=True
+        )
+        return prepared, self._notifier(client, change.timeline, now)
+
+    def stored(
+        self, site: str, incident: Incident | None, timeline: Sequence[TimelineEntry]
+    ) -> None:
+        """The store has written `incident`: remember it and tell whoever listens."""
+        if incident is not None and incident.is_open:
+            self._open[site] = incident
+        else:
+            self._open.pop(site, None)
+        if incident is not None and timeline:
+            self._count_breaches(incident, timeline)
+            self._on_change(incident, timeline)
+            self._on_outbox()
+        self._wake.set()
+
+    # -- SLA clocks ------------------------------------------------------------------------
+
+    async def run_clocks(self, *, tick: float, stopping: asyncio.Event) -> None:
+        """Reminders, breaches and deferred on-call notices, checked every `tick` seconds
+        (and at once after any incident change)."""
+        while not stopping.is_set():
+            self._wake.clear()
+            try:
+                await self.tick()
+            except Exception as exc:  # noqa: BLE001 - retried at the next tick
+                self._metrics.store_errors.inc()
+                log.error("SLA clocks: %s: %s", type(exc).__name__, exc)
+            waiters = [
+                asyncio.ensure_future(stopping.wait()),
+                asyncio.ensure_future(self._wake.wait()),
+            ]
+            await asyncio.wait(waiters, timeout=tick, return_when=asyncio.FIRST_COMPLETED)
+            for waiter in waiters:
+                waiter.cancel()
+
+    async def tick(self) -> int:
+        """Apply every SLA event due now; returns how many incidents changed."""
+        changed = 0
+        for site, incident in list(self._open.items()):
+            sla = self._clients[incident.client].sla
+            wake = next_wakeup(incident, sla=sla)
+            if wake is None or wake > self._clock.now():
+                continue
+            async with self.lock(site):
+                current = self._open.get(site)
+                if current is None:
+                    continue
+                now = self._clock.now()
+                change = after_tick(current, now=now, sla=sla)
+                if change is None:
+                    continue
+                await self._save(change, now=now)
+                changed += 1
+        return changed
+
+    # -- operator actions ------------------------------------------------------------------
+
+    async def acknowledge(self, incident_id: int, *, by: str) -> Incident:
+        return await self._act(
+            incident_id, lambda i, now: acknowledge(i, now=now, by=by, sla=self._sla(i))
+        )
+
+    async def post_update(self, incident_id: int, *, by: str, text: str) -> Incident:
+        return await self._act(
+            incident_id,
+            lambda i, now: post_update(i, now=now, by=by, text=text, sla=self._sla(i)),
+        )
+
+    async def resolve(self, incident_id: int, *, by: str, note: str = "") -> Incident:
+        return await self._act(
+            incident_id, lambda i, now: resolve_by_hand(i, now=now, by=by, note=note)
+        )
+
+    async def add_maintenance(
+        self, *, site: str, starts_at: datetime, ends_at: datetime, reason: str, by: str
+    ) -> MaintenanceWindow:
+        if site not in self._sites:
+            raise ActionError(f"no site {site!r} in the configuration", status=404)
+        if ends_at <= starts_at:
+            raise ActionError("ends_at must be after starts_at", status=400)
+        window = await self._store.add_maintenance(
+            site=site,
+            starts_at=starts_at,
+            ends_at=ends_at,
+            reason=reason,
+            created_by=by,
+            now=self._clock.now(),
+        )
+        await self.refresh_maintenance()
+        log.info(
+            "maintenance window for %s from %s to %s added by %s: %s",
+            site,
+            starts_at.isoformat(),
+            ends_at.isoformat(),
+            by,
+            reason,
+        )
+        return window
+
+    async def refresh_maintenance(self) -> None:
+        self._maintenance = await self._store.active_maintenance(now=self._clock.now())
+
+    # -- internals -------------------------------------------------------------------------
+
+    def _sla(self, incident: Incident) -> SlaContext:
+        return self._clients[incident.client].sla
+
+    async def _act(
+        self, incident_id: int, action: Callable[[Incident, datetime], Change]
+    ) -> Incident:
+        stored = await self._store.get_incident(incident_id)
+        if stored is None:
+            raise ActionError(f"no incident {incident_id}", status=404)
+        async with self.lock(stored.site):
+            current = self._open.get(stored.site)
+            if current is None or current.id != incident_id:
+                raise ActionError(
+                    f"{stored.ref} is {stored.status}: it takes no actions", status=409
+                )
+            now = self._clock.now()
+            try:
+                change = action(current, now)
+            except ValueError as exc:
+                raise ActionError(str(exc), status=400) from exc
+            return await self._save(change, now=now)
+
+    async def _save(self, change: Change, *, now: datetime) -> Incident:
+        incident = change.incident
+        saved = await self._store.save_incident(
+            incident,
+            timeline=change.timeline,
+            notify=self._notifier(incident.client, change.timeline, now),
+            now=now,
+        )
+        self.stored(incident.site, saved, change.timeline)
+        return saved
+
+    def _notifier(self, client: str, timeline: Sequence[TimelineEntry], now: datetime) -> Notify:
+        info = self._clients[client].info
+
+        def notify(incident: Incident) -> tuple[Incident, Sequence[Outgoing]]:
+            return notifications(
+                incident, timeline, now=now, client=info, ctx=self._messages, policy=self._policy
+            )
+
+        return notify
+
+    def _count_breaches(self, incident: Incident, timeline: Sequence[TimelineEntry]) -> None:
+        for entry in timeline:
+            kind = {
+                TimelineKind.RESPONSE_BREACHED: "response",
+                TimelineKind.UPDATE_OVERDUE: "update",
+            }.get(entry.kind)
+            if kind is not None:
+                self._metrics.sla_breaches.labels(
+                    kind=kind, severity=str(int(incident.severity))
+                ).inc()

@@ -1,0 +1,315 @@
+"""Issue 3 end to end: a failing site, a real SMTP server, on-call paging, SLA reminders with
+the clock moved forward, operator actions through the API, and delivery that loses nothing."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import time
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from email.message import EmailMessage
+from typing import Any
+
+import aiohttp
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestServer
+
+from incidents.model import TimelineKind
+from monitor.app import Running, running_monitor
+from monitor.config import load_config_text
+from tests.helpers import Target, eventually
+from tests.smtp_helpers import Inbox, smtpd
+
+TOKEN = "s3cret-token"
+# Monday 23 November 2026, 10:00 in London (GMT = UTC): inside business hours.
+MONDAY_10 = datetime(2026, 11, 23, 10, 0, tzinfo=UTC)
+
+
+class ShiftedClock:
+    """Wall time that starts at `start`, runs at real speed, and can be moved forward;
+    monotonic time and sleeps are real, so probes and timeouts behave as in production."""
+
+    def __init__(self, start: datetime) -> None:
+        self._start = start
+        self._t0 = time.monotonic()
+        self.offset = timedelta(0)
+
+    def now(self) -> datetime:
+        return self._start + timedelta(seconds=time.monotonic() - self._t0) + self.offset
+
+    def monotonic(self) -> float:
+        return time.monotonic()
+
+    async def sleep(self, seconds: float) -> None:
+        await asyncio.sleep(seconds)
+
+    def advance(self, delta: timedelta) -> None:
+        self.offset += delta
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def config_yaml(
+    *, sites: dict[str, str], database: str, smtp_port: int, hook_url: str, outbox: str
+) -> str:
+    site_yaml = "".join(
+        f"""
+      - id: {site}
+        name: {site}.acme.example
+        url: {url}
+        checks:
+          - id: home
+            url: /
+"""
+        for site, url in sites.items()
+    )
+    return f"""
+database: {{url: "{database}"}}
+server: {{port: 0}}
+scheduler: {{sla_tick: 100ms}}
+defaults: {{interval: 100ms, timeout: 2s, failures_to_open: 2, successes_to_resolve: 2}}
+notifications:
+  sender: "Agency Support <support@agency.example>"
+  smtp: {{host: 127.0.0.1, port: {smtp_port}, security: none, timeout: 2s}}
+  outbox_dir: {outbox}
+  retry_initial: 100ms
+  retry_max: 500ms
+  poll_interval: 100ms
+oncall:
+  emails: [oncall@agency.example]
+  webhook: {{url: "{hook_url}", headers: {{Authorization: "Bearer pager-token"}}}}
+api: {{token: {TOKEN}}}
+clients:
+  - id: acme
+    name: Acme Ltd
+    plan: standard
+    contacts: [ops@acme.example]
+    business_hours: {{timezone: Europe/London}}
+    sites:{site_yaml}
+"""
+
+
+@pytest.fixture
+async def target(aiohttp_server: Any) -> AsyncIterator[tuple[Target, str]]:
+    target = Target()
+    server: TestServer = await aiohttp_server(target.app())
+    yield target, str(server.make_url("")).rstrip("/")
+
+
+@pytest.fixture
+async def pager(aiohttp_server: Any) -> AsyncIterator[tuple[list[dict[str, Any]], str]]:
+    received: list[dict[str, Any]] = []
+
+    async def hook(request: web.Request) -> web.Response:
+        assert request.headers["Authorization"] == "Bearer pager-token"
+        received.append({"body": await request.json(), "key": request.headers["Idempotency-Key"]})
+        return web.json_response({"ok": True})
+
+    app = web.Application()
+    app.router.add_post("/hook", hook)
+    server: TestServer = await aiohttp_server(app)
+    yield received, str(server.make_url("/hook"))
+
+
+def mails(inbox: Inbox, *, to: str, kind_in_subject: str | None = None) -> list[EmailMessage]:
+    found = [m for m in inbox.messages() if to in str(m["To"])]
+    if kind_in_subject is not None:
+        found = [m for m in found if kind_in_subject in str(m["Subject"])]
+    return found
+
+
+async def api(
+    running: Running, method: str, path: str, body: Any = None, token: str = TOKEN
+) -> Any:
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    async with (
+        aiohttp.ClientSession() as http,
+        http.request(method, f"{running.url}{path}", json=body, headers=headers) as response,
+    ):
+        return response.status, await response.json()
+
+
+async def test_incident_life_cycle_with_sla_clocks_and_emails(
+    target: tuple[Target, str], pager: tuple[list[dict[str, Any]], str], tmp_path: Any
+) -> None:
+    shop, url = target
+    hooks, hook_url = pager
+    inbox = Inbox()
+    clock = ShiftedClock(MONDAY_10)
+    async with smtpd(inbox) as smtp_port:
+        config = load_config_text(
+            config_yaml(
+                sites={"shop": url},
+                database=f"sqlite+aiosqlite:///{tmp_path}/m.db",
+                smtp_port=smtp_port,
+                hook_url=hook_url,
+                outbox=str(tmp_path / "outbox"),
+            )
+        )
+        async with running_monitor(config, clock=clock) as running:
+            shop.set("/", status=500)
+            [incident] = await eventually(lambda: running.store.list_incidents(open_only=True))
+            assert incident.response_due_at == MONDAY_10.replace(hour=14) or (
+                incident.response_due_at is not None
+                and incident.response_due_at - incident.opened_at == timedelta(hours=4)
+            )
+
+            # The client hears at once, and on-call is paged by mail and by webhook.
+            opened = (await eventually(lambda: mails(inbox, to="ops@acme.example")))[0]
+            assert str(opened["Subject"]).startswith(f"[INC-{incident.id}] Severity 1:")
+            page = (await eventually(lambda: mails(inbox, to="oncall@agency.example")))[0]
+            assert "PAGE" in str(page["Subject"])
+            await eventually(lambda: hooks)
+            assert hooks[0]["body"]["incident_id"] == incident.id
+            assert hooks[0]["body"]["severity"] == 1
+
+            # Changes need the token.
+            status, body = await api(
+                running, "POST", f"/api/incidents/{incident.id}/acknowledge", {"by": "x"}, token=""
+            )
+            assert status == 401 and "token" in body["error"]
+            status, body = await api(
+                running,
+                "POST",
+                f"/api/incidents/{incident.id}/acknowledge",
+                {"by": "wrong"},
+                token="nope",
+            )
+            assert status == 401
+
+            # The queue holds it until someone responds.
+            status, body = await api(running, "GET", "/api/queue")
+            assert [item["id"] for item in body["queue"]] == [incident.id]
+            status, acked = await api(
+                running, "POST", f"/api/incidents/{incident.id}/acknowledge", {"by": "alice"}
+            )
+            assert status == 200 and acked["clocks"]["acknowledged_by"] == "alice"
+            status, body = await api(running, "GET", "/api/queue")
+            assert body["queue"] == []
+            due = datetime.fromisoformat(
+                acked["clocks"]["next_update_due_at"].replace("Z", "+00:00")
+            )
+            responded = datetime.fromisoformat(
+                acked["clocks"]["responded_at"].replace("Z", "+00:00")
+            )
+            assert due - responded == timedelta(hours=4)  # Sev1: every 4 business hours
+
+            # 35 minutes before the update falls due, on-call is reminded; at the due time the
+            # update is overdue, recorded once on the timeline and mailed to on-call.
+            clock.advance(due - clock.now() - timedelta(minutes=29))
+            await eventually(
+                lambda: mails(inbox, to="oncall@agency.example", kind_in_subject="Reminder")
+            )
+            clock.advance(timedelta(minutes=30))
+            await eventually(
+                lambda: mails(inbox, to="oncall@agency.example", kind_in_subject="OVERDUE")
+            )
+            kinds = [e.kind for e in await running.store.timeline(incident.id)]  # type: ignore[arg-type]
+            assert kinds.count(TimelineKind.UPDATE_OVERDUE) == 1
+            assert kinds.count(TimelineKind.UPDATE_REMINDER) == 1
+
+            # An operator's update is mailed to the client and resets the cadence.
+            status, updated = await api(
+                running,
+                "POST",
+                f"/api/incidents/{incident.id}/updates",
+                {
+                    "by": "alice",
+                    "text": "We found the failing payment plugin and are rolling back.",
+                },
+            )
+            assert status == 200
+            new_due = datetime.fromisoformat(
+                updated["clocks"]["next_update_due_at"].replace("Z", "+00:00")
+            )
+            assert new_due > due
+            update_mail = (
+                await eventually(
+                    lambda: mails(inbox, to="ops@acme.example", kind_in_subject="Update")
+                )
+            )[0]
+            assert "rolling back" in update_mail.get_body(("plain",)).get_content()  # type: ignore[union-attr]
+
+            # Recovery resolves it and the client is asked to confirm.
+            shop.set("/", status=200)
+            await eventually(
+                lambda: mails(inbox, to="ops@acme.example", kind_in_subject="Resolved")
+            )
+
+            # Every client mail is in one thread: the opening mail is its root.
+            client_mails = mails(inbox, to="ops@acme.example")
+            assert len(client_mails) == 3
+            root = str(opened["Message-ID"])
+            assert root == f"<incident-{incident.id}.client@agency.example>"
+            for later in client_mails[1:]:
+                assert str(later["In-Reply-To"]) == root
+                assert root in str(later["References"])
+            assert len({str(m["Message-ID"]) for m in inbox.messages()}) == len(inbox.messages())
+
+
+async def test_smtp_down_while_three_incidents_open_loses_nothing_and_sends_once(
+    aiohttp_server: Any, pager: tuple[list[dict[str, Any]], str], tmp_path: Any
+) -> None:
+    hooks, hook_url = pager
+    sites: dict[str, str] = {}
+    for name in ("shop", "blog", "portal"):
+        target = Target()
+        target.set("/", status=503)
+        server: TestServer = await aiohttp_server(target.app())
+        sites[name] = str(server.make_url("")).rstrip("/")
+    smtp_port = free_port()  # nothing listens yet: the SMTP server is down
+    clock = ShiftedClock(MONDAY_10)
+    config = load_config_text(
+        config_yaml(
+            sites=sites,
+            database=f"sqlite+aiosqlite:///{tmp_path}/m.db",
+            smtp_port=smtp_port,
+            hook_url=hook_url,
+            outbox=str(tmp_path / "outbox"),
+        )
+    )
+    inbox = Inbox()
+    async with running_monitor(config, clock=clock) as running:
+        incidents = await eventually(
+            lambda: _at_least(running.store.list_incidents(open_only=True), 3)
+        )
+        # Each incident: the client's opening mail and on-call's page, both pending.
+        await eventually(lambda: _outbox_attempted(running, minimum=6))
+        counts = await running.store.outbox_counts()
+        assert counts["sent"] == len([h for h in hooks])  # only webhooks could go out
+        assert counts["pending"] >= 6
+
+        async with smtpd(inbox, port=smtp_port):
+            await eventually(lambda: _all_sent(running), timeout=20)
+            expected = [
+                item
+                for incident in incidents
+                for item in await running.store.outbox_for_incident(incident.id)
+                if item.channel == "email"
+            ]
+            assert len(inbox.received) == len(expected) >= 6
+            ids = [str(m["Message-ID"]) for m in inbox.messages()]
+            assert len(set(ids)) == len(ids)  # exactly once each
+
+
+async def _at_least(listing: Any, n: int) -> Any:
+    items = await listing
+    return items if len(items) >= n else None
+
+
+async def _outbox_attempted(running: Running, *, minimum: int) -> bool:
+    incidents = await running.store.list_incidents()
+    items = [i for inc in incidents for i in await running.store.outbox_for_incident(inc.id)]  # type: ignore[arg-type]
+    emails = [i for i in items if i.channel == "email"]
+    return len(emails) >= minimum and all(i.attempts >= 1 for i in emails)
+
+
+async def _all_sent(running: Running) -> bool:
+    counts = await running.store.outbox_counts()
+    return counts["pending"] == 0 and counts["sent"] > 0
