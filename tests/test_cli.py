@@ -230,6 +230,11 @@ async def test_demo_runs_its_script_and_summarises_the_incidents(tmp_path: Path)
     assert "incident escalated INC-2 to Severity 1" in out
     summary = out[out.index("Incidents (2):") :]
     assert summary.count("resolved") == 2
+    # The emails, written as .eml files since the demo has no SMTP server.
+    assert "owner@demo-shop.example  [INC-1] Severity 1: demo-shop.local is down" in summary
+    assert "oncall@agency.example    [INC-1] PAGE Severity 1" in summary
+    assert "[INC-1] Resolved:" in summary and "[INC-2] Escalated to Severity 1" in summary
+    assert len(list((tmp_path / "outbox").glob("*.eml"))) == 8
     store = await Store.open(f"sqlite+aiosqlite:///{tmp_path / 'demo.db'}")
     try:
         incidents = await store.list_incidents()

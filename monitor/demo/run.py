@@ -7,10 +7,12 @@ escalate and resolve as they would for a real client; a summary table ends the r
 from __future__ import annotations
 
 import asyncio
+import email.policy
 import logging
 import tempfile
 from collections import Counter
 from datetime import datetime
+from email.parser import BytesParser
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +30,7 @@ DEMO_INTERVAL = 2.0
 DEMO_SLOW_AFTER = 1.0
 DEMO_SLOW_PAGE_SECONDS = 1.5
 
+DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 PAGES = {
     "home": ("/", None),
     "product": ("/product/1", None),
@@ -50,12 +53,21 @@ _SHOWN = {
 }
 
 
-def demo_config(*, shop_url: str, database_url: str, speed: float) -> MonitorConfig:
+def demo_config(
+    *, shop_url: str, database_url: str, speed: float, outbox_dir: str
+) -> MonitorConfig:
     interval = f"{max(0.1, DEMO_INTERVAL / speed):.3f}s".replace(".000s", "s")
     return MonitorConfig.model_validate(
         {
             "database": {"url": database_url},
             "server": {"host": "127.0.0.1", "port": 0},
+            "scheduler": {"sla_tick": "1s"},
+            "notifications": {
+                "sender": "Agency Support <support@agency.example>",
+                "outbox_dir": outbox_dir,
+                "poll_interval": "500ms",
+            },
+            "oncall": {"emails": ["oncall@agency.example"]},
             "defaults": {
                 "interval": interval,
                 "timeout": "3s",
@@ -67,6 +79,14 @@ def demo_config(*, shop_url: str, database_url: str, speed: float) -> MonitorCon
                 {
                     "id": "demo",
                     "name": "Demo Shop Ltd",
+                    "plan": "retainer",
+                    # Open around the clock, so the demo shows the same thing at any hour
+                    # (a real client would have e.g. mon-fri 09:00-17:00 in their zone).
+                    "business_hours": {
+                        "timezone": "UTC",
+                        "hours": {day: ["00:00-24:00"] for day in DAYS},
+                    },
+                    "contacts": ["owner@demo-shop.example"],
                     "sites": [
                         {
                             "id": "shop",
@@ -88,7 +108,9 @@ def demo_config(*, shop_url: str, database_url: str, speed: float) -> MonitorCon
 async def run_demo(*, speed: float = 1.0, keep: str | None = None, quiet: bool = False) -> int:
     if speed <= 0:
         raise ValueError("--speed must be above 0")
-    logging.getLogger("monitor.events").setLevel(logging.ERROR)  # the demo prints its own lines
+    # The demo prints its own lines, and the emails at the end.
+    logging.getLogger("monitor.events").setLevel(logging.ERROR)
+    logging.getLogger("monitor.outbox_worker").setLevel(logging.WARNING)
     clock = SystemClock()
     started = clock.monotonic()
 
@@ -110,8 +132,12 @@ async def run_demo(*, speed: float = 1.0, keep: str | None = None, quiet: bool =
         folder = Path(keep) if keep else Path(scratch)
         folder.mkdir(parents=True, exist_ok=True)
         database = folder / "demo.db"
+        outbox = folder / "outbox"
         config = demo_config(
-            shop_url=shop_url, database_url=f"sqlite+aiosqlite:///{database}", speed=speed
+            shop_url=shop_url,
+            database_url=f"sqlite+aiosqlite:///{database}",
+            speed=speed,
+            outbox_dir=str(outbox),
         )
         say(
             f"demo shop on {shop_url}; monitoring {len(PAGES)} pages every "
@@ -127,18 +153,40 @@ async def run_demo(*, speed: float = 1.0, keep: str | None = None, quiet: bool =
                     sleep=asyncio.sleep,
                     on_phase=on_phase,
                 )
+                await running.outbox.deliver_due()  # what the last changes queued
                 incidents = await running.store.list_incidents(limit=1000)
                 outcomes = _outcome_counts(running.registry)
         finally:
             await runner.cleanup()
         print()
         print(_summary(incidents, outcomes))
+        print()
+        print(_emails(outbox))
         if keep:
             print(
                 f"\ndatabase kept: {database}  (try: monitor incidents --database "
                 f"sqlite+aiosqlite:///{database})"
             )
     return 0
+
+
+def _emails(outbox: Path) -> str:
+    """The emails the demo wrote (no SMTP configured: .eml files), oldest first."""
+    # Written in order, one file each: their modification times say which came first.
+    files = (
+        sorted(outbox.glob("*.eml"), key=lambda p: p.stat().st_mtime_ns) if outbox.is_dir() else []
+    )
+    lines = [f"Emails written to {outbox} ({len(files)}):"]
+    parsed = []
+    for path in files:
+        with path.open("rb") as handle:
+            message = BytesParser(policy=email.policy.default).parse(handle)
+        parsed.append((str(message["Date"] or ""), str(message["To"]), str(message["Subject"])))
+    rows: list[tuple[str, ...]] = [("TO", "SUBJECT")]
+    rows += [(to, subject) for _, to, subject in parsed]
+    if parsed:
+        lines.append(format_table(rows))
+    return "\n".join(lines)
 
 
 def _outcome_counts(registry: Any) -> Counter[str]:
@@ -155,7 +203,17 @@ def _summary(incidents: list[Any], outcomes: Counter[str]) -> str:
     lines = [f"Incidents ({len(incidents)}):"]
     if incidents:
         rows: list[tuple[str, ...]] = [
-            ("ID", "SEV", "STATUS", "OPENED", "RESOLVED", "LASTED", "CHECKS", "TITLE")
+            (
+                "ID",
+                "SEV",
+                "STATUS",
+                "OPENED",
+                "RESPONSE DUE",
+                "RESOLVED",
+                "LASTED",
+                "CHECKS",
+                "TITLE",
+            )
         ]
         for incident in sorted(incidents, key=lambda i: i.id or 0):
             rows.append(
@@ -164,6 +222,7 @@ def _summary(incidents: list[Any], outcomes: Counter[str]) -> str:
                     str(int(incident.severity)),
                     str(incident.status),
                     _clock_time(incident.opened_at),
+                    _clock_time(incident.response_due_at),
                     _clock_time(incident.resolved_at),
                     _lasted(incident.opened_at, incident.resolved_at),
                     ",".join(sorted(key.rsplit("/", 1)[-1] for key in incident.checks)),
