@@ -417,3 +417,13 @@ def test_schema_says_what_it_is() -> None:
     assert schema["$schema"] == "https://json-schema.org/draft/2020-12/schema"
     assert schema["title"] == "Agency monitor configuration"
     assert schema["$defs"]["Defaults"]["properties"]["interval"]["default"] == "1m"
+
+
+def test_an_empty_api_token_from_the_environment_means_no_token() -> None:
+    text = (
+        "api: {token: '${MONITOR_API_TOKEN:-}'}\n"
+        "clients: [{id: a, sites: [{id: s, url: 'http://x', checks: [{id: h}]}]}]\n"
+    )
+    assert load_config_text(text, environ={}).api.token is None
+    token = load_config_text(text, environ={"MONITOR_API_TOKEN": "t0k"}).api.token
+    assert token is not None and token.get_secret_value() == "t0k"

@@ -270,6 +270,15 @@ class ApiConfig(_Model):
         default=False, description="Require the token for read-only /api calls too."
     )
 
+    @field_validator("token")
+    @classmethod
+    def _empty_is_none(cls, value: SecretStr | None) -> SecretStr | None:
+        # `${MONITOR_API_TOKEN:-}` with the variable unset means "no token", never "the
+        # empty token", which an empty Authorization header would match.
+        if value is not None and not value.get_secret_value().strip():
+            return None
+        return value
+
 
 class DatabaseConfig(_Model):
     url: str = Field(
