@@ -24,6 +24,8 @@ class Outcome(enum.StrEnum):
     CONNECTION_ERROR = "connection_error"  # refused, reset, DNS failure, garbage on the wire
     TLS_ERROR = "tls_error"  # handshake failed, certificate invalid or expired
     TOO_LARGE = "too_large"  # body exceeded the read cap, or too many redirects
+    BROKEN_ASSET = "broken_asset"  # the page loads, but an image, stylesheet or script fails
+    CERT_EXPIRING = "cert_expiring"  # the TLS certificate expires within the warning window
 
     @property
     def is_failure(self) -> bool:

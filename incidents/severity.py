@@ -37,6 +37,8 @@ def _default_outcome_severity() -> dict[Outcome, Severity]:
         Outcome.CONTENT_MISMATCH: Severity.MAJOR,
         Outcome.TOO_LARGE: Severity.MAJOR,
         Outcome.SLOW: Severity.MAJOR,
+        Outcome.BROKEN_ASSET: Severity.MODERATE,
+        Outcome.CERT_EXPIRING: Severity.MODERATE,
     }
 
 

@@ -68,7 +68,7 @@ class IncidentDesk:
         self._on_outbox = on_outbox
         self._open: dict[str, Incident] = {}  # by site key
         self._locks: dict[str, asyncio.Lock] = {}
-        self._maintenance: dict[str, MaintenanceWindow] = {}
+        self._maintenance: dict[str, list[MaintenanceWindow]] = {}  # by site, not yet over
         self._wake = asyncio.Event()
 
     async def load(self) -> None:
@@ -99,8 +99,7 @@ class IncidentDesk:
         )
 
     def in_maintenance(self, site: str, now: datetime) -> bool:
-        window = self._maintenance.get(site)
-        return window is not None and window.starts_at <= now < window.ends_at
+        return any(window.in_force(now) for window in self._maintenance.get(site, ()))
 
     # -- probe results ---------------------------------------------------------------------
 
@@ -223,7 +222,13 @@ class IncidentDesk:
         return window
 
     async def refresh_maintenance(self) -> None:
-        self._maintenance = await self._store.active_maintenance(now=self._clock.now())
+        # Windows still to come are kept too: one added for tonight must take effect tonight,
+        # and nothing reloads the windows when it starts.
+        windows = await self._store.list_maintenance(include_past=False, now=self._clock.now())
+        by_site: dict[str, list[MaintenanceWindow]] = {}
+        for window in windows:
+            by_site.setdefault(window.site, []).append(window)
+        self._maintenance = by_site
 
     # -- internals -------------------------------------------------------------------------
 
