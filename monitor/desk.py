@@ -35,6 +35,8 @@ from monitor.store import MaintenanceWindow, Store
 
 log = logging.getLogger(__name__)
 
+MAINTENANCE_RELOAD_SECONDS = 30.0
+
 Notify = Callable[[Incident], tuple[Incident, Sequence[Outgoing]]]
 
 
@@ -70,6 +72,7 @@ class IncidentDesk:
         self._locks: dict[str, asyncio.Lock] = {}
         self._maintenance: dict[str, list[MaintenanceWindow]] = {}  # by site, not yet over
         self._wake = asyncio.Event()
+        self._maintenance_loaded = float("-inf")
 
     async def load(self) -> None:
         self._open = await self._store.load_open_incidents()
@@ -159,6 +162,9 @@ class IncidentDesk:
 
     async def tick(self) -> int:
         """Apply every SLA event due now; returns how many incidents changed."""
+        if self._clock.monotonic() - self._maintenance_loaded >= MAINTENANCE_RELOAD_SECONDS:
+            # Another process sharing the database may have added a window.
+            await self.refresh_maintenance()
         changed = 0
         for site, incident in list(self._open.items()):
             sla = self._clients[incident.client].sla
@@ -223,8 +229,9 @@ class IncidentDesk:
 
     async def refresh_maintenance(self) -> None:
         # Windows still to come are kept too: one added for tonight must take effect tonight,
-        # and nothing reloads the windows when it starts.
+        # whatever the tick that notices it.
         windows = await self._store.list_maintenance(include_past=False, now=self._clock.now())
+        self._maintenance_loaded = self._clock.monotonic()
         by_site: dict[str, list[MaintenanceWindow]] = {}
         for window in windows:
             by_site.setdefault(window.site, []).append(window)

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import os
+import socket
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from typing import NoReturn, TypeVar
 
 import pytest
@@ -71,3 +73,31 @@ class Target:
         if behaviour.delay:
             await asyncio.sleep(behaviour.delay)  # the target being slow, not the test waiting
         return web.Response(status=behaviour.status, text=behaviour.body)
+
+
+class ShiftedClock:
+    """Wall time that starts at `start`, runs at real speed, and can be moved forward;
+    monotonic time and sleeps are real, so probes and timeouts behave as in production."""
+
+    def __init__(self, start: datetime) -> None:
+        self._start = start
+        self._t0 = time.monotonic()
+        self.offset = timedelta(0)
+
+    def now(self) -> datetime:
+        return self._start + timedelta(seconds=time.monotonic() - self._t0) + self.offset
+
+    def monotonic(self) -> float:
+        return time.monotonic()
+
+    async def sleep(self, seconds: float) -> None:
+        await asyncio.sleep(seconds)
+
+    def advance(self, delta: timedelta) -> None:
+        self.offset += delta
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])

@@ -16,9 +16,8 @@ from aiohttp.test_utils import TestServer
 
 from incidents.outgoing import OutgoingEmail
 from monitor.store import Channel, OutboxItem, OutboxStatus, Store
-from tests.helpers import Target, eventually
+from tests.helpers import Target, eventually, free_port
 from tests.smtp_helpers import Inbox, smtpd
-from tests.test_sla_end_to_end import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 CLIENT = "ops@acme.example"

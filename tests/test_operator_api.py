@@ -25,9 +25,8 @@ from monitor.config import MonitorConfig, load_config_text
 from monitor.operator_cli import TOKEN_ENV
 from monitor.serialize import iso
 from monitor.store import Store
-from tests.helpers import Target, eventually
+from tests.helpers import ShiftedClock, Target, eventually, free_port
 from tests.smtp_helpers import Inbox, smtpd
-from tests.test_sla_end_to_end import ShiftedClock, free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 TOKEN = "operator-token"

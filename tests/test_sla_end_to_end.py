@@ -3,9 +3,6 @@ the clock moved forward, operator actions through the API, and delivery that los
 
 from __future__ import annotations
 
-import asyncio
-import socket
-import time
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
@@ -19,40 +16,12 @@ from aiohttp.test_utils import TestServer
 from incidents.model import TimelineKind
 from monitor.app import Running, running_monitor
 from monitor.config import load_config_text
-from tests.helpers import Target, eventually
+from tests.helpers import ShiftedClock, Target, eventually, free_port
 from tests.smtp_helpers import Inbox, smtpd
 
 TOKEN = "s3cret-token"
 # Monday 23 November 2026, 10:00 in London (GMT = UTC): inside business hours.
 MONDAY_10 = datetime(2026, 11, 23, 10, 0, tzinfo=UTC)
-
-
-class ShiftedClock:
-    """Wall time that starts at `start`, runs at real speed, and can be moved forward;
-    monotonic time and sleeps are real, so probes and timeouts behave as in production."""
-
-    def __init__(self, start: datetime) -> None:
-        self._start = start
-        self._t0 = time.monotonic()
-        self.offset = timedelta(0)
-
-    def now(self) -> datetime:
-        return self._start + timedelta(seconds=time.monotonic() - self._t0) + self.offset
-
-    def monotonic(self) -> float:
-        return time.monotonic()
-
-    async def sleep(self, seconds: float) -> None:
-        await asyncio.sleep(seconds)
-
-    def advance(self, delta: timedelta) -> None:
-        self.offset += delta
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def config_yaml(
