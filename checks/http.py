@@ -1,8 +1,9 @@
 """The `http` check: one request, classified.
 
-`probe_http` sends the request of an `HttpCheckSpec` and turns whatever comes back (or does
-not) into a `ProbeResult`. It never raises for a target's misbehaviour: refusals, resets,
-garbage, hangs, endless bodies and bad certificates all become an outcome with evidence.
+`probe_http` sends the request of an `HttpCheckSpec` (or of any `HttpRequestSpec`) and turns
+whatever comes back (or does not) into a `ProbeResult`. It never raises for a target's
+misbehaviour: refusals, resets, garbage, hangs, endless bodies and bad certificates all become
+an outcome with evidence.
 
 How an answer is judged, first match wins:
 
@@ -11,7 +12,8 @@ How an answer is judged, first match wins:
 3. body longer than `max_body_bytes`           -> too_large
 4. `body_contains` / `body_not_contains` fail  -> content_mismatch
 5. whole exchange longer than `slow_after`     -> slow
-6. otherwise                                   -> ok
+6. certificate expires within `cert_expiry_warning` -> cert_expiring (see `checks.tls`)
+7. otherwise                                   -> ok
 
 When no answer could be judged, `checks.classify` names the failure (timeout,
 connection_error, tls_error, too_large for a redirect chain longer than `max_redirects`).
@@ -32,7 +34,7 @@ import re
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field, replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Literal
 
 import aiohttp
@@ -47,8 +49,10 @@ from tenacity import (
 )
 
 from checks.classify import PROBE_ERRORS, classify_exception, one_line
+from checks.duration import Duration
 from checks.result import Evidence, Outcome, ProbeResult
 from checks.spec import ProbeSpec
+from checks.tls import expiry_warning, response_not_after
 
 _log = logging.getLogger(__name__)
 
@@ -102,10 +106,13 @@ def _default_expect_status() -> list[int | str]:
     return ["200-399"]
 
 
-class HttpCheckSpec(ProbeSpec):
-    """An HTTP request and what its answer must look like."""
+class HttpRequestSpec(ProbeSpec):
+    """An HTTP request and what its answer must look like: the fields of every HTTP-based
+    kind of check (`http`, `page`), each of which fixes `kind` to its own name."""
 
-    kind: Literal["http"] = "http"
+    # Declared here, and narrowed by each kind, so that it keeps its place right after the
+    # common fields in error messages and the JSON Schema.
+    kind: str
     url: str = Field(
         default="/",
         description="A path joined to the site's url, or an absolute http(s) URL.",
@@ -126,6 +133,12 @@ class HttpCheckSpec(ProbeSpec):
     max_body_bytes: int = Field(default=DEFAULT_MAX_BODY_BYTES, gt=0)
     max_redirects: int = Field(default=5, ge=0, le=20)
     verify_tls: bool = True
+    cert_expiry_warning: Duration = Field(
+        default=timedelta(days=14),
+        ge=timedelta(0),
+        description="An https certificate that expires within this is `cert_expiring`; "
+        "0s switches the warning off.",
+    )
 
     @field_validator("expect_status")
     @classmethod
@@ -151,8 +164,28 @@ class HttpCheckSpec(ProbeSpec):
         )
 
 
+class HttpCheckSpec(HttpRequestSpec):
+    """The `http` check: one request, classified."""
+
+    kind: Literal["http"] = "http"
+
+
+@dataclass(frozen=True, slots=True)
+class Fetched:
+    """A classified result together with the body it was judged on, for kinds of check that
+    look further into the answer (a page's assets). `body` is at most `max_body_bytes`."""
+
+    result: ProbeResult
+    body: bytes
+    charset: str | None
+
+    def text(self) -> str:
+        """The body decoded in its declared charset (UTF-8 otherwise), leniently."""
+        return _decode(self.body, self.charset)
+
+
 async def probe_http(
-    spec: HttpCheckSpec,
+    spec: HttpRequestSpec,
     *,
     session: aiohttp.ClientSession,
     now: Callable[[], datetime],
@@ -162,14 +195,31 @@ async def probe_http(
 ) -> ProbeResult:
     """Send `spec`'s request through `session` and classify the answer.
 
-    `spec.url` must be absolute. `now` stamps `started_at` (UTC); `monotonic` measures the
-    timings; `sleep` is what the single re-try of a connection_error waits with.
-    The caller owns `session` (the monitor gives each probe a fresh connection).
+    `spec.url` must be absolute. `now` stamps `started_at` (UTC) and is the time certificate
+    expiry is measured from; `monotonic` measures the timings; `sleep` is what the single
+    re-try of a connection_error waits with. The caller owns `session` (the monitor gives
+    each probe a fresh connection; see `checks.tls.PeerCertResponse` for certificates).
     """
+    fetched = await fetch_http(
+        spec, session=session, now=now, monotonic=monotonic, retry_wait=retry_wait, sleep=sleep
+    )
+    return fetched.result
+
+
+async def fetch_http(
+    spec: HttpRequestSpec,
+    *,
+    session: aiohttp.ClientSession,
+    now: Callable[[], datetime],
+    monotonic: Callable[[], float] = time.perf_counter,
+    retry_wait: float = 0.2,
+    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+) -> Fetched:
+    """`probe_http`, also handing back the body that was read (see `Fetched`)."""
     started_at = now()
     attempts = 0
 
-    async def attempt() -> ProbeResult:
+    async def attempt() -> Fetched:
         nonlocal attempts
         attempts += 1
         return await _attempt(spec, session=session, started_at=started_at, monotonic=monotonic)
@@ -179,13 +229,15 @@ async def probe_http(
         wait=wait_fixed(retry_wait),
         # A timeout already spent the whole budget and an answer is the target's real
         # state; only a connection that broke is worth one more look.
-        retry=retry_if_result(lambda result: result.outcome is Outcome.CONNECTION_ERROR),
-        retry_error_callback=_last_result,
+        retry=retry_if_result(lambda done: done.result.outcome is Outcome.CONNECTION_ERROR),
+        retry_error_callback=_last_fetched,
         before_sleep=before_sleep_log(_log, logging.DEBUG),
         sleep=sleep,
     )
-    result: ProbeResult = await retrying(attempt)
-    return _note_attempts(result, attempts) if attempts > 1 else result
+    fetched: Fetched = await retrying(attempt)
+    if attempts > 1:
+        fetched = replace(fetched, result=_note_attempts(fetched.result, attempts))
+    return fetched
 
 
 @dataclass(slots=True)
@@ -201,34 +253,37 @@ class _Seen:
     body: bytearray = field(default_factory=bytearray)
     truncated: bool = False
     ttfb: float | None = None
+    tls_not_after: float | None = None
 
 
 async def _attempt(
-    spec: HttpCheckSpec,
+    spec: HttpRequestSpec,
     *,
     session: aiohttp.ClientSession,
     started_at: datetime,
     monotonic: Callable[[], float],
-) -> ProbeResult:
+) -> Fetched:
     seen = _Seen(url=spec.url)
     start = monotonic()
     try:
         async with asyncio.timeout(spec.timeout.total_seconds()):
             status = await _exchange(spec, session=session, seen=seen, since=start, clock=monotonic)
     except PROBE_ERRORS as exc:
-        return _failed(spec, seen, exc, started_at=started_at, elapsed=monotonic() - start)
-    total = monotonic() - start
-    outcome, error = _judge(spec, seen, status=status, total=total)
-    return ProbeResult(
-        outcome=outcome,
-        started_at=started_at,
-        latency=total,
-        evidence=_evidence(seen, error=error, total=total),
-    )
+        result = _failed(spec, seen, exc, started_at=started_at, elapsed=monotonic() - start)
+    else:
+        total = monotonic() - start
+        outcome, error = _judge(spec, seen, status=status, total=total, at=started_at)
+        result = ProbeResult(
+            outcome=outcome,
+            started_at=started_at,
+            latency=total,
+            evidence=_evidence(seen, error=error, total=total),
+        )
+    return Fetched(result=result, body=bytes(seen.body), charset=seen.charset)
 
 
 async def _exchange(
-    spec: HttpCheckSpec,
+    spec: HttpRequestSpec,
     *,
     session: aiohttp.ClientSession,
     seen: _Seen,
@@ -255,6 +310,7 @@ async def _exchange(
         seen.reason = response.reason
         seen.headers = _header_evidence(response.headers)
         seen.charset = response.charset
+        seen.tls_not_after = response_not_after(response)
         seen.truncated = await _read_capped(
             response.content, into=seen.body, cap=spec.max_body_bytes
         )
@@ -283,7 +339,7 @@ async def _read_capped(content: aiohttp.StreamReader, *, into: bytearray, cap: i
 
 
 def _judge(
-    spec: HttpCheckSpec, seen: _Seen, *, status: int, total: float
+    spec: HttpRequestSpec, seen: _Seen, *, status: int, total: float, at: datetime
 ) -> tuple[Outcome, str | None]:
     """Classify a complete answer (see the module docstring for the order)."""
     if status >= 500:
@@ -306,10 +362,13 @@ def _judge(
         return Outcome.SLOW, (
             f"complete answer took {total:.3f}s, more than slow_after {slow_after:g}s"
         )
+    expiring = expiry_warning(not_after=seen.tls_not_after, now=at, window=spec.cert_expiry_warning)
+    if expiring is not None:
+        return Outcome.CERT_EXPIRING, expiring
     return Outcome.OK, None
 
 
-def _content_mismatch(spec: HttpCheckSpec, seen: _Seen) -> str | None:
+def _content_mismatch(spec: HttpRequestSpec, seen: _Seen) -> str | None:
     """Name every required text that is missing and every forbidden one that is present."""
     if not spec.body_contains and not spec.body_not_contains:
         return None
@@ -330,7 +389,7 @@ def _content_mismatch(spec: HttpCheckSpec, seen: _Seen) -> str | None:
 
 
 def _failed(
-    spec: HttpCheckSpec,
+    spec: HttpRequestSpec,
     seen: _Seen,
     exc: Exception,
     *,
@@ -369,7 +428,7 @@ def _why(exc: Exception) -> str:
     return one_line(exc)
 
 
-def _timeout_text(spec: HttpCheckSpec, seen: _Seen) -> str:
+def _timeout_text(spec: HttpRequestSpec, seen: _Seen) -> str:
     budget = f"no complete answer within timeout {spec.timeout.total_seconds():g}s"
     if seen.status is None:
         return budget + " (no response headers arrived)"
@@ -388,6 +447,7 @@ def _evidence(seen: _Seen, *, error: str | None, total: float) -> Evidence:
         body_excerpt=_decode(seen.body[:EXCERPT_BYTES], seen.charset),
         headers=seen.headers,
         timings=timings,
+        tls_not_after=seen.tls_not_after,
     )
 
 
@@ -402,13 +462,13 @@ def _note_attempts(result: ProbeResult, attempts: int) -> ProbeResult:
     return replace(result, evidence=replace(evidence, error=error, timings=timings))
 
 
-def _last_result(state: RetryCallState) -> ProbeResult:
+def _last_fetched(state: RetryCallState) -> Fetched:
     # tenacity calls this when it stops re-trying: hand back the last classified result
     # instead of its RetryError, since a failed probe is a value here, not an exception.
     if state.outcome is None:  # pragma: no cover - tenacity always ran an attempt by now
         raise RuntimeError("tenacity stopped before any attempt")
-    result: ProbeResult = state.outcome.result()
-    return result
+    fetched: Fetched = state.outcome.result()
+    return fetched
 
 
 def _header_evidence(headers: Mapping[str, str]) -> dict[str, str]:

@@ -43,6 +43,7 @@ class Evidence:
     headers: dict[str, str] = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict)  # seconds: connect, ttfb, total
     step: str | None = None  # the failing step of a multi-step check, if any
+    tls_not_after: float | None = None  # Unix time the https certificate expires, if known
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -53,6 +54,7 @@ class Evidence:
             "headers": dict(self.headers),
             "timings": dict(self.timings),
             "step": self.step,
+            "tls_not_after": self.tls_not_after,
         }
 
 

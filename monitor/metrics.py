@@ -108,6 +108,12 @@ class Metrics:
             CHECK_LABELS,
             registry=registry,
         )
+        self.cert_expiry = Gauge(
+            "probe_ssl_earliest_cert_expiry",
+            "When the check's TLS certificate expires (Unix time), from its last answer.",
+            CHECK_LABELS,
+            registry=registry,
+        )
         self.probe_results = Counter(
             "monitor_probe_results",
             "Probes completed, by check and outcome class.",

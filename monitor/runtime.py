@@ -15,7 +15,9 @@ from datetime import timedelta
 import aiohttp
 
 from checks.http import probe_http
+from checks.page import PageCheckSpec, probe_page
 from checks.result import Outcome, ProbeResult
+from checks.tls import PeerCertResponse
 from incidents.engine import apply_result
 from incidents.model import CheckState, Incident, TimelineEntry, TimelineKind, Transition
 from incidents.severity import Severity
@@ -48,6 +50,8 @@ def new_session(*, max_connections: int) -> aiohttp.ClientSession:
     )
     return aiohttp.ClientSession(
         connector=connector,
+        # Keeps the peer certificate of each answer, for its expiry (see checks/tls.py).
+        response_class=PeerCertResponse,
         cookie_jar=aiohttp.DummyCookieJar(),
         headers={"User-Agent": "agency-monitor/0.1 (uptime check)"},
         trust_env=False,
@@ -173,9 +177,15 @@ class Monitor:
 
     async def _probe(self, check: ConfiguredCheck, due_at: float) -> None:
         started = self._clock.monotonic()
-        result = await probe_http(
-            check.spec, session=self._session, now=self._clock.now, sleep=self._clock.sleep
-        )
+        spec = check.spec
+        if isinstance(spec, PageCheckSpec):
+            result = await probe_page(
+                spec, session=self._session, now=self._clock.now, sleep=self._clock.sleep
+            )
+        else:
+            result = await probe_http(
+                spec, session=self._session, now=self._clock.now, sleep=self._clock.sleep
+            )
         if result.outcome in (Outcome.SLOW, Outcome.TIMEOUT) and not await self._trusted(
             check, result, started=started
         ):
@@ -264,6 +274,8 @@ class Monitor:
         if result.latency is not None:
             self._metrics.probe_duration.labels(**labels).observe(result.latency)
         self._metrics.probe_results.labels(**labels, outcome=str(result.outcome)).inc()
+        if result.evidence.tls_not_after is not None:
+            self._metrics.cert_expiry.labels(**labels).set(result.evidence.tls_not_after)
 
     # -- telling people --------------------------------------------------------------------
 

@@ -34,7 +34,7 @@ SCHEMA_FILE = ROOT / "config" / "monitor.schema.json"
 CHECK_KEYS = (
     "id, name, interval, failures_to_open, successes_to_resolve, severity, timeout, "
     "slow_after, kind, url, method, headers, body, expect_status, body_contains, "
-    "body_not_contains, max_body_bytes, max_redirects, verify_tls"
+    "body_not_contains, max_body_bytes, max_redirects, verify_tls, cert_expiry_warning"
 )
 CHECK0 = "clients[0].sites[0].checks[0]"
 

@@ -242,3 +242,27 @@ async def test_our_own_event_loop_stall_never_makes_a_healthy_site_look_slow(
         )
         assert not slow
         assert await running.store.list_incidents() == []
+
+
+async def test_a_broken_image_on_a_page_check_opens_a_severity_3_incident(
+    target: tuple[Target, str], tmp_path: Any
+) -> None:
+    shop, url = target
+    shop.set("/", body='<html><body><img src="/static/mug.png"><script src="/app.js"></script>')
+    shop.set("/app.js", body="console.log(1)")
+    shop.set("/static/mug.png", status=404, body="not found")
+    config = make_config(
+        site_url=url,
+        database_url=f"sqlite+aiosqlite:///{tmp_path}/m.db",
+        checks=[{"id": "home", "kind": "page", "url": "/"}],
+    )
+    async with running_monitor(config) as running:
+        [incident] = await eventually(lambda: _open_incidents(running))
+        assert incident.severity is Severity.MODERATE
+        opened = (await running.store.timeline(incident.id))[0]  # type: ignore[arg-type]
+        assert opened.outcome is not None and str(opened.outcome) == "broken_asset"
+        assert opened.evidence is not None and "/static/mug.png" in opened.evidence["error"]
+        assert shop.hits["/app.js"] >= 2  # assets are fetched on every probe
+
+        shop.set("/static/mug.png", status=200, body="png")
+        await eventually(lambda: _resolved(running, incident.id))

@@ -580,7 +580,10 @@ def _unwrap(annotation: Any, node: Any) -> Any:
     """Strip Annotated and Optional; of a union of models pick the one `kind` names."""
     while typing.get_origin(annotation) is typing.Annotated:
         annotation = typing.get_args(annotation)[0]
-    members = typing.get_args(annotation) if _is_union(annotation) else ()
+    members = [
+        typing.get_args(m)[0] if typing.get_origin(m) is typing.Annotated else m  # tagged
+        for m in (typing.get_args(annotation) if _is_union(annotation) else ())
+    ]
     models = [m for m in members if isinstance(m, type) and issubclass(m, BaseModel)]
     if not models:
         return annotation

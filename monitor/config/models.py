@@ -11,15 +11,17 @@ import re
 from collections.abc import Iterable
 from datetime import timedelta
 from email.utils import parseaddr
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 from urllib.parse import urljoin, urlsplit
 
 from pydantic import (
     AfterValidator,
     BaseModel,
     ConfigDict,
+    Discriminator,
     Field,
     SecretStr,
+    Tag,
     ValidationInfo,
     WithJsonSchema,
     field_validator,
@@ -28,6 +30,7 @@ from pydantic_core import PydanticCustomError
 
 from checks.duration import Duration
 from checks.http import HttpCheckSpec
+from checks.page import PageCheckSpec
 from incidents.calendar_spec import BusinessHoursSpec
 from incidents.model import CheckRef
 from incidents.severity import Severity, SeverityPolicy
@@ -105,7 +108,26 @@ class HttpCheckConfig(HttpCheckSpec, CheckCommon):
     """`kind: http` (the default kind)."""
 
 
-CheckConfig = HttpCheckConfig
+class PageCheckConfig(PageCheckSpec, CheckCommon):
+    """`kind: page`: the HTML and its same-origin assets, as a browser's first load."""
+
+
+CHECK_KINDS = ("http", "page")
+
+
+def _check_kind(value: Any) -> str:
+    kind = value.get("kind", "http") if isinstance(value, dict) else getattr(value, "kind", "http")
+    return kind if kind in CHECK_KINDS else "unknown"
+
+
+CheckConfig = Annotated[
+    Annotated[HttpCheckConfig, Tag("http")] | Annotated[PageCheckConfig, Tag("page")],
+    Discriminator(
+        _check_kind,
+        custom_error_type="check_kind",
+        custom_error_message=f"kind must be one of {', '.join(CHECK_KINDS)}",
+    ),
+]
 
 
 class SiteConfig(_Model):
