@@ -84,7 +84,8 @@ async def _one(*, checks: int, interval: float, duration: float, port: int) -> d
                 await original(check, result)
 
             monitor.process = record  # type: ignore[method-assign]
-            # Warm-up: every check has run twice (its first result writes its state once).
+            # Warm-up: every check has run twice; its first result writes its state (one
+            # transaction each), and that backlog must be gone before measuring.
             await asyncio.sleep(2 * interval)
             counted["probes"] = counted["failures"] = 0
             errors.clear()

@@ -211,13 +211,14 @@ def record_client_update(incident: Incident, *, at: datetime, ctx: SlaContext) -
 def oncall_notify_at(incident: Incident, *, ctx: SlaContext) -> datetime | None:
     """When on-call should be told of `incident`; None once told, or when it is resolved.
 
-    Severity 1 at once (its open time, so a caller sees it is due now), on every plan; other
-    severities at once inside the client's business hours, else at their next opening. The
-    plan does not matter here: it decides how the clock counts, not when people are woken.
+    Severity 1 at once (its open time, so a caller sees it is due now), on every plan; so is
+    any severity whose clock the plan runs around the clock (an enterprise Severity 2 opened
+    on Friday night would otherwise breach before anyone heard of it). Other severities at
+    once inside the client's business hours, else at their next opening.
     """
     if not incident.is_open or incident.oncall_notified_at is not None:
         return None
-    if incident.severity is Severity.CRITICAL:
+    if incident.severity is Severity.CRITICAL or incident.severity in ctx.plan.around_the_clock:
         return incident.opened_at
     return ctx.business.next_opening(incident.opened_at)
 

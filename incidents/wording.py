@@ -88,7 +88,8 @@ def _run(count: int, noun: str) -> str:
 def _summary(result: ProbeResult, *, with_latency: bool) -> str:
     evidence = result.evidence
     parts: list[str] = []
-    if evidence.step:
+    # Flow probes name the step in their error text already ("step pay: ...").
+    if evidence.step and not (evidence.error or "").startswith(f"step {evidence.step}"):
         parts.append(f"step {evidence.step}")
     # A probe's error text often is the status line itself ("HTTP 500 Internal Server
     # Error"): say it once.

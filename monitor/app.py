@@ -118,8 +118,12 @@ async def running_monitor(
             url = _site_url(site, config.server.host)
             log.info("serving /metrics, /healthz and /api/incidents on %s", url)
         task = asyncio.create_task(monitor.run())
+        started = asyncio.ensure_future(monitor.started())
+        await asyncio.wait({task, started}, return_when=asyncio.FIRST_COMPLETED)
+        if task.done():  # it failed before it started (the database went away, say)
+            started.cancel()
+            task.result()
         outbox_task = asyncio.create_task(outbox.run())
-        await monitor.started()
         try:
             yield Running(monitor=monitor, store=store, registry=registry, url=url, outbox=outbox)
         finally:

@@ -14,6 +14,7 @@ from typing import Any, TypeVar
 
 from monitor.config import ConfigError, MonitorConfig, load_config
 from monitor.logging_setup import configure_logging
+from monitor.store.errors import StoreError
 
 log = logging.getLogger("monitor")
 
@@ -32,6 +33,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(str(exc), file=sys.stderr)
         return EXIT_CONFIG
+    except (StoreError, OSError) as exc:  # the database or a port is not there: one line
+        log.error("%s: %s", type(exc).__name__, exc)
+        return 1
     except KeyboardInterrupt:
         return 130
     return code
@@ -42,7 +46,9 @@ def _parser() -> argparse.ArgumentParser:
         prog="monitor", description="Uptime monitor that opens incidents on its own."
     )
     parser.add_argument("--log-format", choices=("text", "json"), default="text")
-    parser.add_argument("--log-level", default="INFO")
+    parser.add_argument(
+        "--log-level", default="INFO", choices=("DEBUG", "INFO", "WARNING", "ERROR")
+    )
     commands = parser.add_subparsers(dest="command", required=True)
 
     run = commands.add_parser("run", help="probe the configured checks until SIGINT/SIGTERM")

@@ -75,7 +75,16 @@ class IncidentDesk:
         self._maintenance_loaded = float("-inf")
 
     async def load(self) -> None:
-        self._open = await self._store.load_open_incidents()
+        loaded = await self._store.load_open_incidents()
+        for site, incident in loaded.items():
+            if incident.client in self._clients:
+                self._open[site] = incident
+            else:  # the client left the configuration: its incident waits, untouched
+                log.warning(
+                    "%s of client %s stays open but unmanaged: the client is not configured",
+                    incident.ref,
+                    incident.client,
+                )
         await self.refresh_maintenance()
 
     # -- read side -------------------------------------------------------------------------
@@ -138,7 +147,7 @@ class IncidentDesk:
             self._count_breaches(incident, timeline)
             self._on_change(incident, timeline)
             self._on_outbox()
-        self._wake.set()
+            self._wake.set()  # new clocks may be due sooner than the next tick
 
     # -- SLA clocks ------------------------------------------------------------------------
 

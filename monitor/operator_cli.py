@@ -41,7 +41,11 @@ async def call(
         aiohttp.ClientSession(timeout=timeout, trust_env=False) as session,
         session.request(method, f"{base}{path}", json=body, headers=headers) as response,
     ):
-        payload = await response.json(content_type=None)
+        text = await response.text()
+        try:
+            payload = json.loads(text)
+        except ValueError:
+            raise ApiError(response.status, text[:200] or "(empty answer)") from None
         if response.status >= 400:
             message = payload.get("error") if isinstance(payload, dict) else str(payload)
             raise ApiError(response.status, str(message))

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from incidents.outgoing import OutgoingEmail
 from monitor.clock import Clock
@@ -75,7 +75,13 @@ class OutboxWorker:
         """Try every notification due now, once; returns how many were tried."""
         items = await self._store.due_outbox(now=self._clock.now(), limit=self._batch)
         for item in items:
-            await self._deliver(item)
+            try:
+                await self._deliver(item)
+            except Exception as exc:  # noqa: BLE001 - one bad row must not block the others
+                log.error("outbox: INC-%s %s: %s", item.incident_id, item.kind, exc)
+                await self._retry_later(
+                    item, error=f"{type(exc).__name__}: {exc}", at=self._clock.now()
+                )
         await self._refresh_gauges()
         return len(items)
 
@@ -103,11 +109,7 @@ class OutboxWorker:
                     error,
                 )
                 return
-            backoff = retry_delay(item.attempts + 1, base=self._retry_initial, cap=self._retry_max)
-            delay = max(backoff, exc.retry_after or 0.0)
-            await self._store.mark_retry(
-                item.id, error=error, next_attempt_at=now + timedelta(seconds=delay)
-            )
+            delay = await self._retry_later(item, error=error, at=now, at_least=exc.retry_after)
             self._metrics.notification_retries.labels(channel=channel).inc()
             log.warning(
                 "outbox: %s %s of INC-%s not delivered (attempt %d), retrying in %.0fs: %s",
@@ -122,6 +124,17 @@ class OutboxWorker:
         await self._store.mark_sent(item.id, at=now)
         self._metrics.notifications_sent.labels(channel=channel).inc()
         log.info("outbox: sent %s %s of INC-%s", channel, item.kind, item.incident_id)
+
+    async def _retry_later(
+        self, item: OutboxItem, *, error: str, at: datetime, at_least: float | None = None
+    ) -> float:
+        backoff = retry_delay(item.attempts + 1, base=self._retry_initial, cap=self._retry_max)
+        # A server's Retry-After is honoured up to retry_max: a page must not wait a year.
+        delay = min(max(backoff, at_least or 0.0), self._retry_max)
+        await self._store.mark_retry(
+            item.id, error=error, next_attempt_at=at + timedelta(seconds=delay)
+        )
+        return delay
 
     async def _refresh_gauges(self) -> None:
         counts = await self._store.outbox_counts()

@@ -10,10 +10,12 @@ import asyncio
 import logging
 from collections import deque
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from datetime import timedelta
 
 import aiohttp
 
+from checks.flow import FlowCheckSpec, probe_flow
 from checks.http import probe_http
 from checks.page import PageCheckSpec, probe_page
 from checks.result import Outcome, ProbeResult
@@ -38,6 +40,8 @@ Listener = Callable[[MonitorEvent], None]
 # A result that looks slow or timed out is re-probed this soon when our own loop lag could
 # explain it, instead of being counted.
 REPROBE_DELAY = 1.0
+# A timeout is not trusted when our own event loop stalled for this share of the budget.
+TIMEOUT_STALL_SHARE = 0.2
 # Recent-history rows of healthy probes are written in one batch this often.
 HISTORY_FLUSH_SECONDS = 1.0
 
@@ -178,7 +182,9 @@ class Monitor:
     async def _probe(self, check: ConfiguredCheck, due_at: float) -> None:
         started = self._clock.monotonic()
         spec = check.spec
-        if isinstance(spec, PageCheckSpec):
+        if isinstance(spec, FlowCheckSpec):
+            result = await probe_flow(spec, session=self._session, now=self._clock.now)
+        elif isinstance(spec, PageCheckSpec):
             result = await probe_page(
                 spec, session=self._session, now=self._clock.now, sleep=self._clock.sleep
             )
@@ -199,10 +205,13 @@ class Monitor:
         await self._lag.next_sample()
         lag = self._lag.max_lag_between(started, self._clock.monotonic())
         if result.outcome is Outcome.SLOW:
-            measured, limit = result.latency or 0.0, check.spec.slow_after.total_seconds()
+            # Slow only if it stays slow once our own stall is taken off the measurement.
+            trusted = (result.latency or 0.0) - lag > check.spec.slow_after.total_seconds()
         else:
-            measured, limit = check.spec.timeout.total_seconds(), check.spec.timeout.total_seconds()
-        if lag == 0.0 or measured - lag > limit:
+            # A timeout stands unless our stall ate a real part of the budget: the target
+            # then did not get the whole timeout to answer.
+            trusted = lag < TIMEOUT_STALL_SHARE * check.spec.timeout.total_seconds()
+        if trusted:
             return True
         self._metrics.probe_discarded.labels(reason="event_loop_lag").inc()
         self._emit(
@@ -227,7 +236,10 @@ class Monitor:
             if incident is None and self.desk.in_maintenance(check.site, now):
                 # A maintenance window opens no incident: the result is kept as history and
                 # metrics, and failures start counting afresh once the window ends.
-                transition = Transition(state=previous, incident=None)
+                transition = Transition(
+                    state=replace(previous, recent=(), successes=0, last_outcome=result.outcome),
+                    incident=None,
+                )
             else:
                 severity = (
                     None

@@ -228,13 +228,20 @@ async def test_demo_runs_its_script_and_summarises_the_incidents(tmp_path: Path)
     assert "incident opened INC-1 Severity 1" in out
     assert "incident opened INC-2 Severity 2" in out
     assert "incident escalated INC-2 to Severity 1" in out
-    summary = out[out.index("Incidents (2):") :]
-    assert summary.count("resolved") == 2
+    # A broken checkout (payment fails, every page answers 200) opens a Severity 1 while the
+    # home page is up, and a missing product image a Severity 3.
+    assert "incident opened INC-3 Severity 1 (Critical) demo/shop: demo-shop.local: checkout" in out
+    assert "incident opened INC-4 Severity 3 (Moderate)" in out and "broken_asset" in out
+    summary = out[out.index("Incidents (4):") :]
+    assert summary.count("resolved") == 4
     # The emails, written as .eml files since the demo has no SMTP server.
     assert "owner@demo-shop.example  [INC-1] Severity 1: demo-shop.local is down" in summary
     assert "oncall@agency.example    [INC-1] PAGE Severity 1" in summary
     assert "[INC-1] Resolved:" in summary and "[INC-2] Escalated to Severity 1" in summary
-    assert len(list((tmp_path / "outbox").glob("*.eml"))) == 8
+    assert "[INC-3] PAGE Severity 1" in summary and "[INC-4] New Severity 3" in summary
+    # INC-1: opened, page, resolved; INC-2: opened, notify, escalated, page, resolved;
+    # INC-3: opened, page, resolved; INC-4 (Severity 3: no client mail): notify.
+    assert len(list((tmp_path / "outbox").glob("*.eml"))) == 12
     store = await Store.open(f"sqlite+aiosqlite:///{tmp_path / 'demo.db'}")
     try:
         incidents = await store.list_incidents()
@@ -243,4 +250,6 @@ async def test_demo_runs_its_script_and_summarises_the_incidents(tmp_path: Path)
     assert sorted((i.id, int(i.severity), str(i.status)) for i in incidents) == [
         (1, 1, "resolved"),
         (2, 1, "resolved"),
+        (3, 1, "resolved"),
+        (4, 3, "resolved"),
     ]

@@ -22,7 +22,9 @@ from monitor.demo import (
     run_timeline,
     start_shop,
 )
-from monitor.demo.shop import PAGES
+from monitor.demo.shop import PAGES, ShopJournal, ShopMode
+
+CARD = "4242 4242 4242 4242"
 
 
 @pytest.fixture
@@ -31,8 +33,13 @@ def faults() -> ShopFaults:
 
 
 @pytest.fixture
-async def shop(faults: ShopFaults) -> AsyncIterator[str]:
-    runner, base_url = await start_shop(faults)
+def journal() -> ShopJournal:
+    return ShopJournal()
+
+
+@pytest.fixture
+async def shop(faults: ShopFaults, journal: ShopJournal) -> AsyncIterator[str]:
+    runner, base_url = await start_shop(faults, journal=journal)
     try:
         yield base_url
     finally:
@@ -59,6 +66,39 @@ PAGE_URLS = {
 async def get(client: aiohttp.ClientSession, url: str) -> tuple[int, str]:
     async with client.get(url) as response:
         return response.status, await response.text()
+
+
+async def post(
+    client: aiohttp.ClientSession, url: str, form: dict[str, str]
+) -> tuple[int, str, str | None]:
+    """Status, body and Location of a POST (redirects not followed)."""
+    async with client.post(url, data=form, allow_redirects=False) as response:
+        return response.status, await response.text(), response.headers.get("Location")
+
+
+async def csrf_token(client: aiohttp.ClientSession, shop: str) -> str:
+    """Open the product page (which starts a session) and read its CSRF token."""
+    status, product = await get(client, shop + "/product/1")
+    assert status == 200
+    match = re.search(r'name="csrf_token" value="([^"]+)"', product)
+    assert match is not None, "the product page has no csrf_token"
+    return match.group(1)
+
+
+async def add_mug(client: aiohttp.ClientSession, shop: str, *, quantity: int = 1) -> str:
+    """Put mugs in this client's cart; returns the session's CSRF token."""
+    token = await csrf_token(client, shop)
+    form = {"csrf_token": token, "product_id": "1", "quantity": str(quantity)}
+    status, _, location = await post(client, shop + "/cart", form)
+    assert (status, location) == (303, "/cart")
+    return token
+
+
+async def pay(client: aiohttp.ClientSession, shop: str, token: str) -> tuple[int, str]:
+    status, body, _ = await post(
+        client, shop + "/checkout", {"csrf_token": token, "card_number": CARD}
+    )
+    return status, body
 
 
 # -- healthy pages ------------------------------------------------------------------------------
@@ -114,7 +154,7 @@ async def test_contact_form_thanks_and_rejects_empty(
 
 
 async def test_happy_path_from_product_to_order_confirmed(
-    shop: str, client: aiohttp.ClientSession
+    shop: str, client: aiohttp.ClientSession, journal: ShopJournal
 ) -> None:
     status, product = await get(client, shop + "/product/1")
     assert status == 200
@@ -129,32 +169,130 @@ async def test_happy_path_from_product_to_order_confirmed(
 
     status, cart = await get(client, shop + "/cart")
     assert "Agency Coffee Mug x 2" in cart
+    # The cart carries the checkout form, with the same session's token.
+    assert 'action="/checkout"' in cart and f'value="{match.group(1)}"' in cart
 
     status, checkout = await get(client, shop + "/checkout")
     assert "EUR 25.00" in checkout
 
-    card = {"csrf_token": match.group(1), "card_number": "4242 4242 4242 4242"}
+    card = {"csrf_token": match.group(1), "card_number": CARD}
     async with client.post(shop + "/checkout", data=card) as response:
         assert response.status == 200
         confirmed = await response.text()
     assert "Order confirmed" in confirmed
-    first_order = re.search(r"DS-\d{6}", confirmed)
-    assert first_order is not None
+    assert "Order number: DS-001001" in confirmed
 
     status, cart = await get(client, shop + "/cart")
     assert "Your cart is empty" in cart
 
-    async with client.post(shop + "/checkout", data=card) as response:
-        second_order = re.search(r"DS-\d{6}", await response.text())
-    assert second_order is not None and second_order.group() != first_order.group()
+    await add_mug(client, shop)
+    status, second = await pay(client, shop, match.group(1))
+    assert "Order number: DS-001002" in second
+    # The client sent no synthetic-check header, so these are customers' orders.
+    assert [r.synthetic for r in journal.requests] == [None] * len(journal.requests)
+
+
+async def test_checkout_with_an_empty_cart_places_no_order(
+    shop: str, client: aiohttp.ClientSession
+) -> None:
+    token = await csrf_token(client, shop)
+    status, body = await pay(client, shop, token)
+    assert status == 200
+    assert "Your cart is empty" in body and "Order confirmed" not in body
+    # The next real order still gets the first number.
+    await add_mug(client, shop)
+    assert "Order number: DS-001001" in (await pay(client, shop, token))[1]
 
 
 async def test_checkout_without_card_number_is_refused(
     shop: str, client: aiohttp.ClientSession
 ) -> None:
-    async with client.post(shop + "/checkout", data={"card_number": ""}) as response:
-        assert response.status == 400
-        assert "Order confirmed" not in await response.text()
+    token = await add_mug(client, shop)
+    status, body, _ = await post(
+        client, shop + "/checkout", {"csrf_token": token, "card_number": ""}
+    )
+    assert status == 400
+    assert "Order confirmed" not in body
+
+
+@pytest.mark.parametrize("path", ["/cart", "/checkout", "/cart/clear", "/orders/DS-001001/cancel"])
+async def test_posts_need_the_sessions_csrf_token(
+    shop: str, client: aiohttp.ClientSession, path: str
+) -> None:
+    form = {"product_id": "1", "quantity": "1", "card_number": CARD}
+    # No session at all.
+    status, body, _ = await post(client, shop + path, {**form, "csrf_token": "guess"})
+    assert (status, body) == (403, "invalid CSRF token")
+    token = await csrf_token(client, shop)
+    # A session, but no token or another one.
+    assert (await post(client, shop + path, form))[:2] == (403, "invalid CSRF token")
+    wrong = {**form, "csrf_token": token[::-1]}
+    assert (await post(client, shop + path, wrong))[:2] == (403, "invalid CSRF token")
+    async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as other:
+        # Somebody else's session cannot use this session's token.
+        await csrf_token(other, shop)
+        status, _, _ = await post(other, shop + path, {**form, "csrf_token": token})
+        assert status == 403
+
+
+async def test_cancel_order_and_clear_cart_are_recorded(
+    shop: str, client: aiohttp.ClientSession, journal: ShopJournal
+) -> None:
+    token = await add_mug(client, shop)
+    _, confirmed = await pay(client, shop, token)
+    assert "Order number: DS-001001" in confirmed
+
+    url = shop + "/orders/DS-001001/cancel"
+    for _ in range(2):  # a re-run cleanup answers the same and is recorded once
+        status, body, _ = await post(client, url, {"csrf_token": token})
+        assert status == 200 and "Order DS-001001 cancelled" in body
+    assert journal.cancelled == ["DS-001001"]
+    status, _, _ = await post(client, shop + "/orders/DS-009999/cancel", {"csrf_token": token})
+    assert status == 404
+
+    async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as other:
+        other_token = await csrf_token(other, shop)
+        # Another session's order is not this one's to cancel.
+        status, _, _ = await post(other, url, {"csrf_token": other_token})
+        assert status == 404
+
+    await add_mug(client, shop, quantity=3)
+    status, _, location = await post(client, shop + "/cart/clear", {"csrf_token": token})
+    assert (status, location) == (303, "/cart")
+    assert "Your cart is empty" in (await get(client, shop + "/cart"))[1]
+    assert len(journal.cart_clears) == 1
+
+
+async def test_contact_message_gets_a_reference_and_is_kept(
+    shop: str, client: aiohttp.ClientSession, journal: ShopJournal
+) -> None:
+    form = {"email": "ann@example.com", "message": "Hello"}
+    status, body, _ = await post(client, shop + "/contact", form)
+    assert status == 200
+    assert "Thank you" in body and "Message reference: CM-000001" in body
+    assert [(m.reference, m.email, m.message) for m in journal.messages] == [
+        ("CM-000001", "ann@example.com", "Hello")
+    ]
+
+
+async def test_journal_records_the_synthetic_header_and_session(
+    shop: str, journal: ShopJournal
+) -> None:
+    headers = {"X-Synthetic-Check": "agency-monitor"}
+    async with aiohttp.ClientSession(
+        cookie_jar=aiohttp.CookieJar(unsafe=True), headers=headers
+    ) as synthetic:
+        token = await add_mug(synthetic, shop)
+        _, confirmed = await pay(synthetic, shop, token)
+    assert "Order confirmed" in confirmed
+    seen = list(journal.requests)
+    assert [(r.method, r.path) for r in seen] == [
+        ("GET", "/product/1"),
+        ("POST", "/cart"),
+        ("POST", "/checkout"),
+    ]
+    assert {r.synthetic for r in seen} == {"agency-monitor"}
+    assert seen[0].session_id is None and seen[1].session_id == seen[2].session_id is not None
 
 
 # -- faults -------------------------------------------------------------------------------------
@@ -240,6 +378,113 @@ def test_unknown_page_is_refused_with_the_known_ones() -> None:
         ShopFaults().replace({"basket": Fault.DOWN})
 
 
+# -- modes: the business behind a page breaks, the page still answers ---------------------------
+
+
+async def test_payment_500_answers_500_and_places_no_order(
+    shop: str, client: aiohttp.ClientSession, faults: ShopFaults
+) -> None:
+    token = await add_mug(client, shop)
+    faults.switch(ShopMode.PAYMENT_500)
+    status, body = await pay(client, shop, token)
+    assert status == 500 and "Order confirmed" not in body
+    # The rest of the shop is up, and the cart is still there to pay for later.
+    assert "Agency Coffee Mug x 1" in (await get(client, shop + "/cart"))[1]
+    faults.switch(ShopMode.PAYMENT_500, on=False)
+    assert "Order number: DS-001001" in (await pay(client, shop, token))[1]
+
+
+async def test_payment_error_answers_200_with_a_failure_message(
+    shop: str, client: aiohttp.ClientSession, faults: ShopFaults
+) -> None:
+    faults.switch("payment_error")
+    token = await add_mug(client, shop)
+    status, body = await pay(client, shop, token)
+    assert status == 200
+    assert "Payment failed: card declined" in body and "Order confirmed" not in body
+    faults.clear()
+    assert "Order number: DS-001001" in (await pay(client, shop, token))[1]
+
+
+async def test_csrf_missing_drops_the_token_so_add_to_cart_is_refused(
+    shop: str, client: aiohttp.ClientSession, faults: ShopFaults
+) -> None:
+    faults.switch(ShopMode.CSRF_MISSING)
+    status, product = await get(client, shop + "/product/1")
+    assert status == 200 and "Add to cart" in product
+    assert "csrf_token" not in product
+    assert client.cookie_jar.filter_cookies(URL(shop)).get("shop_session") is not None
+    form = {"product_id": "1", "quantity": "1"}
+    assert (await post(client, shop + "/cart", form))[:2] == (403, "invalid CSRF token")
+
+
+async def test_cart_emptied_loses_the_cart_before_checkout(
+    shop: str, client: aiohttp.ClientSession, faults: ShopFaults
+) -> None:
+    faults.switch(ShopMode.CART_EMPTIED)
+    token = await add_mug(client, shop)
+    assert "Agency Coffee Mug x 1" in (await get(client, shop + "/cart"))[1]
+    status, body = await pay(client, shop, token)
+    assert status == 200
+    assert "Your cart is empty" in body and "Order confirmed" not in body
+
+
+async def test_slow_payment_waits_with_the_injected_sleep(client: aiohttp.ClientSession) -> None:
+    slept: list[float] = []
+
+    async def record(seconds: float) -> None:
+        slept.append(seconds)
+
+    faults = ShopFaults(slow_seconds=7.5)
+    runner, shop = await start_shop(faults, sleep=record)
+    try:
+        token = await add_mug(client, shop)
+        faults.switch(ShopMode.SLOW_PAYMENT)
+        assert (await get(client, shop + "/cart"))[0] == 200
+        assert slept == []  # only the payment is slow
+        status, body = await pay(client, shop, token)
+    finally:
+        await runner.cleanup()
+    assert status == 200 and "Order confirmed" in body
+    assert slept == [7.5]
+
+
+async def test_missing_image_is_404_while_the_page_still_links_it(
+    shop: str, client: aiohttp.ClientSession, faults: ShopFaults
+) -> None:
+    faults.switch(ShopMode.MISSING_IMAGE)
+    status, product = await get(client, shop + "/product/1")
+    assert status == 200 and '<img src="/static/mug.png"' in product
+    async with client.get(shop + "/static/mug.png") as response:
+        assert response.status == 404
+
+
+async def test_contact_drops_thanks_without_a_reference_and_keeps_nothing(
+    shop: str, client: aiohttp.ClientSession, faults: ShopFaults, journal: ShopJournal
+) -> None:
+    faults.switch(ShopMode.CONTACT_DROPS)
+    form = {"email": "ann@example.com", "message": "Hello"}
+    status, body, _ = await post(client, shop + "/contact", form)
+    assert status == 200 and "Thank you" in body
+    assert "Message reference" not in body
+    assert list(journal.messages) == []
+
+
+def test_modes_are_replaced_and_cleared_with_the_pages() -> None:
+    faults = ShopFaults()
+    faults.switch(ShopMode.PAYMENT_500)
+    faults.replace({"home": Fault.SLOW}, modes=[ShopMode.MISSING_IMAGE])
+    assert faults.modes == {ShopMode.MISSING_IMAGE} and faults.pages["home"] is Fault.SLOW
+    # A timeline phase that names no mode turns them all off.
+    faults.replace({})
+    assert faults.modes == set()
+    faults.switch("contact_drops")
+    faults.clear()
+    assert faults.modes == set()
+    with pytest.raises(ValueError, match="unknown mode 'payment_404': modes are payment_500"):
+        faults.switch("payment_404")
+
+
 # -- control endpoint ---------------------------------------------------------------------------
 
 
@@ -248,7 +493,11 @@ async def test_control_endpoint_flips_faults(
 ) -> None:
     async with client.get(shop + "/_demo/faults") as response:
         state = await response.json()
-    assert state == {"pages": dict.fromkeys(PAGES, "none"), "slow_seconds": 0.2}
+    assert state == {
+        "pages": dict.fromkeys(PAGES, "none"),
+        "modes": dict.fromkeys((mode.value for mode in ShopMode), False),
+        "slow_seconds": 0.2,
+    }
 
     async with client.post(shop + "/_demo/faults", json={"page": "home", "fault": "500"}) as r:
         assert r.status == 200
@@ -264,9 +513,34 @@ async def test_control_endpoint_flips_faults(
     assert (await get(client, shop + "/"))[0] == 200
 
 
+async def test_control_endpoint_switches_modes(
+    shop: str, client: aiohttp.ClientSession, faults: ShopFaults
+) -> None:
+    async with client.post(shop + "/_demo/faults", json={"mode": "payment_500", "on": True}) as r:
+        assert r.status == 200
+        assert (await r.json())["modes"]["payment_500"] is True
+    token = await add_mug(client, shop)
+    assert (await pay(client, shop, token))[0] == 500
+
+    async with client.post(shop + "/_demo/faults", json={"mode": "payment_500", "on": False}) as r:
+        assert (await r.json())["modes"]["payment_500"] is False
+    assert (await pay(client, shop, token))[0] == 200
+
+    # "on" defaults to true; {"all": "none"} turns every mode off with the pages.
+    async with client.post(shop + "/_demo/faults", json={"mode": "missing_image"}) as r:
+        assert r.status == 200
+    assert faults.modes == {ShopMode.MISSING_IMAGE}
+    async with client.post(shop + "/_demo/faults", json={"all": "none"}) as r:
+        assert set((await r.json())["modes"].values()) == {False}
+    assert faults.modes == set()
+
+
 @pytest.mark.parametrize(
     ("payload", "error"),
     [
+        ({"mode": "payment_404"}, "unknown mode 'payment_404': modes are payment_500, "),
+        ({"mode": "payment_500", "on": "yes"}, '"on" must be true or false'),
+        ({"page": "home"}, '{"mode": "payment_500", "on": true}'),
         ({"page": "home", "fault": "broken"}, "faults are none, 500, slow, down"),
         ({"page": "basket", "fault": "500"}, "unknown page 'basket'"),
         ({"fault": "500"}, '{"all": "none"}'),
@@ -312,18 +586,22 @@ async def test_shop_app_serves_through_aiohttp_test_server(
     ("elapsed", "name"),
     [
         (0.0, "healthy"),
-        (14.99, "healthy"),
-        (15.0, "outage"),
-        (34.99, "outage"),
-        (35.0, "recovery"),
-        (49.99, "recovery"),
-        (50.0, "slow"),
-        (59.99, "slow"),
-        (60.0, "down while slow"),
-        (71.99, "down while slow"),
-        (72.0, "recovery"),
-        (89.99, "recovery"),
-        (90.0, "recovery"),
+        (7.99, "healthy"),
+        (8.0, "outage"),
+        (19.99, "outage"),
+        (20.0, "recovery"),
+        (27.99, "recovery"),
+        (28.0, "slow"),
+        (35.99, "slow"),
+        (36.0, "down while slow"),
+        (49.99, "down while slow"),
+        (50.0, "recovery"),
+        (58.0, "broken checkout"),
+        (70.0, "recovery"),
+        (78.0, "broken image"),
+        (87.99, "broken image"),
+        (88.0, "recovery"),
+        (96.0, "recovery"),
         (500.0, "recovery"),
     ],
 )
@@ -341,22 +619,28 @@ def test_phase_at_refuses_time_before_start_and_bad_phases() -> None:
 
 
 def test_demo_phases_shape() -> None:
-    assert DEMO_DURATION == 90.0
+    assert DEMO_DURATION == 96.0
     assert [(p.name, p.starts_at) for p in DEMO_PHASES] == [
         ("healthy", 0.0),
-        ("outage", 15.0),
-        ("recovery", 35.0),
-        ("slow", 50.0),
-        ("down while slow", 60.0),
-        ("recovery", 72.0),
+        ("outage", 8.0),
+        ("recovery", 20.0),
+        ("slow", 28.0),
+        ("down while slow", 36.0),
+        ("recovery", 50.0),
+        ("broken checkout", 58.0),
+        ("recovery", 70.0),
+        ("broken image", 78.0),
+        ("recovery", 88.0),
     ]
-    outage = phase_at(20.0)
+    outage = phase_at(10.0)
     assert dict(outage.faults) == {
         page: Fault.ERROR_500 for page in ("home", "product", "cart", "checkout")
     }
     assert "Severity 1" in outage.description
-    assert dict(phase_at(55.0).faults) == {"home": Fault.SLOW, "product": Fault.SLOW}
-    assert dict(phase_at(65.0).faults) == {"product": Fault.SLOW, "checkout": Fault.ERROR_500}
+    assert dict(phase_at(30.0).faults) == {"home": Fault.SLOW, "product": Fault.SLOW}
+    assert dict(phase_at(40.0).faults) == {"product": Fault.SLOW, "checkout": Fault.ERROR_500}
+    assert phase_at(60.0).modes == {ShopMode.PAYMENT_ERROR} and not phase_at(60.0).faults
+    assert phase_at(80.0).modes == {ShopMode.MISSING_IMAGE}
     assert all(p.description for p in DEMO_PHASES)
 
 
@@ -413,8 +697,8 @@ async def test_run_timeline_does_not_drift_when_sleeps_overrun() -> None:
         on_phase=lambda phase: starts.append(clock.now - 1000.0),
     )
     # Each phase starts at most one overshoot late, never the sum of all earlier ones.
-    assert starts == [0.0, 15.5, 35.5, 50.5, 60.5, 72.5]
-    assert clock.sleeps[1:] == [19.5, 14.5, 9.5, 11.5, 17.5]
+    assert starts == [0.0, 8.5, 20.5, 28.5, 36.5, 50.5, 58.5, 70.5, 78.5, 88.5]
+    assert clock.sleeps[1:] == [11.5, 7.5, 7.5, 13.5, 7.5, 11.5, 7.5, 9.5, 7.5]
 
 
 async def test_run_timeline_with_custom_phases_and_bad_speed() -> None:

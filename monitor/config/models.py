@@ -29,6 +29,7 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from checks.duration import Duration
+from checks.flow import FlowCheckSpec
 from checks.http import HttpCheckSpec
 from checks.page import PageCheckSpec
 from incidents.calendar_spec import BusinessHoursSpec
@@ -112,7 +113,11 @@ class PageCheckConfig(PageCheckSpec, CheckCommon):
     """`kind: page`: the HTML and its same-origin assets, as a browser's first load."""
 
 
-CHECK_KINDS = ("http", "page")
+class FlowCheckConfig(FlowCheckSpec, CheckCommon):
+    """`kind: flow`: steps in one session, e.g. a checkout or a contact form."""
+
+
+CHECK_KINDS = ("http", "page", "flow")
 
 
 def _check_kind(value: Any) -> str:
@@ -121,7 +126,9 @@ def _check_kind(value: Any) -> str:
 
 
 CheckConfig = Annotated[
-    Annotated[HttpCheckConfig, Tag("http")] | Annotated[PageCheckConfig, Tag("page")],
+    Annotated[HttpCheckConfig, Tag("http")]
+    | Annotated[PageCheckConfig, Tag("page")]
+    | Annotated[FlowCheckConfig, Tag("flow")],
     Discriminator(
         _check_kind,
         custom_error_type="check_kind",

@@ -33,11 +33,63 @@ DEMO_SLOW_PAGE_SECONDS = 1.5
 DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 PAGES = {
     "home": ("/", None),
-    "product": ("/product/1", None),
+    "product": ("/product/1", None),  # a page check: the HTML and its image
     "cart": ("/cart", None),
-    "checkout": ("/checkout", None),
     "contact": ("/contact", 2),
     "admin": ("/admin", 2),
+}
+DEMO_CARD = "4242 4242 4242 4242"  # a test card; a real config takes it from ${TEST_CARD}
+
+CHECKOUT_FLOW: dict[str, Any] = {
+    "id": "checkout",
+    "kind": "flow",
+    "severity": 1,
+    "url": "/",
+    "steps": [
+        {
+            "name": "product",
+            "url": "/product/1",
+            "expect": {"body_contains": ["Add to cart"]},
+            "save": {"csrf_token": {"form_field": "csrf_token"}},
+        },
+        {
+            "name": "add-to-cart",
+            "method": "POST",
+            "url": "/cart",
+            "form": {"csrf_token": "{{csrf_token}}", "product_id": "1", "quantity": "1"},
+            "expect": {"body_contains": ["x 1"]},
+        },
+        {
+            "name": "pay",
+            "method": "POST",
+            "url": "/checkout",
+            "form": {"csrf_token": "{{csrf_token}}", "card_number": DEMO_CARD},
+            "expect": {"body_contains": ["Order confirmed"], "body_not_contains": ["failed"]},
+            "save": {"order": {"regex": r"Order number: (DS-\d+)"}},
+        },
+        {
+            "name": "cancel-order",
+            "method": "POST",
+            "url": "/orders/{{order}}/cancel",
+            "form": {"csrf_token": "{{csrf_token}}"},
+            "always": True,
+        },
+    ],
+}
+CONTACT_FLOW: dict[str, Any] = {
+    "id": "contact-form",
+    "kind": "flow",
+    "severity": 2,
+    "url": "/",
+    "steps": [
+        {
+            "name": "send",
+            "method": "POST",
+            "url": "/contact",
+            "form": {"email": "monitor@agency.example", "message": "Synthetic check"},
+            "expect": {"body_contains": ["Message reference"]},
+        }
+    ],
 }
 
 _SHOWN = {
@@ -95,8 +147,10 @@ def demo_config(
                             "checks": [
                                 {"id": page, "url": path}
                                 | ({"severity": severity} if severity else {})
+                                | ({"kind": "page"} if page == "product" else {})
                                 for page, (path, severity) in PAGES.items()
-                            ],
+                            ]
+                            + [CHECKOUT_FLOW, CONTACT_FLOW],
                         }
                     ],
                 }
@@ -140,7 +194,7 @@ async def run_demo(*, speed: float = 1.0, keep: str | None = None, quiet: bool =
             outbox_dir=str(outbox),
         )
         say(
-            f"demo shop on {shop_url}; monitoring {len(PAGES)} pages every "
+            f"demo shop on {shop_url}; monitoring {len(PAGES)} pages and 2 flows every "
             f"{config.defaults.interval.total_seconds():g}s; database {database}"
         )
         try:
@@ -181,7 +235,8 @@ def _emails(outbox: Path) -> str:
     for path in files:
         with path.open("rb") as handle:
             message = BytesParser(policy=email.policy.default).parse(handle)
-        parsed.append((str(message["Date"] or ""), str(message["To"]), str(message["Subject"])))
+        subject = " ".join(str(message["Subject"]).split())  # unfold a long subject
+        parsed.append((str(message["Date"] or ""), str(message["To"]), subject))
     rows: list[tuple[str, ...]] = [("TO", "SUBJECT")]
     rows += [(to, subject) for _, to, subject in parsed]
     if parsed:
@@ -222,7 +277,7 @@ def _summary(incidents: list[Any], outcomes: Counter[str]) -> str:
                     str(int(incident.severity)),
                     str(incident.status),
                     _clock_time(incident.opened_at),
-                    _clock_time(incident.response_due_at),
+                    _day_time(incident.response_due_at),
                     _clock_time(incident.resolved_at),
                     _lasted(incident.opened_at, incident.resolved_at),
                     ",".join(sorted(key.rsplit("/", 1)[-1] for key in incident.checks)),
@@ -242,6 +297,10 @@ def _summary(incidents: list[Any], outcomes: Counter[str]) -> str:
 
 def _clock_time(value: datetime | None) -> str:
     return value.strftime("%H:%M:%S") if value else "-"
+
+
+def _day_time(value: datetime | None) -> str:
+    return value.strftime("%a %H:%M") if value else "-"
 
 
 def _lasted(opened: datetime, resolved: datetime | None) -> str:

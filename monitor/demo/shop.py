@@ -1,132 +1,90 @@
-"""A small web shop that the demo monitors, with faults that can be switched on per page.
+"""A small web shop that the demo monitors, with faults that can be switched on while it runs.
 
-Each page answers normally unless its fault says otherwise:
+The checkout works as a real one does, so that a flow check has something to walk through:
 
-- `Fault.ERROR_500`: a 500 with an HTML error page;
-- `Fault.SLOW`: the normal page, after `ShopFaults.slow_seconds`;
-- `Fault.DOWN`: the connection is dropped without any answer, as a crashed backend would.
+    GET  /product/1            sets the `shop_session` cookie; a form with a hidden csrf_token
+    POST /cart                 csrf_token, product_id, quantity -> 303 to /cart
+    GET  /cart                 the items, and a checkout form carrying the csrf_token
+    POST /checkout             csrf_token, card_number -> "Order confirmed", "Order number: DS-..."
+    POST /orders/{n}/cancel    csrf_token -> "Order DS-... cancelled" (cleanup of test orders)
+    POST /cart/clear           csrf_token -> 303 to /cart
+    POST /contact              email, message -> "Thank you", "Message reference: CM-..."
 
-`POST /_demo/faults` flips faults on a running shop (`{"page": "home", "fault": "500"}` or
-`{"all": "none"}`); `GET /_demo/faults` shows them.
+Every POST of a session needs that session's cookie and CSRF token (else 403 "invalid CSRF
+token"). A checkout with an empty cart answers 200 "Your cart is empty" and places no order.
+
+Each page answers normally unless its `Fault` says otherwise (`Fault.ERROR_500`: a 500 page;
+`Fault.SLOW`: after `ShopFaults.slow_seconds`; `Fault.DOWN`: the connection is dropped). The
+`ShopMode`s break the business behind a page instead (see `monitor.demo.shop_state`).
+
+`POST /_demo/faults` flips them on a running shop: `{"page": "home", "fault": "500"}`,
+`{"mode": "payment_500", "on": true}`, or `{"all": "none"}` (every page healthy, every mode
+off); `GET /_demo/faults` shows them. The `ShopJournal` records every request (with its
+synthetic-check header), cancelled orders, cart clears and contact messages.
 """
 
 from __future__ import annotations
 
 import asyncio
-import enum
 import html
-import secrets
 import struct
 import zlib
-from collections import OrderedDict
-from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiohttp import web
 
-PAGES: tuple[str, ...] = ("home", "product", "cart", "checkout", "contact", "admin")
+from monitor.demo.shop_state import (
+    MAX_SESSIONS,
+    PAGES,
+    PRODUCTS,
+    SYNTHETIC_HEADER,
+    ContactMessage,
+    Fault,
+    Order,
+    OrderBook,
+    Product,
+    SeenRequest,
+    Session,
+    SessionStore,
+    ShopFaults,
+    ShopJournal,
+    ShopMode,
+    parse_mode,
+)
+
+__all__ = [
+    "MAX_SESSIONS",
+    "MUG_PNG",
+    "PAGES",
+    "PRODUCTS",
+    "SESSION_COOKIE",
+    "ContactMessage",
+    "Fault",
+    "Order",
+    "OrderBook",
+    "Product",
+    "SeenRequest",
+    "Session",
+    "SessionStore",
+    "ShopFaults",
+    "ShopJournal",
+    "ShopMode",
+    "create_shop_app",
+    "faulted",
+    "start_shop",
+]
+
 SESSION_COOKIE = "shop_session"
-# Every probe that arrives without a cookie gets a session: cap them so a shop left running
-# under a monitor does not grow without bound.
-MAX_SESSIONS = 10_000
 
 Sleep = Callable[[float], Awaitable[None]]
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-
-
-class Fault(enum.StrEnum):
-    NONE = "none"  # the page answers normally
-    ERROR_500 = "500"  # the page answers 500 with an HTML error body
-    SLOW = "slow"  # the page answers normally after ShopFaults.slow_seconds
-    DOWN = "down"  # the connection is dropped without a response
-
-
-@dataclass
-class ShopFaults:
-    """The fault of each page, shared by the shop and whoever drives it (timeline, control API)."""
-
-    slow_seconds: float = 6.0
-    pages: dict[str, Fault] = field(default_factory=lambda: dict.fromkeys(PAGES, Fault.NONE))
-
-    def set(self, page: str, fault: Fault) -> None:
-        if page not in self.pages:
-            raise ValueError(f"unknown page {page!r}: must be one of {', '.join(PAGES)}")
-        self.pages[page] = fault
-
-    def set_all(self, fault: Fault) -> None:
-        for page in self.pages:
-            self.pages[page] = fault
-
-    def clear(self) -> None:
-        self.set_all(Fault.NONE)
-
-    def replace(self, faults: Mapping[str, Fault]) -> None:
-        """Set exactly these faults; pages not named become healthy."""
-        for page in faults:
-            if page not in self.pages:
-                raise ValueError(f"unknown page {page!r}: must be one of {', '.join(PAGES)}")
-        for page in self.pages:
-            self.pages[page] = faults.get(page, Fault.NONE)
-
-    def snapshot(self) -> dict[str, Any]:
-        return {
-            "pages": {page: str(fault) for page, fault in self.pages.items()},
-            "slow_seconds": self.slow_seconds,
-        }
-
-
-@dataclass(frozen=True, slots=True)
-class Product:
-    id: int
-    name: str
-    price_cents: int
-
-
-PRODUCTS: Mapping[int, Product] = {1: Product(id=1, name="Agency Coffee Mug", price_cents=1250)}
-
-
-@dataclass
-class Session:
-    id: str
-    csrf_token: str
-    cart: dict[int, int] = field(default_factory=dict)  # product id -> quantity
-
-
-class SessionStore:
-    """In-memory sessions keyed by cookie, oldest dropped first beyond `max_sessions`."""
-
-    def __init__(self, *, max_sessions: int = MAX_SESSIONS) -> None:
-        self._sessions: OrderedDict[str, Session] = OrderedDict()
-        self._max = max_sessions
-
-    def for_request(self, request: web.Request) -> Session:
-        session_id = request.cookies.get(SESSION_COOKIE)
-        if session_id is not None and session_id in self._sessions:
-            self._sessions.move_to_end(session_id)
-            return self._sessions[session_id]
-        session = Session(id=secrets.token_urlsafe(16), csrf_token=secrets.token_urlsafe(16))
-        self._sessions[session.id] = session
-        while len(self._sessions) > self._max:
-            self._sessions.popitem(last=False)
-        return session
-
-
-class OrderBook:
-    """Hands out order numbers, in order, starting from `first`."""
-
-    def __init__(self, *, first: int = 1001) -> None:
-        self._next = first
-
-    def new_number(self) -> str:
-        number, self._next = self._next, self._next + 1
-        return f"DS-{number:06d}"
-
 
 FAULTS_KEY = web.AppKey("faults", ShopFaults)
 SLEEP_KEY = web.AppKey[Sleep]("sleep")
 SESSIONS_KEY = web.AppKey("sessions", SessionStore)
 ORDERS_KEY = web.AppKey("orders", OrderBook)
+JOURNAL_KEY = web.AppKey("journal", ShopJournal)
 
 
 # -- HTML ---------------------------------------------------------------------------------------
@@ -163,6 +121,10 @@ def _with_session(response: web.StreamResponse, session: Session) -> web.StreamR
     return response
 
 
+def _csrf_input(session: Session) -> str:
+    return f'<input type="hidden" name="csrf_token" value="{html.escape(session.csrf_token)}">'
+
+
 def _tiny_png() -> bytes:
     """A valid 8x8 PNG in one brown colour: enough for a broken-image check to find."""
 
@@ -185,7 +147,7 @@ def _tiny_png() -> bytes:
 MUG_PNG = _tiny_png()
 
 
-# -- faults -------------------------------------------------------------------------------------
+# -- faults and sessions ------------------------------------------------------------------------
 
 
 def faulted(page: str) -> Callable[[Handler], Handler]:
@@ -222,6 +184,38 @@ def _drop_connection(request: web.Request) -> web.StreamResponse:
     return web.Response(status=444, reason="Connection dropped (demo fault)")
 
 
+def _session(request: web.Request) -> Session:
+    """The visitor's session, a new one if the cookie is missing or forgotten."""
+    return request.app[SESSIONS_KEY].get_or_create(request.cookies.get(SESSION_COOKIE))
+
+
+async def _verified_post(request: web.Request) -> tuple[Session, Any]:
+    """The session and form of a POST that carries its session's CSRF token; 403 otherwise.
+
+    A request without a known session cookie cannot carry the right token either, so both
+    answer the same, as most shops do.
+    """
+    session = request.app[SESSIONS_KEY].existing(request.cookies.get(SESSION_COOKIE))
+    form = await request.post()
+    token = form.get("csrf_token")
+    if session is None or not isinstance(token, str) or not session.accepts(token):
+        raise web.HTTPForbidden(text="invalid CSRF token")
+    return session, form
+
+
+@web.middleware
+async def journal_requests(request: web.Request, handler: Handler) -> web.StreamResponse:
+    request.app[JOURNAL_KEY].requests.append(
+        SeenRequest(
+            method=request.method,
+            path=request.path,
+            synthetic=request.headers.get(SYNTHETIC_HEADER),
+            session_id=request.cookies.get(SESSION_COOKIE),
+        )
+    )
+    return await handler(request)
+
+
 # -- pages --------------------------------------------------------------------------------------
 
 
@@ -242,13 +236,16 @@ async def product_page(request: web.Request) -> web.StreamResponse:
     product = PRODUCTS.get(int(request.match_info["product_id"]))
     if product is None:
         raise web.HTTPNotFound(text="No such product")
-    session = request.app[SESSIONS_KEY].for_request(request)
+    session = _session(request)
+    csrf_missing = request.app[FAULTS_KEY].is_on(ShopMode.CSRF_MISSING)
+    # The csrf_missing mode: a template change that dropped the token, as happens in real
+    # shops; adding to the cart then fails with 403.
+    csrf = "" if csrf_missing else _csrf_input(session) + "\n"
     body = f"""<h1>{html.escape(product.name)}</h1>
 <img src="/static/mug.png" alt="{html.escape(product.name)}" width="8" height="8">
 <p class="price">{_price(product.price_cents)}</p>
 <form method="post" action="/cart">
-<input type="hidden" name="csrf_token" value="{html.escape(session.csrf_token)}">
-<input type="hidden" name="product_id" value="{product.id}">
+{csrf}<input type="hidden" name="product_id" value="{product.id}">
 <label>Quantity <input type="number" name="quantity" value="1" min="1"></label>
 <button type="submit">Add to cart</button>
 </form>"""
@@ -257,8 +254,7 @@ async def product_page(request: web.Request) -> web.StreamResponse:
 
 @faulted("cart")
 async def add_to_cart(request: web.Request) -> web.StreamResponse:
-    session = request.app[SESSIONS_KEY].for_request(request)
-    form = await request.post()
+    session, form = await _verified_post(request)
     try:
         product_id = int(str(form.get("product_id", "")))
         quantity = int(str(form.get("quantity", "1")))
@@ -266,28 +262,43 @@ async def add_to_cart(request: web.Request) -> web.StreamResponse:
         raise web.HTTPBadRequest(text="product_id and quantity must be numbers") from None
     if product_id not in PRODUCTS or quantity < 1:
         raise web.HTTPBadRequest(text="Unknown product or quantity below 1")
-    # Issue 4 makes this strict (CSRF token must match the session's); for now any form is taken.
     session.cart[product_id] = session.cart.get(product_id, 0) + quantity
-    redirect = web.HTTPSeeOther("/cart")
-    _with_session(redirect, session)
-    raise redirect
+    raise web.HTTPSeeOther("/cart")
 
 
 @faulted("cart")
 async def view_cart(request: web.Request) -> web.StreamResponse:
-    session = request.app[SESSIONS_KEY].for_request(request)
-    if session.cart:
-        items = "\n".join(
-            f"<li>{html.escape(PRODUCTS[pid].name)} x {qty}</li>"
-            for pid, qty in session.cart.items()
-        )
-        body = (
-            f'<h1>Your cart</h1>\n<ul class="cart">\n{items}\n</ul>\n'
-            '<a href="/checkout">Checkout</a>'
-        )
-    else:
+    session = _session(request)
+    if not session.cart:
         body = "<h1>Your cart</h1>\n<p>Your cart is empty.</p>"
+        return _with_session(_html(_page("Cart", body)), session)
+    items = "\n".join(
+        f"<li>{html.escape(PRODUCTS[pid].name)} x {qty}</li>" for pid, qty in session.cart.items()
+    )
+    body = f"""<h1>Your cart</h1>
+<ul class="cart">
+{items}
+</ul>
+<p>Total: {_price(_cart_total(session))}</p>
+<form method="post" action="/checkout">
+{_csrf_input(session)}
+<label>Card number <input type="text" name="card_number" autocomplete="cc-number"></label>
+<button type="submit">Pay</button>
+</form>
+<form method="post" action="/cart/clear">
+{_csrf_input(session)}
+<button type="submit">Empty the cart</button>
+</form>
+<a href="/checkout">Checkout</a>"""
     return _with_session(_html(_page("Cart", body)), session)
+
+
+@faulted("cart")
+async def clear_cart(request: web.Request) -> web.StreamResponse:
+    session, _ = await _verified_post(request)
+    session.cart.clear()
+    request.app[JOURNAL_KEY].note_clear(session.id)
+    raise web.HTTPSeeOther("/cart")
 
 
 def _cart_total(session: Session) -> int:
@@ -296,11 +307,11 @@ def _cart_total(session: Session) -> int:
 
 @faulted("checkout")
 async def checkout_form(request: web.Request) -> web.StreamResponse:
-    session = request.app[SESSIONS_KEY].for_request(request)
+    session = _session(request)
     body = f"""<h1>Checkout</h1>
 <p>Total: {_price(_cart_total(session))}</p>
 <form method="post" action="/checkout">
-<input type="hidden" name="csrf_token" value="{html.escape(session.csrf_token)}">
+{_csrf_input(session)}
 <label>Card number <input type="text" name="card_number" autocomplete="cc-number"></label>
 <button type="submit">Pay</button>
 </form>"""
@@ -309,19 +320,50 @@ async def checkout_form(request: web.Request) -> web.StreamResponse:
 
 @faulted("checkout")
 async def place_order(request: web.Request) -> web.StreamResponse:
-    session = request.app[SESSIONS_KEY].for_request(request)
-    form = await request.post()
+    session, form = await _verified_post(request)
     card_number = str(form.get("card_number", "")).replace(" ", "")
     if not card_number.isdigit():
         body = "<h1>Checkout</h1>\n<p>Please enter a card number.</p>"
-        return _with_session(_html(_page("Checkout", body), status=400), session)
-    # Issue 4 adds CSRF and cart-state checks and payment faults here.
-    order_number = request.app[ORDERS_KEY].new_number()
+        return _html(_page("Checkout", body), status=400)
+    faults = request.app[FAULTS_KEY]
+    if faults.is_on(ShopMode.SLOW_PAYMENT):
+        await request.app[SLEEP_KEY](faults.slow_seconds)
+    if faults.is_on(ShopMode.PAYMENT_500):
+        body = "<h1>Internal Server Error</h1><p>The payment service did not answer.</p>"
+        return _html(_page("Error", body), status=500)
+    if faults.is_on(ShopMode.CART_EMPTIED):
+        # As a session store that lost the cart between two requests would.
+        session.cart.clear()
+    if not session.cart:
+        body = "<h1>Checkout</h1>\n<p>Your cart is empty. Nothing was charged.</p>"
+        return _html(_page("Checkout", body))
+    if faults.is_on(ShopMode.PAYMENT_ERROR):
+        # The classic broken checkout: a 200 page that says the payment failed.
+        body = "<h1>Checkout</h1>\n<p>Payment failed: card declined. Please try again.</p>"
+        return _html(_page("Checkout", body))
+    synthetic = SYNTHETIC_HEADER in request.headers
+    order = request.app[ORDERS_KEY].place(session, synthetic=synthetic)
     session.cart.clear()
     body = f"""<h1>Order confirmed</h1>
-<p>Thank you for your order.
-Your order number is <strong class="order-number">{order_number}</strong>.</p>"""
-    return _with_session(_html(_page("Order confirmed", body)), session)
+<p>Thank you for your order.</p>
+<p class="order-number">Order number: {order.number}</p>
+<p>Total: {_price(order.total_cents)}</p>"""
+    return _html(_page("Order confirmed", body))
+
+
+@faulted("checkout")
+async def cancel_order(request: web.Request) -> web.StreamResponse:
+    session, _ = await _verified_post(request)
+    number = request.match_info["number"]
+    order = request.app[ORDERS_KEY].of_session(number, session)
+    if order is None:
+        raise web.HTTPNotFound(text="No such order")
+    # Cancelling twice answers the same: a cleanup step that is re-run must not fail.
+    if not order.cancelled:
+        order.cancelled = True
+        request.app[JOURNAL_KEY].note_cancel(order.number)
+    body = f"<h1>Order cancelled</h1>\n<p>Order {html.escape(order.number)} cancelled.</p>"
+    return _html(_page("Order cancelled", body))
 
 
 @faulted("contact")
@@ -339,10 +381,19 @@ async def contact_form(request: web.Request) -> web.StreamResponse:
 @faulted("contact")
 async def send_contact(request: web.Request) -> web.StreamResponse:
     form = await request.post()
-    if not str(form.get("email", "")).strip() or not str(form.get("message", "")).strip():
+    email = str(form.get("email", "")).strip()
+    message = str(form.get("message", "")).strip()
+    if not email or not message:
         body = "<h1>Contact us</h1>\n<p>Please fill in your email and a message.</p>"
         return _html(_page("Contact", body), status=400)
-    body = "<h1>Thank you</h1>\n<p>Thank you for your message. We will get back to you soon.</p>"
+    thanks = "<h1>Thank you</h1>\n<p>Thank you for your message. We will get back to you soon.</p>"
+    if request.app[FAULTS_KEY].is_on(ShopMode.CONTACT_DROPS):
+        # The silent failure: the visitor is thanked, and the message goes nowhere.
+        return _html(_page("Contact", thanks))
+    journal = request.app[JOURNAL_KEY]
+    reference = journal.new_reference()
+    journal.messages.append(ContactMessage(reference=reference, email=email, message=message))
+    body = f'{thanks}\n<p class="reference">Message reference: {reference}</p>'
     return _html(_page("Contact", body))
 
 
@@ -358,6 +409,8 @@ async def admin(request: web.Request) -> web.StreamResponse:
 
 
 async def mug_png(request: web.Request) -> web.StreamResponse:
+    if request.app[FAULTS_KEY].is_on(ShopMode.MISSING_IMAGE):
+        raise web.HTTPNotFound(text="Not Found")
     return web.Response(body=MUG_PNG, content_type="image/png")
 
 
@@ -367,6 +420,10 @@ async def healthz(request: web.Request) -> web.StreamResponse:
 
 
 # -- control ------------------------------------------------------------------------------------
+
+_CONTROL_USAGE = (
+    'send {"page": "home", "fault": "500"}, {"mode": "payment_500", "on": true} or {"all": "none"}'
+)
 
 
 async def get_faults(request: web.Request) -> web.StreamResponse:
@@ -381,16 +438,38 @@ async def post_faults(request: web.Request) -> web.StreamResponse:
         return _bad_control("the body must be JSON")
     if not isinstance(payload, dict):
         return _bad_control("the body must be a JSON object")
+    problem = _apply_control(faults, payload)
+    if problem is not None:
+        return _bad_control(problem)
+    return web.json_response(faults.snapshot())
+
+
+def _apply_control(faults: ShopFaults, payload: dict[str, Any]) -> str | None:
+    """Apply one control request; what was wrong with it, if anything."""
+    if "mode" in payload:
+        on = payload.get("on", True)
+        if not isinstance(on, bool):
+            return f'"on" must be true or false (got {on!r})'
+        try:
+            faults.switch(parse_mode(payload["mode"]), on)
+        except ValueError as exc:
+            return str(exc)
+        return None
     try:
         if "all" in payload:
-            faults.set_all(Fault(payload["all"]))
+            fault = Fault(payload["all"])
+            # "all: none" means a healthy shop: the modes go off too.
+            if fault is Fault.NONE:
+                faults.clear()
+            else:
+                faults.set_all(fault)
         elif "page" in payload and "fault" in payload:
             faults.set(str(payload["page"]), Fault(payload["fault"]))
         else:
-            return _bad_control('send {"page": "home", "fault": "500"} or {"all": "none"}')
+            return _CONTROL_USAGE
     except ValueError as exc:
-        return _bad_control(f"{exc}; faults are {', '.join(f.value for f in Fault)}")
-    return web.json_response(faults.snapshot())
+        return f"{exc}; faults are {', '.join(f.value for f in Fault)}"
+    return None
 
 
 def _bad_control(message: str) -> web.Response:
@@ -400,19 +479,28 @@ def _bad_control(message: str) -> web.Response:
 # -- app ----------------------------------------------------------------------------------------
 
 
-def create_shop_app(faults: ShopFaults, *, sleep: Sleep = asyncio.sleep) -> web.Application:
-    """The shop's application; `sleep` is what the SLOW fault waits with."""
-    app = web.Application()
+def create_shop_app(
+    faults: ShopFaults,
+    *,
+    sleep: Sleep = asyncio.sleep,
+    journal: ShopJournal | None = None,
+) -> web.Application:
+    """The shop's application; `sleep` is what the SLOW fault and slow_payment wait with, and
+    `journal` (a new one if not given) records what the shop saw."""
+    app = web.Application(middlewares=[journal_requests])
     app[FAULTS_KEY] = faults
     app[SLEEP_KEY] = sleep
     app[SESSIONS_KEY] = SessionStore()
     app[ORDERS_KEY] = OrderBook()
+    app[JOURNAL_KEY] = journal if journal is not None else ShopJournal()
     app.router.add_get("/", home)
     app.router.add_get("/product/{product_id:\\d+}", product_page)
     app.router.add_get("/cart", view_cart)
     app.router.add_post("/cart", add_to_cart)
+    app.router.add_post("/cart/clear", clear_cart)
     app.router.add_get("/checkout", checkout_form)
     app.router.add_post("/checkout", place_order)
+    app.router.add_post("/orders/{number}/cancel", cancel_order)
     app.router.add_get("/contact", contact_form)
     app.router.add_post("/contact", send_contact)
     app.router.add_get("/admin", admin)
@@ -429,12 +517,14 @@ async def start_shop(
     host: str = "127.0.0.1",
     port: int = 0,
     sleep: Sleep = asyncio.sleep,
+    journal: ShopJournal | None = None,
 ) -> tuple[web.AppRunner, str]:
     """Serve the shop; returns the runner (call `cleanup()` to stop) and the base URL.
 
     With `port=0` the system picks a free port, and the URL carries the real one.
     """
-    runner = web.AppRunner(create_shop_app(faults, sleep=sleep), shutdown_timeout=1.0)
+    app = create_shop_app(faults, sleep=sleep, journal=journal)
+    runner = web.AppRunner(app, shutdown_timeout=1.0)
     await runner.setup()
     try:
         site = web.TCPSite(runner, host, port)

@@ -7,6 +7,7 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from monitor.demo.shop import Fault, ShopFaults
+from monitor.demo.shop_state import ShopMode
 
 
 @dataclass(frozen=True)
@@ -17,6 +18,7 @@ class Phase:
     starts_at: float
     faults: Mapping[str, Fault] = field(default_factory=dict)  # pages not named are healthy
     description: str = ""  # one line for the person watching
+    modes: frozenset[ShopMode] = frozenset()  # broken business logic; others work
 
 
 _OUTAGE = {page: Fault.ERROR_500 for page in ("home", "product", "cart", "checkout")}
@@ -27,11 +29,11 @@ DEMO_PHASES: tuple[Phase, ...] = (
     Phase(
         name="healthy",
         starts_at=0.0,
-        description="The shop is healthy: every check passes.",
+        description="The shop is healthy: every check and flow passes.",
     ),
     Phase(
         name="outage",
-        starts_at=15.0,
+        starts_at=8.0,
         faults=_OUTAGE,
         description=(
             "The shop answers 500 on home, product, cart and checkout"
@@ -40,12 +42,12 @@ DEMO_PHASES: tuple[Phase, ...] = (
     ),
     Phase(
         name="recovery",
-        starts_at=35.0,
+        starts_at=20.0,
         description="The shop is healthy again (expect the outage incident to resolve).",
     ),
     Phase(
         name="slow",
-        starts_at=50.0,
+        starts_at=28.0,
         faults=_SLOW,
         description=(
             "Home and product pages load slowly (a slow load: expect a Severity 2 incident)."
@@ -53,7 +55,7 @@ DEMO_PHASES: tuple[Phase, ...] = (
     ),
     Phase(
         name="down while slow",
-        starts_at=60.0,
+        starts_at=36.0,
         faults=_SLOW_THEN_DOWN,
         description=(
             "The product page is still slow and checkout now answers 500"
@@ -62,11 +64,38 @@ DEMO_PHASES: tuple[Phase, ...] = (
     ),
     Phase(
         name="recovery",
-        starts_at=72.0,
+        starts_at=50.0,
         description="The shop is fast and up again (expect the incident to resolve).",
     ),
+    Phase(
+        name="broken checkout",
+        starts_at=58.0,
+        modes=frozenset({ShopMode.PAYMENT_ERROR}),
+        description=(
+            "Every page answers 200, but paying says 'Payment failed' (the checkout flow"
+            " catches it: expect a Severity 1 incident while the home page is up)."
+        ),
+    ),
+    Phase(
+        name="recovery",
+        starts_at=70.0,
+        description="Payments work again (expect the checkout incident to resolve).",
+    ),
+    Phase(
+        name="broken image",
+        starts_at=78.0,
+        modes=frozenset({ShopMode.MISSING_IMAGE}),
+        description=(
+            "The product image is missing (a broken image link: expect a Severity 3 incident)."
+        ),
+    ),
+    Phase(
+        name="recovery",
+        starts_at=88.0,
+        description="The image is back (expect the incident to resolve).",
+    ),
 )
-DEMO_DURATION: float = 90.0
+DEMO_DURATION: float = 96.0
 
 
 def phase_at(elapsed: float, phases: Sequence[Phase] = DEMO_PHASES) -> Phase:
@@ -113,7 +142,7 @@ async def run_timeline(
 
     for phase in phases:
         await wait_until(phase.starts_at)
-        faults.replace(phase.faults)
+        faults.replace(phase.faults, phase.modes)
         if on_phase is not None:
             on_phase(phase)
     await wait_until(duration)

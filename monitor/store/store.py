@@ -49,6 +49,7 @@ log = logging.getLogger(__name__)
 # Buffered history rows are written at the latest when this many are waiting (the runtime also
 # flushes every second).
 HISTORY_BATCH = 2000
+HISTORY_BUFFER_MAX = 50 * HISTORY_BATCH
 
 
 class Store:
@@ -163,7 +164,11 @@ class Store:
         worth_telling = transition.incident_changed or bool(transition.timeline)
         if not state_changed and not worth_telling:
             self._pending.append(history)
-            if len(self._pending) >= HISTORY_BATCH:
+            if len(self._pending) > HISTORY_BUFFER_MAX:
+                # The database has been away for a while: recent history is worth less than
+                # bounded memory, so the oldest buffered rows go.
+                del self._pending[: len(self._pending) - HISTORY_BUFFER_MAX]
+            if len(self._pending) == HISTORY_BATCH:
                 await self.flush_history()
             return incident
         async with self._flush_lock:
