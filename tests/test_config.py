@@ -427,3 +427,39 @@ def test_an_empty_api_token_from_the_environment_means_no_token() -> None:
     assert load_config_text(text, environ={}).api.token is None
     token = load_config_text(text, environ={"MONITOR_API_TOKEN": "t0k"}).api.token
     assert token is not None and token.get_secret_value() == "t0k"
+
+
+@pytest.mark.parametrize(
+    ("steps", "phrase"),
+    [
+        (
+            "[{name: pay, method: POST, url: '/orders/{{order}}/pay'}]",
+            "steps[0] (pay): uses {{order}}",
+        ),
+        (
+            "[{name: product, url: /, save: {token: {regex: 'Order (DS-'}}}]",
+            "steps[0] (product)",
+        ),
+        (
+            "[{name: api, url: /api, save: {id: {json: '$.[[[bad'}}}]",
+            "steps[0] (api)",
+        ),
+    ],
+)
+def test_a_flow_with_a_bad_step_is_rejected_naming_the_step(steps: str, phrase: str) -> None:
+    text = (
+        "clients:\n"
+        "  - id: acme\n"
+        "    sites:\n"
+        "      - id: shop\n"
+        "        url: http://shop.example\n"
+        "        checks:\n"
+        "          - id: checkout\n"
+        "            kind: flow\n"
+        f"            steps: {steps}\n"
+    )
+    with pytest.raises(ConfigError) as caught:
+        load_config_text(text, filename="flow.yaml")
+    message = str(caught.value)
+    assert "flow.yaml:9: clients[0].sites[0].checks[0].steps" in message
+    assert phrase in message

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -266,3 +267,36 @@ async def test_a_broken_image_on_a_page_check_opens_a_severity_3_incident(
 
         shop.set("/static/mug.png", status=200, body="png")
         await eventually(lambda: _resolved(running, incident.id))
+
+
+async def test_a_site_that_never_answers_opens_a_severity_1_incident(tmp_path: Any) -> None:
+    # A server that accepts connections and never answers: every probe times out.
+    hold: list[asyncio.StreamWriter] = []
+
+    async def accept(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        hold.append(writer)
+
+    server = await asyncio.start_server(accept, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    config = make_config(
+        site_url=f"http://127.0.0.1:{port}",
+        database_url=f"sqlite+aiosqlite:///{tmp_path}/m.db",
+        checks=[{"id": "home", "url": "/"}],
+        timeout="300ms",
+        interval="500ms",
+    )
+    try:
+        async with running_monitor(config) as running:
+            [incident] = await eventually(lambda: _open_incidents(running))
+            assert incident.severity is Severity.CRITICAL
+            timeline = await running.store.timeline(incident.id)  # type: ignore[arg-type]
+            assert timeline[0].outcome is not None and str(timeline[0].outcome) == "timeout"
+            discarded = running.registry.get_sample_value(
+                "monitor_probe_results_discarded_total", {"reason": "event_loop_lag"}
+            )
+            assert not discarded  # our own loop was idle: every timeout counted
+    finally:
+        for writer in hold:
+            writer.close()
+        server.close()
+        await server.wait_closed()

@@ -498,7 +498,8 @@ def _message(errors: list[ErrorDetails], loc: Loc, source: _Source) -> str:
             if len(value) >= 3:  # shorter ones would mangle words rather than hide anything
                 message = message.replace(value, _HIDDEN)
         return f"{message} ({_from_env(variables)})"
-    if "(got " not in message:
+    # A whole list or mapping says nothing its own message did not (e.g. a flow's steps).
+    if "(got " not in message and not isinstance(first["input"], list | dict):
         message += f" (got {_show(first['input'])})"
     return message
 
