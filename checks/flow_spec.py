@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from checks.duration import Duration
 from checks.extract import Extractor, json_path_problem
-from checks.http import DEFAULT_MAX_BODY_BYTES, parse_status_entry
+from checks.http import DEFAULT_MAX_BODY_BYTES, parse_status_entry, validate_status_list
 from checks.spec import ProbeSpec
 from checks.template import NAME_PATTERN, is_valid_name, placeholders
 
@@ -66,17 +66,7 @@ class StepExpect(BaseModel):
     @field_validator("status")
     @classmethod
     def _valid_status(cls, entries: list[int | str]) -> list[int | str]:
-        if not entries:
-            raise ValueError('must list at least one status, e.g. [200] or ["200-399"]')
-        problems = []
-        for index, entry in enumerate(entries):
-            try:
-                parse_status_entry(entry)
-            except ValueError as exc:
-                problems.append(f"[{index}] {exc}")
-        if problems:
-            raise ValueError("; ".join(problems))
-        return entries
+        return validate_status_list(entries)
 
     def accepts_status(self, status: int) -> bool:
         return any(low <= status <= high for low, high in map(parse_status_entry, self.status))

@@ -106,6 +106,21 @@ def _default_expect_status() -> list[int | str]:
     return ["200-399"]
 
 
+def validate_status_list(entries: list[int | str]) -> list[int | str]:
+    """An `expect_status` list: every bad entry reported at once, so it is fixed in one go."""
+    if not entries:
+        raise ValueError('must list at least one status, e.g. [200] or ["200-399"]')
+    problems = []
+    for index, entry in enumerate(entries):
+        try:
+            parse_status_entry(entry)
+        except ValueError as exc:
+            problems.append(f"[{index}] {exc}")
+    if problems:
+        raise ValueError("; ".join(problems))
+    return entries
+
+
 class HttpRequestSpec(ProbeSpec):
     """An HTTP request and what its answer must look like: the fields of every HTTP-based
     kind of check (`http`, `page`), each of which fixes `kind` to its own name."""
@@ -143,18 +158,7 @@ class HttpRequestSpec(ProbeSpec):
     @field_validator("expect_status")
     @classmethod
     def _valid_expect_status(cls, entries: list[int | str]) -> list[int | str]:
-        if not entries:
-            raise ValueError('must list at least one status, e.g. [200] or ["200-399"]')
-        # Every bad entry at once, so an operator fixes the list in one go.
-        problems = []
-        for index, entry in enumerate(entries):
-            try:
-                parse_status_entry(entry)
-            except ValueError as exc:
-                problems.append(f"[{index}] {exc}")
-        if problems:
-            raise ValueError("; ".join(problems))
-        return entries
+        return validate_status_list(entries)
 
     def accepts_status(self, status: int) -> bool:
         """Whether `status` is one of `expect_status`."""
