@@ -25,6 +25,7 @@ import ssl
 import aiohttp
 from aiohttp.http_exceptions import HttpProcessingError
 
+from checks.redact import redact_text
 from checks.result import Outcome
 
 PROBE_ERRORS: tuple[type[Exception], ...] = (
@@ -62,7 +63,9 @@ def one_line(exc: BaseException) -> str:
     # aiohttp's str() of a parser error leads with a made-up "400" and repeats the url;
     # its message alone says what was wrong on the wire.
     raw = exc.message if isinstance(exc, aiohttp.ClientResponseError) else str(exc)
-    text = " ".join(raw.split())
+    # Some messages quote a URL (an invalid redirect target, yarl's errors); redact it before
+    # cutting the text, so that a cut cannot leave half a secret behind.
+    text = redact_text(" ".join(raw.split()))
     if len(text) > _MAX_ERROR_CHARS:
         text = text[: _MAX_ERROR_CHARS - 1] + "…"
     name = type(exc).__name__

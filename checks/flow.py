@@ -92,6 +92,7 @@ from checks.http import (
     _read_capped,
     _status_text,
 )
+from checks.redact import redact_text, redact_url
 from checks.result import Evidence, Outcome, ProbeResult
 from checks.template import MissingValue, render, render_json, render_mapping
 
@@ -411,7 +412,7 @@ def _no_answer(report: _StepReport, exc: Exception, *, limit_text: str, max_redi
         report.url, report.status, report.reason = str(last.url), last.status, last.reason
         report.headers = _header_evidence(last.headers)
         report.outcome = Outcome.TOO_LARGE
-        report.error = f"more than {max_redirects} redirects; gave up at {report.url}"
+        report.error = f"more than {max_redirects} redirects; gave up at {redact_url(report.url)}"
     elif report.status is not None and report.status >= 500:
         report.outcome = Outcome.HTTP_5XX
         report.error = (
@@ -471,10 +472,11 @@ def _json_text(value: Any) -> str:
 def _evidence(
     report: _StepReport, *, error: str | None, timings: dict[str, float], step: str | None
 ) -> Evidence:
+    # Evidence reaches the timeline, the API, logs and mails: no secrets from the URL.
     return Evidence(
-        url=report.url,
+        url=redact_url(report.url),
         status=report.status,
-        error=error,
+        error=None if error is None else redact_text(error),
         body_excerpt=_decode(report.body[:EXCERPT_BYTES], report.charset),
         headers=report.headers,
         timings=timings,

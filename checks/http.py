@@ -50,6 +50,7 @@ from tenacity import (
 
 from checks.classify import PROBE_ERRORS, classify_exception, one_line
 from checks.duration import Duration
+from checks.redact import redact_text, redact_url
 from checks.result import Evidence, Outcome, ProbeResult
 from checks.spec import ProbeSpec
 from checks.tls import expiry_warning, response_not_after
@@ -177,11 +178,14 @@ class HttpCheckSpec(HttpRequestSpec):
 @dataclass(frozen=True, slots=True)
 class Fetched:
     """A classified result together with the body it was judged on, for kinds of check that
-    look further into the answer (a page's assets). `body` is at most `max_body_bytes`."""
+    look further into the answer (a page's assets). `body` is at most `max_body_bytes`.
+    `url` is the real final URL (query included) for resolving what the body links to; the
+    result's evidence shows it redacted (see `checks.redact`)."""
 
     result: ProbeResult
     body: bytes
     charset: str | None
+    url: str = field(repr=False)  # tenacity logs a re-tried Fetched by its repr
 
     def text(self) -> str:
         """The body decoded in its declared charset (UTF-8 otherwise), leniently."""
@@ -283,7 +287,7 @@ async def _attempt(
             latency=total,
             evidence=_evidence(seen, error=error, total=total),
         )
-    return Fetched(result=result, body=bytes(seen.body), charset=seen.charset)
+    return Fetched(result=result, body=bytes(seen.body), charset=seen.charset, url=seen.url)
 
 
 async def _exchange(
@@ -406,7 +410,7 @@ def _failed(
         last = exc.history[-1]
         seen.url, seen.status, seen.reason = str(last.url), last.status, last.reason
         seen.headers = _header_evidence(last.headers)
-        error = f"more than {spec.max_redirects} redirects; gave up at {seen.url}"
+        error = f"more than {spec.max_redirects} redirects; gave up at {redact_url(seen.url)}"
         outcome = Outcome.TOO_LARGE
     elif seen.status is not None and seen.status >= 500:
         # The server already said it is broken; how its body then failed adds little, and a
@@ -444,10 +448,11 @@ def _evidence(seen: _Seen, *, error: str | None, total: float) -> Evidence:
     timings = {"total": total}
     if seen.ttfb is not None:
         timings["ttfb"] = seen.ttfb
+    # Evidence reaches the timeline, the API, logs and mails: no secrets from the URL.
     return Evidence(
-        url=seen.url,
+        url=redact_url(seen.url),
         status=seen.status,
-        error=error,
+        error=None if error is None else redact_text(error),
         body_excerpt=_decode(seen.body[:EXCERPT_BYTES], seen.charset),
         headers=seen.headers,
         timings=timings,

@@ -101,7 +101,7 @@ async def probe_page(
         return document
     # html.parser is pure Python: a thread keeps a big page from stalling other probes' timing.
     urls = await asyncio.to_thread(
-        find_assets, fetched.text(), page_url=document.evidence.url, limit=spec.max_assets
+        find_assets, fetched.text(), page_url=fetched.url, limit=spec.max_assets
     )
     started = monotonic()
     problems = await _load_assets(spec, urls, session=session)

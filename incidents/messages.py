@@ -4,9 +4,11 @@ Pure: no clock (callers pass `now`), no I/O beyond loading the templates shipped
 `incidents/templates/`. Sending is the monitor's job; these values go to its outbox.
 
 Threading: each incident has one thread per audience. The first mail of a thread carries the
-root Message-ID `<incident-42.client@agency.example>`; every later one has its own id and
-points at the root with In-Reply-To and References. Subjects keep one scheme for the whole
-thread: `[INC-42] <what happened>: <title>`.
+root Message-ID `<incident-42.20261123T100000Z.client@agency.example>`; every later one has
+its own id and points at the root with In-Reply-To and References. The ids name the
+incident's opening time (UTC) as well as its number, because numbers start again at 1 with
+a new database and a reused Message-ID is dropped or merged by mail programs. Subjects keep
+one scheme for the whole thread: `[INC-42] <what happened>: <title>`.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from __future__ import annotations
 import re
 import uuid
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from functools import cache
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -79,9 +81,13 @@ class MessageContext:
     dashboard_url: str | None = None
 
 
-def thread_root(incident_id: int, audience: Audience, domain: str) -> str:
-    """The Message-ID of the first mail in an incident's thread for `audience`."""
-    return f"<incident-{incident_id}.{audience.value}@{_domain(domain)}>"
+def thread_root(incident_id: int, audience: Audience, domain: str, *, opened_at: datetime) -> str:
+    """The Message-ID of the first mail in an incident's thread for `audience`.
+
+    `opened_at` (aware) is the incident's: with it the id stays unique when incident numbers
+    restart (a new database), e.g. `<incident-42.20261123T100000Z.client@agency.example>`.
+    """
+    return f"<{_thread_local(incident_id, opened_at=opened_at)}.{audience.value}@{_domain(domain)}>"
 
 
 def compose_email(
@@ -113,7 +119,7 @@ def compose_email(
     )
     if kind is MessageKind.UPDATE and not (update_text and update_text.strip()):
         raise ValueError(f"{incident.ref}: an update mail needs the operator's update_text")
-    root = thread_root(incident_id, audience, ctx.sender_domain)
+    root = thread_root(incident_id, audience, ctx.sender_domain, opened_at=incident.opened_at)
     if first_in_thread:
         if message_id is not None and message_id != root:
             raise ValueError(f"the first mail of a thread has the root id {root}, not {message_id}")
@@ -121,7 +127,7 @@ def compose_email(
     else:
         own_id = _message_id(
             message_id,
-            incident_id=incident_id,
+            thread=_thread_local(incident_id, opened_at=incident.opened_at),
             audience=audience,
             kind=kind,
             domain=ctx.sender_domain,
@@ -282,11 +288,19 @@ def _recipients(addresses: tuple[str, ...], *, who: str) -> tuple[str, ...]:
     return addresses
 
 
+def _thread_local(incident_id: int, *, opened_at: datetime) -> str:
+    """`incident-42.20261123T100000Z`: what every Message-ID of the incident starts with."""
+    if opened_at.tzinfo is None or opened_at.utcoffset() is None:
+        raise ValueError(f"opened_at {opened_at.isoformat()} is naive: pass an aware datetime")
+    stamp = opened_at.astimezone(UTC).strftime("%Y%m%dT%H%M%SZ")
+    return f"incident-{incident_id}.{stamp}"
+
+
 def _message_id(
-    given: str | None, *, incident_id: int, audience: Audience, kind: MessageKind, domain: str
+    given: str | None, *, thread: str, audience: Audience, kind: MessageKind, domain: str
 ) -> str:
     if given is None:
-        local = f"incident-{incident_id}.{audience.value}.{kind.value}.{uuid.uuid4().hex}"
+        local = f"{thread}.{audience.value}.{kind.value}.{uuid.uuid4().hex}"
         return f"<{local}@{_domain(domain)}>"
     if not _MESSAGE_ID.match(given):
         raise ValueError(f"message_id {given!r} must look like <local@domain> (printable ASCII)")

@@ -64,7 +64,9 @@ class OpenIncidentsCollector(Collector):
         counts: dict[str, dict[tuple[str, str], int]] = {"open": {}, "queued": {}, "overdue": {}}
         for incident in self._open_incidents():
             key = (incident.client, str(int(incident.severity)))
-            labels = [incident.client, incident.site, incident.ref, key[1]]
+            # `site` is the site's id, as on probe_success, so one $site filter fits both.
+            site = incident.site.partition("/")[2] or incident.site
+            labels = [incident.client, site, incident.ref, key[1]]
             counts["open"][key] = counts["open"].get(key, 0) + 1
             if incident.responded_at is None:
                 counts["queued"][key] = counts["queued"].get(key, 0) + 1
@@ -212,6 +214,9 @@ class Metrics:
             self.notifications_sent.labels(channel=channel)
             self.notifications_failed.labels(channel=channel)
             self.notification_retries.labels(channel=channel)
+        # At 0 from the start, as the incident counters, so increase() sees the first one.
+        self.probe_discarded.labels(reason="event_loop_lag")
+        self.probes_skipped.labels(reason="overlap")
         for kind in ("response", "update"):
             for severity in Severity:
                 self.sla_breaches.labels(kind=kind, severity=str(int(severity)))

@@ -26,6 +26,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 
+from incidents.messages import thread_root
 from incidents.outgoing import Audience, MessageKind, OutgoingEmail, OutgoingWebhook
 from monitor.delivery import (
     DeliveryError,
@@ -42,8 +43,10 @@ from monitor.delivery import (
 from tests.smtp_helpers import Inbox, parse, smtpd
 
 SENDER = "Agency Support <support@agency.example>"
-ROOT_ID = "<incident-42.client@agency.example>"
-LATER_ID = "<incident-42.client.update-3.9f2c1a7e5b3d4c6a8e0f1b2c3d4e5f60@agency.example>"
+ROOT_ID = "<incident-42.20250314T150000Z.client@agency.example>"
+LATER_ID = (
+    "<incident-42.20250314T150000Z.client.update.9f2c1a7e5b3d4c6a8e0f1b2c3d4e5f60@agency.example>"
+)
 DATE = datetime(2025, 3, 14, 15, 30, tzinfo=UTC)
 PASSWORD = "s3cret-Pa55word"
 ConfigureServer = Callable[..., Any]
@@ -85,7 +88,9 @@ def assert_is_the_email(parsed: EmailMessage, sent: OutgoingEmail) -> None:
 
 
 def test_build_email_parses_back_to_exactly_the_headers_given() -> None:
-    sent = outgoing(references=(ROOT_ID, "<incident-42.client.update-2@agency.example>"))
+    sent = outgoing(
+        references=(ROOT_ID, "<incident-42.20250314T150000Z.client.update.2@agency.example>")
+    )
     data = build_email(sent, sender=SENDER, date=DATE).as_bytes()
 
     parsed = parse(data)
@@ -99,7 +104,7 @@ def test_build_email_parses_back_to_exactly_the_headers_given() -> None:
 def test_long_thread_ids_stay_readable_to_mail_programs() -> None:
     # The stock policy would fold an id longer than a line into =?utf-8?q?...?= words, which
     # no mail program matches against a Message-ID: the thread would break.
-    long_id = f"<incident-42.client.update-7.{'a' * 90}@agency.example>"
+    long_id = f"<incident-42.20250314T150000Z.client.update.{'a' * 90}@agency.example>"
     sent = outgoing(message_id=long_id, in_reply_to=long_id, references=(ROOT_ID, long_id))
     data = build_email(sent, sender=SENDER, date=DATE).as_bytes()
 
@@ -393,6 +398,21 @@ async def test_file_mailer_sending_again_replaces_the_same_file(tmp_path: Path) 
     assert written.name.startswith("20250314T153000Z-")
     body = parse(written.read_bytes()).get_body(("plain",))
     assert body is not None and body.get_content() == "second try\r\n"
+
+
+async def test_file_mailer_keeps_a_reused_incident_number_apart(tmp_path: Path) -> None:
+    # A new database numbers incidents from 1 again: the new INC-1's first mail must not
+    # replace the old INC-1's file.
+    mailer = FileMailer(tmp_path, sender=SENDER)
+    roots = [
+        thread_root(1, Audience.CLIENT, "agency.example", opened_at=opened)
+        for opened in (DATE - timedelta(days=400), DATE)
+    ]
+    for root in roots:
+        await mailer.send(outgoing(message_id=root, in_reply_to=None, references=()), date=DATE)
+
+    found = {parse(path.read_bytes())["Message-ID"] for path in tmp_path.iterdir()}
+    assert found == set(roots) and len(found) == 2
 
 
 async def test_file_mailer_keeps_ids_that_look_alike_apart(tmp_path: Path) -> None:

@@ -60,8 +60,6 @@ OVERDUE = TimelineKind.UPDATE_OVERDUE
 BREACHED = TimelineKind.RESPONSE_BREACHED
 
 INCIDENT_ID = 42
-CLIENT_ROOT = thread_root(INCIDENT_ID, Audience.CLIENT, "agency.example")
-ONCALL_ROOT = thread_root(INCIDENT_ID, Audience.ONCALL, "agency.example")
 
 CLIENT = ClientInfo(
     id="acme", name="Acme Ltd", contacts=("ops@acme.example",), timezone="Europe/London"
@@ -85,6 +83,15 @@ HOME = CheckRef(
 def london(day: str, hhmm: str) -> datetime:
     """`london(MON, "09:00")`: that wall-clock time in London, as a UTC datetime."""
     return datetime.fromisoformat(f"{day} {hhmm}").replace(tzinfo=LONDON).astimezone(UTC)
+
+
+def client_root(opened_at: datetime) -> str:
+    """The client thread's root id of INC-42 opened at `opened_at`."""
+    return thread_root(INCIDENT_ID, Audience.CLIENT, "agency.example", opened_at=opened_at)
+
+
+def oncall_root(opened_at: datetime) -> str:
+    return thread_root(INCIDENT_ID, Audience.ONCALL, "agency.example", opened_at=opened_at)
 
 
 def probe(outcome: Outcome, *, status: int | None, latency: float | None = 0.2) -> ProbeResult:
@@ -711,10 +718,10 @@ def test_severity_1_opening_mails_client_pages_oncall_and_calls_every_webhook() 
     [opened] = emails(step.out, Audience.CLIENT)
     assert opened.to == CLIENT.contacts
     assert opened.subject == "[INC-42] Severity 1: shop.acme.example is down"
-    assert_one_thread([opened], CLIENT_ROOT)
+    assert_one_thread([opened], client_root(london(SAT, "03:00")))
     [page] = emails(step.out, Audience.ONCALL)
     assert page.to == MESSAGES.oncall
-    assert_one_thread([page], ONCALL_ROOT)
+    assert_one_thread([page], oncall_root(london(SAT, "03:00")))
     for hook in webhooks(step.out):
         assert (hook.incident_id, hook.body["severity"], hook.body["http_status"]) == (42, 1, 500)
     assert {THREAD_MARK[Audience.CLIENT], THREAD_MARK[Audience.ONCALL]} <= step.incident.sla_marks
@@ -730,7 +737,7 @@ def test_severity_3_opening_skips_the_client_until_it_escalates() -> None:
 
     assert labels(escalation.out) == [("client", MessageKind.ESCALATED)]
     [first] = emails(escalation.out, Audience.CLIENT)
-    assert_one_thread([first], CLIENT_ROOT)
+    assert_one_thread([first], client_root(london(MON, "10:00")))
     assert first.subject == "[INC-42] Escalated to Severity 2: shop.acme.example is slow"
     assert THREAD_MARK[Audience.CLIENT] in escalation.incident.sla_marks
 
@@ -745,9 +752,9 @@ def test_severity_3_escalating_to_1_opens_the_client_thread_and_pages() -> None:
         ("webhook:chat", MessageKind.PAGE),
         ("webhook:pager", MessageKind.PAGE),
     ]
-    assert_one_thread(emails(step.out, Audience.CLIENT), CLIENT_ROOT)
+    assert_one_thread(emails(step.out, Audience.CLIENT), client_root(london(MON, "10:00")))
     # On-call heard of the opening: the page replies in its thread.
-    assert_one_thread(emails(desk.sent, Audience.ONCALL), ONCALL_ROOT)
+    assert_one_thread(emails(desk.sent, Audience.ONCALL), oncall_root(london(MON, "10:00")))
 
 
 def test_update_mail_carries_the_text_and_replies_to_the_root() -> None:
@@ -762,8 +769,9 @@ def test_update_mail_carries_the_text_and_replies_to_the_root() -> None:
     assert (mail.audience, mail.kind) == (Audience.CLIENT, MessageKind.UPDATE)
     assert "We found the fault: a full disk." in mail.text
     assert "Next update by 14:00." in mail.text
-    assert (mail.in_reply_to, mail.references) == (CLIENT_ROOT, (CLIENT_ROOT,))
-    assert mail.message_id != CLIENT_ROOT
+    root = client_root(london(MON, "10:00"))
+    assert (mail.in_reply_to, mail.references) == (root, (root,))
+    assert mail.message_id != root
 
 
 def test_an_update_to_an_unmailed_client_opens_its_thread() -> None:
@@ -771,7 +779,7 @@ def test_an_update_to_an_unmailed_client_opens_its_thread() -> None:
     desk.probe(E500, now=london(MON, "10:00"), severity=S3)
     step = desk.update(london(MON, "10:30"), "We are looking into the broken image.")
     assert labels(step.out) == [("client", MessageKind.UPDATE)]
-    assert_one_thread(emails(step.out, Audience.CLIENT), CLIENT_ROOT)
+    assert_one_thread(emails(step.out, Audience.CLIENT), client_root(london(MON, "10:00")))
 
 
 @pytest.mark.parametrize(
@@ -792,7 +800,7 @@ def test_resolved_mail_only_when_the_client_thread_exists(
     for desk in (by_hand, by_probe):
         client_mails = emails(desk.sent, Audience.CLIENT)
         if client_mails:
-            assert_one_thread(client_mails, CLIENT_ROOT)
+            assert_one_thread(client_mails, client_root(london(MON, "10:00")))
 
 
 @pytest.mark.parametrize(
@@ -815,7 +823,7 @@ def test_sla_events_mail_oncall_in_its_thread(
 
     assert step is not None
     assert labels(step.out) == [("oncall", mail)]
-    assert_one_thread(emails(desk.sent, Audience.ONCALL), ONCALL_ROOT)
+    assert_one_thread(emails(desk.sent, Audience.ONCALL), oncall_root(london(MON, "10:00")))
     assert not webhooks(step.out)  # webhooks page; they do not nag
 
 
@@ -932,8 +940,8 @@ def test_life_cycle_of_one_incident() -> None:
         ("client", MessageKind.UPDATE),
         ("client", MessageKind.RESOLVED),
     ]
-    assert_one_thread(emails(desk.sent, Audience.CLIENT), CLIENT_ROOT)
-    assert_one_thread(emails(desk.sent, Audience.ONCALL), ONCALL_ROOT)
+    assert_one_thread(emails(desk.sent, Audience.CLIENT), client_root(london(MON, "10:00")))
+    assert_one_thread(emails(desk.sent, Audience.ONCALL), oncall_root(london(MON, "10:00")))
     assert all(item.incident_id == INCIDENT_ID for item in desk.sent)
     subjects = [mail.subject for mail in emails(desk.sent, Audience.CLIENT)]
     assert subjects == [

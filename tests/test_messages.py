@@ -10,6 +10,7 @@ from email import policy
 from email.message import EmailMessage
 from email.parser import BytesParser
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 
@@ -184,18 +185,53 @@ def test_a_long_title_is_capped_and_the_reference_stays() -> None:
 
 def test_thread_root_per_incident_and_audience() -> None:
     assert (
-        thread_root(42, Audience.CLIENT, "agency.example") == "<incident-42.client@agency.example>"
+        thread_root(42, Audience.CLIENT, "agency.example", opened_at=T0)
+        == "<incident-42.20240304T090000Z.client@agency.example>"
     )
     assert (
-        thread_root(42, Audience.ONCALL, "agency.example") == "<incident-42.oncall@agency.example>"
+        thread_root(42, Audience.ONCALL, "agency.example", opened_at=T0)
+        == "<incident-42.20240304T090000Z.oncall@agency.example>"
     )
     with pytest.raises(ValueError, match="host name"):
-        thread_root(42, Audience.CLIENT, "agency.example>\r\nBcc: x")
+        thread_root(42, Audience.CLIENT, "agency.example>\r\nBcc: x", opened_at=T0)
+    with pytest.raises(ValueError, match="naive"):
+        thread_root(42, Audience.CLIENT, "agency.example", opened_at=datetime(2024, 3, 4, 9))
+
+
+def test_thread_root_names_the_opening_time_in_utc() -> None:
+    berlin = T0.astimezone(ZoneInfo("Europe/Berlin"))  # 10:00 CET, the same instant
+    assert thread_root(42, Audience.CLIENT, "agency.example", opened_at=berlin) == (
+        "<incident-42.20240304T090000Z.client@agency.example>"
+    )
+
+
+def test_a_reused_incident_number_starts_a_new_thread() -> None:
+    # Numbers restart at 1 with a new database: the new INC-42's mails must not reuse the
+    # old one's Message-IDs (Gmail drops such a mail, others merge the two threads).
+    later = datetime(2026, 11, 23, 10, 0, tzinfo=UTC)
+    for audience in Audience:
+        before = thread_root(42, audience, "agency.example", opened_at=T0)
+        after = thread_root(42, audience, "agency.example", opened_at=later)
+        assert before != after
+        assert after == f"<incident-42.20261123T100000Z.{audience.value}@agency.example>"
+    for root_kind, later_kind in (
+        (MessageKind.OPENED, MessageKind.UPDATE),
+        (MessageKind.PAGE, MessageKind.UPDATE_REMINDER),
+    ):
+        old = email(root_kind, first_in_thread=True)
+        reopened = replace(STATE[root_kind], opened_at=later)
+        new = email(root_kind, incident=reopened, first_in_thread=True)
+        assert new.message_id != old.message_id
+        reply = email(
+            later_kind, incident=replace(STATE[later_kind], opened_at=later), first_in_thread=False
+        )
+        assert reply.in_reply_to == new.message_id
+        assert reply.message_id.startswith("<incident-42.20261123T100000Z.")
 
 
 def test_the_first_mail_of_a_thread_is_its_root() -> None:
     mail = email(MessageKind.OPENED, first_in_thread=True)
-    assert mail.message_id == "<incident-42.client@agency.example>"
+    assert mail.message_id == "<incident-42.20240304T090000Z.client@agency.example>"
     assert mail.in_reply_to is None
     assert mail.references == ()
 
@@ -203,18 +239,22 @@ def test_the_first_mail_of_a_thread_is_its_root() -> None:
 def test_later_mails_reply_to_the_root_with_their_own_id() -> None:
     first = email(MessageKind.UPDATE, first_in_thread=False)
     second = email(MessageKind.UPDATE, first_in_thread=False)
-    root = "<incident-42.client@agency.example>"
+    root = "<incident-42.20240304T090000Z.client@agency.example>"
     for mail in (first, second):
         assert mail.in_reply_to == root
         assert mail.references == (root,)
         assert re.fullmatch(
-            r"<incident-42\.client\.update\.[0-9a-f]{32}@agency\.example>", mail.message_id
+            r"<incident-42\.20240304T090000Z\.client\.update\.[0-9a-f]{32}@agency\.example>",
+            mail.message_id,
         )
     assert first.message_id != second.message_id
 
 
 def test_a_given_message_id_is_kept_so_a_recomposed_mail_is_the_same_mail() -> None:
-    stored = "<incident-42.client.update.0123456789abcdef0123456789abcdef@agency.example>"
+    stored = (
+        "<incident-42.20240304T090000Z.client.update.0123456789abcdef0123456789abcdef"
+        "@agency.example>"
+    )
     again = email(MessageKind.UPDATE, first_in_thread=False, message_id=stored)
     assert again.message_id == stored
     assert again == email(MessageKind.UPDATE, first_in_thread=False, message_id=stored)
@@ -230,7 +270,7 @@ def test_malformed_or_conflicting_message_ids_are_refused() -> None:
 def test_on_call_threads_apart_from_the_client() -> None:
     page = email(MessageKind.PAGE, first_in_thread=True)
     reminder = email(MessageKind.UPDATE_REMINDER, first_in_thread=False)
-    assert page.message_id == "<incident-42.oncall@agency.example>"
+    assert page.message_id == "<incident-42.20240304T090000Z.oncall@agency.example>"
     assert reminder.in_reply_to == page.message_id
 
 

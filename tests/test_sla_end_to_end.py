@@ -215,7 +215,11 @@ async def test_incident_life_cycle_with_sla_clocks_and_emails(
             client_mails = mails(inbox, to="ops@acme.example")
             assert len(client_mails) == 3
             root = str(opened["Message-ID"])
-            assert root == f"<incident-{incident.id}.client@agency.example>"
+            opened_utc = incident.opened_at.astimezone(UTC)
+            assert (
+                root
+                == f"<incident-{incident.id}.{opened_utc:%Y%m%dT%H%M%SZ}.client@agency.example>"
+            )
             for later in client_mails[1:]:
                 assert str(later["In-Reply-To"]) == root
                 assert root in str(later["References"])

@@ -41,6 +41,7 @@ T0 = datetime(2024, 6, 3, 10, 0, tzinfo=UTC)
 SITE = "acme/shop"
 HOME = "acme/shop/home"
 DOMAIN = "agency.example"
+OPENED_STAMP = "20240603T100000Z"  # T0 in UTC, as Message-IDs name an incident's opening
 
 
 class Boom(Exception):
@@ -87,7 +88,7 @@ def email(
     incident_id: int, kind: MessageKind = MessageKind.OPENED, *, tag: str = "root"
 ) -> OutgoingEmail:
     audience = Audience.ONCALL if kind is MessageKind.PAGE else Audience.CLIENT
-    root = f"<incident-{incident_id}.{audience.value}@{DOMAIN}>"
+    root = f"<incident-{incident_id}.{OPENED_STAMP}.{audience.value}@{DOMAIN}>"
     first = tag == "root"
     return OutgoingEmail(
         kind=kind,
@@ -97,7 +98,7 @@ def email(
         subject=f"[INC-{incident_id}] Severity 1: shop.acme.example is down",
         text="We saw HTTP 500 on https://shop.acme.example/ since 10:00.",
         html="<p>We saw HTTP 500 on https://shop.acme.example/ since 10:00.</p>",
-        message_id=root if first else f"<incident-{incident_id}.{tag}@{DOMAIN}>",
+        message_id=root if first else f"<incident-{incident_id}.{OPENED_STAMP}.{tag}@{DOMAIN}>",
         in_reply_to=None if first else root,
         references=() if first else (root,),
     )
@@ -377,7 +378,7 @@ async def test_the_same_notification_is_never_queued_twice(store: Store) -> None
             notify=Notifier(messages=lambda i: (email(i, MessageKind.PAGE),)),
             now=later,
         )
-    assert refused.value.dedupe_key == f"<incident-{incident_id}.oncall@{DOMAIN}>"
+    assert refused.value.dedupe_key == f"<incident-{incident_id}.{OPENED_STAMP}.oncall@{DOMAIN}>"
     assert await store.get_incident(incident_id) == opened
     assert len(await store.timeline(incident_id)) == 1
     assert len(await store.outbox_for_incident(incident_id)) == 2
@@ -442,7 +443,7 @@ async def test_save_incident_writes_row_timeline_and_outbox_at_once(store: Store
     [item] = await store.outbox_for_incident(incident_id)
     assert item.message == email(incident_id, MessageKind.UPDATE, tag="update-1")
     assert (item.created_at, item.next_attempt_at) == (at, at)
-    assert item.message.in_reply_to == f"<incident-{incident_id}.client@{DOMAIN}>"
+    assert item.message.in_reply_to == f"<incident-{incident_id}.{OPENED_STAMP}.client@{DOMAIN}>"
 
     # Without notify: only the row and the timeline.
     resolved = dataclasses.replace(saved, status=IncidentStatus.RESOLVED, resolved_at=at)

@@ -149,8 +149,9 @@ def _check_header(name: str, value: str) -> None:
 def _checked_id(name: str, value: str) -> str:
     if len(value) > _MAX_MESSAGE_ID_CHARS or _MESSAGE_ID.fullmatch(value) is None:
         raise ValueError(
-            f"{name} must be a message id such as <incident-42.client@agency.example> of at "
-            f"most {_MAX_MESSAGE_ID_CHARS} printable ASCII characters (got {value!r})"
+            f"{name} must be a message id such as "
+            "<incident-42.20261123T100000Z.client@agency.example> of at most"
+            f" {_MAX_MESSAGE_ID_CHARS} printable ASCII characters (got {value!r})"
         )
     return value
 
