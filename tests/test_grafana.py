@@ -1,0 +1,499 @@
+"""Issue 5: the Grafana dashboards and the Prometheus alert rules, proven against the monitor.
+
+The JSON is checked for structure; the rules go through promtool; then every PromQL
+expression of every panel, variable and rule runs on a real Prometheus scraping a real,
+in-process monitor whose loopback targets produce every metric: each must parse and return
+data, so a metric or label we do not export fails here, not on an operator's screen."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import shutil
+import ssl
+import subprocess
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+import trustme
+import yaml
+from aiohttp.test_utils import TestServer
+from yarl import URL
+
+from monitor.app import Running, running_monitor
+from monitor.config import load_config_text
+from tests.helpers import ShiftedClock, Target, eventually, free_port, skip_unless_required
+
+GRAFANA = Path(__file__).resolve().parent.parent / "grafana"
+DASHBOARDS = sorted((GRAFANA / "dashboards").glob("*.json"))
+ALERTS = GRAFANA / "prometheus" / "alerts.yaml"
+ALERTS_TEST = GRAFANA / "prometheus" / "alerts_test.yaml"
+JOB = "agency-monitor"
+TOKEN = "grafana-test-token"
+
+# Grafana's own variables, filled in by Grafana itself (not from `templating`).
+BUILTIN_VARIABLES = {
+    "__rate_interval": "1m",
+    "__range": "5m",
+    "__interval": "15s",
+}
+VARIABLE = re.compile(r"\$(?:\{(\w+)(?::\w+)?\}|(\w+))")
+# A comparison with a number (`> 0`, `== 0`); label matchers (`="x"`, `!~"y"`) never match.
+SCALAR_COMPARISON = re.compile(r"(==|!=|>=|<=|>|<)(?!\s*bool)(\s*)(?=[-\d.])")
+LABEL_VALUES = re.compile(r"^label_values\((.+),\s*(\w+)\)$")
+
+# Monday 23 November 2026, 10:00 in London: the SLA clocks start in business hours.
+MONDAY_10 = datetime(2026, 11, 23, 10, 0, tzinfo=UTC)
+
+
+def load_dashboard(path: Path) -> dict[str, Any]:
+    loaded: dict[str, Any] = json.loads(path.read_text())
+    return loaded
+
+
+def all_panels(dashboard: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    """Every panel, including those folded inside collapsed rows."""
+    for panel in dashboard["panels"]:
+        yield panel
+        yield from panel.get("panels", [])
+
+
+def panel_exprs(dashboard: dict[str, Any]) -> list[tuple[str, str]]:
+    return [
+        (f"{dashboard['title']} / {panel['title']} / {target['refId']}", target["expr"])
+        for panel in all_panels(dashboard)
+        if panel["type"] != "row"
+        for target in panel["targets"]
+    ]
+
+
+def variable_exprs(dashboard: dict[str, Any]) -> list[tuple[str, str]]:
+    """Query variables' `label_values(selector, label)` as the PromQL Grafana asks for."""
+    found = []
+    for variable in dashboard["templating"]["list"]:
+        if variable["type"] != "query":
+            continue
+        query = variable["query"]
+        text = query["query"] if isinstance(query, dict) else query
+        match = LABEL_VALUES.match(text)
+        assert match, f"{dashboard['title']}: variable {variable['name']}: {text!r}"
+        selector, label = match.groups()
+        found.append(
+            (f"{dashboard['title']} / ${variable['name']}", f"count by ({label}) ({selector})")
+        )
+    return found
+
+
+def rule_exprs() -> list[tuple[str, str]]:
+    """Each rule's expression with its threshold turned into `bool`, so it returns data
+    whether or not the alert would fire (a healthy monitor fires none of them)."""
+    rules = yaml.safe_load(ALERTS.read_text())
+    return [
+        (f"rule {rule['alert']}", SCALAR_COMPARISON.sub(r"\1 bool\2", rule["expr"]))
+        for group in rules["groups"]
+        for rule in group["rules"]
+    ]
+
+
+def fill_in(expr: str, values: dict[str, str]) -> str:
+    def value(match: re.Match[str]) -> str:
+        return values[match.group(1) or match.group(2)]
+
+    return VARIABLE.sub(value, expr)
+
+
+# ---------------------------------------------------------------------------- JSON structure
+
+
+def test_there_are_three_dashboards() -> None:
+    titles = {load_dashboard(path)["title"] for path in DASHBOARDS}
+    assert titles == {
+        "Agency monitor: uptime overview",
+        "Agency monitor: incidents and SLA",
+        "Agency monitor: monitor health",
+    }
+
+
+@pytest.mark.parametrize("path", DASHBOARDS, ids=lambda path: path.stem)
+def test_dashboard_structure(path: Path) -> None:
+    dashboard = load_dashboard(path)
+    assert dashboard["uid"] and dashboard["schemaVersion"] >= 36
+    panels = list(all_panels(dashboard))
+    ids = [panel["id"] for panel in panels]
+    assert len(ids) == len(set(ids)), f"duplicate panel ids in {path.name}"
+
+    defined = {variable["name"] for variable in dashboard["templating"]["list"]}
+    assert "DS_PROMETHEUS" in defined
+    for panel in panels:
+        if panel["type"] == "row":
+            continue
+        where = f"{path.name}: panel {panel['id']} {panel['title']!r}"
+        assert panel.get("datasource", {}).get("uid") in ("${DS_PROMETHEUS}", "prometheus"), where
+        assert panel.get("description"), where
+        assert panel["targets"], where
+        for target in panel["targets"]:
+            assert target.get("expr", "").strip(), where
+            assert target["datasource"] == panel["datasource"], where
+            used = {a or b for a, b in VARIABLE.findall(target["expr"])}
+            assert used <= defined | BUILTIN_VARIABLES.keys(), f"{where}: {used - defined}"
+
+    # The panels' layout must not overlap, or Grafana moves them around on load.
+    cells: set[tuple[int, int]] = set()
+    for panel in panels:
+        pos = panel["gridPos"]
+        assert pos["x"] + pos["w"] <= 24
+        area = {
+            (x, y)
+            for x in range(pos["x"], pos["x"] + pos["w"])
+            for y in range(pos["y"], pos["y"] + pos["h"])
+        }
+        assert not area & cells, f"{path.name}: panel {panel['title']!r} overlaps another"
+        cells |= area
+
+
+def test_uptime_and_incident_dashboards_filter_by_client_and_site() -> None:
+    for name in ("uptime-overview", "incidents-sla"):
+        dashboard = load_dashboard(GRAFANA / "dashboards" / f"{name}.json")
+        variables = {v["name"]: v for v in dashboard["templating"]["list"]}
+        client = variables["client"]["query"]["query"]
+        assert client == "label_values(probe_success, client)"
+        site = variables["site"]["query"]["query"]
+        assert site == 'label_values(probe_success{client=~"$client"}, site)'
+    uptime = load_dashboard(GRAFANA / "dashboards" / "uptime-overview.json")
+    exprs = " ".join(expr for _, expr in panel_exprs(uptime))
+    for window in ("24h", "7d", "30d"):
+        assert f'avg_over_time(probe_success{{client=~"$client", site=~"$site"}}[{window}])' in (
+            exprs
+        )
+
+
+# ---------------------------------------------------------------------------- promtool
+
+
+def promtool() -> str:
+    found = shutil.which("promtool")
+    if found is None:
+        skip_unless_required("promtool is not installed (Debian: apt-get install prometheus)")
+    return found
+
+
+def test_promtool_checks_the_rules() -> None:
+    run = subprocess.run(
+        [promtool(), "check", "rules", str(ALERTS)], capture_output=True, text=True, timeout=30
+    )
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert "SUCCESS: 5 rules found" in run.stdout
+
+
+def test_promtool_unit_tests_of_the_rules_pass() -> None:
+    run = subprocess.run(
+        [promtool(), "test", "rules", str(ALERTS_TEST)],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        cwd=ALERTS_TEST.parent,
+    )
+    assert run.returncode == 0, run.stdout + run.stderr
+
+
+def test_promtool_accepts_the_example_scrape_config() -> None:
+    run = subprocess.run(
+        [promtool(), "check", "config", "scrape.yaml"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        cwd=GRAFANA / "prometheus",
+    )
+    assert run.returncode == 0, run.stdout + run.stderr
+    config = yaml.safe_load((GRAFANA / "prometheus" / "scrape.yaml").read_text())
+    assert [job["job_name"] for job in config["scrape_configs"]] == [JOB]
+
+
+def test_provisioning_files_name_the_data_source_and_the_dashboards() -> None:
+    provisioning = GRAFANA / "provisioning"
+    sources = yaml.safe_load((provisioning / "datasources" / "prometheus.yaml").read_text())
+    assert [(s["uid"], s["type"]) for s in sources["datasources"]] == [("prometheus", "prometheus")]
+    boards = yaml.safe_load((provisioning / "dashboards" / "agency-monitor.yaml").read_text())
+    [provider] = boards["providers"]
+    assert provider["type"] == "file" and provider["options"]["path"]
+
+
+def test_every_alert_has_unit_tests() -> None:
+    rules = yaml.safe_load(ALERTS.read_text())
+    alerts = {rule["alert"] for group in rules["groups"] for rule in group["rules"]}
+    assert alerts == {
+        "MonitorDown",
+        "OutboxStuck",
+        "SchedulerLagHigh",
+        "ClientUpdateOverdue",
+        "Sev1Unresponded",
+    }
+    cases = yaml.safe_load(ALERTS_TEST.read_text())["tests"]
+    for alert in alerts:
+        evals = [
+            check
+            for case in cases
+            for check in case["alert_rule_test"]
+            if check["alertname"] == alert
+        ]
+        assert any(check["exp_alerts"] for check in evals), f"{alert} never shown firing"
+        assert any(not check["exp_alerts"] for check in evals), f"{alert} never shown silent"
+
+
+# ---------------------------------------------------------------------------- real Prometheus
+
+
+def monitor_config(*, shop: URL, blog: str, api: str, tmp_path: Path) -> str:
+    return f"""
+database: {{url: "sqlite+aiosqlite:///{tmp_path}/m.db"}}
+server: {{port: 0}}
+scheduler: {{sla_tick: 100ms}}
+defaults: {{interval: 200ms, timeout: 2s, failures_to_open: 2, successes_to_resolve: 2}}
+notifications:
+  outbox_dir: {tmp_path / "outbox"}
+  poll_interval: 100ms
+oncall:
+  emails: [oncall@agency.example]
+api: {{token: {TOKEN}}}
+clients:
+  - id: acme
+    name: Acme Ltd
+    plan: standard
+    contacts: [ops@acme.example]
+    business_hours: {{timezone: Europe/London}}
+    sites:
+      - id: shop
+        url: "{shop}"
+        checks:
+          - {{id: home, url: /, verify_tls: false}}
+      - id: blog
+        url: "{blog}"
+        checks:
+          - {{id: home, url: /, slow_after: 100ms}}
+      - id: api
+        url: "{api}"
+        checks:
+          - {{id: health, url: /health}}
+"""
+
+
+def prometheus_config(*, monitor: URL, tmp_path: Path) -> Path:
+    rules = tmp_path / "alerts.yaml"
+    shutil.copy(ALERTS, rules)
+    config = tmp_path / "prometheus.yml"
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
+                "rule_files": [str(rules)],
+                "scrape_configs": [
+                    {
+                        "job_name": JOB,
+                        "metrics_path": "/metrics",
+                        "static_configs": [{"targets": [f"{monitor.host}:{monitor.port}"]}],
+                    }
+                ],
+            }
+        )
+    )
+    return config
+
+
+@pytest.fixture
+async def https_shop(aiohttp_server: Any) -> URL:
+    """A healthy https site, so the certificate expiry metric exists."""
+    ca = trustme.CA()
+    leaf = ca.issue_cert("127.0.0.1", not_after=datetime.now(UTC) + timedelta(days=40))
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    leaf.configure_cert(context)
+    server: TestServer = await aiohttp_server(Target().app(), ssl=context)
+    return server.make_url("")
+
+
+@pytest.fixture
+async def prometheus_binary() -> str:
+    found = shutil.which("prometheus")
+    if found is None:
+        skip_unless_required("prometheus is not installed (Debian: apt-get install prometheus)")
+    return found
+
+
+@pytest.fixture
+async def plain_target(aiohttp_server: Any) -> AsyncIterator[tuple[Target, str]]:
+    target = Target()
+    server: TestServer = await aiohttp_server(target.app())
+    yield target, str(server.make_url("")).rstrip("/")
+
+
+async def start_prometheus(
+    binary: str, *, config: Path, tmp_path: Path
+) -> tuple[asyncio.subprocess.Process, str]:
+    port = free_port()
+    log = (tmp_path / "prometheus.log").open("wb")
+    process = await asyncio.create_subprocess_exec(
+        binary,
+        f"--config.file={config}",
+        f"--storage.tsdb.path={tmp_path / 'tsdb'}",
+        f"--web.listen-address=127.0.0.1:{port}",
+        "--log.level=warn",
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    log.close()
+    return process, f"http://127.0.0.1:{port}"
+
+
+async def stop(process: asyncio.subprocess.Process) -> None:
+    if process.returncode is not None:
+        return
+    process.terminate()
+    try:
+        await asyncio.wait_for(process.wait(), timeout=5)
+    except TimeoutError:
+        process.kill()
+        await process.wait()
+
+
+async def query(http: aiohttp.ClientSession, base: str, expr: str) -> dict[str, Any]:
+    async with http.get(f"{base}/api/v1/query", params={"query": expr}) as response:
+        body: dict[str, Any] = await response.json()
+        return body
+
+
+async def until(predicate: Callable[[], Awaitable[bool]], *, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while not await predicate():
+        assert time.monotonic() < deadline, f"condition not met within {timeout}s"
+        await asyncio.sleep(0.1)
+
+
+def sent_emails(running: Running) -> float:
+    return (
+        running.registry.get_sample_value("monitor_notifications_sent_total", {"channel": "email"})
+        or 0.0
+    )
+
+
+@pytest.mark.timeout(90)
+async def test_every_dashboard_and_rule_query_returns_data_on_a_real_prometheus(
+    prometheus_binary: str,
+    https_shop: URL,
+    plain_target: tuple[Target, str],
+    tmp_path: Path,
+) -> None:
+    target, base = plain_target
+    target.set("/", delay=0.3)  # the blog: slow_after 100ms
+    target.set("/health", status=500)  # the api: down
+    config = load_config_text(
+        monitor_config(shop=https_shop, blog=f"{base}/", api=base, tmp_path=tmp_path)
+    )
+    clock = ShiftedClock(MONDAY_10)
+    async with (
+        running_monitor(config, clock=clock) as running,
+        aiohttp.ClientSession() as http,
+    ):
+        process, prometheus = await start_prometheus(
+            prometheus_binary,
+            config=prometheus_config(monitor=URL(running.url), tmp_path=tmp_path),
+            tmp_path=tmp_path,
+        )
+        try:
+            # The down api and the slow blog open incidents; emails go out as .eml files.
+            await eventually(
+                lambda: (
+                    len(
+                        [
+                            i
+                            for i in running.monitor.open_incidents()
+                            if i.site in ("acme/api", "acme/blog")
+                        ]
+                    )
+                    == 2
+                ),
+                timeout=15,
+            )
+            await eventually(lambda: sent_emails(running) > 0, timeout=15)
+            # The slow blog's incident is acknowledged, which starts its client update
+            # cadence; the api's Severity 1 stays in the queue, with its response due.
+            [blog] = [i for i in running.monitor.open_incidents() if i.site == "acme/blog"]
+            async with http.post(
+                f"{running.url}/api/incidents/{blog.id}/acknowledge",
+                json={"by": "alice"},
+                headers={"Authorization": f"Bearer {TOKEN}"},
+            ) as response:
+                assert response.status == 200, await response.text()
+            # Two days later, the blog's daily client update is overdue and the api's response
+            # target breached.
+            clock.advance(timedelta(days=2))
+
+            substitutions = [
+                {"client": ".*", "site": ".*", **BUILTIN_VARIABLES},
+                # As Grafana writes a multi-value selection into a regex.
+                {"client": "(acme)", "site": "(api|blog|shop)", **BUILTIN_VARIABLES},
+            ]
+            exprs = [
+                (f"{name} {values['client']}/{values['site']}", fill_in(expr, values))
+                for dashboard in map(load_dashboard, DASHBOARDS)
+                for name, expr in panel_exprs(dashboard) + variable_exprs(dashboard)
+                for values in substitutions
+            ] + rule_exprs()
+            assert len(exprs) > 60
+
+            async def ready() -> bool:
+                try:
+                    async with http.get(f"{prometheus}/-/ready") as response:
+                        return response.status == 200
+                except aiohttp.ClientConnectionError:
+                    return False
+
+            await until(ready, timeout=15)
+
+            # Every expression must parse at once; data may take a few scrapes (rate() needs
+            # two samples, the breach a tick after the clock moved), hence the deadline.
+            pending = dict(exprs)
+            deadline = time.monotonic() + 30
+            while True:
+                for name, expr in list(pending.items()):
+                    answer = await query(http, prometheus, expr)
+                    assert answer["status"] == "success", f"{name}: {expr}: {answer}"
+                    if answer["data"]["result"]:
+                        del pending[name]
+                if not pending or time.monotonic() > deadline:
+                    break
+                await asyncio.sleep(0.5)  # the next scrape comes within a second
+            assert not pending, "queries without data:\n" + "\n".join(
+                f"{name}: {expr}" for name, expr in pending.items()
+            )
+
+            # The state was the one described: SLA breaches and overdue updates were recorded.
+            breaches = await query(http, prometheus, "sum(monitor_sla_breaches_total)")
+            assert float(breaches["data"]["result"][0]["value"][1]) > 0
+            overdue = await query(http, prometheus, "sum(monitor_incident_updates_overdue)")
+            assert float(overdue["data"]["result"][0]["value"][1]) > 0
+
+            # Prometheus loaded the rules and evaluates them without error; the overdue update
+            # makes ClientUpdateOverdue fire for real.
+            async with http.get(f"{prometheus}/api/v1/rules") as response:
+                groups = (await response.json())["data"]["groups"]
+            rules = [rule for group in groups for rule in group["rules"]]
+            assert len(rules) == 5
+            assert all(rule["health"] == "ok" for rule in rules), rules
+
+            async def firing() -> set[str]:
+                async with http.get(f"{prometheus}/api/v1/alerts") as response:
+                    alerts = (await response.json())["data"]["alerts"]
+                return {a["labels"]["alertname"] for a in alerts if a["state"] == "firing"}
+
+            async def overdue_alert_fires() -> bool:
+                return "ClientUpdateOverdue" in await firing()
+
+            await until(overdue_alert_fires, timeout=10)
+            assert "MonitorDown" not in await firing()
+        finally:
+            await stop(process)
