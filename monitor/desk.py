@@ -145,6 +145,7 @@ class IncidentDesk:
             self._open.pop(site, None)
         if incident is not None and timeline:
             self._count_breaches(incident, timeline)
+            self._observe_times(incident, timeline)
             self._on_change(incident, timeline)
             self._on_outbox()
             self._wake.set()  # new clocks may be due sooner than the next tick
@@ -290,6 +291,20 @@ class IncidentDesk:
             )
 
         return notify
+
+    def _observe_times(self, incident: Incident, timeline: Sequence[TimelineEntry]) -> None:
+        labels = {"client": incident.client, "severity": str(int(incident.severity))}
+        for entry in timeline:
+            first_response = (
+                entry.kind in (TimelineKind.ACKNOWLEDGED, TimelineKind.CLIENT_UPDATE)
+                and incident.responded_at == entry.at
+            )
+            if first_response:
+                took = (entry.at - incident.opened_at).total_seconds()
+                self._metrics.time_to_respond.labels(**labels).observe(took)
+            elif entry.kind is TimelineKind.RESOLVED:
+                took = (entry.at - incident.opened_at).total_seconds()
+                self._metrics.time_to_resolve.labels(**labels).observe(took)
 
     def _count_breaches(self, incident: Incident, timeline: Sequence[TimelineEntry]) -> None:
         for entry in timeline:

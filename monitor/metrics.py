@@ -19,6 +19,8 @@ from incidents.severity import Severity
 CHECK_LABELS = ("client", "site", "check")
 # 5 s is the service-level page's "slow" line, so it must be a bucket edge.
 DURATION_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 3.0, 5.0, 7.5, 10.0, 20.0, 30.0)
+# Minutes to a week: response and resolution times of incidents.
+SLA_BUCKETS = (300.0, 900.0, 1800.0, 3600.0, 7200.0, 14400.0, 28800.0, 86400.0, 172800.0, 604800.0)
 LAG_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
 
@@ -204,6 +206,20 @@ class Metrics:
             "Notifications waiting in the outbox (new, or retrying after a failure).",
             registry=registry,
         )
+        self.time_to_respond = Histogram(
+            "monitor_incident_time_to_respond_seconds",
+            "Wall time from an incident's opening to its first response (ack or client update).",
+            ("client", "severity"),
+            buckets=SLA_BUCKETS,
+            registry=registry,
+        )
+        self.time_to_resolve = Histogram(
+            "monitor_incident_time_to_resolve_seconds",
+            "Wall time from an incident's opening to its resolution, by final severity.",
+            ("client", "severity"),
+            buckets=SLA_BUCKETS,
+            registry=registry,
+        )
         self.sla_breaches = Counter(
             "monitor_sla_breaches",
             "SLA breaches recorded, by kind (response, update) and severity.",
@@ -233,6 +249,8 @@ class Metrics:
                 self.incidents_opened.labels(**labels)
                 self.incidents_escalated.labels(**labels)
                 self.incidents_resolved.labels(**labels)
+                self.time_to_respond.labels(**labels)
+                self.time_to_resolve.labels(**labels)
 
 
 def check_labels(key: str) -> Mapping[str, str]:

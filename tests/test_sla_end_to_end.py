@@ -161,6 +161,11 @@ async def test_incident_life_cycle_with_sla_clocks_and_emails(
             assert status == 200 and acked["clocks"]["acknowledged_by"] == "alice"
             status, body = await api(running, "GET", "/api/queue")
             assert body["queue"] == []
+            sev1 = {"client": "acme", "severity": "1"}
+            responded = running.registry.get_sample_value(
+                "monitor_incident_time_to_respond_seconds_count", sev1
+            )
+            assert responded == 1
             due = datetime.fromisoformat(
                 acked["clocks"]["next_update_due_at"].replace("Z", "+00:00")
             )
@@ -210,6 +215,11 @@ async def test_incident_life_cycle_with_sla_clocks_and_emails(
             await eventually(
                 lambda: mails(inbox, to="ops@acme.example", kind_in_subject="Resolved")
             )
+
+            resolved_count = running.registry.get_sample_value(
+                "monitor_incident_time_to_resolve_seconds_count", sev1
+            )
+            assert resolved_count == 1
 
             # Every client mail is in one thread: the opening mail is its root.
             client_mails = mails(inbox, to="ops@acme.example")
