@@ -52,6 +52,11 @@ class OpenIncidentsCollector(Collector):
             "Open incidents whose next client update is overdue.",
             labels=by_client,
         )
+        response_aim = GaugeMetricFamily(
+            "monitor_incident_response_aim_timestamp_seconds",
+            "When each unresponded open incident's response is aimed at (Unix time).",
+            labels=per_incident,
+        )
         response_due = GaugeMetricFamily(
             "monitor_incident_response_due_timestamp_seconds",
             "When each unresponded open incident's response is due (Unix time).",
@@ -74,6 +79,8 @@ class OpenIncidentsCollector(Collector):
                 counts["queued"][key] = counts["queued"].get(key, 0) + 1
                 if incident.response_due_at is not None:
                     response_due.add_metric(labels, incident.response_due_at.timestamp())
+                if incident.response_aim_at is not None:
+                    response_aim.add_metric(labels, incident.response_aim_at.timestamp())
             if incident.next_update_due_at is not None:
                 update_due.add_metric(labels, incident.next_update_due_at.timestamp())
                 if incident.next_update_due_at <= now:
@@ -81,7 +88,7 @@ class OpenIncidentsCollector(Collector):
         for family, name in ((open_now, "open"), (queued, "queued"), (overdue, "overdue")):
             for (client, severity), count in sorted(counts[name].items()):
                 family.add_metric([client, severity], count)
-        yield from (open_now, queued, overdue, response_due, update_due)
+        yield from (open_now, queued, overdue, response_aim, response_due, update_due)
 
 
 class Metrics:
