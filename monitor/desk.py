@@ -144,8 +144,7 @@ class IncidentDesk:
         else:
             self._open.pop(site, None)
         if incident is not None and timeline:
-            self._count_breaches(incident, timeline)
-            self._observe_times(incident, timeline)
+            self._count(incident, timeline)
             self._on_change(incident, timeline)
             self._on_outbox()
             self._wake.set()  # new clocks may be due sooner than the next tick
@@ -292,27 +291,28 @@ class IncidentDesk:
 
         return notify
 
-    def _observe_times(self, incident: Incident, timeline: Sequence[TimelineEntry]) -> None:
+    def _count(self, incident: Incident, timeline: Sequence[TimelineEntry]) -> None:
+        """The incident metrics of one change: openings, escalations, resolutions, breaches,
+        and the time to the first response and to resolution."""
         labels = {"client": incident.client, "severity": str(int(incident.severity))}
+        metrics = self._metrics
         for entry in timeline:
-            first_response = (
-                entry.kind in (TimelineKind.ACKNOWLEDGED, TimelineKind.CLIENT_UPDATE)
+            kind = entry.kind
+            if kind is TimelineKind.OPENED:
+                metrics.incidents_opened.labels(**labels).inc()
+            elif kind is TimelineKind.ESCALATED:
+                metrics.incidents_escalated.labels(**labels).inc()
+            elif kind is TimelineKind.RESOLVED:
+                metrics.incidents_resolved.labels(**labels).inc()
+                took = (entry.at - incident.opened_at).total_seconds()
+                metrics.time_to_resolve.labels(**labels).observe(took)
+            elif kind is TimelineKind.RESPONSE_BREACHED:
+                metrics.sla_breaches.labels(kind="response", severity=labels["severity"]).inc()
+            elif kind is TimelineKind.UPDATE_OVERDUE:
+                metrics.sla_breaches.labels(kind="update", severity=labels["severity"]).inc()
+            elif (
+                kind in (TimelineKind.ACKNOWLEDGED, TimelineKind.CLIENT_UPDATE)
                 and incident.responded_at == entry.at
-            )
-            if first_response:
+            ):
                 took = (entry.at - incident.opened_at).total_seconds()
-                self._metrics.time_to_respond.labels(**labels).observe(took)
-            elif entry.kind is TimelineKind.RESOLVED:
-                took = (entry.at - incident.opened_at).total_seconds()
-                self._metrics.time_to_resolve.labels(**labels).observe(took)
-
-    def _count_breaches(self, incident: Incident, timeline: Sequence[TimelineEntry]) -> None:
-        for entry in timeline:
-            kind = {
-                TimelineKind.RESPONSE_BREACHED: "response",
-                TimelineKind.UPDATE_OVERDUE: "update",
-            }.get(entry.kind)
-            if kind is not None:
-                self._metrics.sla_breaches.labels(
-                    kind=kind, severity=str(int(incident.severity))
-                ).inc()
+                metrics.time_to_respond.labels(**labels).observe(took)

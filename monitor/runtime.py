@@ -334,25 +334,16 @@ class Monitor:
             "check": entry.check,
         }
         if entry.kind is TimelineKind.OPENED:
-            self._metrics.incidents_opened.labels(
-                client=incident.client, severity=str(int(incident.severity))
-            ).inc()
             message = (
                 f"{text} {incident.ref} {Severity(severity).label} {incident.site}: "
                 f"{incident.title}"
             )
         elif entry.kind is TimelineKind.ESCALATED:
-            self._metrics.incidents_escalated.labels(
-                client=incident.client, severity=str(int(incident.severity))
-            ).inc()
             message = (
                 f"{text} {incident.ref} to {incident.severity.label} {incident.site}: "
                 f"{entry.message}"
             )
         elif entry.kind is TimelineKind.RESOLVED:
-            self._metrics.incidents_resolved.labels(
-                client=incident.client, severity=str(int(incident.severity))
-            ).inc()
             took = _format_span(entry.at - incident.opened_at)
             message = f"{text} {incident.ref} {incident.site} after {took}: {incident.title}"
         else:

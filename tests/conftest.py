@@ -19,6 +19,7 @@ from sqlalchemy import text
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.ext.asyncio import create_async_engine
 
+from monitor.demo.shop import ShopFaults, ShopJournal, start_shop
 from monitor.store import Store
 from tests.helpers import skip_unless_required
 
@@ -63,3 +64,19 @@ async def _run_sql(url: URL, sql: str) -> None:
             await connection.execute(text(sql))
     finally:
         await engine.dispose()
+
+
+@pytest.fixture
+def journal() -> ShopJournal:
+    """What the demo shop saw; `shop` records into it."""
+    return ShopJournal()
+
+
+@pytest.fixture
+async def shop(faults: ShopFaults, journal: ShopJournal) -> AsyncIterator[str]:
+    """The demo shop on a free loopback port; each test module defines its `faults`."""
+    runner, base_url = await start_shop(faults, journal=journal)
+    try:
+        yield base_url
+    finally:
+        await runner.cleanup()

@@ -33,20 +33,6 @@ def faults() -> ShopFaults:
 
 
 @pytest.fixture
-def journal() -> ShopJournal:
-    return ShopJournal()
-
-
-@pytest.fixture
-async def shop(faults: ShopFaults, journal: ShopJournal) -> AsyncIterator[str]:
-    runner, base_url = await start_shop(faults, journal=journal)
-    try:
-        yield base_url
-    finally:
-        await runner.cleanup()
-
-
-@pytest.fixture
 async def client() -> AsyncIterator[aiohttp.ClientSession]:
     # unsafe=True: the default cookie jar refuses cookies from IP addresses such as 127.0.0.1.
     async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as session:

@@ -22,7 +22,7 @@ from checks.extract import Extractor
 from checks.flow import SYNTHETIC_VALUE, FlowCheckSpec, FlowStep, probe_flow
 from checks.result import Outcome, ProbeResult
 from checks.template import render_json
-from monitor.demo.shop import Fault, ShopFaults, ShopJournal, ShopMode, start_shop
+from monitor.demo.shop import Fault, ShopFaults, ShopJournal, ShopMode
 from monitor.runtime import new_session
 
 NOW = datetime(2024, 3, 4, 10, 0, tzinfo=UTC)
@@ -35,20 +35,6 @@ CARD = "4000 0000 0000 0077"  # in a real config: card_number: ${TEST_CARD}
 @pytest.fixture
 def faults() -> ShopFaults:
     return ShopFaults(slow_seconds=0.5)
-
-
-@pytest.fixture
-def journal() -> ShopJournal:
-    return ShopJournal()
-
-
-@pytest.fixture
-async def shop(faults: ShopFaults, journal: ShopJournal) -> AsyncIterator[str]:
-    runner, base_url = await start_shop(faults, journal=journal)
-    try:
-        yield base_url
-    finally:
-        await runner.cleanup()
 
 
 @pytest.fixture
