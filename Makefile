@@ -3,7 +3,7 @@ VENV ?= .venv
 PYTHON ?= python3
 BIN = $(VENV)/bin
 
-.PHONY: demo run test lint typecheck unit bench install install-test schema
+.PHONY: demo run test lint typecheck unit bench bench-blackbox bench-scale install install-test schema
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -44,3 +44,11 @@ schema: install
 
 bench: install-test
 	$(BIN)/python -m bench.probe_throughput $(BENCH_ARGS)
+
+# Side by side with Debian's blackbox_exporter, and 1k/10k/50k checks (bench/README.md); both
+# apt-get install nginx (and prometheus-blackbox-exporter) when missing.
+bench-blackbox: install-test
+	$(BIN)/python -m bench.blackbox_compare $(BENCH_ARGS)
+
+bench-scale: install-test
+	$(BIN)/python -m bench.scale $(BENCH_ARGS)

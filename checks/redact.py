@@ -19,6 +19,13 @@ ELLIPSIS = "…"
 # sentence's punctuation right after it is not part of it.
 _URL_IN_TEXT = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://[^\s'\"<>`]*[^\s'\"<>`.,;:!)\]]")
 
+# A URL that redacting leaves as it is: lower-case scheme and host, a port without leading
+# zeros, no userinfo, query or fragment, nothing urlsplit would strip. Most check URLs are
+# like this, and a probe reports its URL with every result: it is returned without parsing.
+_ALREADY_SHOWN = re.compile(
+    r"[a-z][a-z0-9+.-]*://[a-z0-9.-]+(?::[1-9][0-9]{0,4})?(?:/[^?#@\s\x00-\x1f\x7f]*)?"
+)
+
 
 def redact_url(url: str) -> str:
     """`url` without its userinfo and fragment, its query (if any) shown as `?…`.
@@ -26,6 +33,12 @@ def redact_url(url: str) -> str:
     `https://u:pw@shop.example:8443/health?token=s3cret` -> `https://shop.example:8443/health?…`.
     Idempotent, and never raises: a URL that does not parse is cut down by hand.
     """
+    if _ALREADY_SHOWN.fullmatch(url):
+        return url
+    return _redact_parsed(url)
+
+
+def _redact_parsed(url: str) -> str:
     try:
         parts = urlsplit(url)
         host = parts.hostname or ""

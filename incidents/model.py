@@ -72,6 +72,10 @@ class Incident:
     # Breaches and reminders already recorded, so each is recorded once: "response_breached",
     # "update_reminder@<due ISO>", "update_overdue@<due ISO>".
     sla_marks: frozenset[str] = frozenset()
+    # The stored row's version, which every write moves on: a writer holding an older copy
+    # is refused, so two processes cannot overwrite each other's changes. 0: not stored yet.
+    # Bookkeeping, not content: two copies saying the same thing compare equal.
+    version: int = field(default=0, compare=False)
 
     @property
     def is_open(self) -> bool:

@@ -33,7 +33,7 @@ from monitor.delivery import (
 )
 from monitor.metrics import Metrics
 from monitor.outbox_worker import OutboxWorker
-from monitor.runtime import Listener, Monitor, new_session
+from monitor.runtime import Listener, Monitor, new_http_transport, new_session
 from monitor.server import DEGRADED_LOOP_LAG, create_app
 from monitor.store import Store
 
@@ -77,6 +77,7 @@ async def running_monitor(
     )
     metrics.config_loaded.set(clock.now().timestamp())
     session = new_session(max_connections=config.scheduler.max_concurrency)
+    http_transport = new_http_transport(source_address=config.cluster.source_address)
     delivery_session = aiohttp.ClientSession(trust_env=False)
     outbox = OutboxWorker(
         store=store,
@@ -87,6 +88,7 @@ async def running_monitor(
         poll_interval=config.notifications.poll_interval.total_seconds(),
         retry_initial=config.notifications.retry_initial.total_seconds(),
         retry_max=config.notifications.retry_max.total_seconds(),
+        worker=config.cluster.worker,
     )
     monitor = Monitor(
         config=config,
@@ -94,6 +96,7 @@ async def running_monitor(
         clock=clock,
         metrics=metrics,
         session=session,
+        http_transport=http_transport,
         listeners=listeners,
         on_outbox=outbox.kick,
     )
@@ -109,6 +112,7 @@ async def running_monitor(
                     health=lambda: _health(monitor),
                     desk=monitor.desk,
                     api=config.api,
+                    exposition=metrics.exposition,
                 ),
                 access_log=None,
             )
@@ -136,6 +140,7 @@ async def running_monitor(
         if runner is not None:
             await runner.cleanup()
         await session.close()
+        await http_transport.close()
         await delivery_session.close()
         await store.close()
 
@@ -183,10 +188,24 @@ def _health(monitor: Monitor) -> dict[str, Any]:
     lag = monitor.event_loop_lag
     lags = sorted(monitor.recent_lags)
     p99 = lags[int(len(lags) * 0.99)] if lags else 0.0
-    return {
-        "status": "ok" if lag < DEGRADED_LOOP_LAG and p99 < DEGRADED_LOOP_LAG else "degraded",
+    # Degraded when probe timings cannot be trusted or probes are not run on time; each
+    # reason says which, so whoever reads /healthz knows where to look.
+    reasons = []
+    if lag >= DEGRADED_LOOP_LAG:
+        reasons.append(f"event loop lag {lag:.2f} s")
+    if p99 >= DEGRADED_LOOP_LAG:
+        reasons.append(f"probes start late: scheduler lag p99 {p99:.2f} s")
+    overload = monitor.overload
+    if overload:
+        reasons.append(f"overloaded: {overload}")
+    report: dict[str, Any] = {
+        "status": "degraded" if reasons else "ok",
         "checks": len(monitor.checks),
         "open_incidents": len(monitor.open_incidents()),
         "event_loop_lag_seconds": round(lag, 4),
         "scheduler_lag_p99_seconds": round(p99, 4),
+        "overloaded": bool(overload),
     }
+    if reasons:
+        report["reasons"] = reasons
+    return report

@@ -12,7 +12,9 @@ from collections.abc import Coroutine, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
-from monitor.config import ConfigError, MonitorConfig, load_config
+from pydantic import ValidationError
+
+from monitor.config import ConfigError, MonitorConfig, load_config, with_cluster_overrides
 from monitor.logging_setup import configure_logging
 from monitor.store.errors import StoreError
 
@@ -53,6 +55,9 @@ def _parser() -> argparse.ArgumentParser:
 
     run = commands.add_parser("run", help="probe the configured checks until SIGINT/SIGTERM")
     run.add_argument("--config", default=DEFAULT_CONFIG, help=f"default {DEFAULT_CONFIG}")
+    run.add_argument("--location", help="where this process probes from (cluster.location)")
+    run.add_argument("--worker-id", help="this process's name among those sharing the database")
+    run.add_argument("--source-address", help="local IP address http probes connect from")
     run.set_defaults(handler=_run)
 
     check = commands.add_parser("check-config", help="validate a config file, start nothing")
@@ -140,7 +145,18 @@ async def _until_signalled() -> None:
 def _run(args: argparse.Namespace) -> int:
     from monitor.app import running_monitor
 
-    config = load_config(args.config)
+    try:
+        config = with_cluster_overrides(
+            load_config(args.config),
+            location=args.location,
+            worker_id=args.worker_id,
+            source_address=args.source_address,
+        )
+    except ValidationError as exc:
+        for error in exc.errors():
+            flag = str(error["loc"][-1]).replace("_", "-") if error["loc"] else "flags"
+            print(f"monitor run: --{flag}: {error['msg']}", file=sys.stderr)
+        return 2
     _log_loaded(args.config, config)
 
     async def serve() -> None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import replace
 from datetime import datetime
 
@@ -31,11 +31,13 @@ from monitor.clients import ClientContext, client_contexts, message_context, not
 from monitor.clock import Clock
 from monitor.config.models import MonitorConfig
 from monitor.metrics import Metrics
-from monitor.store import MaintenanceWindow, Store
+from monitor.store import LeaseLost, MaintenanceWindow, StaleIncident, Store
 
 log = logging.getLogger(__name__)
 
 MAINTENANCE_RELOAD_SECONDS = 30.0
+# An operator action races at most this many concurrent changes before giving up.
+_ACT_ATTEMPTS = 3
 
 Notify = Callable[[Incident], tuple[Incident, Sequence[Outgoing]]]
 
@@ -58,8 +60,15 @@ class IncidentDesk:
         metrics: Metrics,
         on_change: Callable[[Incident, Sequence[TimelineEntry]], None] = lambda i, t: None,
         on_outbox: Callable[[], None] = lambda: None,
+        owner: str | None = None,
+        on_lease_lost: Callable[[str], None] = lambda site: None,
     ) -> None:
         self._store = store
+        # Writes about an owned site are fenced with this worker's lease (see Store.record):
+        # a process that lost a site while paused cannot overwrite its new owner's work.
+        self._owner = owner
+        self._on_lease_lost = on_lease_lost
+        self._owned: set[str] = set()
         self._clock = clock
         self._metrics = metrics
         self._clients: dict[str, ClientContext] = client_contexts(config)
@@ -75,17 +84,42 @@ class IncidentDesk:
         self._maintenance_loaded = float("-inf")
 
     async def load(self) -> None:
+        """Maintenance windows; incidents come with the sites this process adopts."""
+        await self.refresh_maintenance()
+
+    async def adopt(self, sites: Collection[str]) -> None:
+        """This process now owns `sites`: take their open incidents over from the database."""
+        wanted = set(sites) - self._owned
+        if not wanted:
+            return
         loaded = await self._store.load_open_incidents()
-        for site, incident in loaded.items():
+        for site in sorted(wanted):
+            self._owned.add(site)
+            incident = loaded.get(site)
+            if incident is None:
+                continue
             if incident.client in self._clients:
                 self._open[site] = incident
+                log.info("%s of %s continues here", incident.ref, site)
             else:  # the client left the configuration: its incident waits, untouched
                 log.warning(
                     "%s of client %s stays open but unmanaged: the client is not configured",
                     incident.ref,
                     incident.client,
                 )
-        await self.refresh_maintenance()
+
+    def drop(self, sites: Collection[str]) -> None:
+        """This process no longer owns `sites`: forget them (the database keeps everything)."""
+        for site in sites:
+            self._owned.discard(site)
+            self._open.pop(site, None)
+
+    def owns(self, site: str) -> bool:
+        return site in self._owned
+
+    @property
+    def owner(self) -> str | None:
+        return self._owner
 
     # -- read side -------------------------------------------------------------------------
 
@@ -101,9 +135,12 @@ class IncidentDesk:
     def open_incidents(self) -> list[Incident]:
         return list(self._open.values())
 
-    def queue(self) -> list[Incident]:
-        """The triage queue: open and unresponded; Severity 1 first, then by response due."""
-        waiting = [i for i in self._open.values() if i.responded_at is None]
+    async def queue(self) -> list[Incident]:
+        """The triage queue: open and unresponded; Severity 1 first, then by response due.
+
+        Read from the database, so that any process sharing it answers for every site."""
+        stored = await self._store.list_incidents(open_only=True, limit=10_000)
+        waiting = [i for i in stored if i.responded_at is None]
         far = datetime.max.replace(tzinfo=self._clock.now().tzinfo)
         return sorted(
             waiting,
@@ -139,7 +176,9 @@ class IncidentDesk:
         self, site: str, incident: Incident | None, timeline: Sequence[TimelineEntry]
     ) -> None:
         """The store has written `incident`: remember it and tell whoever listens."""
-        if incident is not None and incident.is_open:
+        if site not in self._owned:
+            pass  # an action on another process's site: its owner keeps the copy
+        elif incident is not None and incident.is_open:
             self._open[site] = incident
         else:
             self._open.pop(site, None)
@@ -188,7 +227,16 @@ class IncidentDesk:
                 change = after_tick(current, now=now, sla=sla)
                 if change is None:
                     continue
-                await self._save(change, now=now)
+                try:
+                    await self._save(change, now=now)
+                except StaleIncident:
+                    # An operator acted on it through another process: start from theirs;
+                    # the next tick applies whatever is still due.
+                    await self._reload_locked(site)
+                    continue
+                except LeaseLost:
+                    self._lost(site)
+                    continue
                 changed += 1
         return changed
 
@@ -254,29 +302,85 @@ class IncidentDesk:
     async def _act(
         self, incident_id: int, action: Callable[[Incident, datetime], Change]
     ) -> Incident:
+        # An operator may act through any process sharing the database. The site's owner
+        # applies the action to its copy; any other process applies it to the stored row.
+        # Either way the row's version decides: a write from a stale copy is refused
+        # (StaleIncident), and the action is tried again on the newer one.
+        for _ in range(_ACT_ATTEMPTS - 1):
+            try:
+                return await self._act_once(incident_id, action)
+            except StaleIncident:
+                continue
+            except LeaseLost as lost:
+                self._lost(lost.site)
+        return await self._act_once(incident_id, action)
+
+    async def _act_once(
+        self, incident_id: int, action: Callable[[Incident, datetime], Change]
+    ) -> Incident:
         stored = await self._store.get_incident(incident_id)
         if stored is None:
             raise ActionError(f"no incident {incident_id}", status=404)
-        async with self.lock(stored.site):
-            current = self._open.get(stored.site)
+        site = stored.site
+        async with self.lock(site):
+            owned = site in self._owned
+            current = self._open.get(site) if owned else (stored if stored.is_open else None)
+            if (
+                owned
+                and current is not None
+                and current.id == stored.id
+                and current.version < stored.version
+            ):
+                current = self._open[site] = stored  # changed elsewhere since we read it
             if current is None or current.id != incident_id:
                 raise ActionError(
                     f"{stored.ref} is {stored.status}: it takes no actions", status=409
+                )
+            if current.client not in self._clients:
+                raise ActionError(
+                    f"{stored.ref} belongs to client {current.client}, which is not configured",
+                    status=409,
                 )
             now = self._clock.now()
             try:
                 change = action(current, now)
             except ValueError as exc:
                 raise ActionError(str(exc), status=400) from exc
-            return await self._save(change, now=now)
+            try:
+                return await self._save(change, now=now, fenced=owned)
+            except StaleIncident:
+                if owned:
+                    await self._reload_locked(site)
+                raise
 
-    async def _save(self, change: Change, *, now: datetime) -> Incident:
+    async def reload(self, site: str) -> None:
+        """Replace our copy of the site's open incident with the stored one; the caller holds
+        the site's lock (`lock(site)`)."""
+        await self._reload_locked(site)
+
+    async def _reload_locked(self, site: str) -> None:
+        """Replace our copy of the site's open incident with the stored one."""
+        incident = await self._store.load_open_incident(site)
+        if incident is None:
+            self._open.pop(site, None)
+        elif site in self._owned:
+            self._open[site] = incident
+
+    def _lost(self, site: str) -> None:
+        """Another process holds the site now (our lease ran out): stop managing it here."""
+        if site in self._owned:
+            log.warning("lease on %s lost to another process: no longer managing it here", site)
+            self.drop([site])
+            self._on_lease_lost(site)
+
+    async def _save(self, change: Change, *, now: datetime, fenced: bool = True) -> Incident:
         incident = change.incident
         saved = await self._store.save_incident(
             incident,
             timeline=change.timeline,
             notify=self._notifier(incident.client, change.timeline, now),
             now=now,
+            owner=self._owner if fenced else None,
         )
         self.stored(incident.site, saved, change.timeline)
         return saved

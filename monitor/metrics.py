@@ -6,17 +6,17 @@ series are `monitor_*`. Every metric is documented in the README's Metrics secti
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from datetime import UTC, datetime
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from incidents.model import Incident
 from incidents.severity import Severity
+from monitor.check_metrics import CheckMetrics
 
-CHECK_LABELS = ("client", "site", "check")
 # 5 s is the service-level page's "slow" line, so it must be a bucket edge.
 DURATION_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 3.0, 5.0, 7.5, 10.0, 20.0, 30.0)
 # Minutes to a week: response and resolution times of incidents.
@@ -100,37 +100,11 @@ class Metrics:
         now: Callable[[], datetime] | None = None,
     ) -> None:
         self.registry = registry
-        self.probe_success = Gauge(
-            "probe_success",
-            "1 if the check's last probe succeeded (outcome ok), else 0.",
-            CHECK_LABELS,
-            registry=registry,
-        )
-        self.probe_duration = Histogram(
-            "probe_duration_seconds",
-            "Wall time of each probe: connect, request and the whole body.",
-            CHECK_LABELS,
-            buckets=DURATION_BUCKETS,
-            registry=registry,
-        )
-        self.probe_http_status = Gauge(
-            "probe_http_status_code",
-            "HTTP status of the check's last answer (0 when none arrived).",
-            CHECK_LABELS,
-            registry=registry,
-        )
-        self.cert_expiry = Gauge(
-            "probe_ssl_earliest_cert_expiry",
-            "When the check's TLS certificate expires (Unix time), from its last answer.",
-            CHECK_LABELS,
-            registry=registry,
-        )
-        self.probe_results = Counter(
-            "monitor_probe_results",
-            "Probes completed, by check and outcome class.",
-            (*CHECK_LABELS, "outcome"),
-            registry=registry,
-        )
+        # Per-check series live in flat arrays, not in prometheus_client children: see
+        # monitor.check_metrics (50,000 checks would cost a lock and a lookup per probe and
+        # metric, and seconds per scrape).
+        self.checks = CheckMetrics(buckets=DURATION_BUCKETS)
+        registry.register(self.checks)
         self.probe_discarded = Counter(
             "monitor_probe_results_discarded",
             "Probe results not trusted and not counted, by reason (event_loop_lag: the monitor "
@@ -141,8 +115,15 @@ class Metrics:
         self.probes_skipped = Counter(
             "monitor_probes_skipped",
             "Scheduled probes not started, by reason (overlap: the previous run of the same "
-            "check was still in flight).",
+            "check was still in flight; overload: the monitor was too far behind to start it "
+            "on time, so it was shed rather than run late).",
             ("reason",),
+            registry=registry,
+        )
+        self.scheduler_overloaded = Gauge(
+            "monitor_scheduler_overloaded",
+            "1 while the monitor cannot keep up with its checks (probes start late or are "
+            "shed; /healthz says why), else 0.",
             registry=registry,
         )
         self.incidents_opened = Counter(
@@ -239,7 +220,8 @@ class Metrics:
             self.notification_retries.labels(channel=channel)
         # At 0 from the start, as the incident counters, so increase() sees the first one.
         self.probe_discarded.labels(reason="event_loop_lag")
-        self.probes_skipped.labels(reason="overlap")
+        for reason in ("overlap", "overload"):
+            self.probes_skipped.labels(reason=reason)
         for kind in ("response", "update"):
             for severity in Severity:
                 self.sla_breaches.labels(kind=kind, severity=str(int(severity)))
@@ -258,6 +240,15 @@ class Metrics:
                 self.incidents_resolved.labels(**labels)
                 self.time_to_respond.labels(**labels)
                 self.time_to_resolve.labels(**labels)
+
+    def exposition(self) -> Iterator[bytes]:
+        """The registry in the Prometheus text format, in chunks (the per-check series in
+        chunks of a few thousand checks): a scrape handler may yield to the event loop
+        between them."""
+        with self.checks.omitted():
+            head = generate_latest(self.registry)
+        yield head
+        yield from self.checks.render()
 
 
 def check_labels(key: str) -> Mapping[str, str]:

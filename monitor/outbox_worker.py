@@ -5,12 +5,20 @@ failure leaves it pending with a later `next_attempt_at` (exponential backoff wi
 permanent one marks it failed. A crash between writing and sending loses nothing: the row is
 still pending when the monitor starts again, and its stable Message-ID / Idempotency-Key lets
 the receiving side drop a duplicate should a crash fall between acceptance and marking.
+
+Processes sharing a database each run a worker; a worker sends only rows it has claimed
+(`Store.claim_outbox`), so no row goes out twice at once. Claims are short and renewed while
+the batch is delivered: a worker killed mid-batch holds its rows for at most `claim_for`
+seconds, then another sends them (again, should the dead one have got them out).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import uuid
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from incidents.outgoing import OutgoingEmail
@@ -20,6 +28,20 @@ from monitor.metrics import Metrics
 from monitor.store import OutboxItem, Store
 
 log = logging.getLogger(__name__)
+
+# Renewals per claim period while delivering: a claim survives two that fail.
+RENEWALS_PER_CLAIM = 3
+
+
+@dataclass
+class _Claim:
+    """The rows of the batch being delivered that this worker still holds, and until when."""
+
+    ids: set[int]
+    until: datetime
+
+    def holds(self, item_id: int, now: datetime) -> bool:
+        return item_id in self.ids and now < self.until
 
 
 class OutboxWorker:
@@ -35,7 +57,14 @@ class OutboxWorker:
         retry_initial: float = 5.0,
         retry_max: float = 900.0,
         batch: int = 50,
+        worker: str | None = None,
+        claim_for: float = 5.0,
     ) -> None:
+        """`worker` names this worker's claims (default: a new random id; give the process's
+        worker id so that retiring it hands unfinished claims back). `claim_for` is how long a
+        claim lasts unrenewed: how long a dead worker's rows wait for another."""
+        if not claim_for > 0:
+            raise ValueError(f"claim_for must be a positive number of seconds (got {claim_for})")
         self._store = store
         self._mailer = mailer
         self._webhooks = webhooks
@@ -45,6 +74,8 @@ class OutboxWorker:
         self._batch = batch
         self._retry_initial = retry_initial
         self._retry_max = retry_max
+        self.worker = worker or f"outbox-{uuid.uuid4().hex[:12]}"
+        self._claim_for = claim_for
         self._wake = asyncio.Event()
         self._stopping = False
 
@@ -72,18 +103,64 @@ class OutboxWorker:
                 pass
 
     async def deliver_due(self) -> int:
-        """Try every notification due now, once; returns how many were tried."""
-        items = await self._store.due_outbox(now=self._clock.now(), limit=self._batch)
-        for item in items:
+        """Claim the notifications due now and try each once; returns how many were claimed."""
+        now = self._clock.now()
+        items = await self._store.claim_outbox(
+            worker=self.worker, now=now, limit=self._batch, claim_for=self._claim_for
+        )
+        if items:
+            claim = _Claim(
+                ids={item.id for item in items}, until=now + timedelta(seconds=self._claim_for)
+            )
+            renewing = asyncio.create_task(self._keep_claimed(claim))
             try:
-                await self._deliver(item)
-            except Exception as exc:  # noqa: BLE001 - one bad row must not block the others
-                log.error("outbox: INC-%s %s: %s", item.incident_id, item.kind, exc)
-                await self._retry_later(
-                    item, error=f"{type(exc).__name__}: {exc}", at=self._clock.now()
-                )
+                for item in items:
+                    await self._deliver_claimed(item, claim)
+            finally:
+                renewing.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await renewing
         await self._refresh_gauges()
         return len(items)
+
+    async def _deliver_claimed(self, item: OutboxItem, claim: _Claim) -> None:
+        if not claim.holds(item.id, self._clock.now()):
+            # The claim ran out (the database was away, the loop stalled): another worker may
+            # be sending it now; it is theirs, or ours again at the next claim.
+            log.warning(
+                "outbox: INC-%s %s: claim lost, left to others", item.incident_id, item.kind
+            )
+            claim.ids.discard(item.id)  # and no longer renewed
+            return
+        try:
+            await self._deliver(item)
+        except Exception as exc:  # noqa: BLE001 - one bad row must not block the others
+            log.error("outbox: INC-%s %s: %s", item.incident_id, item.kind, exc)
+            await self._retry_later(
+                item, error=f"{type(exc).__name__}: {exc}", at=self._clock.now()
+            )
+        finally:
+            claim.ids.discard(item.id)
+
+    async def _keep_claimed(self, claim: _Claim) -> None:
+        """Renew the claims of the rows not yet delivered, for as long as the batch takes."""
+        while True:
+            await self._clock.sleep(self._claim_for / RENEWALS_PER_CLAIM)
+            if not claim.ids:
+                return
+            now = self._clock.now()
+            try:
+                kept = await self._store.extend_outbox_claims(
+                    worker=self.worker,
+                    item_ids=sorted(claim.ids),
+                    now=now,
+                    claim_for=self._claim_for,
+                )
+            except Exception as exc:  # noqa: BLE001 - the claims then run out: others send
+                log.warning("outbox: could not renew claims: %s: %s", type(exc).__name__, exc)
+                continue
+            claim.ids &= kept
+            claim.until = now + timedelta(seconds=self._claim_for)
 
     async def _deliver(self, item: OutboxItem) -> None:
         now = self._clock.now()

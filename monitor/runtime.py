@@ -16,22 +16,25 @@ from datetime import timedelta
 import aiohttp
 
 from checks.flow import FlowCheckSpec, probe_flow
-from checks.http import probe_http
+from checks.http import AiohttpTransport, HttpTransport, probe_http
+from checks.lean_http import LeanTransport
 from checks.page import PageCheckSpec, probe_page
 from checks.result import Outcome, ProbeResult
 from checks.tls import PeerCertResponse
-from incidents.engine import apply_result
+from incidents.engine import apply_result, settled_success
 from incidents.model import CheckState, Incident, TimelineEntry, TimelineKind, Transition
 from incidents.severity import Severity
 from incidents.wording import describe
 from monitor.clock import Clock
 from monitor.config.models import ConfiguredCheck, MonitorConfig, configured_checks
+from monitor.confirm import Confirmer, Verdict
 from monitor.desk import IncidentDesk
 from monitor.events import EventKind, MonitorEvent, log_event
 from monitor.loop_lag import LoopLagMonitor
-from monitor.metrics import Metrics, check_labels
+from monitor.metrics import Metrics
+from monitor.ownership import Identity, SiteOwnership
 from monitor.scheduler import Scheduler
-from monitor.store import Store
+from monitor.store import LeaseLost, Notify, StaleIncident, Store
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +65,13 @@ def new_session(*, max_connections: int) -> aiohttp.ClientSession:
     )
 
 
+def new_http_transport(*, source_address: str | None = None) -> LeanTransport:
+    """What `http` checks go through: a bare HTTP/1.1 client, a fresh connection per probe
+    like `new_session`'s, at well under half of aiohttp's CPU (see checks/lean_http.py).
+    `source_address` is the local IP its connections come from. Close it when done."""
+    return LeanTransport(source_address=source_address)
+
+
 class Monitor:
     def __init__(
         self,
@@ -71,6 +81,7 @@ class Monitor:
         clock: Clock,
         metrics: Metrics,
         session: aiohttp.ClientSession,
+        http_transport: HttpTransport | None = None,
         listeners: Sequence[Listener] = (),
         on_outbox: Callable[[], None] = lambda: None,
     ) -> None:
@@ -80,8 +91,16 @@ class Monitor:
         self._clock = clock
         self._metrics = metrics
         self._session = session
+        # `http` checks; page and flow checks keep the session (cookies, assets).
+        self._http = http_transport if http_transport is not None else AiohttpTransport(session)
         self._listeners = [log_event, *listeners]
         self._states: dict[str, CheckState] = {}
+        self._by_key = {check.key: check for check in self.checks}
+        self._site_keys: dict[str, list[str]] = {}
+        for check in self.checks:
+            self._site_keys.setdefault(check.site, []).append(check.key)
+        cluster = config.cluster
+        self.identity = Identity(worker=cluster.worker, location=cluster.location)
         self.desk = IncidentDesk(
             config=config,
             store=store,
@@ -89,6 +108,25 @@ class Monitor:
             metrics=metrics,
             on_change=self._announce_change,
             on_outbox=on_outbox,
+            owner=self.identity.worker,
+            on_lease_lost=lambda site: self.ownership.lost(site),
+        )
+        self.ownership = SiteOwnership(
+            store=store,
+            clock=clock,
+            identity=self.identity,
+            sites=list(self._site_keys),
+            lease=cluster.lease.total_seconds(),
+            on_gained=self._gained,
+            on_lost=self._lost,
+        )
+        self._confirmer = Confirmer(
+            store=store,
+            clock=clock,
+            identity=self.identity,
+            checks=self._by_key,
+            probe=self._probe_once,
+            other_locations=self.ownership.other_locations_now,
         )
         self._lag = LoopLagMonitor(monotonic=clock.monotonic, on_sample=metrics.event_loop_lag.set)
         self._scheduler: Scheduler[ConfiguredCheck] = Scheduler(
@@ -100,6 +138,8 @@ class Monitor:
             on_lag=self._on_lag,
             on_skip=lambda check: metrics.probes_skipped.labels(reason="overlap").inc(),
             on_in_flight=metrics.probes_in_flight.set,
+            on_shed=self._on_shed,
+            on_overload=self._on_overload,
         )
         self._started = asyncio.Event()
         self._stop_requested = False
@@ -113,9 +153,11 @@ class Monitor:
     # -- lifecycle -------------------------------------------------------------------------
 
     async def run(self) -> None:
-        """Load state, probe on schedule until stop(), then finish the probes in flight."""
-        self._states = await self._store.load_check_states()
+        """Claim this process's sites, probe them on schedule until stop(), then finish the
+        probes in flight and hand the sites back."""
+        self._scheduler.set_active(())
         await self.desk.load()
+        await self.ownership.sync()
         self._metrics.checks_configured.set(len(self.checks))
         self._metrics.zero_incident_counters({check.client for check in self.checks})
         if self.desk.open_incidents():
@@ -125,13 +167,17 @@ class Monitor:
                 ", ".join(incident.ref for incident in self.desk.open_incidents()),
             )
         stopping = asyncio.Event()
-        lag_task = asyncio.create_task(self._lag.run())
-        flush_task = asyncio.create_task(self._flush_history_periodically())
-        clocks_task = asyncio.create_task(
-            self.desk.run_clocks(
-                tick=self.config.scheduler.sla_tick.total_seconds(), stopping=stopping
-            )
-        )
+        tasks = [
+            asyncio.create_task(self._lag.run()),
+            asyncio.create_task(self._flush_history_periodically()),
+            asyncio.create_task(
+                self.desk.run_clocks(
+                    tick=self.config.scheduler.sla_tick.total_seconds(), stopping=stopping
+                )
+            ),
+            asyncio.create_task(self.ownership.run(stopping=stopping)),
+            asyncio.create_task(self._confirmer.serve(stopping=stopping)),
+        ]
         self._started.set()
         try:
             if not self._stop_requested:
@@ -139,9 +185,25 @@ class Monitor:
         finally:
             self._lag.stop()
             stopping.set()
-            flush_task.cancel()
-            await asyncio.gather(lag_task, flush_task, clocks_task, return_exceptions=True)
+            tasks[1].cancel()  # the history flush loop; flushed once more below
+            await asyncio.gather(*tasks, return_exceptions=True)
             await self._flush_history()
+            await self.ownership.retire()
+
+    async def _gained(self, sites: set[str]) -> None:
+        """Sites this process now owns: their incidents and check states, then their probes."""
+        await self.desk.adopt(sites)
+        self._states.update(await self._store.load_check_states(keys=self._keys_of(sites)))
+        self._scheduler.set_active(self._keys_of(self.ownership.held | sites))
+
+    def _lost(self, sites: set[str]) -> None:
+        self.desk.drop(sites)
+        for key in self._keys_of(sites):
+            self._states.pop(key, None)
+        self._scheduler.set_active(self._keys_of(self.ownership.held))
+
+    def _keys_of(self, sites: set[str]) -> list[str]:
+        return [key for site in sites for key in self._site_keys.get(site, ())]
 
     async def _flush_history_periodically(self) -> None:
         while True:
@@ -177,26 +239,71 @@ class Monitor:
     def event_loop_lag(self) -> float:
         return self._lag.current()
 
+    @property
+    def overload(self) -> str:
+        """Why the monitor cannot keep up with its checks right now; "" when it can."""
+        return self._scheduler.overload_reason
+
     # -- one probe -------------------------------------------------------------------------
+
+    async def _probe_once(self, check: ConfiguredCheck) -> ProbeResult:
+        """Probe `check` by its kind (also for another location's confirmation request)."""
+        spec = check.spec
+        if isinstance(spec, FlowCheckSpec):
+            return await probe_flow(spec, session=self._session, now=self._clock.now)
+        if isinstance(spec, PageCheckSpec):
+            return await probe_page(
+                spec, session=self._session, now=self._clock.now, sleep=self._clock.sleep
+            )
+        return await probe_http(
+            spec, transport=self._http, now=self._clock.now, sleep=self._clock.sleep
+        )
 
     async def _probe(self, check: ConfiguredCheck, due_at: float) -> None:
         started = self._clock.monotonic()
-        spec = check.spec
-        if isinstance(spec, FlowCheckSpec):
-            result = await probe_flow(spec, session=self._session, now=self._clock.now)
-        elif isinstance(spec, PageCheckSpec):
-            result = await probe_page(
-                spec, session=self._session, now=self._clock.now, sleep=self._clock.sleep
-            )
-        else:
-            result = await probe_http(
-                spec, session=self._session, now=self._clock.now, sleep=self._clock.sleep
-            )
+        result = await self._probe_once(check)
         if result.outcome in (Outcome.SLOW, Outcome.TIMEOUT) and not await self._trusted(
             check, result, started=started
         ):
             return
+        if check.spec.confirm_from_other_location and self._would_change_incident(check, result):
+            confirmation = await self._confirmer.confirm(check, result)
+            if confirmation.verdict is Verdict.REFUTED:
+                self._metrics.probe_discarded.labels(reason="not_confirmed").inc()
+                self._emit(
+                    EventKind.PROBE_DISCARDED,
+                    f"probe of {check.key} discarded: {result.outcome} from "
+                    f"{self.identity.location} but {confirmation.other}",
+                    check=check.key,
+                    outcome=str(result.outcome),
+                    location=self.identity.location,
+                )
+                return
+            if confirmation.verdict is Verdict.UNCONFIRMED:
+                log.warning(
+                    "failure of %s stands unconfirmed: %s",
+                    check.key,
+                    confirmation.result.evidence.error,
+                )
+            result = confirmation.result
         await self.process(check, result)
+
+    def _would_change_incident(self, check: ConfiguredCheck, result: ProbeResult) -> bool:
+        """Whether recording this failure would open, grow or escalate the site's incident:
+        the results worth a second opinion. (The engine is pure, so asking costs nothing.)"""
+        if result.ok:
+            return False
+        transition = apply_result(
+            now=self._clock.now(),
+            check=check.ref,
+            result=result,
+            severity=self.config.severity_policy.severity_for(
+                result.outcome, check_severity=check.spec.severity
+            ),
+            state=self._states.get(check.key) or CheckState(key=check.key),
+            incident=self.desk.open_incident(check.site),
+        )
+        return bool(transition.timeline)
 
     async def _trusted(
         self, check: ConfiguredCheck, result: ProbeResult, *, started: float
@@ -228,6 +335,17 @@ class Monitor:
     async def process(self, check: ConfiguredCheck, result: ProbeResult) -> None:
         """Feed one result through the engine and the store; update metrics and tell people."""
         self._observe(check, result)
+        previous = self._states.get(check.key)
+        if previous is not None and result.outcome is Outcome.OK:
+            settled = self._settled(check, result, previous)
+            if settled is not None:
+                # Most results: a healthy check stays healthy on a site with no incident.
+                # Nothing to decide, so no engine and no site lock; the store buffers its
+                # history row (see test_fast_path: the same outcome as the full path).
+                await self._record(
+                    check, result, Transition(state=settled, incident=None), previous
+                )
+                return
         async with self.desk.lock(check.site):
             previous = self._states.get(check.key) or CheckState(key=check.key)
             incident = self.desk.open_incident(check.site)
@@ -259,35 +377,87 @@ class Monitor:
                 transition, notify = self.desk.prepare(
                     client=check.client, before=incident, transition=transition
                 )
-            try:
-                stored = await self._store.record(
-                    check_key=check.key,
-                    result=result,
-                    transition=transition,
-                    previous_state=previous,
-                    notify=notify,
-                )
-            except Exception as exc:  # noqa: BLE001 - the database being away is an expected failure
-                self._metrics.store_errors.inc()
-                self._emit(
-                    EventKind.STORE_ERROR,
-                    f"could not record the result of {check.key}: {type(exc).__name__}: {exc}",
-                    check=check.key,
-                )
+            written, stored = await self._record(check, result, transition, previous, notify=notify)
+            if not written:
                 return
-            self._states[check.key] = transition.state
             self._announce_check(check, result, previous, transition)
             self.desk.stored(check.site, stored, transition.timeline)
 
+    def _settled(
+        self, check: ConfiguredCheck, result: ProbeResult, previous: CheckState
+    ) -> CheckState | None:
+        """The state after an ok result that changes nothing but time, or None when the full
+        path must decide (an open incident, a maintenance window, a change of outcome)."""
+        if self.desk.open_incident(check.site) is not None:
+            return None
+        now = self._clock.now()
+        if self.desk.in_maintenance(check.site, now):
+            return None
+        return settled_success(now=now, state=previous, result=result, incident=None)
+
+    async def _record(
+        self,
+        check: ConfiguredCheck,
+        result: ProbeResult,
+        transition: Transition,
+        previous: CheckState,
+        *,
+        notify: Notify | None = None,
+    ) -> tuple[bool, Incident | None]:
+        """Write the result and keep the check's new state: (True, the site's incident as
+        stored). A store failure is counted and told, and the result dropped: (False, None)."""
+        try:
+            stored = await self._store.record(
+                check_key=check.key,
+                result=result,
+                transition=transition,
+                previous_state=previous,
+                notify=notify,
+                owner=self.identity.worker,
+            )
+        except LeaseLost:
+            # Another process holds the site now (ours ran out while we were away): it
+            # probes the site from here on, and this result is its business no more.
+            self.ownership.lost(check.site)
+            return False, None
+        except StaleIncident as stale:
+            # An operator changed the incident through another process since we read it:
+            # carry on from the stored one; the next probe of this check counts again.
+            log.info(
+                "incident %s of %s was changed elsewhere; continuing from the stored one",
+                stale.incident_id,
+                check.site,
+            )
+            await self.desk.reload(check.site)
+            return False, None
+        except Exception as exc:  # noqa: BLE001 - the database being away is an expected failure
+            self._metrics.store_errors.inc()
+            self._emit(
+                EventKind.STORE_ERROR,
+                f"could not record the result of {check.key}: {type(exc).__name__}: {exc}",
+                check=check.key,
+            )
+            return False, None
+        self._states[check.key] = transition.state
+        return True, stored
+
     def _observe(self, check: ConfiguredCheck, result: ProbeResult) -> None:
-        labels = check_labels(check.key)
-        self._metrics.probe_success.labels(**labels).set(1 if result.ok else 0)
-        self._metrics.probe_http_status.labels(**labels).set(result.evidence.status or 0)
-        if result.latency is not None:
-            self._metrics.probe_duration.labels(**labels).observe(result.latency)
-        self._metrics.probe_results.labels(**labels, outcome=str(result.outcome)).inc()
-        if result.evidence.tls_not_after is not None:
-            self._metrics.cert_expiry.labels(**labels).set(result.evidence.tls_not_after)
+        self._metrics.checks.observe(check.key, result)
+
+    def _on_shed(self, check: ConfiguredCheck, late: float) -> None:
+        self._metrics.probes_skipped.labels(reason="overload").inc()
+
+    def _on_overload(self, overloaded: bool, reason: str) -> None:
+        self._metrics.scheduler_overloaded.set(1 if overloaded else 0)
+        # One line when an overload begins and one when it ends: the scheduler only reports
+        # a change after a whole quiet window, so this cannot flood the log.
+        if overloaded:
+            log.warning(
+                "monitor overloaded, probes are delayed or shed rather than timed wrong: %s",
+                reason,
+            )
+        else:
+            log.info("monitor keeps up with its checks again")
 
     # -- telling people --------------------------------------------------------------------
 

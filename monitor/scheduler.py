@@ -1,9 +1,19 @@
 """Runs every check on its interval, spread out, capped, never overlapping itself.
 
 One dispatcher task keeps a heap of due times instead of one sleeping task per check, so tens
-of thousands of checks cost one timer. Each check's first run is offset by a stable fraction
-of its interval (a hash of its key), so a thousand checks with the same interval do not fire
-at once, and a restart keeps the same phase.
+of thousands of checks cost one timer. Each check runs at a stable phase of its interval (a
+hash of its key) on the monotonic clock, so a thousand checks with the same interval do not
+fire at once, and a restart, or another process taking a check over, keeps the same phase.
+
+Cheap per run, since one process dispatches hundreds of runs a second: heap entries are plain
+tuples, the caps are counters (a run waits in a queue, not in a task, until a slot frees), and
+the dispatcher sleeps on one timer, woken early only when an earlier run is booked.
+
+When the process cannot keep up (the dispatcher wakes late because the event loop is busy, or
+runs wait for a free slot under `max_concurrency`), it says so (`overloaded`, `on_overload`)
+and sheds runs that would start more than `late_limit` after their due time (`on_shed`)
+instead of running them late in a burst: the next regular run is booked as usual. Runs held
+back by `per_host` (one slow site) are not the process's overload: they wait their turn.
 """
 
 from __future__ import annotations
@@ -11,9 +21,10 @@ from __future__ import annotations
 import asyncio
 import heapq
 import logging
+import math
 import zlib
-from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
+from collections import deque
+from collections.abc import Awaitable, Callable, Collection, Sequence
 from typing import Generic, Protocol, TypeVar
 
 log = logging.getLogger(__name__)
@@ -32,26 +43,34 @@ class Schedulable(Protocol):
 
 T = TypeVar("T", bound=Schedulable)
 
+# The generation of a heap entry booked by run_soon: an extra run, which books no next one.
+_EXTRA = -1
+# The dispatcher sleeps at most this long, so an overload that ended is noticed while idle.
+_MAX_SLEEP = 1.0
+# Event loop timers have millisecond resolution (uvloop truncates a delay to whole ms, and its
+# clock is read once per loop iteration): a run due within this much is dispatched now, and
+# the dispatcher sleeps whole milliseconds, instead of waking again and again for nothing.
+_TICK = 0.001
+
 
 def phase_offset(key: str, interval: float) -> float:
     """A stable offset in [0, interval) for a check: the same key lands on the same phase."""
     return (zlib.crc32(key.encode()) % 1_000_000) / 1_000_000 * interval
 
 
-@dataclass(order=True)
-class _Due:
-    at: float
-    seq: int
-    index: int = field(compare=False)
-    regular: bool = field(default=True, compare=False)  # False for an extra run (run_soon)
+def next_at_phase(now: float, *, phase: float, interval: float) -> float:
+    """The earliest time >= now that is `phase` plus a whole number of intervals."""
+    return phase + math.ceil((now - phase) / interval) * interval
 
 
 class Scheduler(Generic[T]):
-    """Calls `run(item, due_at)` for each item every `interval_seconds`.
+    """Calls `run(item, due_at)` for each active item every `interval_seconds`.
 
-    `monotonic` and `sleep` come from the injected clock. `on_lag` receives how late each
-    probe started (after waiting for the concurrency caps); `on_skip` is told when a check's
-    previous run is still in flight at its next due time (that tick is skipped, not queued).
+    `monotonic` comes from the injected clock. `on_lag` receives how late each run started
+    (after waiting for the caps); `on_skip` is told when an item's previous run is still in
+    flight (or waiting for a slot) at its next due time (that tick is skipped, not queued);
+    `on_shed` when a run is dropped because the process is too far behind (with how late it
+    was); `on_overload` when the overload state changes (with a reason, "" when it ends).
     """
 
     def __init__(
@@ -65,89 +84,321 @@ class Scheduler(Generic[T]):
         on_lag: Callable[[float], None] = lambda lag: None,
         on_skip: Callable[[T], None] = lambda item: None,
         on_in_flight: Callable[[int], None] = lambda n: None,
+        on_shed: Callable[[T, float], None] = lambda item, late: None,
+        on_overload: Callable[[bool, str], None] = lambda overloaded, reason: None,
+        late_limit: float = 2.0,
+        overload_lag: float = 0.5,
+        overload_window: float = 10.0,
     ) -> None:
         self._items = list(items)
         self._index_of = {item.key: index for index, item in enumerate(self._items)}
         self._run = run
         self._monotonic = monotonic
-        self._global = asyncio.Semaphore(max_concurrency)
-        self._per_host_limit = per_host
-        self._per_host: dict[str, asyncio.Semaphore] = {}
+        self._max_concurrency = max_concurrency
+        self._per_host = per_host
         self._on_lag = on_lag
         self._on_skip = on_skip
         self._on_in_flight = on_in_flight
-        self._running: set[int] = set()
-        self._tasks: set[asyncio.Task[None]] = set()
-        self._stopping = asyncio.Event()
-        self._wake = asyncio.Event()
-        self._heap: list[_Due] = []
+        self._on_shed = on_shed
+        self._on_overload = on_overload
+        self._overload_lag = overload_lag
+        self._overload_window = overload_window
+        # Per item, read on every dispatch: computed once.
+        self._interval = [item.interval_seconds for item in self._items]
+        self._phase = [phase_offset(item.key, item.interval_seconds) for item in self._items]
+        self._host = [item.host for item in self._items]
+        # A run this late is shed; at most half an interval, so it never meets the next one.
+        self._late_limit = [min(late_limit, interval / 2) for interval in self._interval]
+        # set_active: which items are dispatched; a heap entry whose generation is not its
+        # item's current one is stale (the item was switched off, or on again) and dropped.
+        self._active = bytearray(b"\x01" * len(self._items))
+        self._active_count = len(self._items)
+        self._generation = [0] * len(self._items)
+        self._first_due: dict[int, float] = {}  # "soon" first runs asked for before run()
+        self._heap: list[tuple[float, int, int, int]] = []  # (at, seq, index, generation)
         self._seq = 0
+        self._busy: set[int] = set()  # items running or waiting for a slot
+        self._running = 0
+        self._host_running: dict[str, int] = {}  # slots held, running or about to
+        self._host_waiting: dict[str, deque[tuple[int, float]]] = {}
+        self._slot_waiting: deque[tuple[int, float, float]] = deque()  # (index, due, since)
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._started = False
+        self._stopping = False
+        self._waiter: asyncio.Future[None] | None = None
+        self._overloaded = False
+        self._late_seen = -math.inf  # when a run last started more than overload_lag late
+        self._late_reason = ""
+        self._shed_seen = -math.inf  # when a run was last shed
+        self._shed_reason = ""
+        self._shed_recent = 0  # runs shed since the overload began
+
+    # -- read side -------------------------------------------------------------------------
 
     @property
     def in_flight(self) -> int:
-        return len(self._running)
+        """Runs started and not finished."""
+        return self._running
+
+    @property
+    def waiting(self) -> int:
+        """Runs due and held back by the caps."""
+        return len(self._busy) - self._running
+
+    @property
+    def active_count(self) -> int:
+        return self._active_count
+
+    @property
+    def booked(self) -> int:
+        """Runs booked, stale ones (of items switched off) not yet dropped included."""
+        return len(self._heap)
+
+    @property
+    def overloaded(self) -> bool:
+        """Whether, within the last `overload_window` seconds, a run was shed or started more
+        than `overload_lag` late for want of the process's own time or slots."""
+        since = self._monotonic() - self._overload_window
+        return self._late_seen > since or self._shed_seen > since
+
+    @property
+    def overload_reason(self) -> str:
+        """Why the scheduler is overloaded, in a sentence (shedding first); "" when it is
+        not."""
+        since = self._monotonic() - self._overload_window
+        if self._shed_seen > since:
+            return self._shed_reason
+        return self._late_reason if self._late_seen > since else ""
+
+    # -- changing what runs ----------------------------------------------------------------
+
+    def set_active(self, keys: Collection[str] | None, *, soon: float = 0.0) -> None:
+        """Dispatch only the items whose key is in `keys` (None: all of them).
+
+        An item newly made active next runs at its next phase-aligned due time, or within
+        `soon` seconds when that is earlier and soon > 0 (a check taken over from a process
+        that died). An item made inactive is not dispatched again; a run of it in flight
+        finishes. Unknown keys are ignored.
+        """
+        wanted: set[int] | None = None
+        if keys is not None:
+            index_of = self._index_of
+            wanted = {index_of[key] for key in keys if key in index_of}
+        now = self._monotonic()
+        active = self._active
+        earliest = math.inf
+        for index in range(len(self._items)):
+            want = wanted is None or index in wanted
+            if want == bool(active[index]):
+                continue
+            self._generation[index] += 1
+            if want:
+                active[index] = 1
+                self._active_count += 1
+                at = self._first_at(index, now, soon=soon)
+                if self._started:
+                    self._push(at, index, self._generation[index])
+                    earliest = min(earliest, at)
+                elif soon > 0:
+                    self._first_due[index] = at
+            else:
+                active[index] = 0
+                self._active_count -= 1
+                self._first_due.pop(index, None)
+        if len(self._heap) > 2 * self._active_count + 1024:
+            self._drop_stale()
+        if earliest < math.inf and self._heap and self._heap[0][0] >= earliest:
+            self._wake()
 
     def run_soon(self, key: str, *, delay: float = 0.0) -> None:
-        """Schedule an extra run of a check (e.g. a re-probe), unless it is running now."""
+        """Schedule an extra run of an active item (e.g. a re-probe), unless it is running
+        then."""
         index = self._index_of.get(key)
-        if index is not None:
-            self._push(self._monotonic() + delay, index, regular=False)
-            self._wake.set()
-
-    def _push(self, at: float, index: int, *, regular: bool = True) -> None:
-        self._seq += 1
-        heapq.heappush(self._heap, _Due(at, self._seq, index, regular))
-
-    async def run(self) -> None:
-        """Dispatch until stop() is called; then wait for the probes in flight to finish."""
-        start = self._monotonic()
-        for index, item in enumerate(self._items):
-            self._push(start + phase_offset(item.key, item.interval_seconds), index)
-        while not self._stopping.is_set():
-            now = self._monotonic()
-            while self._heap and self._heap[0].at <= now:
-                due = heapq.heappop(self._heap)
-                self._dispatch(due)
-            delay = (self._heap[0].at - now) if self._heap else 3600.0
-            self._wake.clear()
-            waiters = [
-                asyncio.ensure_future(self._stopping.wait()),
-                asyncio.ensure_future(self._wake.wait()),
-            ]
-            await asyncio.wait(waiters, timeout=delay, return_when=asyncio.FIRST_COMPLETED)
-            for waiter in waiters:
-                waiter.cancel()
-        if self._tasks:
-            await asyncio.gather(*self._tasks, return_exceptions=True)
+        if index is not None and self._active[index]:
+            self._push(self._monotonic() + delay, index, _EXTRA)
+            self._wake()
 
     def stop(self) -> None:
-        self._stopping.set()
+        self._stopping = True
+        self._wake()
 
-    def _dispatch(self, due: _Due) -> None:
-        item = self._items[due.index]
-        # The next regular run is booked from the due time, not from now, so lag never
-        # accumulates into drift. Extra runs (run_soon) book nothing.
-        if due.regular:
-            self._push(due.at + item.interval_seconds, due.index)
-        if due.index in self._running:
-            self._on_skip(item)
+    # -- the dispatcher --------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Dispatch until stop() is called; then wait for the runs in flight to finish."""
+        loop = asyncio.get_running_loop()
+        now = self._monotonic()
+        self._started = True
+        for index in range(len(self._items)):
+            if self._active[index]:
+                at = self._first_due.get(index)
+                if at is None:
+                    at = self._first_at(index, now, soon=0.0)
+                self._push(at, index, self._generation[index])
+        self._first_due.clear()
+        heap = self._heap
+        while not self._stopping:
+            now = self._monotonic()
+            while heap and heap[0][0] <= now + _TICK:
+                at, _, index, generation = heapq.heappop(heap)
+                self._dispatch(at, index, generation, now)
+            if self._overloaded and not self.overloaded:
+                self._set_overload(False, "")
+            delay = min(heap[0][0] - now - _TICK, _MAX_SLEEP) if heap else _MAX_SLEEP
+            delay = math.ceil(max(delay, 0.0) / _TICK) * _TICK or _TICK
+            waiter = self._waiter = loop.create_future()
+            timer = loop.call_later(delay, _release, waiter)
+            try:
+                await waiter
+            finally:
+                timer.cancel()
+                self._waiter = None
+        # Runs still waiting for a slot are not started once stopping (see _start_waiting).
+        while self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    def _first_at(self, index: int, now: float, *, soon: float) -> float:
+        at = next_at_phase(now, phase=self._phase[index], interval=self._interval[index])
+        return min(at, now + soon) if soon > 0 else at
+
+    def _drop_stale(self) -> None:
+        """Rebuild the heap without the entries of items switched off since they were booked
+        (switching to and fro would otherwise grow it)."""
+        active, generations = self._active, self._generation
+        self._heap[:] = [
+            entry
+            for entry in self._heap
+            if active[entry[2]] and entry[3] in (_EXTRA, generations[entry[2]])
+        ]
+        heapq.heapify(self._heap)
+
+    def _push(self, at: float, index: int, generation: int) -> None:
+        self._seq += 1
+        heapq.heappush(self._heap, (at, self._seq, index, generation))
+
+    def _wake(self) -> None:
+        if self._waiter is not None:
+            _release(self._waiter)
+
+    def _dispatch(self, at: float, index: int, generation: int, now: float) -> None:
+        if generation == _EXTRA:
+            if not self._active[index]:
+                return
+        elif generation != self._generation[index]:
+            return  # switched off (or off and on again) since this run was booked
+        else:
+            # The next regular run is booked from the due time, not from now, so lag never
+            # accumulates into drift. Extra runs (run_soon) book nothing.
+            self._push(at + self._interval[index], index, generation)
+        if index in self._busy:
+            self._on_skip(self._items[index])
             return
-        self._running.add(due.index)
-        self._on_in_flight(len(self._running))
-        task = asyncio.create_task(self._guarded(item, due))
+        late = now - at
+        if late > self._late_limit[index]:
+            self._shed(index, late, "the event loop was too busy to start it", now)
+            return
+        if late > self._overload_lag:
+            self._late(now, f"probes start {late:.2f} s late: the event loop is too busy")
+        self._busy.add(index)
+        host = self._host[index]
+        held = self._host_running.get(host, 0)
+        if held >= self._per_host:
+            self._host_waiting.setdefault(host, deque()).append((index, at))
+            return
+        self._host_running[host] = held + 1
+        if self._running >= self._max_concurrency:
+            self._slot_waiting.append((index, at, at))
+            return
+        self._start(index, at)
+
+    def _start(self, index: int, at: float) -> None:
+        self._running += 1
+        self._on_in_flight(self._running)
+        task = asyncio.create_task(self._guarded(index, at))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _guarded(self, item: T, due: _Due) -> None:
-        host_cap = self._per_host.get(item.host)
-        if host_cap is None:
-            host_cap = self._per_host[item.host] = asyncio.Semaphore(self._per_host_limit)
+    async def _guarded(self, index: int, at: float) -> None:
+        item = self._items[index]
         try:
-            async with self._global, host_cap:
-                self._on_lag(max(0.0, self._monotonic() - due.at))
-                await self._run(item, due.at)
+            self._on_lag(max(0.0, self._monotonic() - at))
+            await self._run(item, at)
         except Exception:  # a bug in one probe must not stop the scheduler
             log.exception("check %s crashed", item.key)
         finally:
-            self._running.discard(due.index)
-            self._on_in_flight(len(self._running))
+            self._finished(index)
+
+    def _finished(self, index: int) -> None:
+        self._busy.discard(index)
+        self._running -= 1
+        now = self._monotonic()
+        self._free_host_slot(self._host[index], now)
+        self._start_waiting(now)
+        self._on_in_flight(self._running)
+
+    def _free_host_slot(self, host: str, now: float) -> None:
+        """Give the host's slot to the next run waiting for that host, if any."""
+        waiting = self._host_waiting.get(host)
+        while waiting:
+            index, at = waiting.popleft()
+            if self._active[index]:
+                # It waited for its site, not for us: its lateness counts from now on.
+                self._slot_waiting.append((index, at, now))
+                return
+            self._busy.discard(index)
+        if waiting is not None:
+            del self._host_waiting[host]
+        held = self._host_running[host] - 1
+        if held:
+            self._host_running[host] = held
+        else:
+            del self._host_running[host]
+
+    def _start_waiting(self, now: float) -> None:
+        queue = self._slot_waiting
+        while queue and self._running < self._max_concurrency:
+            index, at, since = queue.popleft()
+            late = now - since
+            if self._active[index] and late <= self._late_limit[index] and not self._stopping:
+                if late > self._overload_lag:
+                    self._late(
+                        now, f"probes wait {late:.2f} s for a slot: max_concurrency is reached"
+                    )
+                self._start(index, at)
+                continue
+            self._busy.discard(index)
+            if self._active[index] and not self._stopping:
+                self._shed(index, late, "every probe slot (max_concurrency) was taken", now)
+            self._free_host_slot(self._host[index], now)
+
+    # -- overload --------------------------------------------------------------------------
+
+    def _shed(self, index: int, late: float, why: str, now: float) -> None:
+        self._shed_recent += 1
+        self._shed_seen = now
+        self._shed_reason = (
+            f"probes shed: one started {late:.2f} s late ({why}); "
+            f"{self._shed_recent} shed since the overload began"
+        )
+        self._overload(self._shed_reason)
+        self._on_shed(self._items[index], late)
+
+    def _late(self, now: float, reason: str) -> None:
+        self._late_seen = now
+        self._late_reason = reason
+        self._overload(reason)
+
+    def _overload(self, reason: str) -> None:
+        if not self._overloaded:
+            self._set_overload(True, reason)
+
+    def _set_overload(self, overloaded: bool, reason: str) -> None:
+        self._overloaded = overloaded
+        if not overloaded:
+            self._shed_recent = 0
+        self._on_overload(overloaded, reason)
+
+
+def _release(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():
+        waiter.set_result(None)

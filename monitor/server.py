@@ -7,9 +7,10 @@ maintenance window. The token is compared in constant time; a missing or wrong o
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import json
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from datetime import datetime
 from typing import Any
 
@@ -26,6 +27,7 @@ DEGRADED_LOOP_LAG = 0.5
 MAX_BODY = 64 * 1024
 
 HealthProbe = Callable[[], dict[str, Any]]
+Exposition = Callable[[], Iterable[bytes]]
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 STORE_KEY = web.AppKey("store", Store)
@@ -33,6 +35,7 @@ REGISTRY_KEY = web.AppKey("registry", CollectorRegistry)
 HEALTH_KEY: web.AppKey[HealthProbe] = web.AppKey("health")
 DESK_KEY = web.AppKey("desk", IncidentDesk)
 API_KEY = web.AppKey("api", ApiConfig)
+EXPOSITION_KEY: web.AppKey[Exposition] = web.AppKey("exposition")
 
 
 def create_app(
@@ -42,8 +45,12 @@ def create_app(
     health: HealthProbe,
     desk: IncidentDesk,
     api: ApiConfig,
+    exposition: Exposition | None = None,
 ) -> web.Application:
+    """`exposition`, when given, writes /metrics in chunks (see Metrics.exposition); without
+    it /metrics is the registry's plain text exposition."""
     app = web.Application(middlewares=[_auth], client_max_size=MAX_BODY)
+    app[EXPOSITION_KEY] = exposition or (lambda: [generate_latest(registry)])
     app[STORE_KEY] = store
     app[REGISTRY_KEY] = registry
     app[HEALTH_KEY] = health
@@ -84,9 +91,16 @@ async def _auth(request: web.Request, handler: Handler) -> web.StreamResponse:
     return await handler(request)
 
 
-async def _metrics(request: web.Request) -> web.Response:
-    body = generate_latest(request.app[REGISTRY_KEY])
-    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+async def _metrics(request: web.Request) -> web.StreamResponse:
+    # Streamed chunk by chunk, letting the event loop run probes in between: with tens of
+    # thousands of checks, formatting everything at once would stall them (and their timing).
+    response = web.StreamResponse(headers={"Content-Type": CONTENT_TYPE_LATEST})
+    await response.prepare(request)
+    for chunk in request.app[EXPOSITION_KEY]():
+        await response.write(chunk)
+        await asyncio.sleep(0)
+    await response.write_eof()
+    return response
 
 
 async def _healthz(request: web.Request) -> web.Response:
@@ -129,7 +143,7 @@ async def _get_incident(request: web.Request) -> web.Response:
 
 
 async def _queue(request: web.Request) -> web.Response:
-    queue = request.app[DESK_KEY].queue()
+    queue = await request.app[DESK_KEY].queue()
     return web.json_response({"queue": [incident_dict(i) for i in queue]})
 
 

@@ -98,6 +98,12 @@ async def test_run_refuses_an_invalid_config_without_starting(tmp_path: Path) ->
     assert str(bad) in err and "Traceback" not in err
 
 
+async def test_run_refuses_a_bad_location_flag_without_starting() -> None:
+    code, _, err = await _run("run", "--config", "config/monitor.yaml", "--location", "EU west")
+    assert code == 2
+    assert "--location" in err and "pattern" in err and "Traceback" not in err
+
+
 async def test_kill_and_restart_mid_incident_continues_the_same_incident(
     target: tuple[Target, str], tmp_path: Path
 ) -> None:

@@ -188,7 +188,12 @@ async def test_serves_metrics_health_and_incidents_api(
         home = (("check", "home"), ("client", "acme"), ("site", "shop"))
         assert samples[("probe_success", home)] == 0.0
         assert samples[("probe_http_status_code", home)] == 500.0
-        assert ("probe_duration_seconds_bucket", tuple(sorted((*home, ("le", "5.0"))))) in samples
+        assert ("probe_duration_seconds", home) in samples
+        site = (("client", "acme"), ("site", "shop"))
+        assert (
+            "monitor_probe_duration_seconds_bucket",
+            tuple(sorted((*site, ("le", "5.0")))),
+        ) in samples
         assert samples[("monitor_incidents_open", (("client", "acme"), ("severity", "1")))] == 1
         opened = (("client", "acme"), ("severity", "1"))
         assert samples[("monitor_incidents_opened_total", opened)] == 1

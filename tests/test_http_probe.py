@@ -1,7 +1,9 @@
 """Wire tests of the http probe: every target is a real server on 127.0.0.1.
 
 Well-behaved and slow targets are aiohttp apps; misbehaviour aiohttp's server will not do
-(garbage, resets, hangs, bodies cut short) comes from bare asyncio servers.
+(garbage, resets, hangs, bodies cut short) comes from bare asyncio servers. Each probe test
+runs through both transports (`client`): an aiohttp session and `LeanTransport`, which must
+judge every target the same; tests/test_lean_http.py covers what only the lean one does.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from pytest_aiohttp import AiohttpServer
 from yarl import URL
 
 from checks.http import EXCERPT_BYTES, HttpCheckSpec, parse_status_entry, probe_http
+from checks.lean_http import LeanTransport
 from checks.result import Outcome, ProbeResult
 
 NOW = datetime(2024, 3, 4, 10, 0, tzinfo=UTC)
@@ -100,15 +103,42 @@ async def raw_server() -> AsyncIterator[StartRaw]:
         await server.close()
 
 
+Client = aiohttp.ClientSession | LeanTransport
+
+# The same failure in each transport's words: (aiohttp, lean).
+ERROR_NAMES = {
+    "refused": ("ClientConnectorError", "CannotConnect"),
+    "disconnected": ("ServerDisconnectedError", "ServerDisconnected"),
+    "garbage": ("ClientResponseError: Bad status line", "BadResponse: Invalid HTTP response"),
+    "cut_short": ("ClientPayloadError", "IncompleteBody"),
+}
+
+
+def named(client: Client, failure: str) -> str:
+    return ERROR_NAMES[failure][isinstance(client, LeanTransport)]
+
+
 @pytest.fixture
-async def session() -> AsyncIterator[aiohttp.ClientSession]:
+async def aiohttp_session() -> AsyncIterator[aiohttp.ClientSession]:
     # As the monitor does: a fresh connection for every probe.
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(force_close=True)) as s:
         yield s
 
 
+@pytest.fixture(params=["aiohttp", "lean"])
+async def client(
+    request: pytest.FixtureRequest, aiohttp_session: aiohttp.ClientSession
+) -> AsyncIterator[Client]:
+    if request.param == "aiohttp":
+        yield aiohttp_session
+        return
+    transport = LeanTransport()
+    yield transport
+    await transport.close()
+
+
 class SleepLog:
-    """The probe's injected sleep: records what tenacity asked for, waits for nothing."""
+    """The probe's injected sleep: records what the re-try asked for, waits for nothing."""
 
     def __init__(self) -> None:
         self.calls: list[float] = []
@@ -127,12 +157,11 @@ def make_spec(url: object, **fields: Any) -> HttpCheckSpec:
     return HttpCheckSpec.model_validate({"url": str(url), **fields})
 
 
-async def probe(
-    spec: HttpCheckSpec, session: aiohttp.ClientSession, sleeps: SleepLog | None = None
-) -> ProbeResult:
+async def probe(spec: HttpCheckSpec, client: Client, sleeps: SleepLog | None = None) -> ProbeResult:
     return await probe_http(
         spec,
-        session=session,
+        session=client if isinstance(client, aiohttp.ClientSession) else None,
+        transport=client if isinstance(client, LeanTransport) else None,
         now=lambda: NOW,
         retry_wait=RETRY_WAIT,
         sleep=sleeps if sleeps is not None else SleepLog(),
@@ -185,10 +214,10 @@ def closed_port() -> int:
 # --- answers -----------------------------------------------------------------------------
 
 
-async def test_ok_200(aiohttp_server: AiohttpServer, session: aiohttp.ClientSession) -> None:
+async def test_ok_200(aiohttp_server: AiohttpServer, client: Client) -> None:
     url = await serve_app(aiohttp_server, web.get("/", text_handler("hello")))
 
-    result = await probe(make_spec(url), session)
+    result = await probe(make_spec(url), client)
 
     assert result.outcome is Outcome.OK
     assert result.started_at == NOW
@@ -201,7 +230,7 @@ async def test_ok_200(aiohttp_server: AiohttpServer, session: aiohttp.ClientSess
 
 
 async def test_5xx_is_http_5xx_with_evidence_and_not_retried(
-    aiohttp_server: AiohttpServer, session: aiohttp.ClientSession, sleeps: SleepLog
+    aiohttp_server: AiohttpServer, client: Client, sleeps: SleepLog
 ) -> None:
     hits = 0
 
@@ -212,7 +241,7 @@ async def test_5xx_is_http_5xx_with_evidence_and_not_retried(
 
     url = await serve_app(aiohttp_server, web.get("/", broken))
 
-    result = await probe(make_spec(url), session, sleeps)
+    result = await probe(make_spec(url), client, sleeps)
 
     assert result.outcome is Outcome.HTTP_5XX
     assert result.evidence.status == 500
@@ -223,33 +252,29 @@ async def test_5xx_is_http_5xx_with_evidence_and_not_retried(
 
 
 async def test_5xx_is_http_5xx_whatever_expect_status_says(
-    aiohttp_server: AiohttpServer, session: aiohttp.ClientSession
+    aiohttp_server: AiohttpServer, client: Client
 ) -> None:
     url = await serve_app(aiohttp_server, web.get("/", text_handler("x", status=503)))
 
-    result = await probe(make_spec(url, expect_status=["200-599"]), session)
+    result = await probe(make_spec(url, expect_status=["200-599"]), client)
 
     assert result.outcome is Outcome.HTTP_5XX
 
 
-async def test_404_is_unexpected_status(
-    aiohttp_server: AiohttpServer, session: aiohttp.ClientSession
-) -> None:
+async def test_404_is_unexpected_status(aiohttp_server: AiohttpServer, client: Client) -> None:
     url = await serve_app(aiohttp_server, web.get("/", text_handler("gone", status=404)))
 
-    result = await probe(make_spec(url), session)
+    result = await probe(make_spec(url), client)
 
     assert result.outcome is Outcome.UNEXPECTED_STATUS
     assert result.evidence.status == 404
     assert result.evidence.error == "HTTP 404 Not Found is outside expect_status [200-399]"
 
 
-async def test_expect_status_can_accept_404(
-    aiohttp_server: AiohttpServer, session: aiohttp.ClientSession
-) -> None:
+async def test_expect_status_can_accept_404(aiohttp_server: AiohttpServer, client: Client) -> None:
     url = await serve_app(aiohttp_server, web.get("/", text_handler("gone", status=404)))
 
-    result = await probe(make_spec(url, expect_status=["200-299", 404]), session)
+    result = await probe(make_spec(url, expect_status=["200-299", 404]), client)
 
     assert result.outcome is Outcome.OK
 
@@ -268,7 +293,7 @@ async def test_expect_status_can_accept_404(
 )  # fmt: skip
 async def test_content_checks(
     aiohttp_server: AiohttpServer,
-    session: aiohttp.ClientSession,
+    client: Client,
     contains: list[str],
     not_contains: list[str],
     outcome: Outcome,
@@ -277,14 +302,14 @@ async def test_content_checks(
     url = await serve_app(aiohttp_server, web.get("/", text_handler("Welcome! Cart (0)")))
     spec = make_spec(url, body_contains=contains, body_not_contains=not_contains)
 
-    result = await probe(spec, session)
+    result = await probe(spec, client)
 
     assert result.outcome is outcome
     assert result.evidence.error == error
 
 
 async def test_content_is_matched_in_the_declared_charset(
-    aiohttp_server: AiohttpServer, session: aiohttp.ClientSession
+    aiohttp_server: AiohttpServer, client: Client
 ) -> None:
     async def latin1(request: web.Request) -> web.Response:
         return web.Response(
@@ -293,28 +318,26 @@ async def test_content_is_matched_in_the_declared_charset(
 
     url = await serve_app(aiohttp_server, web.get("/", latin1))
 
-    result = await probe(make_spec(url, body_contains=["Café"]), session)
+    result = await probe(make_spec(url, body_contains=["Café"]), client)
 
     assert result.outcome is Outcome.OK
     assert result.evidence.body_excerpt == "Café ouvert"
 
 
 async def test_status_is_judged_before_content(
-    aiohttp_server: AiohttpServer, session: aiohttp.ClientSession
+    aiohttp_server: AiohttpServer, client: Client
 ) -> None:
     url = await serve_app(aiohttp_server, web.get("/", text_handler("nope", status=403)))
 
-    result = await probe(make_spec(url, body_contains=["Welcome"]), session)
+    result = await probe(make_spec(url, body_contains=["Welcome"]), client)
 
     assert result.outcome is Outcome.UNEXPECTED_STATUS
 
 
-async def test_slow_answer_is_slow(
-    aiohttp_server: AiohttpServer, session: aiohttp.ClientSession
-) -> None:
+async def test_slow_answer_is_slow(aiohttp_server: AiohttpServer, client: Client) -> None:
     url = await serve_app(aiohttp_server, web.get("/", text_handler("hi", delay=0.3)))
 
-    result = await probe(make_spec(url, slow_after="200ms"), session)
+    result = await probe(make_spec(url, slow_after="200ms"), client)
 
     assert result.outcome is Outcome.SLOW
     assert result.latency is not None and result.latency >= 0.3
@@ -322,30 +345,26 @@ async def test_slow_answer_is_slow(
 
 
 async def test_content_mismatch_wins_over_slow(
-    aiohttp_server: AiohttpServer, session: aiohttp.ClientSession
+    aiohttp_server: AiohttpServer, client: Client
 ) -> None:
     url = await serve_app(aiohttp_server, web.get("/", text_handler("hi", delay=0.3)))
 
     spec = make_spec(url, slow_after="200ms", body_contains=["Welcome"])
-    result = await probe(spec, session)
+    result = await probe(spec, client)
 
     assert result.outcome is Outcome.CONTENT_MISMATCH
 
 
-async def test_slow_5xx_is_http_5xx(
-    aiohttp_server: AiohttpServer, session: aiohttp.ClientSession
-) -> None:
+async def test_slow_5xx_is_http_5xx(aiohttp_server: AiohttpServer, client: Client) -> None:
     url = await serve_app(aiohttp_server, web.get("/", text_handler("x", status=502, delay=0.3)))
 
-    result = await probe(make_spec(url, slow_after="200ms"), session)
+    result = await probe(make_spec(url, slow_after="200ms"), client)
 
     assert result.outcome is Outcome.HTTP_5XX
     assert result.latency is not None and result.latency >= 0.3
 
 
-async def test_sends_method_headers_and_body(
-    aiohttp_server: AiohttpServer, session: aiohttp.ClientSession
-) -> None:
+async def test_sends_method_headers_and_body(aiohttp_server: AiohttpServer, client: Client) -> None:
     seen: dict[str, str] = {}
 
     async def form(request: web.Request) -> web.Response:
@@ -362,7 +381,7 @@ async def test_sends_method_headers_and_body(
         body="name=probe&message=hello",
     )
 
-    result = await probe(spec, session)
+    result = await probe(spec, client)
 
     assert result.outcome is Outcome.OK
     assert seen == {"method": "POST", "token": "s3cret", "body": "name=probe&message=hello"}
@@ -372,7 +391,7 @@ async def test_sends_method_headers_and_body(
 
 
 async def test_server_that_never_answers_times_out_within_budget(
-    raw_server: StartRaw, session: aiohttp.ClientSession, sleeps: SleepLog
+    raw_server: StartRaw, client: Client, sleeps: SleepLog
 ) -> None:
     async def silent(number: int, reader: Reader, writer: Writer) -> None:
         await reader.read()  # hold the connection open until the probe gives up
@@ -380,7 +399,7 @@ async def test_server_that_never_answers_times_out_within_budget(
     server = await raw_server(silent)
     started = time.perf_counter()
 
-    result = await probe(make_spec(server.url, timeout="300ms"), session, sleeps)
+    result = await probe(make_spec(server.url, timeout="300ms"), client, sleeps)
 
     assert time.perf_counter() - started < 2.0
     assert result.outcome is Outcome.TIMEOUT
@@ -393,9 +412,7 @@ async def test_server_that_never_answers_times_out_within_budget(
     assert server.connections == 1 and sleeps.calls == []  # a timeout is not re-tried
 
 
-async def test_body_that_dribbles_forever_times_out(
-    raw_server: StartRaw, session: aiohttp.ClientSession
-) -> None:
+async def test_body_that_dribbles_forever_times_out(raw_server: StartRaw, client: Client) -> None:
     async def dribble(number: int, reader: Reader, writer: Writer) -> None:
         await read_request(reader)
         writer.write(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n")
@@ -407,7 +424,7 @@ async def test_body_that_dribbles_forever_times_out(
     server = await raw_server(dribble)
     started = time.perf_counter()
 
-    result = await probe(make_spec(server.url, timeout="300ms"), session)
+    result = await probe(make_spec(server.url, timeout="300ms"), client)
 
     assert time.perf_counter() - started < 2.0
     assert result.outcome is Outcome.TIMEOUT
@@ -419,9 +436,9 @@ async def test_body_that_dribbles_forever_times_out(
 
 
 async def test_connection_refused_is_connection_error_tried_twice(
-    session: aiohttp.ClientSession, sleeps: SleepLog
+    client: Client, sleeps: SleepLog
 ) -> None:
-    result = await probe(make_spec(f"http://127.0.0.1:{closed_port()}/"), session, sleeps)
+    result = await probe(make_spec(f"http://127.0.0.1:{closed_port()}/"), client, sleeps)
 
     assert result.outcome is Outcome.CONNECTION_ERROR
     assert result.latency is None
@@ -429,7 +446,7 @@ async def test_connection_refused_is_connection_error_tried_twice(
     assert result.evidence.timings["attempts"] == 2
     error = result.evidence.error
     assert error is not None and "\n" not in error
-    assert error.startswith("ClientConnectorError: Cannot connect to host 127.0.0.1")
+    assert error.startswith(f"{named(client, 'refused')}: Cannot connect to host 127.0.0.1")
     assert error.endswith("(after 1 retry)")
 
 
@@ -438,20 +455,21 @@ async def hang_up(number: int, reader: Reader, writer: Writer) -> None:
 
 
 async def test_server_that_hangs_up_at_once_is_tried_twice(
-    raw_server: StartRaw, session: aiohttp.ClientSession
+    raw_server: StartRaw, client: Client
 ) -> None:
     server = await raw_server(hang_up)
 
     # POST: aiohttp never re-sends it by itself, so each connection is one probe attempt.
-    result = await probe(make_spec(server.url, method="POST", body="x"), session)
+    result = await probe(make_spec(server.url, method="POST", body="x"), client)
 
     assert result.outcome is Outcome.CONNECTION_ERROR
     assert server.connections == 2
-    assert result.evidence.error == "ServerDisconnectedError: Server disconnected (after 1 retry)"
+    expected = f"{named(client, 'disconnected')}: Server disconnected (after 1 retry)"
+    assert result.evidence.error == expected
 
 
 async def test_aiohttp_resends_an_idempotent_request_inside_each_attempt(
-    raw_server: StartRaw, session: aiohttp.ClientSession
+    raw_server: StartRaw, aiohttp_session: aiohttp.ClientSession
 ) -> None:
     """Pins a behaviour of aiohttp the probe lives with: a GET whose connection drops before
     the answer is sent again once by aiohttp itself (even on a fresh connection), so a
@@ -459,15 +477,13 @@ async def test_aiohttp_resends_an_idempotent_request_inside_each_attempt(
     failing after an aiohttp upgrade, revisit the module docstring of checks/http.py."""
     server = await raw_server(hang_up)
 
-    result = await probe(make_spec(server.url), session)
+    result = await probe(make_spec(server.url), aiohttp_session)
 
     assert result.outcome is Outcome.CONNECTION_ERROR
     assert server.connections == 4
 
 
-async def test_garbage_is_connection_error(
-    raw_server: StartRaw, session: aiohttp.ClientSession
-) -> None:
+async def test_garbage_is_connection_error(raw_server: StartRaw, client: Client) -> None:
     async def garbage(number: int, reader: Reader, writer: Writer) -> None:
         await read_request(reader)
         writer.write(b"NOT HTTP\r\n\r\n")
@@ -475,19 +491,17 @@ async def test_garbage_is_connection_error(
 
     server = await raw_server(garbage)
 
-    result = await probe(make_spec(server.url), session)
+    result = await probe(make_spec(server.url), client)
 
     assert result.outcome is Outcome.CONNECTION_ERROR
     assert result.evidence.status is None
     assert result.evidence.error is not None
-    assert result.evidence.error.startswith("ClientResponseError: Bad status line: Expected HTTP/")
+    assert result.evidence.error.startswith(f"{named(client, 'garbage')}: Expected HTTP/")
     assert "\n" not in result.evidence.error
     assert server.connections == 2
 
 
-async def test_close_mid_body_is_connection_error(
-    raw_server: StartRaw, session: aiohttp.ClientSession
-) -> None:
+async def test_close_mid_body_is_connection_error(raw_server: StartRaw, client: Client) -> None:
     async def cut_short(number: int, reader: Reader, writer: Writer) -> None:
         await read_request(reader)
         writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n" + b"x" * 10)
@@ -495,17 +509,17 @@ async def test_close_mid_body_is_connection_error(
 
     server = await raw_server(cut_short)
 
-    result = await probe(make_spec(server.url), session)
+    result = await probe(make_spec(server.url), client)
 
     assert result.outcome is Outcome.CONNECTION_ERROR
     assert result.evidence.status == 200  # what arrived before the cut is kept
     assert result.evidence.body_excerpt == "x" * 10
     assert result.evidence.error is not None
-    assert result.evidence.error.startswith("ClientPayloadError")
+    assert result.evidence.error.startswith(named(client, "cut_short"))
 
 
 async def test_5xx_whose_body_is_cut_short_is_still_http_5xx_and_not_retried(
-    raw_server: StartRaw, session: aiohttp.ClientSession
+    raw_server: StartRaw, client: Client
 ) -> None:
     async def broken(number: int, reader: Reader, writer: Writer) -> None:
         await read_request(reader)
@@ -514,18 +528,19 @@ async def test_5xx_whose_body_is_cut_short_is_still_http_5xx_and_not_retried(
 
     server = await raw_server(broken)
 
-    result = await probe(make_spec(server.url), session)
+    result = await probe(make_spec(server.url), client)
 
     assert result.outcome is Outcome.HTTP_5XX
     assert result.evidence.status == 503
     assert result.evidence.body_excerpt == "back soon"
     assert result.evidence.error is not None
-    assert result.evidence.error.startswith("HTTP 503 Busy; then the body failed: ClientPayload")
+    prefix = f"HTTP 503 Busy; then the body failed: {named(client, 'cut_short')}"
+    assert result.evidence.error.startswith(prefix)
     assert server.connections == 1
 
 
 async def test_one_reset_mid_answer_then_an_answer_is_ok_thanks_to_the_retry(
-    raw_server: StartRaw, session: aiohttp.ClientSession, sleeps: SleepLog
+    raw_server: StartRaw, client: Client, sleeps: SleepLog
 ) -> None:
     async def flaky(number: int, reader: Reader, writer: Writer) -> None:
         if number == 1:
@@ -540,7 +555,7 @@ async def test_one_reset_mid_answer_then_an_answer_is_ok_thanks_to_the_retry(
 
     server = await raw_server(flaky)
 
-    result = await probe(make_spec(server.url), session, sleeps)
+    result = await probe(make_spec(server.url), client, sleeps)
 
     assert result.outcome is Outcome.OK
     assert result.evidence.body_excerpt == "hello"
@@ -551,7 +566,7 @@ async def test_one_reset_mid_answer_then_an_answer_is_ok_thanks_to_the_retry(
 
 
 async def test_one_reset_before_the_answer_then_an_answer_is_ok(
-    raw_server: StartRaw, session: aiohttp.ClientSession
+    raw_server: StartRaw, client: Client
 ) -> None:
     async def flaky(number: int, reader: Reader, writer: Writer) -> None:
         if number == 1:
@@ -562,7 +577,7 @@ async def test_one_reset_before_the_answer_then_an_answer_is_ok(
 
     server = await raw_server(flaky)
 
-    result = await probe(make_spec(server.url), session)
+    result = await probe(make_spec(server.url), client)
 
     assert result.outcome is Outcome.OK
     assert server.connections == 2
@@ -572,7 +587,7 @@ async def test_one_reset_before_the_answer_then_an_answer_is_ok(
 
 
 async def test_endless_body_is_too_large_and_reading_stops(
-    aiohttp_server: AiohttpServer, session: aiohttp.ClientSession
+    aiohttp_server: AiohttpServer, client: Client
 ) -> None:
     chunk = b"z" * 16384
     sent = 0
@@ -596,7 +611,7 @@ async def test_endless_body_is_too_large_and_reading_stops(
     url = await serve_app(aiohttp_server, web.get("/", endless))
     started = time.perf_counter()
 
-    result = await probe(make_spec(url, max_body_bytes=64 * 1024), session)
+    result = await probe(make_spec(url, max_body_bytes=64 * 1024), client)
 
     assert time.perf_counter() - started < 2.0
     assert result.outcome is Outcome.TOO_LARGE
@@ -610,7 +625,7 @@ async def test_endless_body_is_too_large_and_reading_stops(
 
 
 async def test_decompression_bomb_is_too_large(
-    aiohttp_server: AiohttpServer, session: aiohttp.ClientSession
+    aiohttp_server: AiohttpServer, client: Client
 ) -> None:
     bomb = gzip.compress(b"\0" * (16 * 1024 * 1024))  # about 16 KiB on the wire
 
@@ -619,17 +634,17 @@ async def test_decompression_bomb_is_too_large(
 
     url = await serve_app(aiohttp_server, web.get("/", handle))
 
-    result = await probe(make_spec(url, max_body_bytes=64 * 1024), session)
+    result = await probe(make_spec(url, max_body_bytes=64 * 1024), client)
 
     assert result.outcome is Outcome.TOO_LARGE
 
 
 async def test_body_of_exactly_the_cap_is_not_too_large(
-    aiohttp_server: AiohttpServer, session: aiohttp.ClientSession
+    aiohttp_server: AiohttpServer, client: Client
 ) -> None:
     url = await serve_app(aiohttp_server, web.get("/", text_handler("y" * 1000)))
 
-    result = await probe(make_spec(url, max_body_bytes=1000), session)
+    result = await probe(make_spec(url, max_body_bytes=1000), client)
 
     assert result.outcome is Outcome.OK
 
@@ -658,7 +673,7 @@ def redirect_routes() -> list[web.RouteDef]:
 )
 async def test_redirects_are_followed_up_to_max_redirects(
     aiohttp_server: AiohttpServer,
-    session: aiohttp.ClientSession,
+    client: Client,
     max_redirects: int,
     hops: int,
     outcome: Outcome,
@@ -666,7 +681,7 @@ async def test_redirects_are_followed_up_to_max_redirects(
     url = await serve_app(aiohttp_server, *redirect_routes())
     url = url.join(URL(f"/hop/{hops}"))
 
-    result = await probe(make_spec(url, max_redirects=max_redirects), session)
+    result = await probe(make_spec(url, max_redirects=max_redirects), client)
 
     assert result.outcome is outcome
     if outcome is Outcome.OK:
@@ -674,13 +689,11 @@ async def test_redirects_are_followed_up_to_max_redirects(
         assert result.evidence.body_excerpt == "arrived"
 
 
-async def test_redirect_loop_is_too_large(
-    aiohttp_server: AiohttpServer, session: aiohttp.ClientSession
-) -> None:
+async def test_redirect_loop_is_too_large(aiohttp_server: AiohttpServer, client: Client) -> None:
     url = await serve_app(aiohttp_server, *redirect_routes())
 
     spec = make_spec(url.join(URL("/loop")), max_redirects=5)
-    result = await probe(spec, session)
+    result = await probe(spec, client)
 
     assert result.outcome is Outcome.TOO_LARGE
     assert result.evidence.status == 302
@@ -706,11 +719,11 @@ async def tls_url(aiohttp_server: AiohttpServer, ca: trustme.CA) -> URL:
 
 
 async def test_untrusted_certificate_is_tls_error_and_not_retried(
-    tls_url: URL, session: aiohttp.ClientSession, sleeps: SleepLog
+    tls_url: URL, client: Client, sleeps: SleepLog
 ) -> None:
     assert str(tls_url).startswith("https://")
 
-    result = await probe(make_spec(tls_url), session, sleeps)
+    result = await probe(make_spec(tls_url), client, sleeps)
 
     assert result.outcome is Outcome.TLS_ERROR
     assert result.evidence.error is not None
@@ -719,9 +732,9 @@ async def test_untrusted_certificate_is_tls_error_and_not_retried(
 
 
 async def test_verify_tls_false_accepts_an_untrusted_certificate(
-    tls_url: URL, session: aiohttp.ClientSession
+    tls_url: URL, client: Client
 ) -> None:
-    result = await probe(make_spec(tls_url, verify_tls=False), session)
+    result = await probe(make_spec(tls_url, verify_tls=False), client)
 
     assert result.outcome is Outcome.OK
     assert result.evidence.body_excerpt == "secure"
@@ -738,7 +751,7 @@ async def test_verification_uses_the_trust_of_the_session(tls_url: URL, ca: trus
 
 
 async def test_tls_to_a_plain_http_server_is_tls_error(
-    raw_server: StartRaw, session: aiohttp.ClientSession
+    raw_server: StartRaw, client: Client
 ) -> None:
     async def plain(number: int, reader: Reader, writer: Writer) -> None:
         await reader.read(1)
@@ -747,7 +760,7 @@ async def test_tls_to_a_plain_http_server_is_tls_error(
 
     server = await raw_server(plain)
 
-    result = await probe(make_spec(f"https://127.0.0.1:{server.port}/"), session)
+    result = await probe(make_spec(f"https://127.0.0.1:{server.port}/"), client)
 
     assert result.outcome is Outcome.TLS_ERROR
 
@@ -756,21 +769,21 @@ async def test_tls_to_a_plain_http_server_is_tls_error(
 
 
 async def test_excerpt_is_capped_at_2kb_and_decoded_leniently(
-    aiohttp_server: AiohttpServer, session: aiohttp.ClientSession
+    aiohttp_server: AiohttpServer, client: Client
 ) -> None:
     async def handle(request: web.Request) -> web.Response:
         return web.Response(body=b"\xff" + b"a" * 10_000, content_type="text/plain")
 
     url = await serve_app(aiohttp_server, web.get("/", handle))
 
-    result = await probe(make_spec(url), session)
+    result = await probe(make_spec(url), client)
 
     assert result.outcome is Outcome.OK
     assert result.evidence.body_excerpt == "\ufffd" + "a" * (EXCERPT_BYTES - 1)
 
 
 async def test_header_evidence_keeps_first_values_and_is_capped(
-    aiohttp_server: AiohttpServer, session: aiohttp.ClientSession
+    aiohttp_server: AiohttpServer, client: Client
 ) -> None:
     async def handle(request: web.Request) -> web.Response:
         headers = CIMultiDict([("X-Dup", "first"), ("X-Dup", "second")])
@@ -779,7 +792,7 @@ async def test_header_evidence_keeps_first_values_and_is_capped(
 
     url = await serve_app(aiohttp_server, web.get("/", handle))
 
-    result = await probe(make_spec(url), session)
+    result = await probe(make_spec(url), client)
 
     assert result.evidence.headers["x-dup"] == "first"
     assert len(result.evidence.headers) == 50

@@ -142,6 +142,9 @@ async def test_migrations_create_the_schema_and_reopening_changes_nothing(
             "check_history": 0,
             "outbox": 0,
             "maintenance_windows": 0,
+            "workers": 0,
+            "site_leases": 0,
+            "confirmations": 0,
         }
         await open_incident(store)
     finally:
@@ -155,7 +158,7 @@ async def test_migrations_create_the_schema_and_reopening_changes_nothing(
             )
             version = (await conn.execute(sa.text("SELECT version_num FROM alembic_version"))).all()
         assert diffs == []
-        assert version == [("0002",)]
+        assert version == [("0003",)]
         assert (await store.count_rows())["incidents"] == 1
     finally:
         await store.close()
@@ -286,7 +289,7 @@ async def test_an_incident_round_trips_from_open_to_resolved(store: Store) -> No
     )
     failed_entry = entry(TimelineKind.CHECK_FAILED, t2, check=CHECKOUT, outcome=Outcome.TIMEOUT)
     escalated_entry = entry(TimelineKind.ESCALATED, t2, check=CHECKOUT, severity=Severity.CRITICAL)
-    assert escalated == await store.record(
+    stored_escalated = await store.record(
         check_key=CHECKOUT,
         result=probe(Outcome.TIMEOUT, t2, status=None, latency=None),
         transition=Transition(
@@ -297,11 +300,13 @@ async def test_an_incident_round_trips_from_open_to_resolved(store: Store) -> No
         ),
         previous_state=CheckState(key=CHECKOUT),
     )
+    assert stored_escalated == escalated
+    assert stored_escalated is not None and stored_escalated.version == opened.version + 1
 
     # 4. Both recover: resolved.
     t3 = t2 + timedelta(minutes=30)
     resolved = dataclasses.replace(
-        escalated, status=IncidentStatus.RESOLVED, resolved_at=t3, failing_checks=frozenset()
+        stored_escalated, status=IncidentStatus.RESOLVED, resolved_at=t3, failing_checks=frozenset()
     )
     closing = (
         entry(TimelineKind.CHECK_RECOVERED, t3),

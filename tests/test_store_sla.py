@@ -229,10 +229,12 @@ async def test_0002_upgrades_a_database_at_0001_and_keeps_its_incidents(
             )
             version = (await conn.execute(sa.text("SELECT version_num FROM alembic_version"))).all()
         assert diffs == []
-        assert version == [("0002",)]
+        assert version == [("0003",)]
         # The old incident takes clocks like a new one.
+        stored = await store.get_incident(7)
+        assert stored is not None and stored.version == 1
         clocked = dataclasses.replace(
-            old,
+            stored,
             calendar="24x7",
             response_due_at=T0 + timedelta(hours=4),
             sla_marks=frozenset({"x"}),
@@ -469,8 +471,11 @@ async def test_save_incident_needs_a_stored_incident(store: Store) -> None:
 
 async def queue(store: Store, incident: Incident, *, tag: str, at: datetime) -> int:
     """Queue one client mail about `incident` at `at`; returns its outbox id."""
+    # Each save moves the stored version on: save the current one, not the caller's copy.
+    current = await store.get_incident(incident.id or 0)
+    assert current is not None
     await store.save_incident(
-        incident,
+        current,
         timeline=(),
         notify=Notifier(messages=lambda i: (email(i, MessageKind.UPDATE, tag=tag),)),
         now=at,

@@ -5,6 +5,7 @@ from monitor.config.models import (
     ConfiguredCheck,
     MonitorConfig,
     configured_checks,
+    with_cluster_overrides,
 )
 from monitor.config.schema import json_schema, render_json_schema, write_json_schema
 
@@ -18,5 +19,6 @@ __all__ = [
     "load_config",
     "load_config_text",
     "render_json_schema",
+    "with_cluster_overrides",
     "write_json_schema",
 ]

@@ -7,7 +7,9 @@ policy in `incidents/`; this module assembles them into one file format. The JSO
 
 from __future__ import annotations
 
+import ipaddress
 import re
+import socket
 from collections.abc import Iterable
 from datetime import timedelta
 from email.utils import parseaddr
@@ -85,6 +87,12 @@ class Defaults(_Model):
     )
     failures_to_open: int = Field(default=3, ge=1, le=100)
     successes_to_resolve: int = Field(default=2, ge=1, le=100)
+    confirm_from_other_location: bool = Field(
+        default=False,
+        description="Before a failure counts toward an incident, have a monitor process in "
+        "another location probe the check too; a failure seen from one location alone is "
+        "ignored (see cluster.location).",
+    )
 
 
 INHERITED_FIELDS = tuple(Defaults.model_fields)
@@ -98,6 +106,10 @@ class CheckCommon(_Model):
     interval: Interval = Defaults.model_fields["interval"].default
     failures_to_open: int = Field(default=3, ge=1, le=100)
     successes_to_resolve: int = Field(default=2, ge=1, le=100)
+    confirm_from_other_location: bool = Field(
+        default=False,
+        description="Have another location confirm a failure before it counts (see defaults).",
+    )
     severity: Severity | None = Field(
         default=None,
         description="Severity of this check's failures (1-4), replacing the severity policy's; "
@@ -335,6 +347,60 @@ class SchedulerConfig(_Model):
     )
 
 
+class ClusterConfig(_Model):
+    """How the `monitor run` processes that share one database divide the sites between them.
+
+    Each site's checks are probed by the one process holding the site's lease; a process that
+    stops renewing (it died, or lost the database) loses its sites to the others within
+    `lease`. With one process (and SQLite) it simply holds every site.
+    """
+
+    location: Slug = Field(
+        default="local",
+        description="Where this process probes from, e.g. `${MONITOR_LOCATION:-eu-west}`; "
+        "`monitor run --location` overrides it. Checks with confirm_from_other_location "
+        "are re-probed from a different location before a failure counts.",
+    )
+    worker_id: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=200,
+        description="This process's name among those sharing the database (default: host "
+        "name/location). A process that restarts under the same name takes its sites back at "
+        "once; two processes running at the same time need different names "
+        "(`monitor run --worker-id`).",
+    )
+    source_address: str | None = Field(
+        default=None,
+        description="Local IP address the probes of `http` checks connect from (a machine "
+        "with one address per network path); `monitor run --source-address` overrides it.",
+    )
+    lease: Duration = Field(
+        default=timedelta(seconds=15),
+        ge=timedelta(seconds=1),
+        le=timedelta(minutes=10),
+        description="Within this, the sites of a process that died are taken over by the "
+        "others (leases are renewed every quarter of it).",
+    )
+
+    @field_validator("source_address")
+    @classmethod
+    def _an_ip_address(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                ipaddress.ip_address(value)
+            except ValueError:
+                raise ValueError(
+                    f"must be an IP address of this machine, e.g. 10.0.0.5 (got {value!r})"
+                ) from None
+        return value
+
+    @property
+    def worker(self) -> str:
+        """This process's worker id: `worker_id`, else "<host name>/<location>"."""
+        return self.worker_id or f"{socket.gethostname()}/{self.location}"
+
+
 class MonitorConfig(_Model):
     database: DatabaseConfig = DatabaseConfig()
     server: ServerConfig = ServerConfig()
@@ -350,6 +416,7 @@ class MonitorConfig(_Model):
     notifications: NotificationsConfig = NotificationsConfig()
     oncall: OncallConfig = OncallConfig()
     api: ApiConfig = ApiConfig()
+    cluster: ClusterConfig = ClusterConfig()
     clients: list[ClientConfig] = Field(min_length=1)
 
     @field_validator("plans")
@@ -416,3 +483,24 @@ def configured_checks(config: MonitorConfig) -> list[ConfiguredCheck]:
                     )
                 )
     return out
+
+
+def with_cluster_overrides(
+    config: MonitorConfig,
+    *,
+    location: str | None = None,
+    worker_id: str | None = None,
+    source_address: str | None = None,
+) -> MonitorConfig:
+    """`config` with the `monitor run` flags that name this one process applied (validated
+    like the YAML: a bad --location raises pydantic's ValidationError)."""
+    given = {
+        "location": location,
+        "worker_id": worker_id,
+        "source_address": source_address,
+    }
+    overrides = {name: value for name, value in given.items() if value is not None}
+    if not overrides:
+        return config
+    cluster = ClusterConfig.model_validate({**config.cluster.model_dump(), **overrides})
+    return config.model_copy(update={"cluster": cluster})

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy.engine import RowMapping
@@ -39,6 +40,7 @@ class HistoryRow:
 
 
 def incident_values(incident: Incident, *, updated_at: datetime) -> dict[str, Any]:
+    """The row's values but its id and version, which the store sets (compare-and-set)."""
     return {
         "client": incident.client,
         "site": incident.site,
@@ -83,6 +85,7 @@ def incident_from_row(row: RowMapping) -> Incident:
         next_update_due_at=row["next_update_due_at"],
         oncall_notified_at=row["oncall_notified_at"],
         sla_marks=frozenset(row["sla_marks"]),
+        version=row["version"],
     )
 
 
@@ -137,16 +140,36 @@ def state_from_row(row: RowMapping) -> CheckState:
     )
 
 
-def history_values(check_key: str, result: ProbeResult) -> dict[str, Any]:
-    error = result.evidence.error
-    return {
-        "check_key": check_key,
-        "at": result.started_at,
-        "outcome": result.outcome.value,
-        "latency": result.latency,
-        "status": result.evidence.status,
-        "error": error[:ERROR_MAX_CHARS] if error is not None else None,
-    }
+# A check_history row as the store buffers and inserts it, in this column order.
+HISTORY_COLUMNS = ("check_key", "at", "outcome", "latency", "status", "error")
+HistoryValues = tuple[str, datetime, str, float | None, int | None, str | None]
+
+
+def history_row(check_key: str, result: ProbeResult) -> HistoryValues:
+    """The history row of one result: a plain tuple, since one is made per probe."""
+    evidence = result.evidence
+    error = evidence.error
+    return (
+        check_key,
+        result.started_at,
+        result.outcome.value,
+        result.latency,
+        evidence.status,
+        error[:ERROR_MAX_CHARS] if error is not None else None,
+    )
+
+
+def sqlite_history_rows(rows: Iterable[HistoryValues]) -> list[tuple[Any, ...]]:
+    """Rows with `at` as SQLite keeps it (see tables.UTCDateTime): naive UTC text in
+    SQLAlchemy's format, so what SQLAlchemy wrote and reads back stays one format."""
+    return [(key, _sqlite_time(at), *rest) for key, at, *rest in rows]
+
+
+def _sqlite_time(at: datetime) -> str:
+    if at.tzinfo is not UTC:
+        at = at.astimezone(UTC)
+    text = at.replace(tzinfo=None).isoformat(" ")
+    return text if at.microsecond else text + ".000000"
 
 
 def history_from_row(row: RowMapping) -> HistoryRow:

@@ -3,7 +3,10 @@
 StoreError                   anything the store could not do; the original is __cause__
  ├── StoreUnavailable        the database cannot be reached or is busy: retry later
  ├── DuplicateOpenIncident   a site already has an open incident (.site)
- └── IncidentNotFound        an update named an incident id that is not stored (.incident_id)
+ ├── IncidentNotFound        an update named an incident id that is not stored (.incident_id)
+ ├── StaleIncident           another writer updated the incident since it was read
+ │                           (.incident_id, .version: the version the write expected)
+ └── LeaseLost               the writing process no longer owns the site's lease (.site, .owner)
 """
 
 from __future__ import annotations
@@ -38,6 +41,32 @@ class IncidentNotFound(StoreError):
     def __init__(self, incident_id: int) -> None:
         super().__init__(f"incident {incident_id} is not in the store")
         self.incident_id = incident_id
+
+
+class StaleIncident(StoreError):
+    """The incident was written by someone else since this copy was read (its version moved
+    on); nothing of the transaction was written. Reload it and decide again."""
+
+    def __init__(self, incident_id: int, version: int) -> None:
+        super().__init__(
+            f"incident {incident_id} changed since version {version} was read; reload it "
+            "(Store.get_incident) and apply the change to the current version"
+        )
+        self.incident_id = incident_id
+        self.version = version
+
+
+class LeaseLost(StoreError):
+    """A write fenced by a site lease found the lease held by another process, or by none;
+    nothing of the transaction was written. Stop probing the site until it is claimed again."""
+
+    def __init__(self, site: str, owner: str) -> None:
+        super().__init__(
+            f"{owner} no longer holds the lease on site {site!r} (it expired and was taken, "
+            "or was released); claim it again (Store.claim_sites) and reload its state first"
+        )
+        self.site = site
+        self.owner = owner
 
 
 @contextlib.contextmanager

@@ -11,6 +11,12 @@ Lifecycle of a row (`OutboxStatus`), moved only by `mark_*`:
     pending --mark_retry--> pending (attempts + 1, later next_attempt_at, last_error)
     pending --mark_sent---> sent    (final)
     pending --mark_failed-> failed  (final; attempts + 1)
+
+Processes sharing the database deliver through claims: `claim` marks due rows as being
+delivered by one worker until `claimed_until` (renewed by `extend` while it works), so no two
+workers send a row at once; every `mark_*` ends the claim. A worker that dies mid-send leaves
+its claim to run out, after which another sends the row again with the same Message-ID or
+Idempotency-Key (at least once, as after a crash of a single process).
 """
 
 from __future__ import annotations
@@ -18,7 +24,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
@@ -72,6 +78,8 @@ class OutboxItem:
     created_at: datetime
     sent_at: datetime | None
     message: OutgoingEmail | OutgoingWebhook
+    claimed_by: str | None = None  # the worker delivering it, while claimed_until is ahead
+    claimed_until: datetime | None = None
 
 
 def capped_error(error: str) -> str:
@@ -140,6 +148,8 @@ def item_from_row(row: RowMapping) -> OutboxItem:
         created_at=row["created_at"],
         sent_at=row["sent_at"],
         message=_message_from_row(row),
+        claimed_by=row["claimed_by"],
+        claimed_until=row["claimed_until"],
     )
 
 
@@ -192,6 +202,67 @@ def due_query(*, now: datetime, limit: int) -> sa.Select[Any]:
     )
 
 
+async def claim(
+    conn: AsyncConnection, *, worker: str, now: datetime, limit: int, claim_for: float
+) -> list[OutboxItem]:
+    """Claim up to `limit` due rows nobody holds a live claim on, oldest due first."""
+    if not claim_for > 0:
+        raise ValueError(f"claim_for must be a positive number of seconds (got {claim_for!r})")
+    claimable = (
+        sa.select(outbox.c.id)
+        .where(
+            outbox.c.status == OutboxStatus.PENDING.value,
+            outbox.c.next_attempt_at <= now,
+            sa.or_(outbox.c.claimed_until.is_(None), outbox.c.claimed_until <= now),
+        )
+        .order_by(outbox.c.next_attempt_at, outbox.c.id)
+        .limit(limit)
+        # Rows another worker is claiming right now are left to it, not waited for; one it
+        # claimed and committed meanwhile is re-checked against the WHERE and dropped.
+        .with_for_update(skip_locked=True)
+    )
+    stmt = (
+        sa.update(outbox)
+        .where(outbox.c.id.in_(claimable.scalar_subquery()))
+        .values(claimed_by=worker, claimed_until=now + timedelta(seconds=claim_for))
+        .returning(outbox)
+    )
+    items = [item_from_row(row) for row in (await conn.execute(stmt)).mappings()]
+    return sorted(items, key=lambda item: (item.next_attempt_at, item.id))
+
+
+async def extend(
+    conn: AsyncConnection,
+    *,
+    worker: str,
+    item_ids: Sequence[int],
+    now: datetime,
+    claim_for: float,
+) -> set[int]:
+    """Renew `worker`'s claims on the pending rows `item_ids`; returns the ids still held.
+
+    A claim that ran out is renewed too while nobody else took it: nobody else sent the row.
+    """
+    if not item_ids:
+        return set()
+    stmt = (
+        sa.update(outbox)
+        .where(
+            outbox.c.id.in_(list(item_ids)),
+            outbox.c.claimed_by == worker,
+            outbox.c.status == OutboxStatus.PENDING.value,
+        )
+        .values(claimed_until=now + timedelta(seconds=claim_for))
+        .returning(outbox.c.id)
+    )
+    return set((await conn.execute(stmt)).scalars())
+
+
+async def retire(conn: AsyncConnection, *, worker: str) -> None:
+    """Hand `worker`'s claims back: others may send those rows at once."""
+    await conn.execute(sa.update(outbox).where(outbox.c.claimed_by == worker).values(_UNCLAIMED))
+
+
 def incident_query(incident_id: int) -> sa.Select[Any]:
     return sa.select(outbox).where(outbox.c.incident_id == incident_id).order_by(outbox.c.id)
 
@@ -200,8 +271,16 @@ def counts_query() -> sa.Select[Any]:
     return sa.select(outbox.c.status, sa.func.count()).group_by(outbox.c.status)
 
 
+_UNCLAIMED: dict[str, Any] = {"claimed_by": None, "claimed_until": None}
+
+
 def sent_values(*, at: datetime) -> dict[str, Any]:
-    return {"status": OutboxStatus.SENT.value, "sent_at": at, "next_attempt_at": at}
+    return {
+        "status": OutboxStatus.SENT.value,
+        "sent_at": at,
+        "next_attempt_at": at,
+        **_UNCLAIMED,
+    }
 
 
 def retry_values(*, error: str, next_attempt_at: datetime) -> dict[str, Any]:
@@ -209,6 +288,7 @@ def retry_values(*, error: str, next_attempt_at: datetime) -> dict[str, Any]:
         "attempts": outbox.c.attempts + 1,
         "last_error": capped_error(error),
         "next_attempt_at": next_attempt_at,
+        **_UNCLAIMED,
     }
 
 
@@ -218,6 +298,7 @@ def failed_values(*, error: str, at: datetime) -> dict[str, Any]:
         "next_attempt_at": at,
         "attempts": outbox.c.attempts + 1,
         "last_error": capped_error(error),
+        **_UNCLAIMED,
     }
 
 

@@ -1,5 +1,6 @@
 """The store: incidents, their timelines, check state and bounded recent history, the
-notification outbox and maintenance windows.
+notification outbox and maintenance windows; and what lets processes share one database:
+workers, site leases, outbox claims and confirmation requests (see monitor.store.leases).
 
 One class for SQLite and PostgreSQL; the differences (upsert syntax, locking) stay inside.
 """
@@ -9,7 +10,8 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
-from collections.abc import AsyncIterator, Sequence
+import operator
+from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import asynccontextmanager
 from datetime import datetime
 from typing import Any
@@ -21,17 +23,21 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from checks.result import ProbeResult
 from incidents.model import CheckState, Incident, IncidentStatus, TimelineEntry, Transition
-from monitor.store import codec
+from monitor.store import codec, leases
+from monitor.store import confirmations as cf
 from monitor.store import maintenance as mw
 from monitor.store import outbox as ob
 from monitor.store.codec import HistoryRow
+from monitor.store.confirmations import ConfirmationAnswer, ConfirmationRequest
 from monitor.store.engine import SQLITE_BEGIN, create_engine, describe
 from monitor.store.errors import (
     DuplicateOpenIncident,
     IncidentNotFound,
+    StaleIncident,
     StoreError,
     translated,
 )
+from monitor.store.leases import SiteLeases, WorkerInfo
 from monitor.store.maintenance import MaintenanceWindow
 from monitor.store.migrate import upgrade_to_head
 from monitor.store.outbox import Notify, OutboxItem, OutboxStatus
@@ -71,8 +77,10 @@ class Store:
         # History rows of results that changed nothing else wait here and are written in one
         # batch by flush_history(): a healthy check then costs no transaction per probe.
         # Losing the last batch in a crash loses recent history only, never an incident.
-        self._pending: list[dict[str, Any]] = []
+        self._pending: list[codec.HistoryValues] = []
         self._flush_lock = asyncio.Lock()
+        # Sites whose lease rows exist (they are never deleted): claim_sites skips them.
+        self._lease_rows: set[str] = set()
 
     @classmethod
     async def open(
@@ -113,9 +121,21 @@ class Store:
         finally:
             await self._engine.dispose()
 
-    async def load_check_states(self) -> dict[str, CheckState]:
+    async def load_check_states(self, keys: Iterable[str] | None = None) -> dict[str, CheckState]:
+        """Stored check states by check key: all of them, or those of `keys` that exist
+        (e.g. the checks of a site this process just took over)."""
+        if keys is None:
+            queries = [sa.select(check_state)]
+        else:
+            wanted = sorted(set(keys))
+            queries = [
+                sa.select(check_state).where(check_state.c.check_key.in_(chunk))
+                for chunk in leases.chunks(wanted)
+            ]
+        rows: list[sa.RowMapping] = []
         with translated("loading check states"):
-            rows = await self._fetch(sa.select(check_state))
+            for query in queries:
+                rows.extend(await self._fetch(query))
         states = (codec.state_from_row(row) for row in rows)
         return {state.key: state for state in states}
 
@@ -127,6 +147,15 @@ class Store:
         found = (codec.incident_from_row(row) for row in rows)
         return {incident.site: incident for incident in found}
 
+    async def load_open_incident(self, site: str) -> Incident | None:
+        """The open incident of `site` ("client/site"), if it has one."""
+        query = sa.select(incidents).where(
+            incidents.c.site == site, incidents.c.status == IncidentStatus.OPEN.value
+        )
+        with translated(f"loading the open incident of {site}"):
+            rows = await self._fetch(query)
+        return codec.incident_from_row(rows[0]) if rows else None
+
     async def record(
         self,
         *,
@@ -135,12 +164,20 @@ class Store:
         transition: Transition,
         previous_state: CheckState,
         notify: Notify | None = None,
+        owner: str | None = None,
     ) -> Incident | None:
         """Write the consequences of one probe result in one transaction.
 
-        Returns the site's incident after the write (with its id when it was just opened),
-        or None when the site has none. Raises DuplicateOpenIncident when the site already
-        has another open incident; nothing of the result is written then.
+        Returns the site's incident after the write (with its id when it was just opened,
+        and its new version whenever it was written), or None when the site has none.
+        Raises DuplicateOpenIncident when the site already has another open incident, and
+        StaleIncident when the incident was written by someone else since it was read;
+        nothing of the result is written then.
+
+        With `owner` (a worker id), the write is fenced by the lease on the check's site
+        (the check key "client/site/check" without its last part): LeaseLost, and nothing
+        written, unless `owner` holds it. A result that changes nothing but history is
+        buffered (see flush_history) and not fenced: history is the probing worker's own.
 
         When the incident changed or gained timeline entries and `notify` is given, it is
         called with the stored incident inside the transaction; the incident it returns is
@@ -150,6 +187,7 @@ class Store:
         """
         if transition.state.key != check_key:
             raise ValueError(f"transition is for {transition.state.key!r}, not {check_key!r}")
+        site = _site_of(check_key) if owner is not None else ""
         incident = transition.incident
         if result.started_at.utcoffset() is None:
             # Checked here, not only when bound: a buffered row would fail later, elsewhere.
@@ -157,9 +195,7 @@ class Store:
                 f"recording a result of {check_key}: naive datetime "
                 f"{result.started_at.isoformat()}: pass an aware UTC datetime"
             )
-        history = codec.history_values(check_key, result)
-        # The store never reads the clock: rows it stamps take the time of what happened.
-        written_at = max([result.started_at, *(entry.at for entry in transition.timeline)])
+        history = codec.history_row(check_key, result)
         state_changed = _state_changed(previous_state, transition.state)
         worth_telling = transition.incident_changed or bool(transition.timeline)
         if not state_changed and not worth_telling:
@@ -171,12 +207,16 @@ class Store:
             if len(self._pending) == HISTORY_BATCH:
                 await self.flush_history()
             return incident
+        # The store never reads the clock: rows it stamps take the time of what happened.
+        written_at = max([result.started_at, *(entry.at for entry in transition.timeline)])
         async with self._flush_lock:
             # Buffered rows go first, in the same transaction, so history stays in order.
             batch, self._pending = self._pending, []
             try:
                 with translated(f"recording a result of {check_key}"):
                     async with self._write() as conn:
+                        if owner is not None:
+                            await leases.fence(conn, site=site, owner=owner)
                         if state_changed:
                             await conn.execute(_upsert_state(conn, transition.state))
                         if incident is not None and transition.incident_changed:
@@ -239,16 +279,15 @@ class Store:
         timeline: Sequence[TimelineEntry],
         notify: Notify | None = None,
         now: datetime,
+        owner: str | None = None,
     ) -> Incident:
         """Update a stored incident (an operator action, an SLA tick) in one transaction:
         its row, the `timeline` entries to append, and, when `notify` is given, what it
         returns (as in `record`), with notifications due at `now`. Returns the incident as
-        written. Raises IncidentNotFound when its id is not stored.
-
-        There is deliberately no optimistic guard (compare-and-set on updated_at): the runtime
-        changes a site's incident only under that site's lock, in the one process that runs
-        the site's checks, so no two writers race on one row. Several processes sharing a
-        database must therefore route a site's operator actions to the process owning it.
+        written, with its new version. Raises IncidentNotFound when its id is not stored,
+        StaleIncident when its version is not the stored one (someone else wrote it since
+        it was read), and with `owner`, LeaseLost unless that worker holds the lease on the
+        incident's site; nothing is written then.
         """
         if incident.id is None:
             raise ValueError(
@@ -257,7 +296,9 @@ class Store:
             )
         with translated(f"saving incident {incident.id}"):
             async with self._write() as conn:
-                await _save_incident(conn, incident, updated_at=now)
+                if owner is not None:
+                    await leases.fence(conn, site=incident.site, owner=owner)
+                incident = await _save_incident(conn, incident, updated_at=now)
                 if timeline:
                     await _append_timeline(conn, incident, timeline)
                 if notify is not None:
@@ -267,10 +308,34 @@ class Store:
     # --- the outbox (see monitor.store.outbox for the lifecycle of a row) ---
 
     async def due_outbox(self, *, now: datetime, limit: int = 100) -> list[OutboxItem]:
-        """Pending notifications whose next attempt is due at `now`, oldest due first."""
+        """Pending notifications whose next attempt is due at `now`, oldest due first,
+        claimed or not: to look at; deliver what claim_outbox returns."""
         with translated("reading the due outbox"):
             rows = await self._fetch(ob.due_query(now=now, limit=limit))
         return [ob.item_from_row(row) for row in rows]
+
+    async def claim_outbox(
+        self, *, worker: str, now: datetime, limit: int, claim_for: float
+    ) -> list[OutboxItem]:
+        """Claim up to `limit` due notifications for `worker` until now + claim_for, oldest
+        due first: no other worker gets them until a mark_* ends the claim or it runs out
+        (then another sends the row again: same Message-ID / Idempotency-Key)."""
+        with translated("claiming due notifications"):
+            async with self._write() as conn:
+                return await ob.claim(
+                    conn, worker=worker, now=now, limit=limit, claim_for=claim_for
+                )
+
+    async def extend_outbox_claims(
+        self, *, worker: str, item_ids: Sequence[int], now: datetime, claim_for: float
+    ) -> set[int]:
+        """Renew `worker`'s claims on `item_ids` until now + claim_for (a long delivery);
+        returns the ids it still holds: do not send the others, another worker may."""
+        with translated("renewing outbox claims"):
+            async with self._write() as conn:
+                return await ob.extend(
+                    conn, worker=worker, item_ids=item_ids, now=now, claim_for=claim_for
+                )
 
     async def outbox_for_incident(self, incident_id: int) -> list[OutboxItem]:
         """Every notification queued about the incident, in the order queued."""
@@ -305,6 +370,128 @@ class Store:
         with translated(f"updating outbox item {item_id}"):
             async with self._write() as conn:
                 await ob.move(conn, item_id, values=values, already=already)
+
+    # --- processes sharing the database (see monitor.store.leases) ---
+
+    async def heartbeat(
+        self, *, worker: str, location: str, now: datetime, ttl: float
+    ) -> list[WorkerInfo]:
+        """Mark `worker` (in `location`) alive until now + ttl; returns the live workers
+        (expires_at > now), itself included, by id. Forgets workers found dead."""
+        with translated(f"heartbeat of worker {worker}"):
+            async with self._write() as conn:
+                return await leases.heartbeat(
+                    conn, worker=worker, location=location, now=now, ttl=ttl
+                )
+
+    async def retire_worker(self, *, worker: str) -> None:
+        """On a clean shutdown: forget `worker`, free its site leases and hand its outbox and
+        confirmation claims back, so other workers take over at once. Its own confirmation
+        requests are dropped."""
+        with translated(f"retiring worker {worker}"):
+            async with self._write() as conn:
+                await leases.retire(conn, worker=worker)
+                await ob.retire(conn, worker=worker)
+                await cf.retire(conn, worker=worker)
+
+    async def claim_sites(
+        self,
+        *,
+        worker: str,
+        location: str,
+        sites: Sequence[str],
+        now: datetime,
+        lease: float,
+        limit: int,
+    ) -> SiteLeases:
+        """In one transaction: renew the leases `worker` holds among `sites` until
+        now + lease, free those it holds outside `sites`, then take free or expired leases
+        among `sites` (by site key; concurrent claimers split them) until it holds `limit`.
+        Returns what it holds, and which of those it just took (reload their state).
+
+        `sites` is every site this worker may probe; holding more than `limit` releases
+        nothing (release_sites does)."""
+        with translated(f"claiming sites for worker {worker}"):
+            async with self._write() as conn:
+                claimed = await leases.claim(
+                    conn,
+                    worker=worker,
+                    location=location,
+                    sites=sites,
+                    now=now,
+                    lease=lease,
+                    limit=limit,
+                    known=self._lease_rows,
+                )
+        # Only once committed: rows inserted by a rolled-back claim do not exist.
+        self._lease_rows.update(sites)
+        return claimed
+
+    async def release_sites(self, *, worker: str, sites: Iterable[str]) -> set[str]:
+        """Give up `worker`'s leases among `sites` (e.g. to make room for a new worker);
+        returns the sites freed."""
+        with translated(f"releasing sites of worker {worker}"):
+            async with self._write() as conn:
+                return await leases.release(conn, worker=worker, sites=sites)
+
+    async def held_sites(self, *, worker: str) -> set[str]:
+        """The sites whose lease names `worker`, expired or not."""
+        with translated(f"reading the sites of worker {worker}"):
+            async with self._engine.connect() as conn:
+                return set(await leases.owned(conn, worker))
+
+    # --- confirmations (see monitor.store.confirmations for the lifecycle of a request) ---
+
+    async def request_confirmation(
+        self, *, check_key: str, worker: str, location: str, now: datetime, ttl: float
+    ) -> int:
+        """Ask workers in other locations to re-probe `check_key` within `ttl` seconds;
+        returns the request id to poll with confirmation_answer."""
+        with translated(f"requesting a confirmation of {check_key}"):
+            async with self._write() as conn:
+                return await cf.request(
+                    conn, check_key=check_key, worker=worker, location=location, now=now, ttl=ttl
+                )
+
+    async def claim_confirmations(
+        self, *, worker: str, location: str, now: datetime, limit: int, claim_for: float
+    ) -> list[ConfirmationRequest]:
+        """Take up to `limit` unexpired requests from locations other than `location`,
+        oldest first (pending, or claimed by a worker whose claim ran out), until
+        now + claim_for."""
+        with translated("claiming confirmation requests"):
+            async with self._write() as conn:
+                return await cf.claim(
+                    conn,
+                    worker=worker,
+                    location=location,
+                    now=now,
+                    limit=limit,
+                    claim_for=claim_for,
+                )
+
+    async def answer_confirmation(
+        self, *, request_id: int, worker: str, answer: dict[str, Any], now: datetime
+    ) -> bool:
+        """Store what `worker` saw (a small JSON object: outcome, latency, status, error,
+        location). True if stored; False if the request was answered already or is gone."""
+        with translated(f"answering confirmation request {request_id}"):
+            async with self._write() as conn:
+                return await cf.answer(
+                    conn, request_id=request_id, worker=worker, answer=answer, now=now
+                )
+
+    async def confirmation_answer(self, request_id: int) -> ConfirmationAnswer | None:
+        """The answer to the request, or None while it has none (or was purged)."""
+        with translated(f"reading confirmation request {request_id}"):
+            rows = await self._fetch(cf.answer_query(request_id))
+        return cf.answer_from_row(rows[0]) if rows else None
+
+    async def purge_confirmations(self, *, before: datetime) -> int:
+        """Delete the requests that expired before `before`; returns how many."""
+        with translated("purging confirmation requests"):
+            async with self._write() as conn:
+                return int((await conn.execute(cf.purge(before=before))).rowcount)
 
     # --- maintenance windows ---
 
@@ -391,19 +578,30 @@ class Store:
                 raise
             return len(batch)
 
-    async def _append_history(self, conn: AsyncConnection, rows: list[dict[str, Any]]) -> None:
-        await conn.execute(sa.insert(check_history), rows)
-        to_trim: set[str] = set()
+    async def _append_history(
+        self, conn: AsyncConnection, rows: Sequence[codec.HistoryValues]
+    ) -> None:
+        # One executemany of plain tuples: hundreds of rows a second go through here, and
+        # SQLAlchemy's per-row parameter processing would cost more than the insert itself.
+        if conn.dialect.name == "sqlite":
+            await conn.exec_driver_sql(_INSERT_HISTORY_SQLITE, codec.sqlite_history_rows(rows))
+        else:
+            await conn.exec_driver_sql(_INSERT_HISTORY_POSTGRESQL, list(rows))
+        to_trim: list[str] = []
+        inserts, trim_every = self._inserts, self._trim_every
         for row in rows:
-            check_key = row["check_key"]
-            written = self._inserts.get(check_key, 0)
-            self._inserts[check_key] = written + 1
+            check_key = row[0]
+            written = inserts.get(check_key, 0)
+            inserts[check_key] = written + 1
             # Trimming on every k-th insert (and the first after a start, whatever was left
-            # behind) keeps each check within history_bound rows at one DELETE per k probes.
-            if written % self._trim_every == 0:
-                to_trim.add(check_key)
-        for check_key in sorted(to_trim):
-            await conn.execute(_trim_history(check_key, keep=self._history_per_check))
+            # behind) keeps each check within history_bound rows, at one statement per flush
+            # for all the checks due.
+            if written % trim_every == 0:
+                to_trim.append(check_key)
+        keys = sorted(set(to_trim))
+        for start in range(0, len(keys), _TRIM_CHUNK):
+            chunk = keys[start : start + _TRIM_CHUNK]
+            await conn.execute(_trim_history(chunk, keep=self._history_per_check))
 
 
 def _upsert_state(conn: AsyncConnection, state: CheckState) -> sa.Executable:
@@ -418,17 +616,25 @@ def _upsert_state(conn: AsyncConnection, state: CheckState) -> sa.Executable:
 async def _save_incident(
     conn: AsyncConnection, incident: Incident, *, updated_at: datetime
 ) -> Incident:
-    """Insert the incident (returned with its id) or update its row by id."""
+    """Insert the incident (returned with its id, at version 1) or update its row by id if
+    it still has the incident's version (returned with the next one)."""
     values = codec.incident_values(incident, updated_at=updated_at)
     try:
         if incident.id is None:
-            stmt = sa.insert(incidents).values(values).returning(incidents.c.id)
+            stmt = sa.insert(incidents).values({**values, "version": 1}).returning(incidents.c.id)
             new_id: int = (await conn.execute(stmt)).scalar_one()
-            return dataclasses.replace(incident, id=new_id)
-        stmt_update = sa.update(incidents).where(incidents.c.id == incident.id).values(values)
+            return dataclasses.replace(incident, id=new_id, version=1)
+        stmt_update = (
+            sa.update(incidents)
+            .where(incidents.c.id == incident.id, incidents.c.version == incident.version)
+            .values({**values, "version": incidents.c.version + 1})
+        )
         if (await conn.execute(stmt_update)).rowcount == 0:
-            raise IncidentNotFound(incident.id)
-        return incident
+            exists = sa.select(incidents.c.id).where(incidents.c.id == incident.id)
+            if (await conn.execute(exists)).first() is None:
+                raise IncidentNotFound(incident.id)
+            raise StaleIncident(incident.id, incident.version)
+        return dataclasses.replace(incident, version=incident.version + 1)
     except IntegrityError as exc:
         # The only constraint an incident row can break is the one open incident per site.
         raise DuplicateOpenIncident(incident.site) from exc
@@ -442,13 +648,14 @@ async def _notified(
     if incident.id is None:
         raise StoreError(f"{incident.site}: notifications need a stored incident (no id)")
     changed, messages = notify(incident)
-    if changed.id != incident.id:
+    if changed.id != incident.id or changed.version != incident.version:
         raise ValueError(
-            f"notify returned incident {changed.id} for incident {incident.id}; it may change "
-            "the incident's clocks and marks, not which incident it is"
+            f"notify returned incident {changed.id} version {changed.version} for incident "
+            f"{incident.id} version {incident.version}; it may change the incident's clocks "
+            "and marks, not which incident (or version) it is"
         )
     if changed != incident:
-        await _save_incident(conn, changed, updated_at=now)
+        changed = await _save_incident(conn, changed, updated_at=now)
     await ob.enqueue(conn, messages, incident_id=incident.id, now=now)
     return changed
 
@@ -465,25 +672,45 @@ async def _append_timeline(
     await conn.execute(sa.insert(timeline), rows)
 
 
-def _trim_history(check_key: str, *, keep: int) -> sa.Delete:
-    # The id of the newest row to drop; NULL (nothing dropped) while there are <= keep rows.
-    newest_dropped = (
-        sa.select(check_history.c.id)
-        .where(check_history.c.check_key == check_key)
-        .order_by(check_history.c.id.desc())
-        .offset(keep)
-        .limit(1)
-        .scalar_subquery()
+def _site_of(check_key: str) -> str:
+    site, _, check = check_key.rpartition("/")
+    if not site or not check:
+        raise ValueError(
+            f"check key {check_key!r} names no site: fencing by site lease needs "
+            '"client/site/check" keys'
+        )
+    return site
+
+
+def _trim_history(check_keys: Sequence[str], *, keep: int) -> sa.Delete:
+    """Delete all but the newest `keep` rows of each of `check_keys`, in one statement."""
+    newest_first = (
+        sa.select(
+            check_history.c.id,
+            sa.func.row_number()
+            .over(partition_by=check_history.c.check_key, order_by=check_history.c.id.desc())
+            .label("rank"),
+        )
+        .where(check_history.c.check_key.in_(check_keys))
+        .subquery()
     )
-    return sa.delete(check_history).where(
-        check_history.c.check_key == check_key, check_history.c.id <= newest_dropped
-    )
+    dropped = sa.select(newest_first.c.id).where(newest_first.c.rank > keep)
+    return sa.delete(check_history).where(check_history.c.id.in_(dropped))
+
+
+_HISTORY_INSERT = f"INSERT INTO check_history ({', '.join(codec.HISTORY_COLUMNS)}) VALUES "
+_INSERT_HISTORY_SQLITE = _HISTORY_INSERT + "(?, ?, ?, ?, ?, ?)"
+_INSERT_HISTORY_POSTGRESQL = _HISTORY_INSERT + "($1, $2, $3, $4, $5, $6)"
+# Check keys per trimming statement: far below either database's limit on parameters.
+_TRIM_CHUNK = 1000
+# The check_state columns that make a write worth it: all but last_result_at (see below).
+_STATE_FIELDS = operator.attrgetter(
+    *(f.name for f in dataclasses.fields(CheckState) if f.name != "last_result_at")
+)
 
 
 def _state_changed(before: CheckState, after: CheckState) -> bool:
     """Whether the check_state row needs a write. `last_result_at` moves with every probe and
     the history row records it already, so a healthy check's state is written only when it
     really changes, not once per probe."""
-    return dataclasses.replace(before, last_result_at=None) != dataclasses.replace(
-        after, last_result_at=None
-    )
+    return before is not after and _STATE_FIELDS(before) != _STATE_FIELDS(after)

@@ -79,6 +79,9 @@ incidents = sa.Table(
     sa.Column("next_update_due_at", UTCDateTime, nullable=True),
     sa.Column("oncall_notified_at", UTCDateTime, nullable=True),
     sa.Column("sla_marks", sa.JSON, nullable=False, server_default=sa.text("'[]'")),
+    # Bumped by every update, which only applies to the version it read (revision 0003): a
+    # writer holding a stale copy fails instead of overwriting what another wrote.
+    sa.Column("version", sa.Integer, nullable=False, server_default=sa.text("1")),
     # The database, not the engine, guarantees one open incident per site: two processes
     # racing to open one for the same site cannot both win.
     sa.Index(
@@ -152,6 +155,10 @@ outbox = sa.Table(
     sa.Column("last_error", sa.Text, nullable=True),
     sa.Column("created_at", UTCDateTime, nullable=False),
     sa.Column("sent_at", UTCDateTime, nullable=True),
+    # The worker delivering it, until claimed_until (revision 0003): processes sharing the
+    # database never send one row at the same time, and a dead one's claim runs out.
+    sa.Column("claimed_by", sa.Text, nullable=True),
+    sa.Column("claimed_until", UTCDateTime, nullable=True),
     sa.UniqueConstraint("dedupe_key"),
     sa.CheckConstraint("status IN ('pending', 'sent', 'failed')", name="status"),
     sa.CheckConstraint("channel IN ('email', 'webhook')", name="channel"),
@@ -173,4 +180,61 @@ maintenance_windows = sa.Table(
     sa.Index("ix_maintenance_windows_site_ends_at", "site", "ends_at"),
 )
 
-ALL_TABLES = (incidents, timeline, check_state, check_history, outbox, maintenance_windows)
+# --- processes sharing one database (revision 0003; see monitor.store.leases) ---
+
+# Every `monitor run` process, alive while expires_at is ahead (renewed by its heartbeat).
+workers = sa.Table(
+    "workers",
+    metadata,
+    sa.Column("id", sa.Text, primary_key=True),
+    sa.Column("location", sa.Text, nullable=False),
+    sa.Column("started_at", UTCDateTime, nullable=False),
+    sa.Column("heartbeat_at", UTCDateTime, nullable=False),
+    sa.Column("expires_at", UTCDateTime, nullable=False),
+)
+
+# Which process probes a site ("client/site") and may write its state and incident: the
+# owner, until expires_at. A row with no owner is free; an expired one may be taken.
+site_leases = sa.Table(
+    "site_leases",
+    metadata,
+    sa.Column("site", sa.Text, primary_key=True),
+    sa.Column("owner", sa.Text, nullable=True),
+    sa.Column("location", sa.Text, nullable=True),
+    sa.Column("expires_at", UTCDateTime, nullable=True),
+    sa.Column("acquired_at", UTCDateTime, nullable=True),
+    sa.Index("ix_site_leases_owner", "owner"),
+)
+
+# A failure seen from one location, to be re-probed from another before an incident opens
+# (see monitor.store.confirmations for the lifecycle of a row).
+confirmations = sa.Table(
+    "confirmations",
+    metadata,
+    sa.Column("id", BigId, primary_key=True, autoincrement=True),
+    sa.Column("check_key", sa.Text, nullable=False),
+    sa.Column("requested_by", sa.Text, nullable=False),
+    sa.Column("requested_location", sa.Text, nullable=False),
+    sa.Column("requested_at", UTCDateTime, nullable=False),
+    sa.Column("expires_at", UTCDateTime, nullable=False),
+    sa.Column("status", sa.Text, nullable=False),
+    sa.Column("claimed_by", sa.Text, nullable=True),  # after an answer: who answered
+    sa.Column("claimed_location", sa.Text, nullable=True),
+    sa.Column("claimed_until", UTCDateTime, nullable=True),
+    sa.Column("answered_at", UTCDateTime, nullable=True),
+    sa.Column("answer", sa.JSON, nullable=True),
+    sa.CheckConstraint("status IN ('pending', 'claimed', 'answered')", name="status"),
+    sa.Index("ix_confirmations_status_expires_at", "status", "expires_at"),
+)
+
+ALL_TABLES = (
+    incidents,
+    timeline,
+    check_state,
+    check_history,
+    outbox,
+    maintenance_windows,
+    workers,
+    site_leases,
+    confirmations,
+)
