@@ -42,7 +42,7 @@ SITE_LABELS = ("client", "site")
 
 _OUTCOMES = tuple(Outcome)
 _OUTCOME_SLOT = {outcome: slot for slot, outcome in enumerate(_OUTCOMES)}
-_NO_COUNTS = array("Q", bytes(8 * len(_OUTCOMES)))
+_NO_COUNTS = array("I", [0] * len(_OUTCOMES))
 # Checks formatted per chunk of the exposition, so a scrape can let probes run in between.
 CHUNK = 5000
 
@@ -86,14 +86,14 @@ class CheckMetrics(Collector):
         self._bounds = tuple(float(bound) for bound in buckets)
         self._le = [_number(bound) for bound in self._bounds] + ["+Inf"]
         self._slot: dict[str, int] = {}
-        self._values: list[tuple[str, str, str]] = []
+        self._keys: list[str] = []  # split into label values only when collected
         self._labels: list[str] = []
         self._live = bytearray()  # 1 while the check's series are shown
         self._success = bytearray()
         self._status = array("l")
         self._duration = array("d")  # NaN: the last probe measured none
         self._cert = array("d")  # NaN: no certificate seen
-        self._counts = array("Q")  # len(_OUTCOMES) per check
+        self._counts = array("I")  # len(_OUTCOMES) per check (2**32 probes: 136 years at 1/s)
         self._site_of = array("l")
         self._site_slot: dict[str, int] = {}
         self._site_values: list[tuple[str, str]] = []
@@ -136,9 +136,9 @@ class CheckMetrics(Collector):
 
     def _add(self, key: str) -> int:
         client, site, check = key.split("/", 2)
-        slot = len(self._values)
+        slot = len(self._keys)
         self._slot[key] = slot
-        self._values.append((client, site, check))
+        self._keys.append(key)
         self._labels.append(label_text(CHECK_LABELS, (client, site, check)))
         self._live.append(0)
         self._success.append(0)
@@ -161,7 +161,7 @@ class CheckMetrics(Collector):
 
     def render(self) -> Iterator[bytes]:
         """The series in the Prometheus text format, in chunks of at most CHUNK checks."""
-        live = [slot for slot in range(len(self._values)) if self._live[slot]]
+        live = [slot for slot in range(len(self._keys)) if self._live[slot]]
         chunks = [live[start : start + CHUNK] for start in range(0, len(live), CHUNK)]
         labels = self._labels
         gauges: tuple[tuple[str, Sequence[float] | bytearray, bool], ...] = (
@@ -206,7 +206,7 @@ class CheckMetrics(Collector):
         name = "monitor_probe_duration_seconds"
         lines = [_header(name, "histogram")]
         width = len(self._bounds) + 1
-        shown = {self._site_of[slot] for slot in range(len(self._values)) if self._live[slot]}
+        shown = {self._site_of[slot] for slot in range(len(self._keys)) if self._live[slot]}
         for site in sorted(shown):
             labels = self._site_labels[site]
             total = 0
@@ -235,7 +235,7 @@ class CheckMetrics(Collector):
     def collect(self) -> Iterable[Metric]:
         if self._omitted:
             return []
-        return self._families([slot for slot in range(len(self._values)) if self._live[slot]])
+        return self._families([slot for slot in range(len(self._keys)) if self._live[slot]])
 
     def _families(self, slots: Sequence[int]) -> list[Metric]:
         gauges = {
@@ -259,7 +259,7 @@ class CheckMetrics(Collector):
         )
         width = len(_OUTCOMES)
         for slot in slots:
-            values = list(self._values[slot])
+            values = self._keys[slot].split("/", 2)
             gauges["probe_success"].add_metric(values, self._success[slot])
             gauges["probe_http_status_code"].add_metric(values, self._status[slot])
             for name, series in (

@@ -161,6 +161,24 @@ class Metrics:
         self.checks_configured = Gauge(
             "monitor_checks_configured", "Checks in the loaded configuration.", registry=registry
         )
+        self.sites_held = Gauge(
+            "monitor_sites_held",
+            "Sites whose lease this process holds: it probes their checks (all of them "
+            "when it runs alone).",
+            registry=registry,
+        )
+        self.cluster_workers = Gauge(
+            "monitor_cluster_workers",
+            "Live monitor processes sharing the database, this one included, at the last "
+            "lease round.",
+            registry=registry,
+        )
+        self.sites_gained = Counter(
+            "monitor_sites_gained",
+            "Sites this process took a lease on (at start, from a process that died or "
+            "stopped, or in rebalancing).",
+            registry=registry,
+        )
         self.store_errors = Counter(
             "monitor_store_errors",
             "Probe results that could not be written to the database.",

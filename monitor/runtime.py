@@ -120,6 +120,9 @@ class Monitor:
             on_gained=self._gained,
             on_lost=self._lost,
         )
+        # Read at scrape time: they change at lease rounds, not per probe.
+        metrics.sites_held.set_function(lambda: len(self.ownership.held))
+        metrics.cluster_workers.set_function(lambda: len(self.ownership.workers))
         self._confirmer = Confirmer(
             store=store,
             clock=clock,
@@ -195,6 +198,7 @@ class Monitor:
         await self.desk.adopt(sites)
         self._states.update(await self._store.load_check_states(keys=self._keys_of(sites)))
         self._scheduler.set_active(self._keys_of(self.ownership.held | sites))
+        self._metrics.sites_gained.inc(len(sites))
 
     def _lost(self, sites: set[str]) -> None:
         self.desk.drop(sites)

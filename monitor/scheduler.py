@@ -9,11 +9,14 @@ Cheap per run, since one process dispatches hundreds of runs a second: heap entr
 tuples, the caps are counters (a run waits in a queue, not in a task, until a slot frees), and
 the dispatcher sleeps on one timer, woken early only when an earlier run is booked.
 
-When the process cannot keep up (the dispatcher wakes late because the event loop is busy, or
-runs wait for a free slot under `max_concurrency`), it says so (`overloaded`, `on_overload`)
-and sheds runs that would start more than `late_limit` after their due time (`on_shed`)
-instead of running them late in a burst: the next regular run is booked as usual. Runs held
-back by `per_host` (one slow site) are not the process's overload: they wait their turn.
+When the process falls behind (the dispatcher wakes late because the event loop is busy, or
+runs wait for a free slot under `max_concurrency`), it sheds runs that would start more than
+`late_limit` (at most half their interval) after their due time (`on_shed`) instead of
+running them late in a burst: the next regular run is booked as usual. Once a run starts, or
+would have, more than `overload_lag` late, it says it is overloaded (`overloaded`,
+`on_overload`) until `overload_window` passes without that. Runs held back by `per_host`
+alone (one slow site, while slots are free) are not the process's doing: they wait their
+turn.
 """
 
 from __future__ import annotations
@@ -22,7 +25,9 @@ import asyncio
 import heapq
 import logging
 import math
+import sys
 import zlib
+from array import array
 from collections import deque
 from collections.abc import Awaitable, Callable, Collection, Sequence
 from typing import Generic, Protocol, TypeVar
@@ -103,12 +108,16 @@ class Scheduler(Generic[T]):
         self._on_overload = on_overload
         self._overload_lag = overload_lag
         self._overload_window = overload_window
-        # Per item, read on every dispatch: computed once.
-        self._interval = [item.interval_seconds for item in self._items]
-        self._phase = [phase_offset(item.key, item.interval_seconds) for item in self._items]
-        self._host = [item.host for item in self._items]
+        # Per item, read on every dispatch: computed once, compactly (50,000 items).
+        self._interval = array("d", (item.interval_seconds for item in self._items))
+        self._phase = array(
+            "d", (phase_offset(item.key, item.interval_seconds) for item in self._items)
+        )
+        self._host = [sys.intern(item.host) for item in self._items]  # a few hosts, shared
         # A run this late is shed; at most half an interval, so it never meets the next one.
-        self._late_limit = [min(late_limit, interval / 2) for interval in self._interval]
+        self._late_limit = array(
+            "d", (min(late_limit, interval / 2) for interval in self._interval)
+        )
         # set_active: which items are dispatched; a heap entry whose generation is not its
         # item's current one is stale (the item was switched off, or on again) and dropped.
         self._active = bytearray(b"\x01" * len(self._items))
@@ -120,7 +129,9 @@ class Scheduler(Generic[T]):
         self._busy: set[int] = set()  # items running or waiting for a slot
         self._running = 0
         self._host_running: dict[str, int] = {}  # slots held, running or about to
-        self._host_waiting: dict[str, deque[tuple[int, float]]] = {}
+        # (index, due, crowded): crowded when every slot was taken as it began to wait, so
+        # its wait is ours too, not only its site's (see _free_host_slot).
+        self._host_waiting: dict[str, deque[tuple[int, float, bool]]] = {}
         self._slot_waiting: deque[tuple[int, float, float]] = deque()  # (index, due, since)
         self._tasks: set[asyncio.Task[None]] = set()
         self._started = False
@@ -156,8 +167,9 @@ class Scheduler(Generic[T]):
 
     @property
     def overloaded(self) -> bool:
-        """Whether, within the last `overload_window` seconds, a run was shed or started more
-        than `overload_lag` late for want of the process's own time or slots."""
+        """Whether, within the last `overload_window` seconds, a run started (or was shed
+        instead of starting) more than `overload_lag` late for want of the process's own time
+        or slots."""
         since = self._monotonic() - self._overload_window
         return self._late_seen > since or self._shed_seen > since
 
@@ -303,7 +315,8 @@ class Scheduler(Generic[T]):
         host = self._host[index]
         held = self._host_running.get(host, 0)
         if held >= self._per_host:
-            self._host_waiting.setdefault(host, deque()).append((index, at))
+            crowded = self._running >= self._max_concurrency
+            self._host_waiting.setdefault(host, deque()).append((index, at, crowded))
             return
         self._host_running[host] = held + 1
         if self._running >= self._max_concurrency:
@@ -340,12 +353,20 @@ class Scheduler(Generic[T]):
         """Give the host's slot to the next run waiting for that host, if any."""
         waiting = self._host_waiting.get(host)
         while waiting:
-            index, at = waiting.popleft()
-            if self._active[index]:
-                # It waited for its site, not for us: its lateness counts from now on.
+            index, at, crowded = waiting.popleft()
+            late = now - at
+            if not self._active[index]:
+                self._busy.discard(index)
+            elif crowded and late > self._late_limit[index] and not self._stopping:
+                # Every slot was taken too: we are the bottleneck, as much as its site.
+                self._busy.discard(index)
+                self._shed(index, late, "every probe slot (max_concurrency) was taken", now)
+            else:
+                # Otherwise it waited for its own site, not for us (per_host keeps a slow
+                # site from getting more probes at once): it runs, late, and its lateness
+                # as a wait for a slot counts from now on.
                 self._slot_waiting.append((index, at, now))
                 return
-            self._busy.discard(index)
         if waiting is not None:
             del self._host_waiting[host]
         held = self._host_running[host] - 1
@@ -374,14 +395,16 @@ class Scheduler(Generic[T]):
     # -- overload --------------------------------------------------------------------------
 
     def _shed(self, index: int, late: float, why: str, now: float) -> None:
+        self._on_shed(self._items[index], late)
+        if late <= self._overload_lag:
+            return  # a short interval's run, a moment late: shed, but no overload
         self._shed_recent += 1
         self._shed_seen = now
         self._shed_reason = (
-            f"probes shed: one started {late:.2f} s late ({why}); "
+            f"probes shed: one would have started {late:.2f} s late ({why}); "
             f"{self._shed_recent} shed since the overload began"
         )
         self._overload(self._shed_reason)
-        self._on_shed(self._items[index], late)
 
     def _late(self, now: float, reason: str) -> None:
         self._late_seen = now

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import signal
 import sys
 import time
@@ -20,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
+import aiohttp
 import pytest
 import sqlalchemy as sa
 from aiohttp import web
@@ -145,6 +147,16 @@ async def owners(store: Store) -> dict[str, str | None]:
     }
 
 
+async def _healthz(log: Path) -> dict[str, object]:
+    """The /healthz of the process whose log this is (it names the URL it serves on)."""
+    found = re.search(r"serving .* on (http://\S+)", log.read_text())
+    assert found, _tail(log)
+    async with aiohttp.ClientSession() as session:
+        async with session.get(found.group(1) + "/healthz") as response:
+            body: dict[str, object] = await response.json()
+            return body
+
+
 async def all_sent(store: Store) -> bool:
     """Some notifications were queued, and every one of them is sent."""
     async with store.engine.connect() as conn:
@@ -199,6 +211,10 @@ async def test_processes_share_sites_and_a_killed_one_loses_nothing(
         except AssertionError:
             logs = "\n".join(f"--- {w}\n{_tail(tmp_path / f'{w}.log')}" for w in workers)
             raise AssertionError(f"sites never balanced: {await owners(store)}\n{logs}") from None
+        for worker in workers:
+            health = await _healthz(tmp_path / f"{worker}.log")
+            assert health["worker"] == worker and health["location"] == "here", health
+            assert health["sites_held"] == sites // len(workers), health
         settled = time.monotonic()
         await eventually(
             lambda: all(target.peers_of(f"/s{i}", since=settled) for i in range(sites))

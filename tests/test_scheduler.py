@@ -354,7 +354,10 @@ async def test_a_stalled_loop_sheds_late_runs_and_reports_the_overload() -> None
     await asyncio.wait_for(task, 5)
 
 
-async def test_runs_waiting_too_long_for_a_slot_are_shed() -> None:
+@pytest.mark.parametrize("same_host", [False, True], ids=["other hosts", "same host"])
+async def test_runs_waiting_too_long_for_a_slot_are_shed(same_host: bool) -> None:
+    # On the same host they wait for the host's slot too, but every slot being taken makes
+    # the wait the monitor's own: they are shed all the same.
     shed: list[str] = []
     runs: list[str] = []
     release = asyncio.Event()
@@ -366,15 +369,19 @@ async def test_runs_waiting_too_long_for_a_slot_are_shed() -> None:
 
     # Regular runs a billion seconds apart: only the run_soon ones happen during the test.
     items = [Item("hog", host="h1", interval_seconds=1e9)]
-    items += [Item(f"w{i}", host=f"h{i + 2}", interval_seconds=1e9) for i in range(3)]
+    items += [
+        Item(f"w{i}", host="h1" if same_host else f"h{i + 2}", interval_seconds=1e9)
+        for i in range(3)
+    ]
     scheduler = Scheduler(
         items,
         run=run,
         monotonic=time.monotonic,
         max_concurrency=1,
-        per_host=10,
+        per_host=1,
         on_shed=lambda item, late: shed.append(item.key),
         late_limit=0.1,
+        overload_lag=0.05,
     )
     task = asyncio.create_task(scheduler.run())
     scheduler.run_soon("hog")
@@ -416,5 +423,32 @@ async def test_runs_held_back_by_their_own_host_wait_their_turn_without_overload
     await eventually(lambda: len(runs) == 3, timeout=5)
     assert shed == []
     assert not scheduler.overloaded
+    scheduler.stop()
+    await asyncio.wait_for(task, 5)
+
+
+async def test_a_short_intervals_run_a_moment_late_is_shed_without_an_overload() -> None:
+    shed: list[float] = []
+    runs: list[str] = []
+
+    async def run(item: Item, due: float) -> None:
+        runs.append(item.key)
+
+    scheduler = Scheduler(
+        [Item("quick", interval_seconds=0.1)],
+        run=run,
+        monotonic=time.monotonic,
+        max_concurrency=1,
+        per_host=1,
+        on_shed=lambda item, late: shed.append(late),
+    )
+    task = asyncio.create_task(scheduler.run())
+    await eventually(lambda: runs)
+    time.sleep(0.2)  # a hiccup of the event loop: two intervals, far under overload_lag
+    await eventually(lambda: shed)
+    assert all(late > 0.05 for late in shed)  # more than half its interval late: shed
+    assert not scheduler.overloaded
+    count = len(runs)
+    await eventually(lambda: len(runs) > count)
     scheduler.stop()
     await asyncio.wait_for(task, 5)
