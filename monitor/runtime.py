@@ -202,8 +202,11 @@ class Monitor:
 
     def _lost(self, sites: set[str]) -> None:
         self.desk.drop(sites)
-        for key in self._keys_of(sites):
+        keys = self._keys_of(sites)
+        for key in keys:
             self._states.pop(key, None)
+        # Their series now come from the process that took them: one source per check.
+        self._metrics.checks.forget(keys)
         self._scheduler.set_active(self._keys_of(self.ownership.held))
 
     def _keys_of(self, sites: set[str]) -> list[str]:
@@ -273,13 +276,11 @@ class Monitor:
         if check.spec.confirm_from_other_location and self._would_change_incident(check, result):
             confirmation = await self._confirmer.confirm(check, result)
             if confirmation.verdict is Verdict.REFUTED:
-                self._metrics.probe_discarded.labels(reason="not_confirmed").inc()
-                self._emit(
-                    EventKind.PROBE_DISCARDED,
-                    f"probe of {check.key} discarded: {result.outcome} from "
-                    f"{self.identity.location} but {confirmation.other}",
-                    check=check.key,
-                    outcome=str(result.outcome),
+                self._discard(
+                    check,
+                    result,
+                    reason="not_confirmed",
+                    why=f"from {self.identity.location} but {confirmation.other}",
                     location=self.identity.location,
                 )
                 return
@@ -324,17 +325,34 @@ class Monitor:
             trusted = lag < TIMEOUT_STALL_SHARE * check.spec.timeout.total_seconds()
         if trusted:
             return True
-        self._metrics.probe_discarded.labels(reason="event_loop_lag").inc()
-        self._emit(
-            EventKind.PROBE_DISCARDED,
-            f"probe of {check.key} discarded: {result.outcome} but the monitor's event loop "
-            f"stalled {lag * 1000:.0f} ms during it; re-probing",
-            check=check.key,
-            outcome=str(result.outcome),
+        self._discard(
+            check,
+            result,
+            reason="event_loop_lag",
+            why=f"but the monitor's event loop stalled {lag * 1000:.0f} ms during it; re-probing",
             loop_lag=lag,
         )
         self._scheduler.run_soon(check.key, delay=REPROBE_DELAY)
         return False
+
+    def _discard(
+        self,
+        check: ConfiguredCheck,
+        result: ProbeResult,
+        *,
+        reason: str,
+        why: str,
+        **fields: object,
+    ) -> None:
+        """A result not counted: say so in the metric and the log, with the reason."""
+        self._metrics.probe_discarded.labels(reason=reason).inc()
+        self._emit(
+            EventKind.PROBE_DISCARDED,
+            f"probe of {check.key} discarded: {result.outcome} {why}",
+            check=check.key,
+            outcome=str(result.outcome),
+            **fields,
+        )
 
     async def process(self, check: ConfiguredCheck, result: ProbeResult) -> None:
         """Feed one result through the engine and the store; update metrics and tell people."""

@@ -168,36 +168,65 @@ def _tail(path: Path) -> str:
     return path.read_text(errors="replace")[-3000:] if path.exists() else ""
 
 
-async def test_processes_share_sites_and_a_killed_one_loses_nothing(
-    database_url: str, tmp_path: Path
-) -> None:
-    sites = 6
-    workers = {"w1": "127.0.0.11", "w2": "127.0.0.12", "w3": "127.0.0.13"}
-    target = PeerTarget()
-    inbox = Inbox()
+@dataclass
+class Cluster:
+    target: PeerTarget
+    inbox: Inbox
+    store: Store
+    processes: dict[str, asyncio.subprocess.Process]
+
+
+@asynccontextmanager
+async def cluster(
+    database_url: str,
+    tmp_path: Path,
+    *,
+    sites: int,
+    members: dict[str, tuple[str, str]],  # worker -> (location, source address)
+    confirm: bool = False,
+) -> AsyncIterator[Cluster]:
+    """A target, an SMTP server, the shared store and one `monitor run` per member; each
+    process logs to tmp_path/<worker>.log."""
+    target, inbox = PeerTarget(), Inbox()
     async with AsyncExitStack() as stack:
         server = TestServer(target.app(), host="127.0.0.1")
         await server.start_server()
         stack.push_async_callback(server.close)
         smtp_port = await stack.enter_async_context(smtpd(inbox))
-        config = tmp_path / "monitor.yaml"
-        config.write_text(
-            config_yaml(
-                database_url=database_url,
-                site_url=str(server.make_url("")).rstrip("/"),
-                smtp_port=smtp_port,
-                outbox_dir=tmp_path / "outbox",
-                sites=sites,
-            )
+        text = config_yaml(
+            database_url=database_url,
+            site_url=str(server.make_url("")).rstrip("/"),
+            smtp_port=smtp_port,
+            outbox_dir=tmp_path / "outbox",
+            sites=sites,
         )
+        if confirm:
+            text = text.replace(
+                "successes_to_resolve: 2}",
+                "successes_to_resolve: 2, confirm_from_other_location: true}",
+            )
+        config = tmp_path / "monitor.yaml"
+        config.write_text(text)
         store = await Store.open(database_url)
         stack.push_async_callback(store.close)
         processes = {}
-        for worker, source in workers.items():
+        for worker, (location, source) in members.items():
             log = stack.enter_context((tmp_path / f"{worker}.log").open("wb"))
             processes[worker] = await stack.enter_async_context(
-                monitor_process(config, log, worker=worker, location="here", source=source)
+                monitor_process(config, log, worker=worker, location=location, source=source)
             )
+        yield Cluster(target=target, inbox=inbox, store=store, processes=processes)
+
+
+async def test_processes_share_sites_and_a_killed_one_loses_nothing(
+    database_url: str, tmp_path: Path
+) -> None:
+    sites = 6
+    workers = {"w1": "127.0.0.11", "w2": "127.0.0.12", "w3": "127.0.0.13"}
+    members = {worker: ("here", source) for worker, source in workers.items()}
+    async with cluster(database_url, tmp_path, sites=sites, members=members) as running:
+        target, inbox, store = running.target, running.inbox, running.store
+        processes = running.processes
 
         # 1. The sites are split evenly, and each site is probed from one address only.
         async def balanced() -> dict[str, str | None] | None:
@@ -300,35 +329,9 @@ async def test_a_failure_seen_from_one_location_only_opens_nothing(
     database_url: str, tmp_path: Path
 ) -> None:
     addresses = {"east": "127.0.0.21", "west": "127.0.0.22"}
-    target = PeerTarget()
-    async with AsyncExitStack() as stack:
-        server = TestServer(target.app(), host="127.0.0.1")
-        await server.start_server()
-        stack.push_async_callback(server.close)
-        inbox = Inbox()
-        smtp_port = await stack.enter_async_context(smtpd(inbox))
-        config = tmp_path / "monitor.yaml"
-        config.write_text(
-            config_yaml(
-                database_url=database_url,
-                site_url=str(server.make_url("")).rstrip("/"),
-                smtp_port=smtp_port,
-                outbox_dir=tmp_path / "outbox",
-                sites=1,
-            ).replace(
-                "successes_to_resolve: 2}",
-                "successes_to_resolve: 2, confirm_from_other_location: true}",
-            )
-        )
-        store = await Store.open(database_url)
-        stack.push_async_callback(store.close)
-        for location, source in addresses.items():
-            log = stack.enter_context((tmp_path / f"{location}.log").open("wb"))
-            await stack.enter_async_context(
-                monitor_process(
-                    config, log, worker=f"w-{location}", location=location, source=source
-                )
-            )
+    members = {f"w-{location}": (location, source) for location, source in addresses.items()}
+    async with cluster(database_url, tmp_path, sites=1, members=members, confirm=True) as running:
+        target, inbox, store = running.target, running.inbox, running.store
         held = await eventually(lambda: _owner_of(store, "acme/s0"), timeout=30)
         owner_location = held.removeprefix("w-")
         other = next(loc for loc in addresses if loc != owner_location)
@@ -346,7 +349,7 @@ async def test_a_failure_seen_from_one_location_only_opens_nothing(
         await eventually(lambda: answered(3), timeout=30)
         assert await store.list_incidents() == []
         assert inbox.received == []
-        log_text = (tmp_path / f"{owner_location}.log").read_text()
+        log_text = (tmp_path / f"w-{owner_location}.log").read_text()
         assert "discarded" in log_text and other in log_text
 
         # Broken for everyone: the other location confirms and the incident opens.

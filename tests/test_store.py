@@ -480,6 +480,42 @@ async def test_an_unchanged_state_is_not_written(store: Store) -> None:
     assert await store.load_check_states() == {HOME: changed}
 
 
+async def test_a_check_first_seen_healthy_writes_no_state_row_until_something_counts(
+    store: Store,
+) -> None:
+    """At 50,000 checks a row per first healthy result would be 50,000 transactions at
+    start; a missing row already reads as a check with nothing against it."""
+    first = CheckState(key=HOME, last_outcome=Outcome.OK, last_result_at=T0, since=T0)
+    with statements(store) as first_sql:
+        await store.record(
+            check_key=HOME,
+            result=probe(Outcome.OK, T0, status=200),
+            transition=Transition(state=first, incident=None),
+            previous_state=CheckState(key=HOME),
+        )
+    assert [sql for sql in first_sql if "check_state" in sql] == []
+    assert await store.load_check_states() == {}
+
+    # A failure counts against it: that is written, and so is the recovery after it.
+    failed = CheckState(
+        key=HOME, recent=(Severity.CRITICAL,), last_outcome=Outcome.HTTP_5XX, since=T0
+    )
+    await store.record(
+        check_key=HOME,
+        result=probe(Outcome.HTTP_5XX, T0),
+        transition=Transition(state=failed, incident=None),
+        previous_state=first,
+    )
+    assert await store.load_check_states() == {HOME: failed}
+    await store.record(
+        check_key=HOME,
+        result=probe(Outcome.OK, T0, status=200),
+        transition=Transition(state=first, incident=None),
+        previous_state=failed,
+    )
+    assert await store.load_check_states() == {HOME: first}
+
+
 async def test_oversized_evidence_is_cut_to_a_bound(store: Store) -> None:
     huge = {
         "url": "https://shop.acme.example/",
