@@ -232,7 +232,7 @@ class IncidentDesk:
                 except StaleIncident:
                     # An operator acted on it through another process: start from theirs;
                     # the next tick applies whatever is still due.
-                    await self._reload_locked(site)
+                    await self.reload(site)
                     continue
                 except LeaseLost:
                     self._lost(site)
@@ -350,16 +350,12 @@ class IncidentDesk:
                 return await self._save(change, now=now, fenced=owned)
             except StaleIncident:
                 if owned:
-                    await self._reload_locked(site)
+                    await self.reload(site)
                 raise
 
     async def reload(self, site: str) -> None:
         """Replace our copy of the site's open incident with the stored one; the caller holds
         the site's lock (`lock(site)`)."""
-        await self._reload_locked(site)
-
-    async def _reload_locked(self, site: str) -> None:
-        """Replace our copy of the site's open incident with the stored one."""
         incident = await self._store.load_open_incident(site)
         if incident is None:
             self._open.pop(site, None)

@@ -11,7 +11,7 @@ import logging
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import replace
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import aiohttp
 
@@ -298,17 +298,40 @@ class Monitor:
         the results worth a second opinion. (The engine is pure, so asking costs nothing.)"""
         if result.ok:
             return False
-        transition = apply_result(
+        transition = self._apply(
+            check,
+            result,
             now=self._clock.now(),
-            check=check.ref,
-            result=result,
-            severity=self.config.severity_policy.severity_for(
-                result.outcome, check_severity=check.spec.severity
-            ),
             state=self._states.get(check.key) or CheckState(key=check.key),
             incident=self.desk.open_incident(check.site),
         )
         return bool(transition.timeline)
+
+    def _apply(
+        self,
+        check: ConfiguredCheck,
+        result: ProbeResult,
+        *,
+        now: datetime,
+        state: CheckState,
+        incident: Incident | None,
+    ) -> Transition:
+        """The engine's step for this result, with the severity the policy gives it."""
+        severity = (
+            None
+            if result.ok
+            else self.config.severity_policy.severity_for(
+                result.outcome, check_severity=check.spec.severity
+            )
+        )
+        return apply_result(
+            now=now,
+            check=check.ref,
+            result=result,
+            severity=severity,
+            state=state,
+            incident=incident,
+        )
 
     async def _trusted(
         self, check: ConfiguredCheck, result: ProbeResult, *, started: float
@@ -381,21 +404,7 @@ class Monitor:
                     incident=None,
                 )
             else:
-                severity = (
-                    None
-                    if result.ok
-                    else self.config.severity_policy.severity_for(
-                        result.outcome, check_severity=check.spec.severity
-                    )
-                )
-                transition = apply_result(
-                    now=now,
-                    check=check.ref,
-                    result=result,
-                    severity=severity,
-                    state=previous,
-                    incident=incident,
-                )
+                transition = self._apply(check, result, now=now, state=previous, incident=incident)
                 transition, notify = self.desk.prepare(
                     client=check.client, before=incident, transition=transition
                 )

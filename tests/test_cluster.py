@@ -241,7 +241,12 @@ async def test_processes_share_sites_and_a_killed_one_loses_nothing(
             logs = "\n".join(f"--- {w}\n{_tail(tmp_path / f'{w}.log')}" for w in workers)
             raise AssertionError(f"sites never balanced: {await owners(store)}\n{logs}") from None
         for worker in workers:
-            health = await _healthz(tmp_path / f"{worker}.log")
+            # The lease row commits before the process has adopted the site: wait for it.
+            async def adopted(log: Path = tmp_path / f"{worker}.log") -> dict[str, object]:
+                health = await _healthz(log)
+                return health if health["sites_held"] == sites // len(workers) else {}
+
+            health = await eventually(adopted, timeout=10)
             assert health["worker"] == worker and health["location"] == "here", health
             assert health["sites_held"] == sites // len(workers), health
         settled = time.monotonic()
