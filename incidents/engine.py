@@ -205,7 +205,7 @@ def _on_failure(step: _Step, state: CheckState) -> CheckState:
     if confirmed is None:
         return state
     if step.incident is None:
-        _open(step, confirmed)
+        _open(step, confirmed, since=state.since)
     elif state.failing:
         _escalate_if_worse(step, step.incident, confirmed)
     else:
@@ -213,20 +213,21 @@ def _on_failure(step: _Step, state: CheckState) -> CheckState:
     return replace(state, failing=True, severity=confirmed)
 
 
-def _open(step: _Step, severity: Severity) -> None:
+def _open(step: _Step, severity: Severity, *, since: datetime | None) -> None:
     check, result = step.check, step.result
+    headline = wording.headline_for(check, result)
     step.incident = Incident(
         id=None,
         client=check.client,
         site=check.site,
-        title=wording.incident_title(
-            site_label=check.site_label, check_key=check.key, outcome=result.outcome
-        ),
+        title=wording.title(headline),
         severity=severity,
         status=IncidentStatus.OPEN,
         opened_at=step.now,
         failing_checks=frozenset({check.key}),
         checks=frozenset({check.key}),
+        headline=headline,
+        failing_since=since,
     )
     step.record(TimelineKind.OPENED, _failed_message(step), severity)
 
@@ -238,8 +239,16 @@ def _attach(step: _Step, incident: Incident, severity: Severity) -> None:
         failing_checks=incident.failing_checks | {key},
         checks=incident.checks | {key},
     )
+    if severity >= incident.severity and _takes_the_title(step, attached):
+        # As bad as the incident already is, but the site is now down as a whole: the
+        # title says so (a part's failure must not hide that the site is down).
+        attached = _retitled(step, attached)
     step.incident = attached
-    step.record(TimelineKind.CHECK_FAILED, _failed_message(step), severity)
+    step.record(
+        TimelineKind.CHECK_FAILED,
+        _failed_message(step) + _title_change(incident, attached),
+        severity,
+    )
     _escalate_if_worse(step, attached, severity)
 
 
@@ -247,18 +256,33 @@ def _escalate_if_worse(step: _Step, incident: Incident, severity: Severity) -> N
     if severity >= incident.severity:  # lower number is more severe
         return
     check = step.check
-    step.incident = replace(
-        incident,
-        severity=severity,
-        # The title names the worst cause, which is now this check's.
-        title=wording.incident_title(
-            site_label=check.site_label, check_key=check.key, outcome=step.result.outcome
-        ),
-    )
+    # The title names the worst cause, which is now this check's.
+    escalated = replace(_retitled(step, incident), severity=severity)
+    step.incident = escalated
     message = wording.escalated_message(
         check_key=check.key, result=step.result, before=incident.severity, after=severity
     )
-    step.record(TimelineKind.ESCALATED, message, severity)
+    step.record(TimelineKind.ESCALATED, message + _title_change(incident, escalated), severity)
+
+
+def _takes_the_title(step: _Step, incident: Incident) -> bool:
+    """A failure as severe as the incident takes its title only when it makes the site down
+    and the title does not say so yet."""
+    headline = wording.headline_for(step.check, step.result)
+    current = incident.headline
+    return wording.is_down(headline) and (current is None or not wording.is_down(current))
+
+
+def _retitled(step: _Step, incident: Incident) -> Incident:
+    headline = wording.headline_for(step.check, step.result)
+    return replace(incident, headline=headline, title=wording.title(headline))
+
+
+def _title_change(before: Incident, after: Incident) -> str:
+    """What a timeline line adds when the incident's title changed: the new title."""
+    if before.title == after.title:
+        return ""
+    return f"; title now: {after.title}"
 
 
 def _failed_message(step: _Step) -> str:

@@ -173,7 +173,9 @@ def resolve_by_hand(incident: Incident, *, now: datetime, by: str, note: str = "
         next_update_due_at=None,
     )
     message = f"resolved by {by}" + (f": {note.strip()}" if note.strip() else "")
-    entry = TimelineEntry(at=now, kind=TimelineKind.RESOLVED, message=message)
+    # The note travels in the entry's evidence to the client's resolution mail.
+    evidence = {"note": note.strip()} if note.strip() else None
+    entry = TimelineEntry(at=now, kind=TimelineKind.RESOLVED, message=message, evidence=evidence)
     return Change(incident=resolved, timeline=(entry,))
 
 
@@ -203,7 +205,12 @@ def notifications(
     out: list[Outgoing] = []
     state = incident
 
-    def email(kind: MessageKind, cause: TimelineEntry | None, text: str | None = None) -> None:
+    def email(
+        kind: MessageKind,
+        cause: TimelineEntry | None,
+        text: str | None = None,
+        note: str | None = None,
+    ) -> None:
         nonlocal state
         audience = Audience.CLIENT if kind in _CLIENT_KINDS else Audience.ONCALL
         if not (client.contacts if audience is Audience.CLIENT else ctx.oncall):
@@ -218,6 +225,7 @@ def notifications(
                 now=now,
                 cause=cause,
                 update_text=text,
+                note=note,
                 first_in_thread=first,
             )
         )
@@ -238,7 +246,8 @@ def notifications(
             text = str((entry.evidence or {}).get("text", entry.message))
             email(MessageKind.UPDATE, cause, text)
         elif kind is TimelineKind.RESOLVED and THREAD_MARK[Audience.CLIENT] in state.sla_marks:
-            email(MessageKind.RESOLVED, _last_recovery(timeline))
+            note = (entry.evidence or {}).get("note")
+            email(MessageKind.RESOLVED, _last_recovery(timeline), note=note if note else None)
         elif kind in _ONCALL_MAIL:
             email(_ONCALL_MAIL[kind], cause)
             if kind is TimelineKind.ONCALL_PAGED:
@@ -260,7 +269,7 @@ _CLIENT_KINDS = frozenset(
 def _evidence_entry(timeline: Sequence[TimelineEntry]) -> TimelineEntry | None:
     """The entry whose probe evidence best explains this change (the latest with evidence)."""
     for entry in reversed(timeline):
-        if entry.evidence and entry.kind is not TimelineKind.CLIENT_UPDATE:
+        if entry.evidence and entry.kind not in (TimelineKind.CLIENT_UPDATE, TimelineKind.RESOLVED):
             return entry
     return None
 

@@ -12,6 +12,8 @@ from datetime import datetime, timedelta
 from urllib.parse import urlsplit, urlunsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from babel.dates import format_date
+
 ELLIPSIS = "…"
 
 # Bidi embeddings, overrides and isolates (category Cf) can make a subject display in an
@@ -93,10 +95,14 @@ def zone_abbreviation(local: datetime) -> str:
     return f"UTC{sign}{minutes // 60:02d}:{minutes % 60:02d}"
 
 
-def local_time(at: datetime, tz: ZoneInfo) -> str:
-    """`Mon 4 Mar 2024 14:00 CET`, in English whatever the process locale."""
+def local_time(at: datetime, tz: ZoneInfo, *, locale: str = "en") -> str:
+    """`Mon 4 Mar 2024 14:00 CET` in English whatever the process locale; other languages
+    name day and month in their own words (`Mo. 4. März 2024 14:00 CET`)."""
     local = _aware(at).astimezone(tz)
-    day = f"{_DAYS[local.weekday()]} {local.day} {_MONTHS[local.month - 1]} {local.year}"
+    if locale == "en":
+        day = f"{_DAYS[local.weekday()]} {local.day} {_MONTHS[local.month - 1]} {local.year}"
+    else:
+        day = format_date(local.date(), "EEE d. MMMM y", locale=locale)
     return f"{day} {local:%H:%M} {zone_abbreviation(local)}"
 
 

@@ -7,27 +7,40 @@ autoescape, so the text and HTML bodies show the same characters.
 
 from __future__ import annotations
 
+import gettext
+from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from checks.result import Outcome
 from incidents import message_text as mt
+from incidents import wording
 from incidents.model import Incident, TimelineEntry
 from incidents.severity import Severity
+from incidents.wording import N_
+
+SEVERITY_LABEL = {
+    Severity.CRITICAL: N_("Severity 1 (Critical)"),
+    Severity.MAJOR: N_("Severity 2 (Major)"),
+    Severity.MODERATE: N_("Severity 3 (Moderate)"),
+    Severity.LOW: N_("Severity 4 (Low)"),
+}
 
 # The service-level page's own words for each severity: the client reads what was promised.
 SEVERITY_MEANING = {
-    Severity.CRITICAL: "Complete service outage or severe data loss. Business operations halted.",
-    Severity.MAJOR: "Major feature broken or serious degradation, but workarounds exist.",
-    Severity.MODERATE: (
+    Severity.CRITICAL: N_(
+        "Complete service outage or severe data loss. Business operations halted."
+    ),
+    Severity.MAJOR: N_("Major feature broken or serious degradation, but workarounds exist."),
+    Severity.MODERATE: N_(
         "Non-critical bug or visible issue that does not block core business function."
     ),
-    Severity.LOW: "Minor cosmetic issues, small feature improvements, or general questions.",
+    Severity.LOW: N_("Minor cosmetic issues, small feature improvements, or general questions."),
 }
 
-# What each outcome means to someone who does not read probe codes.
+# What each outcome means to someone who does not read probe codes (on-call, with the code).
 OUTCOME_TEXT = {
     Outcome.OK: "the page answered as expected",
     Outcome.SLOW: "the page answered, but too slowly",
@@ -38,39 +51,65 @@ OUTCOME_TEXT = {
     Outcome.CONNECTION_ERROR: "no connection to the server",
     Outcome.TLS_ERROR: "the secure connection (TLS certificate) failed",
     Outcome.TOO_LARGE: "the answer was too large or redirected too often",
+    Outcome.BROKEN_ASSET: "an image, stylesheet or script of the page failed",
+    Outcome.CERT_EXPIRING: "the TLS certificate expires soon",
+}
+
+# The client's sentence for each outcome: plain words, nothing the target sent.
+CLIENT_SENTENCE = {
+    Outcome.OK: N_("It answers as expected."),
+    Outcome.SLOW: N_("It answered, but too slowly."),
+    Outcome.HTTP_5XX: N_("The server answered with an error."),
+    Outcome.UNEXPECTED_STATUS: N_("The server refused the request or answered unexpectedly."),
+    Outcome.CONTENT_MISMATCH: N_("The page did not show what it should."),
+    Outcome.TIMEOUT: N_("The server did not answer in time."),
+    Outcome.CONNECTION_ERROR: N_("We could not connect to the server."),
+    Outcome.TLS_ERROR: N_("The secure connection (TLS certificate) failed."),
+    Outcome.TOO_LARGE: N_("The answer was too large or redirected too often."),
+    Outcome.BROKEN_ASSET: N_("The page loads, but an image, stylesheet or script on it is broken."),
+    Outcome.CERT_EXPIRING: N_("The security certificate of the site expires soon."),
 }
 
 ERROR_CHARS = 300
 EXCERPT_CHARS = 300
 UPDATE_CHARS = 20_000  # an operator's update: verbatim, but not a novel
+NOTE_CHARS = 2_000  # an operator's resolution note
 TITLE_CHARS = 120
 
 
 @dataclass(frozen=True, slots=True)
 class SeenView:
-    """One check result from the incident's timeline, as a mail shows it."""
+    """One check result from the incident's timeline, as a mail shows it.
+
+    `part`, `url`, `sentence`, `latency` and `at` are for everyone; the rest is the
+    technical line for on-call only (client templates never show it).
+    """
 
     at: str
-    check: str | None
-    url: str | None
+    part: str | None  # the check's display name
+    url: str | None  # our configured URL, without query or credentials
     host: str | None
-    outcome: str | None  # the code, e.g. "http_5xx"
-    outcome_text: str | None  # in words
-    http_status: int | None
+    sentence: str | None  # the client's plain sentence, in the client's language
     latency: str | None
-    step: str | None
-    error: str | None
-    excerpt: str | None  # on-call mails only: the first characters of the response body
+    check: str | None  # on-call: the check key
+    outcome: str | None  # on-call: the code, e.g. "http_5xx"
+    outcome_text: str | None  # on-call: in words
+    http_status: int | None  # on-call
+    step: str | None  # on-call
+    error: str | None  # on-call: may quote what the target sent
+    excerpt: str | None  # on-call: the first characters of the response body
 
 
 @dataclass(frozen=True, slots=True)
 class MessageView:
     kind: str
+    language: str
     first_in_thread: bool
     ref: str
-    title: str
-    site: str
-    site_name: str  # the failing page's host when known, else the site key
+    title: str  # in the reader's language
+    site: str  # on-call: the site key
+    site_name: str  # how people name the site (never its key)
+    affected: str  # what is affected, in words: "the whole site" or the failing parts
     severity: int
     severity_label: str
     severity_meaning: str
@@ -81,16 +120,20 @@ class MessageView:
     timezone: str
     now: str
     opened_at: str
+    since: str  # the first failure, or the opening when not known
     resolved_at: str | None
+    duration: str | None  # first failure to resolution
     response_aim_at: str | None
     response_due_at: str | None
     responded_at: str | None
     acknowledged_by: str | None
     last_update_at: str | None
     next_update_due_at: str | None
-    failing_checks: tuple[str, ...]
+    failing_checks: tuple[str, ...]  # on-call: check keys
+    failing_parts: tuple[str, ...]  # display names
     seen: SeenView | None
     update_text: str | None
+    note: str | None  # the operator's resolution note
     link: str | None
     due_note: str | None  # on-call reminders: "in 30 min" / "45 min ago"
 
@@ -101,43 +144,68 @@ def build_view(
     incident: Incident,
     client_id: str,
     client_name: str,
+    names: Mapping[str, str],
     tz: ZoneInfo,
     timezone: str,
     now: datetime,
     cause: TimelineEntry | None,
     update_text: str | None,
+    note: str | None,
     first_in_thread: bool,
     with_excerpt: bool,
     link: str | None,
     due: datetime | None,
+    language: str,
+    catalog: gettext.NullTranslations,
 ) -> MessageView:
-    def when(at: datetime | None) -> str | None:
-        return mt.local_time(at, tz) if at is not None else None
+    """`names` maps check and site keys to display names; `catalog` is the reader's language
+    (English for on-call)."""
+    _ = catalog.gettext
 
-    seen = _seen(cause, tz=tz, with_excerpt=with_excerpt) if cause is not None else None
+    def when(at: datetime | None) -> str | None:
+        return mt.local_time(at, tz, locale=language) if at is not None else None
+
+    seen = (
+        _seen(cause, names=names, tz=tz, with_excerpt=with_excerpt, language=language, _=_)
+        if cause is not None
+        else None
+    )
     due_note = None
     if due is not None:
         gap = mt.span(due - now)
         due_note = f"in {gap}" if due > now else f"{gap} ago"
+    headline = incident.headline
+    if headline is not None:
+        title = wording.title(headline, gettext=_, locale=language)
+        site_name = headline.site_label
+    else:  # stored before headlines were kept: the English title is all there is
+        title = incident.title
+        site_name = names.get(incident.site) or (seen.host if seen and seen.host else client_name)
+    parts = tuple(sorted({_name(key, names) for key in incident.failing_checks}))
+    since_at = incident.failing_since or incident.opened_at
+    end = incident.resolved_at
     return MessageView(
         kind=kind,
+        language=language,
         first_in_thread=first_in_thread,
         ref=incident.ref,
-        title=mt.sanitize_header_text(incident.title, max_len=TITLE_CHARS),
+        title=mt.sanitize_header_text(title, max_len=TITLE_CHARS),
         site=mt.sanitize_header_text(incident.site),
-        site_name=(seen.host if seen is not None and seen.host else None)
-        or mt.sanitize_header_text(incident.site),
+        site_name=mt.sanitize_header_text(site_name),
+        affected=mt.sanitize_header_text(_affected(incident, names=names, _=_)),
         severity=int(incident.severity),
-        severity_label=incident.severity.label,
-        severity_meaning=SEVERITY_MEANING[incident.severity],
+        severity_label=_(SEVERITY_LABEL[incident.severity]),
+        severity_meaning=_(SEVERITY_MEANING[incident.severity]),
         client_id=mt.sanitize_header_text(client_id),
         client_name=mt.sanitize_header_text(client_name),
         is_open=incident.is_open,
         calendar=incident.calendar,
         timezone=timezone,
-        now=mt.local_time(now, tz),
-        opened_at=mt.local_time(incident.opened_at, tz),
-        resolved_at=when(incident.resolved_at),
+        now=mt.local_time(now, tz, locale=language),
+        opened_at=mt.local_time(incident.opened_at, tz, locale=language),
+        since=mt.local_time(since_at, tz, locale=language),
+        resolved_at=when(end),
+        duration=_span(end - since_at, _) if end is not None else None,
         response_aim_at=when(incident.response_aim_at),
         response_due_at=when(incident.response_due_at),
         responded_at=when(incident.responded_at),
@@ -149,16 +217,54 @@ def build_view(
         failing_checks=tuple(
             mt.sanitize_header_text(key) for key in sorted(incident.failing_checks)
         ),
+        failing_parts=tuple(mt.sanitize_header_text(part) for part in parts),
         seen=seen,
         update_text=(
             mt.clean_multiline(update_text, max_len=UPDATE_CHARS) if update_text else None
         ),
+        note=mt.clean_multiline(note, max_len=NOTE_CHARS) if note and note.strip() else None,
         link=link,
         due_note=due_note,
     )
 
 
-def _seen(cause: TimelineEntry, *, tz: ZoneInfo, with_excerpt: bool) -> SeenView:
+def _name(key: str, names: Mapping[str, str]) -> str:
+    return names.get(key) or wording.part_name(name="", check_key=key)
+
+
+def _affected(incident: Incident, *, names: Mapping[str, str], _: wording.Gettext) -> str:
+    headline = incident.headline
+    if headline is not None and wording.is_down(headline):
+        return _("The whole site (%(site)s)") % {"site": headline.site_label}
+    keys = incident.failing_checks or incident.checks
+    parts = sorted({_name(key, names) for key in keys})
+    if not parts and headline is not None:
+        parts = [headline.part]
+    return ", ".join(parts)
+
+
+def _span(delta: timedelta, _: wording.Gettext) -> str:
+    """A length for people in their language: `45 min`, `2 h 5 min`, `3 d 4 h`."""
+    minutes = abs(int(delta.total_seconds())) // 60
+    days, rest = divmod(minutes, 24 * 60)
+    hours, mins = divmod(rest, 60)
+    values = {"days": days, "hours": hours, "minutes": mins}
+    if days:
+        return (_("%(days)s d %(hours)s h") if hours else _("%(days)s d")) % values
+    if hours:
+        return (_("%(hours)s h %(minutes)s min") if mins else _("%(hours)s h")) % values
+    return _("%(minutes)s min") % values
+
+
+def _seen(
+    cause: TimelineEntry,
+    *,
+    names: Mapping[str, str],
+    tz: ZoneInfo,
+    with_excerpt: bool,
+    language: str,
+    _: wording.Gettext,
+) -> SeenView:
     # Evidence is a stored JSON dict: read it defensively, field by field. Its `headers` are
     # never read, so nothing a check sent or received as a header can reach a mail.
     evidence: dict[str, Any] = cause.evidence or {}
@@ -171,15 +277,22 @@ def _seen(cause: TimelineEntry, *, tz: ZoneInfo, with_excerpt: bool) -> SeenView
     step = _str(evidence.get("step"))
     excerpt = _str(evidence.get("body_excerpt")) if with_excerpt else None
     excerpt = mt.clean_multiline(excerpt, max_len=EXCERPT_CHARS) if excerpt else None
+    outcome = cause.outcome
+    sentence = _(CLIENT_SENTENCE[outcome]) if outcome is not None else None
+    if sentence is not None and step and outcome is not Outcome.OK:
+        words = step.replace("-", " ").replace("_", " ")
+        sentence = _("At the %(step)s step: %(what)s") % {"step": words, "what": sentence}
     return SeenView(
-        at=mt.local_time(cause.at, tz),
-        check=mt.sanitize_header_text(cause.check) if cause.check else None,
+        at=mt.local_time(cause.at, tz, locale=language),
+        part=mt.sanitize_header_text(_name(cause.check, names)) if cause.check else None,
         url=shown_url,
         host=_host(shown_url),
-        outcome=str(cause.outcome) if cause.outcome is not None else None,
-        outcome_text=OUTCOME_TEXT.get(cause.outcome) if cause.outcome is not None else None,
-        http_status=status if isinstance(status, int) and not isinstance(status, bool) else None,
+        sentence=mt.sanitize_header_text(sentence, max_len=ERROR_CHARS) if sentence else None,
         latency=mt.latency(float(total)) if isinstance(total, int | float) else None,
+        check=mt.sanitize_header_text(cause.check) if cause.check else None,
+        outcome=str(outcome) if outcome is not None else None,
+        outcome_text=OUTCOME_TEXT.get(outcome) if outcome is not None else None,
+        http_status=status if isinstance(status, int) and not isinstance(status, bool) else None,
         step=mt.sanitize_header_text(step) if step else None,
         error=mt.sanitize_header_text(error, max_len=ERROR_CHARS) if error else None,
         excerpt=excerpt or None,

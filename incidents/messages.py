@@ -13,16 +13,20 @@ one scheme for the whole thread: `[INC-42] <what happened>: <title>`.
 
 from __future__ import annotations
 
+import gettext
 import re
 import uuid
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import cache
+from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
 import jinja2
 
+from incidents import i18n
 from incidents import message_text as mt
 from incidents.message_text import sanitize_header_text
 from incidents.message_view import build_view
@@ -71,6 +75,10 @@ class ClientInfo:
     name: str
     contacts: tuple[str, ...]
     timezone: str  # IANA, e.g. "Europe/Berlin": every time in its mails is shown in it
+    language: str = i18n.SOURCE_LANGUAGE  # its mails' language: "en", "de", or a catalog's
+    # Display names by check key ("acme/shop/cart" -> "Cart") and site key: mails name
+    # things as people do, never by key.
+    names: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,6 +87,7 @@ class MessageContext:
     oncall: tuple[str, ...]  # on-call email addresses
     # Base URL of the incident API/UI; a mail links `<dashboard_url>/incidents/<id>`.
     dashboard_url: str | None = None
+    locale_dir: Path | None = None  # catalogs beside the shipped ones (`<lang>/LC_MESSAGES`)
 
 
 def thread_root(incident_id: int, audience: Audience, domain: str, *, opened_at: datetime) -> str:
@@ -99,6 +108,7 @@ def compose_email(
     now: datetime,
     cause: TimelineEntry | None = None,
     update_text: str | None = None,
+    note: str | None = None,
     first_in_thread: bool,
     message_id: str | None = None,
 ) -> OutgoingEmail:
@@ -133,25 +143,32 @@ def compose_email(
             domain=ctx.sender_domain,
         )
     tz = mt.zone(client.timezone, owner=f"client {client.id}")
+    language = client.language if audience is Audience.CLIENT else i18n.SOURCE_LANGUAGE
+    catalog = i18n.translations(language, ctx.locale_dir)
     view = build_view(
         kind=kind.value,
         incident=incident,
         client_id=client.id,
         client_name=client.name,
+        names=client.names,
         tz=tz,
         timezone=client.timezone,
         now=now,
         cause=cause,
         update_text=update_text if kind is MessageKind.UPDATE else None,
+        note=note if kind is MessageKind.RESOLVED else None,
         first_in_thread=first_in_thread,
         with_excerpt=audience is Audience.ONCALL,
         link=_link(ctx.dashboard_url, incident_id),
         due=_due(kind, incident),
+        language=language,
+        catalog=catalog,
     )
-    subject = _subject(kind, incident=incident, title=view.title, now=now, tz=tz)
+    subject = _subject(kind, incident=incident, title=view.title, now=now, tz=tz, _=catalog.gettext)
     template = "client" if audience is Audience.CLIENT else "oncall"
-    text = _environment().get_template(f"{template}.txt.j2").render(v=view, subject=subject)
-    html = _environment().get_template(f"{template}.html.j2").render(v=view, subject=subject)
+    env = _environment(language, None if ctx.locale_dir is None else str(ctx.locale_dir))
+    text = env.get_template(f"{template}.txt.j2").render(v=view, subject=subject)
+    html = env.get_template(f"{template}.html.j2").render(v=view, subject=subject)
     return OutgoingEmail(
         kind=kind,
         audience=audience,
@@ -220,9 +237,16 @@ def compose_webhook(
 
 
 def _subject(
-    kind: MessageKind, *, incident: Incident, title: str, now: datetime, tz: ZoneInfo
+    kind: MessageKind,
+    *,
+    incident: Incident,
+    title: str,
+    now: datetime,
+    tz: ZoneInfo,
+    _: Any,
 ) -> str:
     ref, sev = f"[{incident.ref}]", int(incident.severity)
+    values = {"ref": ref, "severity": sev, "title": title}
 
     def due(at: datetime | None, what: str) -> str:
         if at is None:
@@ -230,14 +254,15 @@ def _subject(
         return mt.short_local_time(at, tz, now=now)
 
     match kind:
+        # The client's kinds, in the client's language (`_` is English for on-call).
         case MessageKind.OPENED:
-            line = f"{ref} Severity {sev}: {title}"
+            line = _("%(ref)s Severity %(severity)s: %(title)s") % values
         case MessageKind.ESCALATED:
-            line = f"{ref} Escalated to Severity {sev}: {title}"
+            line = _("%(ref)s Escalated to Severity %(severity)s: %(title)s") % values
         case MessageKind.UPDATE:
-            line = f"{ref} Update: {title}"
+            line = _("%(ref)s Update: %(title)s") % values
         case MessageKind.RESOLVED:
-            line = f"{ref} Resolved: {title}"
+            line = _("%(ref)s Resolved: %(title)s") % values
         case MessageKind.PAGE:
             line = f"{ref} PAGE Severity {sev}: {title}"
         case MessageKind.NOTIFY:
@@ -314,10 +339,10 @@ def _link(base: str | None, incident_id: int) -> str | None:
 
 
 @cache
-def _environment() -> jinja2.Environment:
+def _environment(language: str, locale_dir: str | None) -> jinja2.Environment:
     # PackageLoader finds the templates inside the installed package (wheel or editable);
     # autoescape is on for *.html.j2 only, so the text bodies show characters as they are.
-    return jinja2.Environment(
+    env = jinja2.Environment(
         loader=jinja2.PackageLoader("incidents", "templates"),
         autoescape=jinja2.select_autoescape(
             enabled_extensions=("html.j2",), default_for_string=False, default=False
@@ -326,4 +351,11 @@ def _environment() -> jinja2.Environment:
         trim_blocks=True,
         lstrip_blocks=True,
         keep_trailing_newline=True,
+        extensions=["jinja2.ext.i18n"],
     )
+    catalog: gettext.NullTranslations = i18n.translations(
+        language, Path(locale_dir) if locale_dir else None
+    )
+    # newstyle: `_("... %(name)s", name=value)` formats (and, in HTML, escapes) the values.
+    env.install_gettext_translations(catalog, newstyle=True)  # type: ignore[attr-defined]
+    return env

@@ -47,13 +47,32 @@ class TimelineEntry:
 
 
 @dataclass(frozen=True, slots=True)
+class Headline:
+    """What an incident's title is made of, kept as parts rather than words.
+
+    The English `Incident.title` is rendered from it for logs, the API and on-call; each
+    client mail renders it again in the client's language (`incidents.wording.title`).
+    """
+
+    site_label: str  # how people name the site, e.g. "Trail Outfitters"
+    check: str  # the key of the check whose failure the title is about
+    part: str  # that check's display name, e.g. "Admin panel"
+    availability: bool  # the check is in the site's availability scope: failing is "down"
+    outcome: Outcome
+    status: int | None = None  # the HTTP status, when the failure had one
+    step: str | None = None  # the failing step of a flow, as configured
+    latency: float | None = None  # seconds, for a slow answer
+    slow_after: float | None = None  # seconds, the check's target for a slow answer
+
+
+@dataclass(frozen=True, slots=True)
 class Incident:
     """One incident per site at a time; its severity only ever rises."""
 
     id: int | None  # None until the store has written it
     client: str  # client id
     site: str  # site key "client/site"
-    title: str  # e.g. "shop.acme.example is down"
+    title: str  # English, rendered from `headline`: e.g. "shop.acme.example is down"
     severity: Severity
     status: IncidentStatus
     opened_at: datetime
@@ -72,6 +91,10 @@ class Incident:
     # Breaches and reminders already recorded, so each is recorded once: "response_breached",
     # "update_reminder@<due ISO>", "update_overdue@<due ISO>".
     sla_marks: frozenset[str] = frozenset()
+    # What the title is made of (None on incidents stored before it was kept), and when the
+    # first failure of the check that opened the incident was seen (before confirmation).
+    headline: Headline | None = None
+    failing_since: datetime | None = None
     # The stored row's version, which every write moves on: a writer holding an older copy
     # is refused, so two processes cannot overwrite each other's changes. 0: not stored yet.
     # Bookkeeping, not content: two copies saying the same thing compare equal.
@@ -113,6 +136,11 @@ class CheckRef:
     site_label: str  # how people name the site, e.g. its host "shop.acme.example"
     failures_to_open: int = 3
     successes_to_resolve: int = 2
+    name: str = ""  # display name, e.g. "Checkout"; empty: derived from the key
+    # In the site's availability scope: its failure means the site "is down"; any other
+    # check's failure is about that part of the site ("Checkout is failing").
+    availability: bool = True
+    slow_after: float | None = None  # seconds: slower than this is a slow answer
 
 
 @dataclass(frozen=True, slots=True)

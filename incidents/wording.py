@@ -6,10 +6,19 @@ tested and changed without touching the rules.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
+from babel.numbers import format_decimal
+
 from checks.result import Outcome, ProbeResult
+from incidents.model import CheckRef, Headline
 from incidents.severity import Severity
 
-# Outcomes that mean the page is not served at all: the title says the site "is down".
+# A catalog's gettext: English msgid in, the reader's language out.
+Gettext = Callable[[str], str]
+
+# Outcomes that mean the page is not served at all: when an availability check has one, the
+# title says the site "is down".
 OUTAGE_OUTCOMES = frozenset(
     {
         Outcome.HTTP_5XX,
@@ -30,13 +39,117 @@ def check_id(check_key: str) -> str:
     return check_key.rsplit("/", 1)[-1]
 
 
-def incident_title(*, site_label: str, check_key: str, outcome: Outcome) -> str:
-    """The title of an incident whose worst cause is `outcome` on check `check_key`."""
-    if outcome in OUTAGE_OUTCOMES:
-        return f"{site_label} is down"
-    if outcome is Outcome.SLOW:
-        return f"{site_label} is slow"
-    return f"{site_label}: {check_id(check_key)} failing ({outcome})"
+def part_name(*, name: str, check_key: str) -> str:
+    """A check's display name: its configured `name`, else its id in words (`admin-panel`
+    -> `Admin panel`), so no reader ever sees a `client/site/check` key."""
+    if name.strip():
+        return " ".join(name.split())
+    words = check_id(check_key).replace("-", " ").replace("_", " ").replace(".", " ")
+    words = " ".join(words.split())
+    return words[:1].upper() + words[1:]
+
+
+def headline_for(check: CheckRef, result: ProbeResult) -> Headline:
+    """The parts of the title an incident gets when `result` of `check` is its worst cause."""
+    evidence = result.evidence
+    return Headline(
+        site_label=check.site_label,
+        check=check.key,
+        part=part_name(name=check.name, check_key=check.key),
+        availability=check.availability,
+        outcome=result.outcome,
+        status=evidence.status,
+        # A step name is the operator's (from the config), never the target's.
+        step=evidence.step,
+        latency=result.latency if result.outcome is Outcome.SLOW else None,
+        slow_after=check.slow_after if result.outcome is Outcome.SLOW else None,
+    )
+
+
+def is_down(headline: Headline) -> bool:
+    """The site as a whole is down: an availability check fails to be served at all."""
+    return headline.availability and headline.outcome in OUTAGE_OUTCOMES
+
+
+def _english(message: str) -> str:
+    return message
+
+
+def title(headline: Headline, *, gettext: Gettext = _english, locale: str = "en") -> str:
+    """The incident's title in the catalog's language: "<site> is down" only when the
+    availability scope fails; otherwise it names the failing part and how it fails, e.g.
+    "Trail Outfitters: Checkout is failing (the pay step answers with an error)"."""
+    _ = gettext
+    values: dict[str, object] = {
+        "site": headline.site_label,
+        "part": headline.part,
+        "status": headline.status,
+        "step": (headline.step or "").replace("-", " ").replace("_", " "),
+    }
+    if headline.outcome is Outcome.SLOW:
+        values["latency"] = _seconds(headline.latency, locale=locale)
+        values["target"] = _seconds(headline.slow_after, locale=locale)
+        if headline.latency is None or headline.slow_after is None:
+            if headline.availability:
+                return _("%(site)s: pages load slowly") % values
+            return _("%(site)s: %(part)s loads slowly") % values
+        if headline.availability:
+            return _("%(site)s: pages load slowly (%(latency)s, target %(target)s)") % values
+        return _("%(site)s: %(part)s loads slowly (%(latency)s, target %(target)s)") % values
+    if is_down(headline):
+        return _("%(site)s is down") % values
+    return _("%(site)s: %(part)s %(how)s") % {**values, "how": _how(headline, _, values)}
+
+
+def _how(headline: Headline, _: Gettext, values: dict[str, object]) -> str:
+    """How the part fails, after its name: "unreachable (HTTP 500)", "is failing (...)"."""
+    outcome = headline.outcome
+    if outcome is Outcome.BROKEN_ASSET:
+        return _("shows a broken image or file")
+    if outcome is Outcome.CERT_EXPIRING:
+        return _("has a security certificate that expires soon")
+    if headline.step:
+        return _step_how(headline, _, values)
+    if outcome in (Outcome.HTTP_5XX, Outcome.UNEXPECTED_STATUS) and headline.status is not None:
+        return _("unreachable (HTTP %(status)s)") % values
+    plain = {
+        Outcome.CONTENT_MISMATCH: N_("does not show what it should"),
+        Outcome.TIMEOUT: N_("unreachable (no answer in time)"),
+        Outcome.CONNECTION_ERROR: N_("unreachable (no connection)"),
+        Outcome.TLS_ERROR: N_("unreachable (the secure connection fails)"),
+        Outcome.TOO_LARGE: N_("is failing (the answer is too large)"),
+    }
+    return _(plain.get(outcome, N_("is failing")))
+
+
+def _step_how(headline: Headline, _: Gettext, values: dict[str, object]) -> str:
+    """How a flow fails at one of its steps: "is failing (the pay step answers with an error)"."""
+    outcome = headline.outcome
+    if outcome in (Outcome.HTTP_5XX, Outcome.UNEXPECTED_STATUS):
+        if headline.status is not None:
+            return _("is failing (the %(step)s step answers with an error, HTTP %(status)s)") % (
+                values
+            )
+        return _("is failing (the %(step)s step answers with an error)") % values
+    if outcome is Outcome.CONTENT_MISMATCH:
+        return _("is failing (the %(step)s step does not show what it should)") % values
+    if outcome is Outcome.TIMEOUT:
+        return _("is failing (the %(step)s step does not answer in time)") % values
+    return _("is failing (the %(step)s step cannot be reached)") % values
+
+
+def N_(message: str) -> str:  # noqa: N802 - gettext's marker name, which pybabel extracts
+    """Marks a msgid for the catalogs; it is translated where it is used."""
+    return message
+
+
+def _seconds(value: float | None, *, locale: str) -> str:
+    """`7.2 s` in English, `7,2 s` in German: the reader's own decimal mark."""
+    if value is None:
+        return ""
+    if value < 1:
+        return f"{round(value * 1000)} ms"
+    return f"{format_decimal(round(value, 1), format='0.#', locale=locale)} s"
 
 
 def describe(result: ProbeResult) -> str:

@@ -8,7 +8,8 @@ from incidents.calendar_spec import build_calendar
 from incidents.flow import NotifyPolicy
 from incidents.messages import ClientInfo, MessageContext
 from incidents.sla import SlaContext
-from monitor.config.models import MonitorConfig
+from incidents.wording import part_name
+from monitor.config.models import ClientConfig, MonitorConfig
 
 ONCALL_WEBHOOK = "oncall"  # the name outbox rows use for the configured on-call webhook
 
@@ -33,9 +34,22 @@ def client_contexts(config: MonitorConfig) -> dict[str, ClientContext]:
                 name=client.label,
                 contacts=tuple(client.contacts),
                 timezone=client.business_hours.timezone,
+                language=client.language,
+                names=display_names(client),
             ),
         )
     return contexts
+
+
+def display_names(client: ClientConfig) -> dict[str, str]:
+    """How the client's mails name its sites and checks, by key (never the key itself)."""
+    names: dict[str, str] = {}
+    for site in client.sites:
+        names[f"{client.id}/{site.id}"] = site.label
+        for check in site.checks:
+            key = f"{client.id}/{site.id}/{check.id}"
+            names[key] = part_name(name=check.name or "", check_key=key)
+    return names
 
 
 def message_context(config: MonitorConfig) -> MessageContext:

@@ -102,7 +102,8 @@ async def test_slow_site_opens_severity_2_then_escalates_to_1_when_it_goes_down(
     async with running_monitor(config) as running:
         [incident] = await eventually(lambda: _open_incidents(running))
         assert incident.severity is Severity.MAJOR
-        assert incident.title.endswith("is slow")
+        assert incident.title.startswith("127.0.0.1: pages load slowly (")
+        assert incident.title.endswith(" ms, target 150 ms)")
 
         shop.set("/", delay=0.0, status=503)
         escalated = await eventually(

@@ -14,6 +14,7 @@ from incidents.engine import apply_result, confirmed_severity, describe
 from incidents.model import (
     CheckRef,
     CheckState,
+    Headline,
     Incident,
     IncidentStatus,
     TimelineKind,
@@ -25,9 +26,14 @@ T0 = datetime(2024, 3, 4, 9, 0, tzinfo=UTC)  # a Monday morning
 POLICY = SeverityPolicy()
 
 HOME = CheckRef(
-    key="acme/shop/home", client="acme", site="acme/shop", site_label="shop.acme.example"
+    key="acme/shop/home",
+    client="acme",
+    site="acme/shop",
+    site_label="shop.acme.example",
+    slow_after=5.0,
 )
-CART = replace(HOME, key="acme/shop/cart")
+# A part of the site, not its availability: its failures are about the cart.
+CART = replace(HOME, key="acme/shop/cart", name="Cart", availability=False)
 BLOG = CheckRef(key="acme/blog/home", client="acme", site="acme/blog", site_label="blog.acme")
 
 S1, S2, S3 = Severity.CRITICAL, Severity.MAJOR, Severity.MODERATE
@@ -118,16 +124,30 @@ OPENING_CASES = [
     ("timeout is down", 3, [TIMEOUT] * 3, 2, S1, "shop.acme.example is down"),
     ("refused is down", 2, [REFUSED] * 2, 1, S1, "shop.acme.example is down"),
     ("404 is down", 3, [E404] * 3, 2, S1, "shop.acme.example is down"),
-    ("slow x3 is slow, Sev2", 3, [SLOW] * 3, 2, S2, "shop.acme.example is slow"),
+    (
+        "slow x3 is slow, Sev2",
+        3,
+        [SLOW] * 3,
+        2,
+        S2,
+        "shop.acme.example: pages load slowly (7.2 s, target 5 s)",
+    ),
     ("mixed slow and 500 is Sev2", 3, [SLOW, E500, E500], 2, S2, "shop.acme.example is down"),
-    ("500, 500, slow is Sev2", 3, [E500, E500, SLOW], 2, S2, "shop.acme.example is slow"),
+    (
+        "500, 500, slow is Sev2",
+        3,
+        [E500, E500, SLOW],
+        2,
+        S2,
+        "shop.acme.example: pages load slowly (7.2 s, target 5 s)",
+    ),
     (
         "content mismatch names the check",
         3,
         [MISMATCH] * 3,
         2,
         S2,
-        "shop.acme.example: home failing (content_mismatch)",
+        "shop.acme.example: Home does not show what it should",
     ),
     ("ok after ok opens nothing", 3, [OK] * 5, None, None, None),
     ("run restarts after an ok", 3, [E500, E500, OK, E500, E500, E500], 5, S1, None),
@@ -180,6 +200,15 @@ def test_opening_fills_every_field_of_the_incident_and_its_timeline_entry() -> N
         opened_at=at(3),
         failing_checks=frozenset({"acme/shop/home"}),
         checks=frozenset({"acme/shop/home"}),
+        headline=Headline(
+            site_label="shop.acme.example",
+            check="acme/shop/home",
+            part="Home",
+            availability=True,
+            outcome=Outcome.HTTP_5XX,
+            status=500,
+        ),
+        failing_since=at(1),  # the first of the three failures, before the confirmation
     )
     (entry,) = third.timeline
     assert entry.kind is TimelineKind.OPENED
@@ -326,7 +355,7 @@ def test_slow_then_a_second_check_down_escalates_the_same_incident() -> None:
     slow = site.feed_all(HOME, [SLOW] * 3)
     assert slow[-1].incident is not None
     assert slow[-1].incident.severity is S2
-    assert slow[-1].incident.title == "shop.acme.example is slow"
+    assert slow[-1].incident.title == "shop.acme.example: pages load slowly (7.2 s, target 5 s)"
     assert slow[-1].timeline[0].message == (
         "acme/shop/home failed: slow (HTTP 200, 7.2 s) after 3 consecutive failures"
     )
@@ -337,7 +366,8 @@ def test_slow_then_a_second_check_down_escalates_the_same_incident() -> None:
     escalated = down[-1].timeline[1]
     assert (
         escalated.message
-        == "escalated from Severity 2 to Severity 1: acme/shop/cart http_5xx (HTTP 500)"
+        == "escalated from Severity 2 to Severity 1: acme/shop/cart http_5xx (HTTP 500); "
+        "title now: shop.acme.example: Cart unreachable (HTTP 500)"
     )
     assert escalated.severity is S1
     assert escalated.evidence == E500.evidence.to_dict()
@@ -345,7 +375,8 @@ def test_slow_then_a_second_check_down_escalates_the_same_incident() -> None:
     assert incident is not None
     assert incident.id == 1  # the store's id survives: same incident
     assert incident.severity is S1
-    assert incident.title == "shop.acme.example is down"
+    # The cart is a part of the site: its 500 escalates, but the site is not "down".
+    assert incident.title == "shop.acme.example: Cart unreachable (HTTP 500)"
     assert len(site.incidents) == 1
 
 
@@ -397,7 +428,7 @@ def test_escalation_by_check_severity_override() -> None:
         last = site.feed(CART, MISMATCH, check_severity=S1)
     assert kinds(last) == [TimelineKind.CHECK_FAILED, TimelineKind.ESCALATED]
     assert last.incident is not None
-    assert last.incident.title == "shop.acme.example: cart failing (content_mismatch)"
+    assert last.incident.title == "shop.acme.example: Cart does not show what it should"
 
 
 # --- check state --------------------------------------------------------------------------

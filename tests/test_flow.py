@@ -738,7 +738,7 @@ def test_severity_3_opening_skips_the_client_until_it_escalates() -> None:
     assert labels(escalation.out) == [("client", MessageKind.ESCALATED)]
     [first] = emails(escalation.out, Audience.CLIENT)
     assert_one_thread([first], client_root(london(MON, "10:00")))
-    assert first.subject == "[INC-42] Escalated to Severity 2: shop.acme.example is slow"
+    assert first.subject == "[INC-42] Escalated to Severity 2: shop.acme.example: pages load slowly"
     assert THREAD_MARK[Audience.CLIENT] in escalation.incident.sla_marks
 
 
@@ -945,7 +945,7 @@ def test_life_cycle_of_one_incident() -> None:
     assert all(item.incident_id == INCIDENT_ID for item in desk.sent)
     subjects = [mail.subject for mail in emails(desk.sent, Audience.CLIENT)]
     assert subjects == [
-        "[INC-42] Severity 2: shop.acme.example is slow",
+        "[INC-42] Severity 2: shop.acme.example: pages load slowly",
         "[INC-42] Escalated to Severity 1: shop.acme.example is down",
         "[INC-42] Update: shop.acme.example is down",
         "[INC-42] Resolved: shop.acme.example is down",

@@ -24,7 +24,7 @@ from incidents.messages import (
     sanitize_header_text,
     thread_root,
 )
-from incidents.model import Incident, IncidentStatus, TimelineEntry, TimelineKind
+from incidents.model import Headline, Incident, IncidentStatus, TimelineEntry, TimelineKind
 from incidents.outgoing import Audience, MessageKind, OutgoingEmail
 from incidents.severity import Severity
 
@@ -41,11 +41,20 @@ CTX = MessageContext(
     oncall=("oncall@agency.example",),
     dashboard_url="https://monitor.agency.example/api/",
 )
+HEADLINE = Headline(
+    site_label="shop.acme.example",
+    check="acme/shop/home",
+    part="Home",
+    availability=True,
+    outcome=Outcome.HTTP_5XX,
+    status=500,
+)
 INCIDENT = Incident(
     id=42,
     client="acme",
     site="acme/shop",
     title="shop.acme.example is down",
+    headline=HEADLINE,
     severity=Severity.CRITICAL,
     status=IncidentStatus.OPEN,
     opened_at=T0,
@@ -116,6 +125,7 @@ def email(
     now: datetime = T0 + timedelta(hours=4, minutes=10),
     cause: TimelineEntry | None = CAUSE,
     update_text: str | None = None,
+    note: str | None = None,
     first_in_thread: bool = True,
     message_id: str | None = None,
 ) -> OutgoingEmail:
@@ -129,6 +139,7 @@ def email(
         now=now,
         cause=cause,
         update_text=update_text,
+        note=note,
         first_in_thread=first_in_thread,
         message_id=message_id,
     )
@@ -174,7 +185,8 @@ def test_a_reminder_without_an_update_clock_is_refused() -> None:
 
 
 def test_a_long_title_is_capped_and_the_reference_stays() -> None:
-    mail = email(MessageKind.OPENED, incident=replace(INCIDENT, title="x" * 500))
+    long = replace(INCIDENT, title="x" * 500, headline=replace(HEADLINE, site_label="x" * 500))
+    mail = email(MessageKind.OPENED, incident=long)
     assert mail.subject.startswith("[INC-42] Severity 1: xxx")
     assert mail.subject.endswith("…")
     assert len(mail.subject) <= 200
@@ -374,7 +386,8 @@ def _as_wire(mail: OutgoingEmail) -> EmailMessage:
 @pytest.mark.parametrize("kind", list(MessageKind))
 @pytest.mark.parametrize("first", [True, False])
 def test_hostile_titles_and_errors_never_reach_a_header(kind: MessageKind, first: bool) -> None:
-    incident = replace(STATE[kind], title=HOSTILE)
+    hostile = replace(HEADLINE, site_label=HOSTILE, part=HOSTILE)
+    incident = replace(STATE[kind], title=HOSTILE, headline=hostile)
     cause = replace(CAUSE, evidence=evidence(error=HOSTILE, step=HOSTILE))
     mail = email(kind, incident=incident, cause=cause, first_in_thread=first)
     assert not re.search("[\r\n\u2028\u2029\u0085]", mail.subject)
@@ -415,7 +428,9 @@ def test_sanitize_header_text_caps_with_an_ellipsis() -> None:
 def test_html_escapes_evidence_titles_and_update_text() -> None:
     script = "<script>alert(1)</script>"
     cause = replace(CAUSE, evidence=evidence(error=script, step=script, body_excerpt=script))
-    incident = replace(RESPONDED, title=f"shop {script}")
+    incident = replace(
+        RESPONDED, title=f"shop {script}", headline=replace(HEADLINE, site_label=f"shop {script}")
+    )
     for kind in (MessageKind.UPDATE, MessageKind.PAGE):
         mail = email(kind, incident=incident, cause=cause, update_text=f"Fixed {script} & done")
         assert "<script>" not in mail.html
@@ -444,10 +459,26 @@ def test_an_update_needs_text() -> None:
 def test_resolved_asks_the_client_to_confirm() -> None:
     mail = email(MessageKind.RESOLVED)
     for body in (mail.text, mail.html):
-        assert "is resolved as of Mon 4 Mar 2024 12:00 CET" in body
+        assert "incident INC-42 is resolved" in body
         assert "Please check that shop.acme.example works for you" in body
         assert "to confirm" in body
-        assert "What happens next" not in body  # no response or update clock any more
+        assert "When you will hear from us" not in body  # no response or update clock any more
+
+
+def test_resolved_says_how_long_it_lasted_and_carries_the_operator_note() -> None:
+    # The first failure came 4 minutes before the incident opened (three probes apart).
+    incident = replace(RESOLVED, failing_since=T0 - timedelta(minutes=4))
+    mail = email(MessageKind.RESOLVED, incident=incident, note="Restarted PHP-FPM.\nAll good.")
+    lasted = "It lasted 2 h 4 min, from Mon 4 Mar 2024 09:56 CET to Mon 4 Mar 2024 12:00 CET."
+    for body in (mail.text, mail.html):
+        assert lasted in body
+        assert "A note from our team:" in body
+        assert "Restarted PHP-FPM." in body
+        # No severity boilerplate when it is over: "severe data loss" alarms a client for nothing.
+        assert "data loss" not in body
+        assert "What Severity" not in body
+    assert "    Restarted PHP-FPM.\n    All good." in mail.text
+    assert "A note from our team" not in email(MessageKind.RESOLVED).text
 
 
 @pytest.mark.parametrize(
@@ -488,31 +519,39 @@ def test_escalated_as_the_first_client_mail_introduces_the_incident() -> None:
     assert "detected a problem on Mon 4 Mar 2024 10:00 CET and opened incident" in mail.text
 
 
-def test_what_we_saw_shows_the_check_result() -> None:
+def test_what_we_saw_is_plain_for_the_client_and_technical_for_on_call() -> None:
     cause = replace(
         CAUSE,
         outcome=Outcome.SLOW,
-        evidence=evidence(status=200, error=None, timings={"total": 7.25}, step="checkout"),
+        evidence=evidence(status=200, error=None, timings={"total": 7.25}, step="place-order"),
     )
     mail = email(MessageKind.OPENED, cause=cause)
     for line in (
-        "Check:          acme/shop/home",
-        "Page:           https://shop.acme.example/",
-        "Result:         the page answered, but too slowly (slow)",
-        "HTTP status:    200",
-        "Response time:  7.2 s",
-        "Failing step:   checkout",
-        "Failing since:  Mon 4 Mar 2024 10:00 CET",
+        "  Part: Home",
+        "  Page: https://shop.acme.example/",
+        "  What we saw: At the place order step: It answered, but too slowly.",
+        "  Response time: 7.2 s",
+        "  Failing since: Mon 4 Mar 2024 10:00 CET",
     ):
         assert line in mail.text
-    assert "Error:" not in mail.text
-    for cell in ("7.2 s", "checkout", "the page answered, but too slowly (slow)"):
+    for cell in ("7.2 s", "Home", "At the place order step: It answered, but too slowly."):
         assert f'<td style="padding:2px 0">{cell}</td>' in mail.html
+    for body in (mail.text, mail.html):
+        assert "acme/shop/home" not in body and "(slow)" not in body
+    oncall = email(MessageKind.PAGE, cause=cause)
+    for line in (
+        "Check:          acme/shop/home",
+        "Result:         the page answered, but too slowly (slow)",
+        "HTTP status:    200",
+        "Failing step:   place-order",
+    ):
+        assert line in oncall.text
 
 
 def test_a_mail_without_a_cause_still_says_since_when() -> None:
     mail = email(MessageKind.UPDATE, cause=None)
-    assert "The incident\n  Failing since:  Mon 4 Mar 2024 10:00 CET" in mail.text
+    since = "Failing since: Mon 4 Mar 2024 10:00 CET"
+    assert f"What is affected\n  The whole site (shop.acme.example)\n  {since}" in mail.text
 
 
 def test_control_characters_from_evidence_leave_the_text_body() -> None:
@@ -589,20 +628,22 @@ our monitoring has detected a problem and opened incident INC-42:
 
 We rate it Severity 1 (Critical). You do not need to report it: we are on it.
 
-What we saw
-  Check:          acme/shop/home
-  Page:           https://shop.acme.example/
-  Result:         the server answered with an error (http_5xx)
-  HTTP status:    500
-  Response time:  120 ms
-  Error:          HTTP 500 Internal Server Error
-  Checked at:     Mon 4 Mar 2024 10:00 CET
-  Failing since:  Mon 4 Mar 2024 10:00 CET
+What is affected
+  The whole site (shop.acme.example)
+  Part: Home
+  Page: https://shop.acme.example/
+  What we saw: The server answered with an error.
+  Response time: 120 ms
+  Checked at: Mon 4 Mar 2024 10:00 CET
+  Failing since: Mon 4 Mar 2024 10:00 CET
 
 What Severity 1 (Critical) means
   Complete service outage or severe data loss. Business operations halted.
 
-What happens next
+What we are doing
+  Our team has been alerted and is working on it.
+
+When you will hear from us
   We will respond by Mon 4 Mar 2024 14:00 CET.
 
 Reply to this email to reach the team working on it.

@@ -102,7 +102,19 @@ class CheckCommon(_Model):
     """Scheduling and incident fields of every check kind."""
 
     id: Slug
-    name: str | None = Field(default=None, description="Display name; defaults to the id.")
+    name: str | None = Field(
+        default=None,
+        max_length=80,
+        description='Display name clients read, e.g. "Checkout" or "Admin panel"; '
+        "defaults to the id in words.",
+    )
+    role: Literal["availability", "part"] | None = Field(
+        default=None,
+        description="availability: this check failing means the site is down; part: it is "
+        'about one part of the site ("Checkout is failing"). When no check of a site has a '
+        "role, its http checks of the site's own URL are its availability (or every check, if "
+        "it has none).",
+    )
     interval: Interval = Defaults.model_fields["interval"].default
     failures_to_open: int = Field(default=3, ge=1, le=100)
     successes_to_resolve: int = Field(default=2, ge=1, le=100)
@@ -206,6 +218,12 @@ class ClientConfig(_Model):
     )
     contacts: list[EmailAddress] = Field(
         default_factory=list, description="Who receives the incident emails of this client."
+    )
+    language: str = Field(
+        default="en",
+        pattern=r"^[a-z]{2,3}(_[A-Z]{2})?$",
+        description="Language of this client's emails: en, de, or any language with a "
+        "catalog in notifications.locale_dir.",
     )
     sites: list[SiteConfig] = Field(min_length=1)
 
@@ -456,6 +474,7 @@ def configured_checks(config: MonitorConfig) -> list[ConfiguredCheck]:
     inherited = config.defaults.model_dump()
     for client in config.clients:
         for site in client.sites:
+            availability = availability_checks(site)
             for check in site.checks:
                 update = {
                     name: value
@@ -479,10 +498,34 @@ def configured_checks(config: MonitorConfig) -> list[ConfiguredCheck]:
                             site_label=site.label,
                             failures_to_open=spec.failures_to_open,
                             successes_to_resolve=spec.successes_to_resolve,
+                            name=check.name or "",
+                            availability=check.id in availability,
+                            slow_after=spec.slow_after.total_seconds(),
                         ),
                     )
                 )
     return out
+
+
+def availability_checks(site: SiteConfig) -> frozenset[str]:
+    """The ids of the checks whose failure means `site` is down (see `CheckCommon.role`)."""
+    if any(check.role is not None for check in site.checks):
+        return frozenset(check.id for check in site.checks if check.role == "availability")
+    root = frozenset(
+        check.id
+        for check in site.checks
+        if check.kind == "http" and _same_page(urljoin(site.url, check.url), site.url)
+    )
+    return root or frozenset(check.id for check in site.checks)
+
+
+def _same_page(url: str, base: str) -> bool:
+    one, other = urlsplit(url), urlsplit(base)
+    return (one.scheme, one.netloc, one.path.rstrip("/")) == (
+        other.scheme,
+        other.netloc,
+        other.path.rstrip("/"),
+    )
 
 
 def with_cluster_overrides(

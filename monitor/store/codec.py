@@ -13,6 +13,7 @@ from sqlalchemy.engine import RowMapping
 from checks.result import Outcome, ProbeResult
 from incidents.model import (
     CheckState,
+    Headline,
     Incident,
     IncidentStatus,
     TimelineEntry,
@@ -61,6 +62,8 @@ def incident_values(incident: Incident, *, updated_at: datetime) -> dict[str, An
         "next_update_due_at": incident.next_update_due_at,
         "oncall_notified_at": incident.oncall_notified_at,
         "sla_marks": sorted(incident.sla_marks),
+        "headline": headline_values(incident.headline),
+        "failing_since": incident.failing_since,
     }
 
 
@@ -85,8 +88,47 @@ def incident_from_row(row: RowMapping) -> Incident:
         next_update_due_at=row["next_update_due_at"],
         oncall_notified_at=row["oncall_notified_at"],
         sla_marks=frozenset(row["sla_marks"]),
+        headline=headline_from_values(row["headline"]),
+        failing_since=row["failing_since"],
         version=row["version"],
     )
+
+
+def headline_values(headline: Headline | None) -> dict[str, Any] | None:
+    if headline is None:
+        return None
+    return {
+        "site_label": headline.site_label,
+        "check": headline.check,
+        "part": headline.part,
+        "availability": headline.availability,
+        "outcome": headline.outcome.value,
+        "status": headline.status,
+        "step": headline.step,
+        "latency": headline.latency,
+        "slow_after": headline.slow_after,
+    }
+
+
+def headline_from_values(values: Any) -> Headline | None:
+    # A row another version wrote may lack it or hold an outcome this one does not know:
+    # then the mails fall back to the stored English title.
+    if not isinstance(values, dict):
+        return None
+    try:
+        return Headline(
+            site_label=str(values["site_label"]),
+            check=str(values["check"]),
+            part=str(values["part"]),
+            availability=bool(values["availability"]),
+            outcome=Outcome(values["outcome"]),
+            status=values.get("status"),
+            step=values.get("step"),
+            latency=values.get("latency"),
+            slow_after=values.get("slow_after"),
+        )
+    except (KeyError, ValueError):
+        return None
 
 
 def timeline_values(entry: TimelineEntry, *, incident_id: int) -> dict[str, Any]:

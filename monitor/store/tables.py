@@ -82,6 +82,10 @@ incidents = sa.Table(
     # Bumped by every update, which only applies to the version it read (revision 0003): a
     # writer holding a stale copy fails instead of overwriting what another wrote.
     sa.Column("version", sa.Integer, nullable=False, server_default=sa.text("1")),
+    # What the title is made of, so each mail words it in its reader's language, and the
+    # first failure's time (revision 0005); rows from before it have neither.
+    sa.Column("headline", sa.JSON, nullable=True),
+    sa.Column("failing_since", UTCDateTime, nullable=True),
     # The database, not the engine, guarantees one open incident per site: two processes
     # racing to open one for the same site cannot both win.
     sa.Index(
