@@ -48,6 +48,7 @@ class Behaviour:
     status: int = 200
     delay: float = 0.0
     body: str = "Welcome to the shop"
+    reason: str | None = None  # the status line's reason phrase; None: the standard one
 
 
 @dataclass
@@ -72,7 +73,7 @@ class Target:
         self.hits[request.path] = self.hits.get(request.path, 0) + 1
         if behaviour.delay:
             await asyncio.sleep(behaviour.delay)  # the target being slow, not the test waiting
-        return web.Response(status=behaviour.status, text=behaviour.body)
+        return web.Response(status=behaviour.status, reason=behaviour.reason, text=behaviour.body)
 
 
 class ShiftedClock:

@@ -32,8 +32,8 @@ EXAMPLES = ROOT / "config" / "examples"
 SCHEMA_FILE = ROOT / "config" / "monitor.schema.json"
 
 CHECK_KEYS = (
-    "id, name, role, interval, failures_to_open, successes_to_resolve, confirm_from_other_location, "
-    "severity, timeout, "
+    "id, name, role, interval, failures_to_open, successes_to_resolve, "
+    "confirm_from_other_location, severity, timeout, "
     "slow_after, kind, url, method, headers, body, expect_status, body_contains, "
     "body_not_contains, max_body_bytes, max_redirects, verify_tls, cert_expiry_warning"
 )

@@ -38,10 +38,20 @@ PAGES = {
     "contact": ("/contact", 2),
     "admin": ("/admin", 2),
 }
+# What clients read instead of check ids. Only the home page (the site's own URL) is the
+# availability scope: the shop is "down" when it fails, any other check names its part.
+PAGE_NAMES = {
+    "home": "Home page",
+    "product": "Product page",
+    "cart": "Cart page",
+    "contact": "Contact page",
+    "admin": "Admin panel",
+}
 DEMO_CARD = "4242 4242 4242 4242"  # a test card; a real config takes it from ${TEST_CARD}
 
 CHECKOUT_FLOW: dict[str, Any] = {
     "id": "checkout",
+    "name": "Checkout",
     "kind": "flow",
     "severity": 1,
     "url": "/",
@@ -78,6 +88,7 @@ CHECKOUT_FLOW: dict[str, Any] = {
 }
 CONTACT_FLOW: dict[str, Any] = {
     "id": "contact-form",
+    "name": "Contact form",
     "kind": "flow",
     "severity": 2,
     "url": "/",
@@ -145,7 +156,7 @@ def demo_config(
                             "name": "demo-shop.local",
                             "url": shop_url,
                             "checks": [
-                                {"id": page, "url": path}
+                                {"id": page, "name": PAGE_NAMES[page], "url": path}
                                 | ({"severity": severity} if severity else {})
                                 | ({"kind": "page"} if page == "product" else {})
                                 for page, (path, severity) in PAGES.items()
