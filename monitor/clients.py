@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 from incidents.calendar_spec import build_calendar
 from incidents.flow import NotifyPolicy
@@ -53,10 +54,12 @@ def display_names(client: ClientConfig) -> dict[str, str]:
 
 
 def message_context(config: MonitorConfig) -> MessageContext:
+    locale_dir = config.notifications.locale_dir
     return MessageContext(
         sender_domain=config.notifications.sender_domain,
         oncall=tuple(config.oncall.emails),
         dashboard_url=config.notifications.dashboard_url,
+        locale_dir=Path(locale_dir) if locale_dir else None,
     )
 
 

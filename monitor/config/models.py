@@ -13,6 +13,7 @@ import socket
 from collections.abc import Iterable
 from datetime import timedelta
 from email.utils import parseaddr
+from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import urljoin, urlsplit
 
@@ -35,6 +36,7 @@ from checks.flow import FlowCheckSpec
 from checks.http import HttpCheckSpec
 from checks.page import PageCheckSpec
 from incidents.calendar_spec import BusinessHoursSpec
+from incidents.i18n import available_languages
 from incidents.model import CheckRef
 from incidents.severity import Severity, SeverityPolicy
 from incidents.sla import DEFAULT_PLANS, PlanSpec, SlaPolicy
@@ -270,6 +272,11 @@ class NotificationsConfig(_Model):
         description="Without it, emails are written as .eml files to outbox_dir instead.",
     )
     outbox_dir: str = Field(default="outbox", description="Where .eml files go without SMTP.")
+    locale_dir: str | None = Field(
+        default=None,
+        description="A folder of extra client-mail languages: <folder>/<language>/LC_MESSAGES/"
+        "messages.po (gettext catalogs; English and German are shipped).",
+    )
     email_client_on_open: list[Severity] = Field(
         default_factory=lambda: [Severity.CRITICAL, Severity.MAJOR],
         description="Severities whose opening is emailed to the client at once.",
@@ -446,6 +453,25 @@ class MonitorConfig(_Model):
     @classmethod
     def _unique_client_ids(cls, value: list[ClientConfig]) -> list[ClientConfig]:
         _require_unique_ids(value)
+        return value
+
+    @field_validator("clients")
+    @classmethod
+    def _known_languages(
+        cls, value: list[ClientConfig], info: ValidationInfo
+    ) -> list[ClientConfig]:
+        notifications = info.data.get("notifications")
+        folder = (
+            notifications.locale_dir if isinstance(notifications, NotificationsConfig) else None
+        )
+        known = available_languages(Path(folder) if folder else None)
+        for index, client in enumerate(value):
+            if client.language not in known:
+                raise ValueError(
+                    f"clients[{index}].language: no catalog for {client.language!r} "
+                    f"(languages: {', '.join(sorted(known))}); add "
+                    f"{client.language}/LC_MESSAGES/messages.po to notifications.locale_dir"
+                )
         return value
 
 
