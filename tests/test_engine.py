@@ -717,3 +717,76 @@ def test_one_open_incident_whose_severity_only_rises_open_exactly_while_a_check_
             assert site.incident.failing_checks == failing
         assert transition.incident_changed == (transition.incident != before)
         assert (TimelineKind.OPENED in kinds(transition)) == (before is None and bool(failing))
+
+
+# --- titles: the site is "down" only when its availability scope fails -------------------------
+
+ADMIN = replace(HOME, key="acme/shop/admin", name="Admin panel", availability=False)
+CHECKOUT = replace(HOME, key="acme/shop/checkout", name="Checkout", availability=False)
+
+
+def test_a_part_answering_500_names_the_part_and_not_a_site_down() -> None:
+    site = Site()
+    for _ in range(3):
+        last = site.feed(ADMIN, E500, check_severity=S2)
+    assert last.incident is not None
+    assert (last.incident.severity, last.incident.title) == (
+        S2,
+        "shop.acme.example: Admin panel unreachable (HTTP 500)",
+    )
+    assert last.incident.headline is not None and not last.incident.headline.availability
+
+
+def test_a_failing_flow_step_names_the_part_and_the_step() -> None:
+    pay_500 = probe(Outcome.HTTP_5XX, status=500, step="pay", error="step pay: HTTP 500 Oops")
+    site = Site()
+    last = site.feed_all(CHECKOUT, [pay_500] * 3)[-1]
+    assert last.incident is not None
+    assert last.incident.title == (
+        "shop.acme.example: Checkout is failing (the pay step answers with an error, HTTP 500)"
+    )
+    assert "Oops" not in last.incident.title  # what the target said stays in the evidence
+
+
+def test_the_site_going_down_retitles_a_part_incident_and_the_timeline_says_so() -> None:
+    site = Site()
+    for _ in range(3):
+        site.feed(CHECKOUT, E500, check_severity=S1)
+    assert site.incident is not None and site.incident.title.startswith("shop.acme.example: ")
+    # The home page fails as severely: no escalation, but the site is down as a whole now.
+    last = site.feed_all(HOME, [E500] * 3)[-1]
+    assert kinds(last) == [TimelineKind.CHECK_FAILED]
+    assert last.incident is not None
+    assert last.incident.title == "shop.acme.example is down"
+    assert last.incident.headline is not None and last.incident.headline.check == HOME.key
+    assert last.timeline[0].message.endswith("; title now: shop.acme.example is down")
+
+
+def test_a_part_failing_beside_a_down_site_keeps_the_down_title() -> None:
+    site = Site()
+    site.feed_all(HOME, [E500] * 3)
+    last = site.feed_all(CHECKOUT, [E500] * 3)[-1]
+    assert kinds(last) == [TimelineKind.CHECK_FAILED]
+    assert last.incident is not None and last.incident.title == "shop.acme.example is down"
+    assert "title now" not in last.timeline[0].message
+
+
+def test_a_part_escalating_a_slow_site_takes_the_title() -> None:
+    site = Site()
+    site.feed_all(HOME, [SLOW] * 3)
+    for _ in range(3):
+        last = site.feed(ADMIN, E500, check_severity=S1)
+    assert kinds(last) == [TimelineKind.CHECK_FAILED, TimelineKind.ESCALATED]
+    assert last.incident is not None
+    assert last.incident.title == "shop.acme.example: Admin panel unreachable (HTTP 500)"
+    assert last.timeline[1].message.endswith(
+        "; title now: shop.acme.example: Admin panel unreachable (HTTP 500)"
+    )
+
+
+def test_the_opening_keeps_when_the_first_failure_was_seen() -> None:
+    site = Site()
+    transitions = site.feed_all(HOME, [OK, E500, E500, E500])
+    incident = transitions[-1].incident
+    assert incident is not None
+    assert (incident.failing_since, incident.opened_at) == (at(2), at(4))
