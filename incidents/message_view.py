@@ -17,6 +17,7 @@ from zoneinfo import ZoneInfo
 from checks.result import Outcome
 from incidents import message_text as mt
 from incidents import wording
+from incidents.business_duration import BusinessDuration, Unit
 from incidents.model import Incident, TimelineEntry
 from incidents.severity import Severity
 from incidents.wording import N_
@@ -78,6 +79,16 @@ TITLE_CHARS = 120
 
 
 @dataclass(frozen=True, slots=True)
+class Branding:
+    """How the agency presents itself in client mails (validated config values)."""
+
+    name: str | None = None
+    logo_url: str | None = None  # https only
+    accent_color: str = "#1f4e8c"  # "#rrggbb"
+    signature: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class SeenView:
     """One check result from the incident's timeline, as a mail shows it.
 
@@ -136,6 +147,12 @@ class MessageView:
     note: str | None  # the operator's resolution note
     link: str | None
     due_note: str | None  # on-call reminders: "in 30 min" / "45 min ago"
+    cadence: str | None  # client: "We send you an update at least every 4 business hours ..."
+    agency_timezone: str | None  # on-call: times show this zone's too
+    brand_name: str | None
+    logo_url: str | None
+    accent_color: str
+    signature: str | None
 
 
 def build_view(
@@ -157,13 +174,22 @@ def build_view(
     due: datetime | None,
     language: str,
     catalog: gettext.NullTranslations,
+    branding: Branding,
+    update_every: BusinessDuration | None,
+    agency_tz: ZoneInfo | None,
 ) -> MessageView:
     """`names` maps check and site keys to display names; `catalog` is the reader's language
-    (English for on-call)."""
+    (English for on-call); `agency_tz` (on-call) adds the agency's time to each time shown;
+    `branding` is the agency's look and signature (client mails)."""
     _ = catalog.gettext
 
     def when(at: datetime | None) -> str | None:
-        return mt.local_time(at, tz, locale=language) if at is not None else None
+        if at is None:
+            return None
+        shown = mt.local_time(at, tz, locale=language)
+        if agency_tz is None or agency_tz.key == tz.key:
+            return shown
+        return f"{shown} ({mt.short_local_time(at, agency_tz, now=at)} agency)"
 
     seen = (
         _seen(cause, names=names, tz=tz, with_excerpt=with_excerpt, language=language, _=_)
@@ -201,8 +227,8 @@ def build_view(
         is_open=incident.is_open,
         calendar=incident.calendar,
         timezone=timezone,
-        now=mt.local_time(now, tz, locale=language),
-        opened_at=mt.local_time(incident.opened_at, tz, locale=language),
+        now=when(now) or "",
+        opened_at=when(incident.opened_at) or "",
         since=mt.local_time(since_at, tz, locale=language),
         resolved_at=when(end),
         duration=_span(end - since_at, _) if end is not None else None,
@@ -225,7 +251,46 @@ def build_view(
         note=mt.clean_multiline(note, max_len=NOTE_CHARS) if note and note.strip() else None,
         link=link,
         due_note=due_note,
+        cadence=_cadence(update_every, calendar=incident.calendar, catalog=catalog),
+        agency_timezone=agency_tz.key if agency_tz is not None else None,
+        brand_name=mt.sanitize_header_text(branding.name) if branding.name else None,
+        logo_url=branding.logo_url,
+        accent_color=branding.accent_color,
+        signature=(
+            mt.clean_multiline(branding.signature, max_len=NOTE_CHARS)
+            if branding.signature
+            else None
+        ),
     )
+
+
+def _cadence(
+    every: BusinessDuration | None, *, calendar: str | None, catalog: gettext.NullTranslations
+) -> str | None:
+    """The update promise of the client's SLA for this severity, in the client's words."""
+    if every is None:
+        return None
+    n, unit = every.amount, every.unit
+    values = {"num": n}
+    if calendar == "24x7":
+        length = {
+            Unit.MINUTES: catalog.ngettext("%(num)s minute", "%(num)s minutes", n),
+            Unit.HOURS: catalog.ngettext("%(num)s hour", "%(num)s hours", n),
+            Unit.DAYS: catalog.ngettext("%(num)s day", "%(num)s days", n),
+            Unit.WEEKS: catalog.ngettext("%(num)s week", "%(num)s weeks", n),
+        }[unit] % values
+    else:
+        length = {
+            Unit.MINUTES: catalog.ngettext(
+                "%(num)s business minute", "%(num)s business minutes", n
+            ),
+            Unit.HOURS: catalog.ngettext("%(num)s business hour", "%(num)s business hours", n),
+            Unit.DAYS: catalog.ngettext("%(num)s business day", "%(num)s business days", n),
+            Unit.WEEKS: catalog.ngettext("%(num)s business week", "%(num)s business weeks", n),
+        }[unit] % values
+    return catalog.gettext("While it is open, you hear from us at least every %(every)s.") % {
+        "every": length
+    }
 
 
 def _name(key: str, names: Mapping[str, str]) -> str:

@@ -28,13 +28,16 @@ import jinja2
 
 from incidents import i18n
 from incidents import message_text as mt
+from incidents.business_duration import BusinessDuration
 from incidents.message_text import sanitize_header_text
-from incidents.message_view import build_view
+from incidents.message_view import Branding, build_view
 from incidents.model import Incident, TimelineEntry
 from incidents.outgoing import Audience, MessageKind, OutgoingEmail, OutgoingWebhook
+from incidents.severity import Severity
 
 __all__ = [
     "AUDIENCE",
+    "Branding",
     "ClientInfo",
     "MessageContext",
     "compose_email",
@@ -79,6 +82,8 @@ class ClientInfo:
     # Display names by check key ("acme/shop/cart" -> "Cart") and site key: mails name
     # things as people do, never by key.
     names: Mapping[str, str] = field(default_factory=dict)
+    # The update cadence per severity (the client's SLA), said in its mails; None: no cadence.
+    update_every: Mapping[Severity, BusinessDuration | None] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,6 +93,9 @@ class MessageContext:
     # Base URL of the incident API/UI; a mail links `<dashboard_url>/incidents/<id>`.
     dashboard_url: str | None = None
     locale_dir: Path | None = None  # catalogs beside the shipped ones (`<lang>/LC_MESSAGES`)
+    templates_dir: Path | None = None  # templates replacing the shipped ones (see _loader)
+    branding: Branding = Branding()
+    agency_timezone: str | None = None  # on-call mails show times in it beside the client's
 
 
 def thread_root(incident_id: int, audience: Audience, domain: str, *, opened_at: datetime) -> str:
@@ -145,6 +153,11 @@ def compose_email(
     tz = mt.zone(client.timezone, owner=f"client {client.id}")
     language = client.language if audience is Audience.CLIENT else i18n.SOURCE_LANGUAGE
     catalog = i18n.translations(language, ctx.locale_dir)
+    agency_tz = (
+        mt.zone(ctx.agency_timezone, owner="agency")
+        if audience is Audience.ONCALL and ctx.agency_timezone
+        else None
+    )
     view = build_view(
         kind=kind.value,
         incident=incident,
@@ -163,10 +176,20 @@ def compose_email(
         due=_due(kind, incident),
         language=language,
         catalog=catalog,
+        branding=ctx.branding,
+        update_every=client.update_every.get(incident.severity),
+        agency_tz=agency_tz,
     )
     subject = _subject(kind, incident=incident, title=view.title, now=now, tz=tz, _=catalog.gettext)
     template = "client" if audience is Audience.CLIENT else "oncall"
-    env = _environment(language, None if ctx.locale_dir is None else str(ctx.locale_dir))
+    env = _environment(
+        language,
+        locale_dir=None if ctx.locale_dir is None else str(ctx.locale_dir),
+        templates_dir=None if ctx.templates_dir is None else str(ctx.templates_dir),
+        # Only a templates folder can differ by client: one environment per client otherwise
+        # would compile the same templates once per client.
+        client_id=client.id if ctx.templates_dir is not None else "",
+    )
     text = env.get_template(f"{template}.txt.j2").render(v=view, subject=subject)
     html = env.get_template(f"{template}.html.j2").render(v=view, subject=subject)
     return OutgoingEmail(
@@ -338,12 +361,25 @@ def _link(base: str | None, incident_id: int) -> str | None:
     return sanitize_header_text(f"{base.rstrip('/')}/incidents/{incident_id}", max_len=500)
 
 
+def _loader(templates_dir: str | None, *, client_id: str, language: str) -> jinja2.BaseLoader:
+    """The shipped templates, behind the configured folder's: per client and language first,
+    then per client, per language, and the folder itself."""
+    # PackageLoader finds the templates inside the installed package (wheel or editable).
+    shipped = jinja2.PackageLoader("incidents", "templates")
+    if templates_dir is None:
+        return shipped
+    base = Path(templates_dir)
+    folders = [base / client_id / language, base / client_id, base / language, base]
+    return jinja2.ChoiceLoader([jinja2.FileSystemLoader([str(f) for f in folders]), shipped])
+
+
 @cache
-def _environment(language: str, locale_dir: str | None) -> jinja2.Environment:
-    # PackageLoader finds the templates inside the installed package (wheel or editable);
-    # autoescape is on for *.html.j2 only, so the text bodies show characters as they are.
+def _environment(
+    language: str, *, locale_dir: str | None, templates_dir: str | None, client_id: str
+) -> jinja2.Environment:
+    # Autoescape is on for *.html.j2 only, so the text bodies show characters as they are.
     env = jinja2.Environment(
-        loader=jinja2.PackageLoader("incidents", "templates"),
+        loader=_loader(templates_dir, client_id=client_id, language=language),
         autoescape=jinja2.select_autoescape(
             enabled_extensions=("html.j2",), default_for_string=False, default=False
         ),

@@ -156,7 +156,9 @@ def mailer(config: MonitorConfig) -> Mailer:
     """SMTP when configured, else `.eml` files in the outbox folder (the demo, the default)."""
     settings = config.notifications
     if settings.smtp is None:
-        return FileMailer(Path(settings.outbox_dir), sender=settings.sender)
+        return FileMailer(
+            Path(settings.outbox_dir), sender=settings.sender, reply_to=config.agency.reply_to
+        )
     smtp = settings.smtp
     return SmtpMailer(
         SmtpSettings(
@@ -167,6 +169,7 @@ def mailer(config: MonitorConfig) -> Mailer:
             password=smtp.password.get_secret_value() if smtp.password else None,
             timeout=smtp.timeout.total_seconds(),
             sender=settings.sender,
+            reply_to=config.agency.reply_to,
         )
     )
 

@@ -7,7 +7,8 @@ from pathlib import Path
 
 from incidents.calendar_spec import build_calendar
 from incidents.flow import NotifyPolicy
-from incidents.messages import ClientInfo, MessageContext
+from incidents.messages import Branding, ClientInfo, MessageContext
+from incidents.severity import Severity
 from incidents.sla import SlaContext
 from incidents.wording import part_name
 from monitor.config.models import ClientConfig, MonitorConfig
@@ -37,6 +38,10 @@ def client_contexts(config: MonitorConfig) -> dict[str, ClientContext]:
                 timezone=client.business_hours.timezone,
                 language=client.language,
                 names=display_names(client),
+                update_every={
+                    severity: config.sla_policy.targets(severity).update_every
+                    for severity in Severity
+                },
             ),
         )
     return contexts
@@ -54,12 +59,20 @@ def display_names(client: ClientConfig) -> dict[str, str]:
 
 
 def message_context(config: MonitorConfig) -> MessageContext:
-    locale_dir = config.notifications.locale_dir
+    notifications, agency = config.notifications, config.agency
     return MessageContext(
-        sender_domain=config.notifications.sender_domain,
+        sender_domain=notifications.sender_domain,
         oncall=tuple(config.oncall.emails),
-        dashboard_url=config.notifications.dashboard_url,
-        locale_dir=Path(locale_dir) if locale_dir else None,
+        dashboard_url=notifications.dashboard_url,
+        locale_dir=Path(notifications.locale_dir) if notifications.locale_dir else None,
+        templates_dir=Path(notifications.templates_dir) if notifications.templates_dir else None,
+        branding=Branding(
+            name=agency.name,
+            logo_url=agency.logo_url,
+            accent_color=agency.accent_color,
+            signature=agency.signature,
+        ),
+        agency_timezone=agency.timezone,
     )
 
 

@@ -37,6 +37,7 @@ from checks.http import HttpCheckSpec
 from checks.page import PageCheckSpec
 from incidents.calendar_spec import BusinessHoursSpec
 from incidents.i18n import available_languages
+from incidents.message_text import zone
 from incidents.model import CheckRef
 from incidents.severity import Severity, SeverityPolicy
 from incidents.sla import DEFAULT_PLANS, PlanSpec, SlaPolicy
@@ -277,6 +278,20 @@ class NotificationsConfig(_Model):
         description="A folder of extra client-mail languages: <folder>/<language>/LC_MESSAGES/"
         "messages.po (gettext catalogs; English and German are shipped).",
     )
+    templates_dir: str | None = Field(
+        default=None,
+        description="A folder of mail templates replacing the shipped ones (client.txt.j2, "
+        "client.html.j2, oncall.*.j2), looked up first in <folder>/<client id>/<language>/, "
+        "<folder>/<client id>/, <folder>/<language>/, then <folder>/.",
+    )
+
+    @field_validator("locale_dir", "templates_dir")
+    @classmethod
+    def _a_folder(cls, value: str | None) -> str | None:
+        if value is not None and not Path(value).is_dir():
+            raise ValueError(f"must be an existing folder (got {value!r})")
+        return value
+
     email_client_on_open: list[Severity] = Field(
         default_factory=lambda: [Severity.CRITICAL, Severity.MAJOR],
         description="Severities whose opening is emailed to the client at once.",
@@ -307,6 +322,55 @@ class NotificationsConfig(_Model):
     @property
     def sender_domain(self) -> str:
         return parseaddr(self.sender)[1].rsplit("@", 1)[-1]
+
+
+class AgencyConfig(_Model):
+    """Who sends the client mails: the agency's name, look and time zone."""
+
+    name: str | None = Field(
+        default=None, max_length=80, description='Signs client mails, e.g. "Northwind Web".'
+    )
+    logo_url: str | None = Field(
+        default=None,
+        max_length=500,
+        description="An https:// URL of the logo shown at the top of HTML client mails.",
+    )
+    accent_color: str = Field(
+        default="#1f4e8c",
+        pattern=r"^#[0-9a-fA-F]{6}$",
+        description="Colour of headings and rules in HTML client mails, e.g. #1f4e8c.",
+    )
+    signature: str | None = Field(
+        default=None,
+        max_length=1000,
+        description="Closing lines of every client mail (several lines allowed).",
+    )
+    reply_to: EmailAddress | None = Field(
+        default=None, description="Where clients' replies go (the Reply-To of client mails)."
+    )
+    timezone: str = Field(
+        default="UTC",
+        description="The agency's IANA time zone: on-call mails show times in it beside the "
+        "client's.",
+    )
+
+    @field_validator("logo_url")
+    @classmethod
+    def _https_url(cls, value: str | None) -> str | None:
+        if value is not None:
+            parts = urlsplit(value)
+            if parts.scheme != "https" or not parts.hostname or any(c in value for c in '"<> '):
+                raise ValueError(
+                    f"must be an https:// URL such as https://agency.example/logo.png "
+                    f"(got {value!r})"
+                )
+        return value
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        zone(value, owner="agency.timezone")
+        return value
 
 
 class WebhookConfig(_Model):
@@ -438,6 +502,7 @@ class MonitorConfig(_Model):
         description="standard, retainer and enterprise exist by default; entries here are "
         "added to them or replace them.",
     )
+    agency: AgencyConfig = AgencyConfig()
     notifications: NotificationsConfig = NotificationsConfig()
     oncall: OncallConfig = OncallConfig()
     api: ApiConfig = ApiConfig()

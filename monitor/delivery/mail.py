@@ -37,7 +37,7 @@ from typing import Literal, Protocol
 
 import aiosmtplib
 
-from incidents.outgoing import OutgoingEmail
+from incidents.outgoing import Audience, OutgoingEmail
 from monitor.delivery.errors import DeliveryError, describe, translated_error
 
 _log = logging.getLogger(__name__)
@@ -78,10 +78,13 @@ class _MailPolicy(EmailPolicy):
 MAIL_POLICY = _MailPolicy(linesep="\r\n")
 
 
-def build_email(message: OutgoingEmail, *, sender: str, date: datetime) -> EmailMessage:
+def build_email(
+    message: OutgoingEmail, *, sender: str, date: datetime, reply_to: str | None = None
+) -> EmailMessage:
     """The MIME message for `message`: multipart/alternative (text, then HTML), UTF-8.
 
-    `sender` is the From header ("Agency Support <support@agency.example>"); `date` must be
+    `sender` is the From header ("Agency Support <support@agency.example>"); `reply_to`, when
+    given, the Reply-To of client mails (the agency's `reply_to`); `date` must be
     timezone-aware. Raises ValueError when a header value holds a line break or control
     character, a message id is malformed, an address is not ASCII, or there is no recipient:
     composition sanitises already, this is the second line of defence against header
@@ -103,6 +106,8 @@ def build_email(message: OutgoingEmail, *, sender: str, date: datetime) -> Email
     if message.references:
         ids = [_checked_id("References", ref) for ref in message.references]
         headers.append(("References", " ".join(ids)))
+    if reply_to is not None and message.audience is Audience.CLIENT:
+        headers.append(("Reply-To", reply_to))
     # RFC 3834, and Microsoft's equivalent: no out-of-office replies to a robot.
     headers.append(("Auto-Submitted", "auto-generated"))
     headers.append(("X-Auto-Response-Suppress", "All"))
@@ -189,6 +194,7 @@ class SmtpSettings:
     password: str | None = field(repr=False)  # never logged, never in an error text
     timeout: float  # seconds per SMTP step (connect, each command)
     sender: str  # the From header, e.g. "Agency Support <support@agency.example>"
+    reply_to: str | None = None  # the Reply-To of client mails
 
 
 class SmtpMailer:
@@ -201,7 +207,9 @@ class SmtpMailer:
 
     async def send(self, message: OutgoingEmail, *, date: datetime) -> None:
         try:
-            mime = build_email(message, sender=self._settings.sender, date=date)
+            mime = build_email(
+                message, sender=self._settings.sender, date=date, reply_to=self._settings.reply_to
+            )
         except ValueError as exc:
             raise DeliveryError(
                 f"email {message.message_id!r} cannot be built: {exc}", permanent=True
@@ -284,14 +292,17 @@ class FileMailer:
     crash never leaves two files for one email.
     """
 
-    def __init__(self, folder: Path, *, sender: str) -> None:
+    def __init__(self, folder: Path, *, sender: str, reply_to: str | None = None) -> None:
         check_sender(sender)
         self._folder = folder
         self._sender = sender
+        self._reply_to = reply_to
 
     async def send(self, message: OutgoingEmail, *, date: datetime) -> None:
         try:
-            data = build_email(message, sender=self._sender, date=date).as_bytes()
+            data = build_email(
+                message, sender=self._sender, date=date, reply_to=self._reply_to
+            ).as_bytes()
         except ValueError as exc:
             raise DeliveryError(
                 f"email {message.message_id!r} cannot be built: {exc}", permanent=True
