@@ -63,6 +63,15 @@ def test_roles_given_replace_the_default() -> None:
     assert availability(cfg) == {"api"}
 
 
+def test_marking_a_part_keeps_the_default_for_the_others() -> None:
+    cfg = config([{"id": "home", "url": "/"}, {"id": "admin", "url": "/admin", "role": "part"}])
+    assert availability(cfg) == {"home"}
+    only_parts = config(
+        [{"id": "health", "url": "/healthz"}, {"id": "admin", "url": "/admin", "role": "part"}]
+    )
+    assert availability(only_parts) == {"health"}
+
+
 def test_a_role_must_be_availability_or_part() -> None:
     with pytest.raises(ValidationError, match="role"):
         config([{"id": "home", "url": "/", "role": "critical"}])

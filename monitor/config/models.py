@@ -600,14 +600,16 @@ def configured_checks(config: MonitorConfig) -> list[ConfiguredCheck]:
 
 def availability_checks(site: SiteConfig) -> frozenset[str]:
     """The ids of the checks whose failure means `site` is down (see `CheckCommon.role`)."""
-    if any(check.role is not None for check in site.checks):
-        return frozenset(check.id for check in site.checks if check.role == "availability")
+    marked = frozenset(check.id for check in site.checks if check.role == "availability")
+    if marked:
+        return marked
+    candidates = [check for check in site.checks if check.role != "part"]
     root = frozenset(
         check.id
-        for check in site.checks
+        for check in candidates
         if check.kind == "http" and _same_page(urljoin(site.url, check.url), site.url)
     )
-    return root or frozenset(check.id for check in site.checks)
+    return root or frozenset(check.id for check in candidates)
 
 
 def _same_page(url: str, base: str) -> bool:
