@@ -240,8 +240,8 @@ def _attach(step: _Step, incident: Incident, severity: Severity) -> None:
         checks=incident.checks | {key},
     )
     if severity >= incident.severity and _takes_the_title(step, attached):
-        # As bad as the incident already is, but the site is now down as a whole: the
-        # title says so (a part's failure must not hide that the site is down).
+        # As bad as the incident already is, but about the site as a whole (down, or all its
+        # pages slow): the title says so rather than naming the part that failed first.
         attached = _retitled(step, attached)
     step.incident = attached
     step.record(
@@ -266,11 +266,16 @@ def _escalate_if_worse(step: _Step, incident: Incident, severity: Severity) -> N
 
 
 def _takes_the_title(step: _Step, incident: Incident) -> bool:
-    """A failure as severe as the incident takes its title only when it makes the site down
-    and the title does not say so yet."""
-    headline = wording.headline_for(step.check, step.result)
+    """A failure no more severe than the incident takes its title only when it is about the
+    whole site and the title is not: the availability scope over a part, and "down" over
+    anything else."""
+    new = wording.headline_for(step.check, step.result)
     current = incident.headline
-    return wording.is_down(headline) and (current is None or not wording.is_down(current))
+    if current is None:
+        return new.availability
+    if wording.is_down(new):
+        return not wording.is_down(current)
+    return new.availability and not current.availability
 
 
 def _retitled(step: _Step, incident: Incident) -> Incident:

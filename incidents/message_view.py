@@ -252,7 +252,9 @@ def build_view(
         link=link,
         due_note=due_note,
         cadence=_cadence(update_every, calendar=incident.calendar, catalog=catalog),
-        agency_timezone=agency_tz.key if agency_tz is not None else None,
+        agency_timezone=(
+            agency_tz.key if agency_tz is not None and agency_tz.key != tz.key else None
+        ),
         brand_name=mt.sanitize_header_text(branding.name) if branding.name else None,
         logo_url=branding.logo_url,
         accent_color=branding.accent_color,

@@ -790,3 +790,15 @@ def test_the_opening_keeps_when_the_first_failure_was_seen() -> None:
     incident = transitions[-1].incident
     assert incident is not None
     assert (incident.failing_since, incident.opened_at) == (at(2), at(4))
+
+
+def test_the_home_page_slow_beside_a_slow_part_makes_the_title_about_the_site() -> None:
+    product = replace(HOME, key="acme/shop/product", name="Product page", availability=False)
+    site = Site()
+    site.feed_all(product, [SLOW] * 3)
+    assert site.incident is not None
+    assert site.incident.title.startswith("shop.acme.example: Product page loads slowly")
+    last = site.feed_all(HOME, [SLOW] * 3)[-1]
+    assert last.incident is not None
+    assert last.incident.title == "shop.acme.example: pages load slowly (7.2 s, target 5 s)"
+    assert "title now: shop.acme.example: pages load slowly" in last.timeline[0].message

@@ -633,7 +633,6 @@ What is affected
   Part: Home
   Page: https://shop.acme.example/
   What we saw: The server answered with an error.
-  Response time: 120 ms
   Checked at: Mon 4 Mar 2024 10:00 CET
   Failing since: Mon 4 Mar 2024 10:00 CET
 
