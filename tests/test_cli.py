@@ -236,12 +236,18 @@ async def test_demo_runs_its_script_and_summarises_the_incidents(tmp_path: Path)
     assert "incident escalated INC-2 to Severity 1" in out
     # A broken checkout (payment fails, every page answers 200) opens a Severity 1 while the
     # home page is up, and a missing product image a Severity 3.
-    assert "incident opened INC-3 Severity 1 (Critical) demo/shop: demo-shop.local: checkout" in out
+    assert (
+        "incident opened INC-3 Severity 1 (Critical) demo/shop: demo-shop.local: Checkout is "
+        "failing (the pay step" in out
+    )
     assert "incident opened INC-4 Severity 3 (Moderate)" in out and "broken_asset" in out
     summary = out[out.index("Incidents (4):") :]
     assert summary.count("resolved") == 4
     # The emails, written as .eml files since the demo has no SMTP server.
-    assert "owner@demo-shop.example  [INC-1] Severity 1: demo-shop.local is down" in summary
+    # Every page fails at once: the opening names whichever check confirmed first; once the
+    # home page (the availability scope) is confirmed too, the title says the site is down.
+    assert "owner@demo-shop.example  [INC-1] Severity 1: demo-shop.local" in summary
+    assert "owner@demo-shop.example  [INC-1] Resolved: demo-shop.local is down" in summary
     assert "oncall@agency.example    [INC-1] PAGE Severity 1" in summary
     assert "[INC-1] Resolved:" in summary and "[INC-2] Escalated to Severity 1" in summary
     assert "[INC-3] PAGE Severity 1" in summary and "[INC-4] New Severity 3" in summary
