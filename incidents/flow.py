@@ -247,7 +247,8 @@ def notifications(
             email(MessageKind.UPDATE, cause, text)
         elif kind is TimelineKind.RESOLVED and THREAD_MARK[Audience.CLIENT] in state.sla_marks:
             note = (entry.evidence or {}).get("note")
-            email(MessageKind.RESOLVED, _last_recovery(timeline), note=note if note else None)
+            shown = note if isinstance(note, str) and note else None
+            email(MessageKind.RESOLVED, _last_recovery(timeline), note=shown)
         elif kind in _ONCALL_MAIL:
             email(_ONCALL_MAIL[kind], cause)
             if kind is TimelineKind.ONCALL_PAGED:

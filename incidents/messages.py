@@ -34,6 +34,7 @@ from incidents.message_view import Branding, build_view
 from incidents.model import Incident, TimelineEntry
 from incidents.outgoing import Audience, MessageKind, OutgoingEmail, OutgoingWebhook
 from incidents.severity import Severity
+from incidents.wording import Gettext
 
 __all__ = [
     "AUDIENCE",
@@ -266,7 +267,7 @@ def _subject(
     title: str,
     now: datetime,
     tz: ZoneInfo,
-    _: Any,
+    _: Gettext,
 ) -> str:
     ref, sev = f"[{incident.ref}]", int(incident.severity)
     values = {"ref": ref, "severity": sev, "title": title}
