@@ -22,7 +22,7 @@ Who hears what:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 
@@ -163,18 +163,64 @@ def post_update(
     return Change(incident=updated, timeline=(entry,))
 
 
-def resolve_by_hand(incident: Incident, *, now: datetime, by: str, note: str = "") -> Change:
+class StillFailing(ValueError):
+    """A manual resolve refused: checks of the incident still fail (`checks`, keys)."""
+
+    def __init__(self, incident: Incident, checks: Sequence[str]) -> None:
+        self.checks = tuple(checks)
+        super().__init__(
+            f"{incident.ref} still has failing checks: {', '.join(self.checks)}; "
+            "resolve it with force to close it anyway (those checks then must pass once "
+            "before they can open a new incident)"
+        )
+
+
+def resolve_by_hand(
+    incident: Incident,
+    *,
+    now: datetime,
+    by: str,
+    note: str = "",
+    still_failing: Collection[str] = (),
+    force: bool = False,
+) -> Change:
+    """An operator resolves the incident. `still_failing`: the check keys whose latest result
+    is a failure; while any of them is among the incident's failing checks the resolve is
+    refused (StillFailing) unless `force`. The RESOLVED entry names who and how; its
+    evidence (`resolved_by`, `forced`, `still_failing`) tells the composer it was by hand."""
     _require_open(incident, by)
+    failing = sorted(incident.failing_checks.intersection(still_failing))
+    if failing and not force:
+        raise StillFailing(incident, failing)
     resolved = replace(
         incident,
         status=IncidentStatus.RESOLVED,
         resolved_at=now,
         failing_checks=frozenset(),
         next_update_due_at=None,
+        paused_since=None,
+        paused_until=None,
     )
-    message = f"resolved by {by}" + (f": {note.strip()}" if note.strip() else "")
-    entry = TimelineEntry(at=now, kind=TimelineKind.RESOLVED, message=message)
+    message = f"resolved by hand by {by}"
+    if failing:
+        names = [key.rsplit("/", 1)[-1] for key in failing]
+        listed = ", ".join(names[:-1]) + f" and {names[-1]}" if len(names) > 1 else names[0]
+        message += f", forced while {listed} still failed"
+    if note.strip():
+        message += f": {note.strip()}"
+    entry = TimelineEntry(
+        at=now,
+        kind=TimelineKind.RESOLVED,
+        message=message,
+        severity=incident.severity,
+        evidence={"resolved_by": by, "forced": bool(failing), "still_failing": failing},
+    )
     return Change(incident=resolved, timeline=(entry,))
+
+
+def resolved_by_hand(entry: TimelineEntry) -> bool:
+    """Whether a RESOLVED entry is an operator's resolve (not the checks passing again)."""
+    return entry.kind is TimelineKind.RESOLVED and "resolved_by" in (entry.evidence or {})
 
 
 def _require_open(incident: Incident, by: str) -> None:
@@ -260,7 +306,8 @@ _CLIENT_KINDS = frozenset(
 def _evidence_entry(timeline: Sequence[TimelineEntry]) -> TimelineEntry | None:
     """The entry whose probe evidence best explains this change (the latest with evidence)."""
     for entry in reversed(timeline):
-        if entry.evidence and entry.kind is not TimelineKind.CLIENT_UPDATE:
+        # Probe results only: an update's text or a resolve's who-and-how explain nothing.
+        if entry.evidence and entry.check is not None:
             return entry
     return None
 

@@ -117,6 +117,11 @@ def _parser() -> argparse.ArgumentParser:
     resolve.add_argument("incident", type=int)
     resolve.add_argument("--by", required=True)
     resolve.add_argument("--note", default="")
+    resolve.add_argument(
+        "--force",
+        action="store_true",
+        help="resolve even while checks still fail (they must pass once to reopen)",
+    )
     resolve.set_defaults(handler=_resolve)
 
     maintenance = operator("maintenance", "add a maintenance window (no incidents open)")
@@ -273,7 +278,7 @@ def _update(args: argparse.Namespace) -> int:
 
 
 def _resolve(args: argparse.Namespace) -> int:
-    body = {"by": args.by, "note": args.note}
+    body = {"by": args.by, "note": args.note, "force": args.force}
     return _operator(args, "POST", f"/api/incidents/{args.incident}/resolve", body)
 
 

@@ -16,6 +16,7 @@ from datetime import datetime
 
 from incidents.flow import (
     Change,
+    StillFailing,
     acknowledge,
     after_engine,
     after_tick,
@@ -253,10 +254,29 @@ class IncidentDesk:
             lambda i, now: post_update(i, now=now, by=by, text=text, sla=self._sla(i)),
         )
 
-    async def resolve(self, incident_id: int, *, by: str, note: str = "") -> Incident:
-        return await self._act(
-            incident_id, lambda i, now: resolve_by_hand(i, now=now, by=by, note=note)
-        )
+    async def resolve(
+        self, incident_id: int, *, by: str, note: str = "", force: bool = False
+    ) -> Incident:
+        """Resolve by hand; refused (409) while a failing check's latest result is still a
+        failure, unless `force`. The stored check states decide, so any process can tell."""
+        stored = await self._store.get_incident(incident_id)
+        states = await self._store.load_check_states(keys=sorted(stored.checks)) if stored else {}
+        still_failing = {
+            key
+            for key, state in states.items()
+            if state.last_outcome is not None and state.last_outcome.is_failure
+        }
+
+        def resolve(incident: Incident, now: datetime) -> Change:
+            try:
+                change = resolve_by_hand(
+                    incident, now=now, by=by, note=note, still_failing=still_failing, force=force
+                )
+            except StillFailing as exc:
+                raise ActionError(str(exc), status=409) from exc
+            return change
+
+        return await self._act(incident_id, resolve)
 
     async def add_maintenance(
         self, *, site: str, starts_at: datetime, ends_at: datetime, reason: str, by: str

@@ -193,7 +193,10 @@ async def _resolve(request: web.Request) -> web.Response:
     return await _act(
         request,
         lambda desk, iid, body: desk.resolve(
-            iid, by=body["by"].strip(), note=str(body.get("note") or "")
+            iid,
+            by=body["by"].strip(),
+            note=str(body.get("note") or ""),
+            force=_flag(body, "force"),
         ),
         "by",
     )
@@ -220,6 +223,13 @@ async def _add_maintenance(request: web.Request) -> web.Response:
     except ActionError as exc:
         return _error(exc.status, str(exc))
     return web.json_response(_window_dict(window), status=201)
+
+
+def _flag(body: dict[str, Any], name: str) -> bool:
+    value = body.get(name, False)
+    if not isinstance(value, bool):
+        raise ActionError(f"'{name}' must be true or false (got {value!r})", status=400)
+    return value
 
 
 def _instant(text: str, name: str) -> datetime:

@@ -19,6 +19,7 @@ import pytest
 from aiohttp.test_utils import TestServer
 from prometheus_client.parser import text_string_to_metric_families
 
+from checks.result import Outcome
 from incidents.model import Incident, TimelineKind
 from monitor.app import Running, running_monitor
 from monitor.config import MonitorConfig, load_config_text
@@ -198,7 +199,7 @@ def parse_iso(text: str) -> datetime:
 # --- resolve by hand ----------------------------------------------------------------------
 
 
-async def test_resolved_by_hand_mails_the_client_and_a_later_failure_opens_a_new_incident(
+async def test_resolve_by_hand_is_refused_while_failing_and_forced_holds_the_check_until_a_pass(
     new_target: NewTarget, mail_server: tuple[Inbox, int], tmp_path: Path
 ) -> None:
     inbox, port = mail_server
@@ -211,23 +212,39 @@ async def test_resolved_by_hand_mails_the_client_and_a_later_failure_opens_a_new
         client("acme", site("shop", shop_url), site("blog", blog_url, severity=3)),
         smtp_port=port,
     )
+    home = "acme/shop/home"
     async with running_monitor(config) as running:
         first = await eventually(lambda: open_incident_of(running, "acme/shop"))
         first_id = incident_id(first)
         opened = (await eventually(lambda: mails(inbox, to=CLIENT, subject=f"[{first.ref}]")))[0]
 
+        # Refused while the check still fails, naming it; nothing changes.
+        status, body = await api(
+            running, "POST", f"/api/incidents/{first_id}/resolve", {"by": "alice"}
+        )
+        assert status == 409, body
+        assert home in body["error"] and "force" in body["error"]
+        status, body = await api(
+            running, "POST", f"/api/incidents/{first_id}/resolve", {"by": "a", "force": "yes"}
+        )
+        assert status == 400 and "force" in body["error"]
+        still = await running.store.get_incident(first_id)
+        assert still is not None and still.is_open
+
         status, body = await api(
             running,
             "POST",
             f"/api/incidents/{first_id}/resolve",
-            {"by": "alice", "note": "restarted php-fpm"},
+            {"by": "alice", "note": "restarted php-fpm", "force": True},
         )
         assert status == 200
         assert body["id"] == first_id and body["status"] == "resolved"
         assert body["resolved_at"] is not None
         last = (await running.store.timeline(first_id))[-1]
         assert last.kind is TimelineKind.RESOLVED
-        assert last.message == "resolved by alice: restarted php-fpm"
+        assert last.message == (
+            "resolved by hand by alice, forced while home still failed: restarted php-fpm"
+        )
 
         # The client had the opening mail, so it is asked to confirm, in the same thread.
         resolved = (
@@ -235,38 +252,79 @@ async def test_resolved_by_hand_mails_the_client_and_a_later_failure_opens_a_new
         )[0]
         assert str(resolved["In-Reply-To"]) == str(opened["Message-ID"])
 
-        # The site still fails: the next confirmed failure opens a new incident; the resolved
-        # one is never reopened and takes no more actions.
-        second = await eventually(
-            lambda: _open_other_than(running, site_key="acme/shop", incident_id=first_id)
-        )
-        assert incident_id(second) > first_id
+        # The site still fails, but the check was held by the forced resolve: however many
+        # failures follow, no incident opens until it has passed once.
+        hits = shop.hits["/"]
+        await eventually(lambda: shop.hits["/"] >= hits + FAILURES_TO_OPEN + 3 or None)
+        assert await open_incident_of(running, "acme/shop") is None
+        state = running.monitor.check_state(home)
+        assert state is not None and state.held
+        stored = (await running.store.load_check_states(keys=[home]))[home]
+        assert stored.held  # it survives a restart
+        assert len(mails(inbox, to=CLIENT, subject="Resolved")) == 1
+        assert len(mails(inbox, to=CLIENT)) == 2  # opened and resolved: no "down" again
+
+        # A resolved incident is never reopened and takes no more actions.
         for path, payload in (
             ("acknowledge", {"by": "bob"}),
             ("updates", {"by": "bob", "text": "Still on it."}),
-            ("resolve", {"by": "bob"}),
+            ("resolve", {"by": "bob", "force": True}),
         ):
             status, body = await api(running, "POST", f"/api/incidents/{first_id}/{path}", payload)
             assert status == 409, (path, body)
             assert "resolved" in body["error"]
-        again = await running.store.get_incident(first_id)
-        assert again is not None and str(again.status) == "resolved"
         kinds = await timeline_kinds(running.store, first)
         assert kinds.count(TimelineKind.RESOLVED) == 1
         assert TimelineKind.ACKNOWLEDGED not in kinds
         assert TimelineKind.CLIENT_UPDATE not in kinds
+
+        # One pass releases it; its next confirmed failure opens a new incident.
+        shop.set("/", status=200)
+        await eventually(lambda: _released(running, home))
+        shop.set("/", status=500)
+        second = await eventually(
+            lambda: _open_other_than(running, site_key="acme/shop", incident_id=first_id)
+        )
+        assert incident_id(second) > first_id
 
         # A Severity 3 the client never heard of is resolved without a mail to the client.
         blog.set("/", status=500)
         quiet = await eventually(lambda: open_incident_of(running, "acme/blog"))
         assert int(quiet.severity) == 3
         status, _ = await api(
-            running, "POST", f"/api/incidents/{incident_id(quiet)}/resolve", {"by": "alice"}
+            running,
+            "POST",
+            f"/api/incidents/{incident_id(quiet)}/resolve",
+            {"by": "alice", "force": True},
         )
         assert status == 200
         # The outbox rows are written with the resolution, so they are final now.
         rows = await running.store.outbox_for_incident(incident_id(quiet))
         assert not [row for row in rows if CLIENT in getattr(row.message, "to", ())]
+
+
+async def test_resolve_by_hand_without_force_once_the_failing_check_passes_again(
+    new_target: NewTarget, tmp_path: Path
+) -> None:
+    shop, shop_url = await new_target()
+    shop.set("/", status=500)
+    # Many passes needed to resolve on its own: time for an operator to close it first.
+    config = make_config(tmp_path, client("acme", site("shop", shop_url)), successes_to_resolve=50)
+    async with running_monitor(config) as running:
+        first = await eventually(lambda: open_incident_of(running, "acme/shop"))
+        shop.set("/", status=200)
+        await eventually(lambda: _released(running, "acme/shop/home"))
+        status, body = await api(
+            running, "POST", f"/api/incidents/{incident_id(first)}/resolve", {"by": "alice"}
+        )
+        assert status == 200, body
+        last = (await running.store.timeline(incident_id(first)))[-1]
+        assert last.message == "resolved by hand by alice"
+
+
+def _released(running: Running, key: str) -> bool:
+    state = running.monitor.check_state(key)
+    return state is not None and not state.held and state.last_outcome is Outcome.OK
 
 
 async def _open_other_than(running: Running, *, site_key: str, incident_id: int) -> Any:

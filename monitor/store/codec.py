@@ -61,6 +61,8 @@ def incident_values(incident: Incident, *, updated_at: datetime) -> dict[str, An
         "next_update_due_at": incident.next_update_due_at,
         "oncall_notified_at": incident.oncall_notified_at,
         "sla_marks": sorted(incident.sla_marks),
+        "paused_since": incident.paused_since,
+        "paused_until": incident.paused_until,
     }
 
 
@@ -85,6 +87,8 @@ def incident_from_row(row: RowMapping) -> Incident:
         next_update_due_at=row["next_update_due_at"],
         oncall_notified_at=row["oncall_notified_at"],
         sla_marks=frozenset(row["sla_marks"]),
+        paused_since=row["paused_since"],
+        paused_until=row["paused_until"],
         version=row["version"],
     )
 
@@ -124,6 +128,7 @@ def state_values(state: CheckState) -> dict[str, Any]:
         "last_outcome": state.last_outcome.value if state.last_outcome is not None else None,
         "last_result_at": state.last_result_at,
         "since": state.since,
+        "held": state.held,
     }
 
 
@@ -137,6 +142,7 @@ def state_from_row(row: RowMapping) -> CheckState:
         last_outcome=Outcome(row["last_outcome"]) if row["last_outcome"] is not None else None,
         last_result_at=row["last_result_at"],
         since=row["since"],
+        held=bool(row["held"]),
     )
 
 
