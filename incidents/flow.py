@@ -24,7 +24,7 @@ from __future__ import annotations
 
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass, replace
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from incidents.messages import ClientInfo, MessageContext, compose_email, compose_webhook
 from incidents.model import Incident, IncidentStatus, TimelineEntry, TimelineKind
@@ -34,11 +34,17 @@ from incidents.sla import (
     SlaContext,
     due_sla_events,
     escalate_clocks,
+    format_utc,
+    human_time,
     next_sla_wakeup,
     oncall_notify_at,
+    pause_clocks,
+    paused_time,
     record_client_update,
     record_response,
+    resume_clocks,
     start_clocks,
+    zone_of,
 )
 
 # Marks (in Incident.sla_marks) saying a thread has its first mail, so later mails reply to it.
@@ -91,7 +97,9 @@ def after_engine(
             )
         elif entry.kind is TimelineKind.RESOLVED:
             # As when resolved by hand: a resolved incident owes the client no more updates.
-            incident = replace(incident, next_update_due_at=None)
+            incident = replace(
+                incident, next_update_due_at=None, paused_since=None, paused_until=None
+            )
     incident, paging = _tell_oncall(incident, now=now, sla=sla, page=escalated_to_critical)
     return Change(incident=incident, timeline=(*timeline, *paging))
 
@@ -110,8 +118,64 @@ def after_tick(incident: Incident, *, now: datetime, sla: SlaContext) -> Change 
     return Change(incident=told, timeline=(*paging, *entries))
 
 
+def during_maintenance(
+    incident: Incident, *, now: datetime, window: tuple[datetime, datetime] | None, sla: SlaContext
+) -> Change | None:
+    """Pause or resume the clocks for the site's maintenance; None when nothing changes.
+
+    `window` is (start, end) of the site's maintenance in force at `now` (overlapping windows
+    merged), None when none is. A pause starts at the window's start (or the opening, for an
+    incident opened since) and ends at the window's end, or at `now` when it ended early
+    (cancelled); each is recorded on the timeline with its own time.
+    """
+    if not incident.is_open:
+        return None
+    zone = zone_of(sla)
+    if window is not None:
+        start, end = window
+        if incident.paused_since is None:
+            at = max(start, incident.opened_at)
+            paused_now = pause_clocks(incident, at=at, until=end)
+            message = (
+                f"maintenance window until {human_time(end, zone)}: SLA clocks paused, "
+                "no client update due and no reminders"
+            )
+            entry = TimelineEntry(
+                at=at,
+                kind=TimelineKind.MAINTENANCE_STARTED,
+                message=message,
+                evidence={"starts_at": format_utc(start), "ends_at": format_utc(end)},
+            )
+            return Change(incident=paused_now, timeline=(entry,))
+        extended = pause_clocks(incident, at=incident.paused_since, until=end)
+        return Change(incident=extended) if extended != incident else None
+    since = incident.paused_since
+    if since is None:
+        return None
+    until = incident.paused_until
+    ended = now if until is None else min(now, until)
+    paused = paused_time(incident, start=since, end=ended, ctx=sla)
+    resumed = resume_clocks(incident, at=ended, ctx=sla)
+    message = f"maintenance window ended: SLA clocks resumed, due times moved by {_span(paused)}"
+    entry = TimelineEntry(
+        at=ended,
+        kind=TimelineKind.MAINTENANCE_ENDED,
+        message=message,
+        evidence={"paused_seconds": int(paused.total_seconds())},
+    )
+    return Change(incident=resumed, timeline=(entry,))
+
+
+def _span(delta: timedelta) -> str:
+    minutes = int(delta.total_seconds()) // 60
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h {minutes:02d}m"
+
+
 def next_wakeup(incident: Incident, *, sla: SlaContext) -> datetime | None:
-    """When `after_tick` may next have something to do for `incident`."""
+    """When `after_tick` (or `during_maintenance`) may next have something to do."""
+    if incident.is_open and incident.paused_until is not None:
+        return incident.paused_until  # nothing else falls due while paused
     candidates = (next_sla_wakeup(incident, ctx=sla), oncall_notify_at(incident, ctx=sla))
     return min((moment for moment in candidates if moment is not None), default=None)
 

@@ -597,6 +597,8 @@ _ENTRY_EVENTS: dict[TimelineKind, tuple[EventKind, str]] = {
     TimelineKind.UPDATE_REMINDER: (EventKind.SLA_REMINDER, "client update due soon"),
     TimelineKind.RESPONSE_BREACHED: (EventKind.SLA_BREACHED, "response target breached"),
     TimelineKind.UPDATE_OVERDUE: (EventKind.SLA_BREACHED, "client update overdue"),
+    TimelineKind.MAINTENANCE_STARTED: (EventKind.MAINTENANCE_STARTED, "maintenance began for"),
+    TimelineKind.MAINTENANCE_ENDED: (EventKind.MAINTENANCE_ENDED, "maintenance ended for"),
 }
 
 

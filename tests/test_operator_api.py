@@ -522,6 +522,8 @@ async def test_an_incident_shows_its_clocks_and_each_notification_pending_then_s
             "acknowledged_by": None,
             "last_update_at": None,
             "next_update_due_at": None,
+            "paused_since": None,
+            "paused_until": None,
         }
         assert [t["kind"] for t in body["timeline"]] == ["opened", "oncall_paged"]
         notes = body["notifications"]
@@ -715,6 +717,103 @@ async def test_cli_queue_ack_and_update_call_the_running_monitor(
         code, out, err = await cli("queue", *where)
         assert code == 0, err
         assert "the queue is empty" in out
+
+
+async def test_cli_maintenance_add_list_cancel_and_resolve_force(
+    new_target: NewTarget, tmp_path: Path
+) -> None:
+    shop, url = await new_target()
+    shop.set("/", status=500)
+    config = make_config(tmp_path, client("acme", site("shop", url)))
+    async with running_monitor(config) as running:
+        [incident] = await eventually(lambda: open_incidents(running))
+        number = str(incident_id(incident))
+        where = ("--url", running.url, "--token", TOKEN)
+        now = datetime.now(UTC).replace(microsecond=0)
+
+        # The add form of before still works; the open incident's clocks pause at once.
+        code, out, err = await cli(
+            "maintenance",
+            "acme/shop",
+            "--from",
+            iso(now),
+            "--until",
+            iso(now + timedelta(hours=1)),
+            "--reason",
+            "PHP upgrade",
+            "--by",
+            "alice",
+            *where,
+        )
+        assert code == 0, err
+        window_id = json.loads(out)["id"]
+        paused = await eventually(lambda: _paused(running, incident_id(incident)))
+        assert paused.paused_until == now + timedelta(hours=1)
+        code, out, err = await cli(
+            "maintenance",
+            "add",
+            "acme/shop",
+            "--from",
+            iso(now + timedelta(days=1)),
+            "--until",
+            iso(now + timedelta(days=1, hours=2)),
+            "--by",
+            "bob",
+            *where,
+        )
+        assert code == 0, err
+        later_id = json.loads(out)["id"]
+
+        code, out, err = await cli("maintenance", "list", *where)
+        assert code == 0, err
+        header, first, second = out.splitlines()
+        assert header.split()[:4] == ["ID", "SITE", "STARTS", "(UTC)"]
+        assert first.split()[:2] == [str(window_id), "acme/shop"] and "PHP upgrade" in first
+        assert second.split()[:2] == [str(later_id), "acme/shop"]
+        code, out, err = await cli("maintenance", "list", "--json", "--site", "acme/x", *where)
+        assert code == 0 and json.loads(out) == {"maintenance": []}
+
+        # Mistakes are told, with exit 2.
+        code, out, err = await cli("maintenance", "cancel", "x", "--by", "alice", *where)
+        assert code == 2 and "ID" in err
+        code, out, err = await cli("maintenance", "cancel", str(window_id), *where)
+        assert code == 2 and "--by" in err
+        code, out, err = await cli("maintenance", "cancel", "999", "--by", "alice", *where)
+        assert code == 2 and "404" in err and "999" in err
+        code, out, err = await cli("maintenance", "acme/shop", "--by", "alice", *where)
+        assert code == 2 and "--from, --until" in err
+        status, body = await api(
+            running, "DELETE", f"/api/maintenance/{window_id}", {"by": "x"}, token=""
+        )
+        assert status == 401
+
+        # Cancelling the window in force ends the pause now, on the timeline too.
+        code, out, err = await cli("maintenance", "cancel", str(window_id), "--by", "alice", *where)
+        assert code == 0, err
+        assert json.loads(out)["cancelled"] is True
+        await eventually(lambda: _resumed(running, incident_id(incident)))
+        kinds = await timeline_kinds(running.store, incident)
+        assert kinds.count(TimelineKind.MAINTENANCE_STARTED) == 1
+        assert kinds.count(TimelineKind.MAINTENANCE_ENDED) == 1
+        status, body = await api(running, "GET", "/api/maintenance")
+        assert [item["id"] for item in body["maintenance"]] == [later_id]
+
+        # Resolve: refused while the check fails, done with --force.
+        code, out, err = await cli("resolve", number, "--by", "carol", *where)
+        assert code == 2 and "409" in err and "acme/shop/home" in err
+        code, out, err = await cli("resolve", number, "--by", "carol", "--force", *where)
+        assert code == 0, err
+        assert json.loads(out)["status"] == "resolved"
+
+
+async def _paused(running: Running, number: int) -> Incident | None:
+    found = await running.store.get_incident(number)
+    return found if found is not None and found.paused_since is not None else None
+
+
+async def _resumed(running: Running, number: int) -> bool:
+    kinds = [entry.kind for entry in await running.store.timeline(number)]
+    return TimelineKind.MAINTENANCE_ENDED in kinds
 
 
 SLA_CONFIG = """
