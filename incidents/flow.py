@@ -348,7 +348,10 @@ def notifications(
             text = str((entry.evidence or {}).get("text", entry.message))
             email(MessageKind.UPDATE, cause, text)
         elif kind is TimelineKind.RESOLVED and THREAD_MARK[Audience.CLIENT] in state.sla_marks:
-            email(MessageKind.RESOLVED, _last_recovery(timeline))
+            # By hand, the mail says so (the entry says who and whether checks still failed).
+            email(
+                MessageKind.RESOLVED, entry if resolved_by_hand(entry) else _last_recovery(timeline)
+            )
         elif kind in _ONCALL_MAIL:
             email(_ONCALL_MAIL[kind], cause)
             if kind is TimelineKind.ONCALL_PAGED:

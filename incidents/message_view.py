@@ -14,7 +14,7 @@ from zoneinfo import ZoneInfo
 
 from checks.result import Outcome
 from incidents import message_text as mt
-from incidents.model import Incident, TimelineEntry
+from incidents.model import Incident, TimelineEntry, TimelineKind
 from incidents.severity import Severity
 
 # The service-level page's own words for each severity: the client reads what was promised.
@@ -93,6 +93,9 @@ class MessageView:
     update_text: str | None
     link: str | None
     due_note: str | None  # on-call reminders: "in 30 min" / "45 min ago"
+    # RESOLVED by an operator rather than by the checks passing; and while checks still failed.
+    resolved_by_hand: bool = False
+    resolved_while_failing: bool = False
 
 
 def build_view(
@@ -114,7 +117,10 @@ def build_view(
     def when(at: datetime | None) -> str | None:
         return mt.local_time(at, tz) if at is not None else None
 
-    seen = _seen(cause, tz=tz, with_excerpt=with_excerpt) if cause is not None else None
+    # A resolve by hand (incidents.flow) comes as its RESOLVED entry: no probe result to show.
+    by_hand = cause is not None and cause.kind is TimelineKind.RESOLVED
+    hand = (cause.evidence or {}) if cause is not None and by_hand else {}
+    seen = _seen(cause, tz=tz, with_excerpt=with_excerpt) if cause and not by_hand else None
     due_note = None
     if due is not None:
         gap = mt.span(due - now)
@@ -155,6 +161,8 @@ def build_view(
         ),
         link=link,
         due_note=due_note,
+        resolved_by_hand=by_hand,
+        resolved_while_failing=bool(hand.get("forced")),
     )
 
 

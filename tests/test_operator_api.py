@@ -251,6 +251,11 @@ async def test_resolve_by_hand_is_refused_while_failing_and_forced_holds_the_che
             await eventually(lambda: mails(inbox, to=CLIENT, subject=f"[{first.ref}] Resolved:"))
         )[0]
         assert str(resolved["In-Reply-To"]) == str(opened["Message-ID"])
+        text = " ".join(resolved.get_body(("plain",)).get_content().split())  # type: ignore[union-attr]
+        assert "closed it by hand; our checks still saw the problem" in text
+        html = resolved.get_body(("html",)).get_content()  # type: ignore[union-attr]
+        assert "closed it by hand; our checks still saw the problem" in html
+        assert "alice" not in text and "php-fpm" not in text  # the operator's note is internal
 
         # The site still fails, but the check was held by the forced resolve: however many
         # failures follow, no incident opens until it has passed once.
@@ -320,6 +325,7 @@ async def test_resolve_by_hand_without_force_once_the_failing_check_passes_again
         assert status == 200, body
         last = (await running.store.timeline(incident_id(first)))[-1]
         assert last.message == "resolved by hand by alice"
+        assert last.evidence == {"resolved_by": "alice", "forced": False, "still_failing": []}
 
 
 def _released(running: Running, key: str) -> bool:
