@@ -23,6 +23,7 @@ from checks.result import Outcome
 from incidents.model import Incident, TimelineKind
 from monitor.app import Running, running_monitor
 from monitor.config import MonitorConfig, load_config_text
+from monitor.events import EventKind, MonitorEvent
 from monitor.operator_cli import TOKEN_ENV
 from monitor.serialize import iso
 from monitor.store import Store
@@ -213,7 +214,8 @@ async def test_resolve_by_hand_is_refused_while_failing_and_forced_holds_the_che
         smtp_port=port,
     )
     home = "acme/shop/home"
-    async with running_monitor(config) as running:
+    events: list[MonitorEvent] = []
+    async with running_monitor(config, listeners=[events.append]) as running:
         first = await eventually(lambda: open_incident_of(running, "acme/shop"))
         first_id = incident_id(first)
         opened = (await eventually(lambda: mails(inbox, to=CLIENT, subject=f"[{first.ref}]")))[0]
@@ -244,6 +246,11 @@ async def test_resolve_by_hand_is_refused_while_failing_and_forced_holds_the_che
         assert last.kind is TimelineKind.RESOLVED
         assert last.message == (
             "resolved by hand by alice, forced while home still failed: restarted php-fpm"
+        )
+        [logged] = [e.message for e in events if e.kind is EventKind.INCIDENT_RESOLVED]
+        assert logged.startswith(f"incident resolved {first.ref} acme/shop after ")
+        assert logged.endswith(
+            "(resolved by hand by alice, forced while home still failed: restarted php-fpm)"
         )
 
         # The client had the opening mail, so it is asked to confirm, in the same thread.

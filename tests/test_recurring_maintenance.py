@@ -17,6 +17,7 @@ from incidents.model import TimelineKind
 from incidents.recurring_maintenance import Cron, RecurringWindow, Weekly, describe
 from monitor.app import Running, running_monitor
 from monitor.config import ConfigError, load_config_text
+from monitor.events import EventKind, MonitorEvent
 from tests.helpers import ShiftedClock, Target, eventually
 
 BERLIN = ZoneInfo("Europe/Berlin")
@@ -233,7 +234,9 @@ async def test_a_recurring_window_opens_and_closes_on_schedule_across_dst(
     # Sunday 29 March 2026, 01:59 in Berlin (CET): a minute before the window, on the night
     # the clocks go forward.
     clock = ShiftedClock(utc("2026-03-29 00:59:00"))
-    async with running_monitor(load_config_text(json.dumps(document)), clock=clock) as running:
+    events: list[MonitorEvent] = []
+    config = load_config_text(json.dumps(document))
+    async with running_monitor(config, clock=clock, listeners=[events.append]) as running:
         desk = running.monitor.desk
         targets["shop"].set("/", status=500)
         shop = await eventually(lambda: _open_incident(running, "acme/shop"))
@@ -252,6 +255,12 @@ async def test_a_recurring_window_opens_and_closes_on_schedule_across_dst(
         hits = targets["blog"].hits["/"]
         await eventually(lambda: targets["blog"].hits["/"] >= hits + 4 or None)
         assert await _open_incident(running, "acme/blog") is None
+        [failed] = [
+            e.message
+            for e in events
+            if e.kind is EventKind.CHECK_FAILED and e.fields["check"] == "acme/blog/home"
+        ]
+        assert failed.endswith("during a maintenance window of its site")
 
         # 04:00 CEST = 02:00 UTC: it closes after one hour of elapsed time.
         clock.advance(utc("2026-03-29 01:59:50") - clock.now())

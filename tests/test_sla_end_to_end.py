@@ -345,6 +345,8 @@ async def test_a_two_hour_window_pauses_an_open_incidents_clocks_and_its_reminde
             kinds = [e.kind for e in await timeline()]
             assert TimelineKind.UPDATE_REMINDER not in kinds
             assert TimelineKind.UPDATE_OVERDUE not in kinds
+            sev1 = {"client": "acme", "severity": "1"}
+            assert not running.registry.get_sample_value("monitor_incident_updates_overdue", sev1)
 
             # The window ends: the due time has moved by the 2 paused hours.
             clock.advance(ends + timedelta(seconds=30) - clock.now())
