@@ -28,7 +28,8 @@ The rules (targets come from `SlaPolicy`, calendars from `SlaContext`):
   time still running (the response times before a response, the next update) moves by the
   time paused *counted in the incident's calendar*: two hours inside business hours move a
   due time by two business hours, a window wholly outside them moves nothing. A response or
-  client update during the pause restarts the pause from it, since its cadence starts there.
+  client update during the pause restarts the pause from it, since its cadence starts there;
+  the targets of an escalation during the pause count from the pause's end.
 """
 
 from __future__ import annotations
@@ -166,6 +167,9 @@ def escalate_clocks(
         return incident
     name, cal = ctx.calendar_for(incident.severity)
     targets = ctx.policy.targets(incident.severity)
+    # Paused by maintenance: the new targets count from the pause's start, so that moving
+    # every due time by the whole pause when it ends makes them count from its end.
+    at = at if incident.paused_since is None else min(at, incident.paused_since)
     if incident.responded_at is None:
         aim, due = _response_times(cal, at, targets)
         return replace(

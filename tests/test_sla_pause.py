@@ -18,6 +18,7 @@ from incidents.sla import (
     DEFAULT_PLANS,
     SlaContext,
     due_sla_events,
+    escalate_clocks,
     pause_clocks,
     paused_time,
     record_client_update,
@@ -258,3 +259,20 @@ def test_a_resolved_incident_takes_no_pause() -> None:
     resolved = replace(incident, status=IncidentStatus.RESOLVED, resolved_at=at(f"{MON} 10:00"))
     window = (at(f"{MON} 10:00"), at(f"{MON} 12:00"))
     assert during_maintenance(resolved, now=at(f"{MON} 11:00"), window=window, sla=STANDARD) is None
+
+
+def test_an_escalation_during_a_pause_counts_its_targets_from_the_pause_end() -> None:
+    incident = opened(at(f"{MON} 09:00"), severity=2)  # Sev2: response due in 8 business hours
+    paused = pause_clocks(incident, at=at(f"{MON} 10:00"), until=at(f"{MON} 12:00"))
+    escalated = escalate_clocks(
+        replace(paused, severity=Severity.CRITICAL),
+        previous_severity=Severity.MAJOR,
+        at=at(f"{MON} 11:00"),
+        ctx=STANDARD,
+    )
+    resumed = resume_clocks(escalated, at=at(f"{MON} 12:00"), ctx=STANDARD)
+    # Severity 1: aim 2h, due 4h, counted from the window's end at 12:00.
+    assert (resumed.response_aim_at, resumed.response_due_at) == (
+        at(f"{MON} 14:00"),
+        at(f"{MON} 16:00"),
+    )
