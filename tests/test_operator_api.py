@@ -335,6 +335,42 @@ async def test_resolve_by_hand_without_force_once_the_failing_check_passes_again
         assert last.evidence == {"resolved_by": "alice", "forced": False, "still_failing": []}
 
 
+async def test_a_held_check_stays_held_across_a_restart(
+    new_target: NewTarget, tmp_path: Path
+) -> None:
+    shop, shop_url = await new_target()
+    shop.set("/", status=500)
+    config = make_config(tmp_path, client("acme", site("shop", shop_url)))
+    home = "acme/shop/home"
+    async with running_monitor(config) as running:
+        first = await eventually(lambda: open_incident_of(running, "acme/shop"))
+        status, body = await api(
+            running,
+            "POST",
+            f"/api/incidents/{incident_id(first)}/resolve",
+            {"by": "alice", "force": True},
+        )
+        assert status == 200, body
+        # Held from its first failure after the resolve on; that is what is stored.
+        await eventually(lambda: _held(running, home))
+
+    async with running_monitor(config) as running:
+        hits = shop.hits["/"]
+        await eventually(lambda: shop.hits["/"] >= hits + FAILURES_TO_OPEN + 3 or None)
+        assert await open_incident_of(running, "acme/shop") is None
+        assert _held(running, home)
+        shop.set("/", status=200)
+        await eventually(lambda: _released(running, home))
+        shop.set("/", status=500)
+        second = await eventually(lambda: open_incident_of(running, "acme/shop"))
+        assert incident_id(second) > incident_id(first)
+
+
+def _held(running: Running, key: str) -> bool:
+    state = running.monitor.check_state(key)
+    return state is not None and state.held
+
+
 def _released(running: Running, key: str) -> bool:
     state = running.monitor.check_state(key)
     return state is not None and not state.held and state.last_outcome is Outcome.OK
