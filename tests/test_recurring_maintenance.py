@@ -308,3 +308,19 @@ async def _maintenance(running: Running) -> list[dict[str, Any]]:
         assert r.status == 200
         body: dict[str, Any] = await r.json()
         return list(body["maintenance"])
+
+
+@pytest.mark.parametrize(
+    "recurrence",
+    [Weekly.parse("sun 02:00-04:00"), Cron.parse("30 1 * * sun", timedelta(hours=2))],
+    ids=["weekly", "cron"],
+)
+def test_the_memoised_answer_equals_a_fresh_one_minute_by_minute(recurrence: Any) -> None:
+    # One window asked again and again (as per probe) against fresh ones, across both DST
+    # nights and back in time too.
+    kept = RecurringWindow(recurrence, BERLIN)
+    for day in ("2026-03-28 22:00", "2026-10-24 22:00", "2026-03-28 23:00"):
+        start = utc(day)
+        for minute in range(0, 8 * 60, 7):
+            now = start + timedelta(minutes=minute)
+            assert kept.in_force(now) == RecurringWindow(recurrence, BERLIN).in_force(now), now
