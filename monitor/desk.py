@@ -168,7 +168,10 @@ class IncidentDesk:
         )
 
     def in_maintenance(self, site: str, now: datetime) -> bool:
-        return self.maintenance_window(site, now) is not None
+        # Asked for every probe result: no lists built for the commonest answer.
+        return any(window.in_force(now) for window in self._maintenance.get(site, ())) or any(
+            window.in_force(now) is not None for window in self._recurring.get(site, ())
+        )
 
     def maintenance_window(self, site: str, now: datetime) -> tuple[datetime, datetime] | None:
         """(start, end) of the site's maintenance in force at `now`, overlapping windows
