@@ -181,9 +181,12 @@ def _observe(step: _Step, *, severity: Severity | None, state: CheckState) -> Ch
     # `failing` mirrors the incident; a state that disagrees is stale and corrected here.
     attached = _attached(step)
     was_failure = state.last_outcome.is_failure if state.last_outcome is not None else None
-    # Failing but no longer attached: the incident was resolved by hand under it. Its
-    # failures wait for one success, or the next one would reopen at once.
-    held = not result.ok and (state.held or (state.failing and not attached))
+    # Failing, still failing at its last result, and no longer attached: the incident was
+    # resolved by hand under it (forced). Its failures wait for one success, or the next one
+    # would reopen at once. (One already recovering had its success.)
+    held = not result.ok and (
+        state.held or (state.failing and not attached and was_failure is True)
+    )
     # A success ends any run of failures, and successes only matter while the check is
     # failing: so a healthy check's state stops changing after its first result, and the
     # store writes nothing for it probe after probe.

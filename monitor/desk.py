@@ -39,21 +39,6 @@ from monitor.store import LeaseLost, MaintenanceWindow, StaleIncident, Store
 
 log = logging.getLogger(__name__)
 
-
-def recurring_windows(config: MonitorConfig) -> dict[str, list[RecurringWindow]]:
-    """The YAML's recurring windows by site key: the client's apply to each of its sites;
-    all read in the client's time zone."""
-    found: dict[str, list[RecurringWindow]] = {}
-    for client in config.clients:
-        zone = ZoneInfo(client.business_hours.timezone)
-        for site in client.sites:
-            found[f"{client.id}/{site.id}"] = [
-                RecurringWindow(spec.recurrence(), zone, spec.reason)
-                for spec in (*client.maintenance, *site.maintenance)
-            ]
-    return {site: windows for site, windows in found.items() if windows}
-
-
 MAINTENANCE_RELOAD_SECONDS = 30.0
 # An operator action races at most this many concurrent changes before giving up.
 _ACT_ATTEMPTS = 3
@@ -521,3 +506,17 @@ class IncidentDesk:
             ):
                 took = (entry.at - incident.opened_at).total_seconds()
                 metrics.time_to_respond.labels(**labels).observe(took)
+
+
+def recurring_windows(config: MonitorConfig) -> dict[str, list[RecurringWindow]]:
+    """The YAML's recurring windows by site key: the client's apply to each of its sites;
+    all read in the client's time zone."""
+    found: dict[str, list[RecurringWindow]] = {}
+    for client in config.clients:
+        zone = ZoneInfo(client.business_hours.timezone)
+        for site in client.sites:
+            found[f"{client.id}/{site.id}"] = [
+                RecurringWindow(spec.recurrence(), zone, spec.reason)
+                for spec in (*client.maintenance, *site.maintenance)
+            ]
+    return {site: windows for site, windows in found.items() if windows}

@@ -534,6 +534,15 @@ def test_failing_state_without_incident_is_cleared_by_a_success() -> None:
     assert transition.state.successes == 0 and transition.state.recent == ()
 
 
+def test_a_check_already_passing_when_resolved_by_hand_is_not_held() -> None:
+    # It had passed once (recovering) when the incident was resolved without force.
+    site = Site()
+    site.states[HOME.key] = replace(STALE_FAILING, recent=(), successes=1, last_outcome=Outcome.OK)
+    first, second, third = site.feed_all(HOME, [E500] * 3)
+    assert not first.state.held
+    assert kinds(third) == [TimelineKind.OPENED]
+
+
 def test_a_held_check_does_not_attach_to_another_incident_until_it_passed() -> None:
     # The incident that state belonged to was resolved by hand; CART has opened another since.
     site = Site()
