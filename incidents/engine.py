@@ -18,8 +18,10 @@ The rules, for a check with `failures_to_open = N` and `successes_to_resolve = M
   later failure opens a new one.
 - The incident is the truth about which checks are failing: a check counts as failing exactly
   when it is in the open incident's `failing_checks`. A state that says otherwise (the incident
-  was resolved by hand, the state came from an older run) is corrected on the next result, so
-  the next confirmed failure opens or attaches as if new, and a success just clears the state.
+  was resolved by hand, the state came from an older run) is corrected on the next result, and
+  a success just clears the state. A check still failing when its incident was resolved by hand
+  is `held`: its failures count again only after one success, so the next confirmed failure
+  needs a pass and N failures after it (no reopening straight after a forced resolve).
 
 The returned `CheckState` equals the input in every field but `last_result_at` when the result
 changed nothing else (a healthy check's next success, a failing check's next identical failure);
@@ -179,12 +181,18 @@ def _observe(step: _Step, *, severity: Severity | None, state: CheckState) -> Ch
     # `failing` mirrors the incident; a state that disagrees is stale and corrected here.
     attached = _attached(step)
     was_failure = state.last_outcome.is_failure if state.last_outcome is not None else None
+    # Failing, still failing at its last result, and no longer attached: the incident was
+    # resolved by hand under it (forced). Its failures wait for one success, or the next one
+    # would reopen at once. (One already recovering had its success.)
+    held = not result.ok and (
+        state.held or (state.failing and not attached and was_failure is True)
+    )
     # A success ends any run of failures, and successes only matter while the check is
     # failing: so a healthy check's state stops changing after its first result, and the
     # store writes nothing for it probe after probe.
     return replace(
         state,
-        recent=() if result.ok else (*state.recent, severity)[-check.failures_to_open :],
+        recent=(() if result.ok or held else (*state.recent, severity)[-check.failures_to_open :]),
         successes=(
             min(state.successes + 1, check.successes_to_resolve) if result.ok and attached else 0
         ),
@@ -193,6 +201,7 @@ def _observe(step: _Step, *, severity: Severity | None, state: CheckState) -> Ch
         last_outcome=result.outcome,
         last_result_at=step.now,
         since=state.since if was_failure == result.outcome.is_failure else step.now,
+        held=held,
     )
 
 

@@ -22,9 +22,9 @@ Who hears what:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, replace
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from incidents.messages import ClientInfo, MessageContext, compose_email, compose_webhook
 from incidents.model import Incident, IncidentStatus, TimelineEntry, TimelineKind
@@ -34,11 +34,17 @@ from incidents.sla import (
     SlaContext,
     due_sla_events,
     escalate_clocks,
+    format_utc,
+    human_time,
     next_sla_wakeup,
     oncall_notify_at,
+    pause_clocks,
+    paused_time,
     record_client_update,
     record_response,
+    resume_clocks,
     start_clocks,
+    zone_of,
 )
 
 # Marks (in Incident.sla_marks) saying a thread has its first mail, so later mails reply to it.
@@ -91,7 +97,9 @@ def after_engine(
             )
         elif entry.kind is TimelineKind.RESOLVED:
             # As when resolved by hand: a resolved incident owes the client no more updates.
-            incident = replace(incident, next_update_due_at=None)
+            incident = replace(
+                incident, next_update_due_at=None, paused_since=None, paused_until=None
+            )
     incident, paging = _tell_oncall(incident, now=now, sla=sla, page=escalated_to_critical)
     return Change(incident=incident, timeline=(*timeline, *paging))
 
@@ -110,8 +118,64 @@ def after_tick(incident: Incident, *, now: datetime, sla: SlaContext) -> Change 
     return Change(incident=told, timeline=(*paging, *entries))
 
 
+def during_maintenance(
+    incident: Incident, *, now: datetime, window: tuple[datetime, datetime] | None, sla: SlaContext
+) -> Change | None:
+    """Pause or resume the clocks for the site's maintenance; None when nothing changes.
+
+    `window` is (start, end) of the site's maintenance in force at `now` (overlapping windows
+    merged), None when none is. A pause starts at the window's start (or the opening, for an
+    incident opened since) and ends at the window's end, or at `now` when it ended early
+    (cancelled); each is recorded on the timeline with its own time.
+    """
+    if not incident.is_open:
+        return None
+    zone = zone_of(sla)
+    if window is not None:
+        start, end = window
+        if incident.paused_since is None:
+            at = max(start, incident.opened_at)
+            paused_now = pause_clocks(incident, at=at, until=end)
+            message = (
+                f"maintenance window until {human_time(end, zone)}: SLA clocks paused, "
+                "no client update due and no reminders"
+            )
+            entry = TimelineEntry(
+                at=at,
+                kind=TimelineKind.MAINTENANCE_STARTED,
+                message=message,
+                evidence={"starts_at": format_utc(start), "ends_at": format_utc(end)},
+            )
+            return Change(incident=paused_now, timeline=(entry,))
+        extended = pause_clocks(incident, at=incident.paused_since, until=end)
+        return Change(incident=extended) if extended != incident else None
+    since = incident.paused_since
+    if since is None:
+        return None
+    until = incident.paused_until
+    ended = now if until is None else min(now, until)
+    paused = paused_time(incident, start=since, end=ended, ctx=sla)
+    resumed = resume_clocks(incident, at=ended, ctx=sla)
+    message = f"maintenance window ended: SLA clocks resumed, due times moved by {_span(paused)}"
+    entry = TimelineEntry(
+        at=ended,
+        kind=TimelineKind.MAINTENANCE_ENDED,
+        message=message,
+        evidence={"paused_seconds": int(paused.total_seconds())},
+    )
+    return Change(incident=resumed, timeline=(entry,))
+
+
+def _span(delta: timedelta) -> str:
+    minutes = int(delta.total_seconds()) // 60
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h {minutes:02d}m"
+
+
 def next_wakeup(incident: Incident, *, sla: SlaContext) -> datetime | None:
-    """When `after_tick` may next have something to do for `incident`."""
+    """When `after_tick` (or `during_maintenance`) may next have something to do."""
+    if incident.is_open and incident.paused_until is not None:
+        return incident.paused_until  # nothing else falls due while paused
     candidates = (next_sla_wakeup(incident, ctx=sla), oncall_notify_at(incident, ctx=sla))
     return min((moment for moment in candidates if moment is not None), default=None)
 
@@ -163,20 +227,66 @@ def post_update(
     return Change(incident=updated, timeline=(entry,))
 
 
-def resolve_by_hand(incident: Incident, *, now: datetime, by: str, note: str = "") -> Change:
+class StillFailing(ValueError):
+    """A manual resolve refused: checks of the incident still fail (`checks`, keys)."""
+
+    def __init__(self, incident: Incident, checks: Sequence[str]) -> None:
+        self.checks = tuple(checks)
+        super().__init__(
+            f"{incident.ref} still has failing checks: {', '.join(self.checks)}; "
+            "resolve it with force to close it anyway (those checks then must pass once "
+            "before they can open a new incident)"
+        )
+
+
+def resolve_by_hand(
+    incident: Incident,
+    *,
+    now: datetime,
+    by: str,
+    note: str = "",
+    still_failing: Collection[str] = (),
+    force: bool = False,
+) -> Change:
+    """An operator resolves the incident. `still_failing`: the check keys whose latest result
+    is a failure; while any of them is among the incident's failing checks the resolve is
+    refused (StillFailing) unless `force`. The RESOLVED entry names who and how; its
+    evidence (`resolved_by`, `forced`, `still_failing`) tells the composer it was by hand."""
     _require_open(incident, by)
+    failing = sorted(incident.failing_checks.intersection(still_failing))
+    if failing and not force:
+        raise StillFailing(incident, failing)
     resolved = replace(
         incident,
         status=IncidentStatus.RESOLVED,
         resolved_at=now,
         failing_checks=frozenset(),
         next_update_due_at=None,
+        paused_since=None,
+        paused_until=None,
     )
-    message = f"resolved by {by}" + (f": {note.strip()}" if note.strip() else "")
-    # The note travels in the entry's evidence to the client's resolution mail.
-    evidence = {"note": note.strip()} if note.strip() else None
-    entry = TimelineEntry(at=now, kind=TimelineKind.RESOLVED, message=message, evidence=evidence)
+    message = f"resolved by hand by {by}"
+    if failing:
+        names = [key.rsplit("/", 1)[-1] for key in failing]
+        listed = ", ".join(names[:-1]) + f" and {names[-1]}" if len(names) > 1 else names[0]
+        message += f", forced while {listed} still failed"
+    if note.strip():
+        message += f": {note.strip()}"
+    entry = TimelineEntry(
+        at=now,
+        kind=TimelineKind.RESOLVED,
+        message=message,
+        severity=incident.severity,
+        # The note travels in the entry's evidence to the client's resolution mail.
+        evidence={"resolved_by": by, "forced": bool(failing), "still_failing": failing}
+        | ({"note": note.strip()} if note.strip() else {}),
+    )
     return Change(incident=resolved, timeline=(entry,))
+
+
+def resolved_by_hand(entry: TimelineEntry) -> bool:
+    """Whether a RESOLVED entry is an operator's resolve (not the checks passing again)."""
+    return entry.kind is TimelineKind.RESOLVED and "resolved_by" in (entry.evidence or {})
 
 
 def _require_open(incident: Incident, by: str) -> None:
@@ -248,7 +358,9 @@ def notifications(
         elif kind is TimelineKind.RESOLVED and THREAD_MARK[Audience.CLIENT] in state.sla_marks:
             note = (entry.evidence or {}).get("note")
             shown = note if isinstance(note, str) and note else None
-            email(MessageKind.RESOLVED, _last_recovery(timeline), note=shown)
+            # By hand, the mail says so (the entry says who and whether checks still failed).
+            cause = entry if resolved_by_hand(entry) else _last_recovery(timeline)
+            email(MessageKind.RESOLVED, cause, note=shown)
         elif kind in _ONCALL_MAIL:
             email(_ONCALL_MAIL[kind], cause)
             if kind is TimelineKind.ONCALL_PAGED:
@@ -270,7 +382,8 @@ _CLIENT_KINDS = frozenset(
 def _evidence_entry(timeline: Sequence[TimelineEntry]) -> TimelineEntry | None:
     """The entry whose probe evidence best explains this change (the latest with evidence)."""
     for entry in reversed(timeline):
-        if entry.evidence and entry.kind not in (TimelineKind.CLIENT_UPDATE, TimelineKind.RESOLVED):
+        # Probe results only: an update's text or a resolve's who-and-how explain nothing.
+        if entry.evidence and entry.check is not None:
             return entry
     return None
 

@@ -18,7 +18,7 @@ from checks.result import Outcome
 from incidents import message_text as mt
 from incidents import wording
 from incidents.business_duration import BusinessDuration, Unit
-from incidents.model import Incident, TimelineEntry
+from incidents.model import Incident, TimelineEntry, TimelineKind
 from incidents.severity import Severity
 from incidents.wording import N_
 
@@ -153,6 +153,9 @@ class MessageView:
     logo_url: str | None
     accent_color: str
     signature: str | None
+    # RESOLVED by an operator rather than by the checks passing; and while checks still failed.
+    resolved_by_hand: bool = False
+    resolved_while_failing: bool = False
 
 
 def build_view(
@@ -191,9 +194,12 @@ def build_view(
             return shown
         return f"{shown} ({mt.short_local_time(at, agency_tz, now=at)} agency)"
 
+    # A resolve by hand (incidents.flow) comes as its RESOLVED entry: no probe result to show.
+    by_hand = cause is not None and cause.kind is TimelineKind.RESOLVED
+    hand = (cause.evidence or {}) if cause is not None and by_hand else {}
     seen = (
         _seen(cause, names=names, tz=tz, with_excerpt=with_excerpt, language=language, _=_)
-        if cause is not None
+        if cause is not None and not by_hand
         else None
     )
     due_note = None
@@ -263,6 +269,8 @@ def build_view(
             if branding.signature
             else None
         ),
+        resolved_by_hand=by_hand,
+        resolved_while_failing=bool(hand.get("forced")),
     )
 
 

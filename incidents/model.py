@@ -33,6 +33,8 @@ class TimelineKind(enum.StrEnum):
     UPDATE_REMINDER = "update_reminder"  # on-call reminded that a client update falls due soon
     RESPONSE_BREACHED = "response_breached"  # no response by response_due_at (recorded once)
     UPDATE_OVERDUE = "update_overdue"  # no client update by next_update_due_at (once per due)
+    MAINTENANCE_STARTED = "maintenance_started"  # a window of the site began: clocks paused
+    MAINTENANCE_ENDED = "maintenance_ended"  # it ended: the due times moved by the paused time
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,6 +97,10 @@ class Incident:
     # first failure of the check that opened the incident was seen (before confirmation).
     headline: Headline | None = None
     failing_since: datetime | None = None
+    # While a maintenance window of the site lasts the clocks are paused (incidents.pause):
+    # since when, and until when the window in force says it lasts (revision 0004).
+    paused_since: datetime | None = None
+    paused_until: datetime | None = None
     # The stored row's version, which every write moves on: a writer holding an older copy
     # is refused, so two processes cannot overwrite each other's changes. 0: not stored yet.
     # Bookkeeping, not content: two copies saying the same thing compare equal.
@@ -124,6 +130,9 @@ class CheckState:
     last_outcome: Outcome | None = None
     last_result_at: datetime | None = None
     since: datetime | None = None  # when the current run of failures or successes began
+    # The incident was resolved by hand while this check still failed: its failures count
+    # again only after it has passed once, so a forced resolve does not reopen at once.
+    held: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -23,6 +23,13 @@ The rules (targets come from `SlaPolicy`, calendars from `SlaContext`):
   `next_update_due_at`, once per due time, so a new due time brings its own pair. A reminder
   whose due time has already passed when it is first seen is marked but not sent: the
   overdue notice says more. A resolved incident has no more events.
+- Maintenance (`pause_clocks`, `resume_clocks`): while a maintenance window of the site lasts
+  the clocks are paused: no event fires (no reminder, no breach). When it ends, every due
+  time still running (the response times before a response, the next update) moves by the
+  time paused *counted in the incident's calendar*: two hours inside business hours move a
+  due time by two business hours, a window wholly outside them moves nothing. A response or
+  client update during the pause restarts the pause from it, since its cadence starts there;
+  the targets of an escalation during the pause count from the pause's end.
 """
 
 from __future__ import annotations
@@ -63,11 +70,16 @@ __all__ = [
     "next_sla_wakeup",
     "oncall_notify_at",
     "overdue_mark",
+    "pause_clocks",
+    "paused_time",
     "preview",
     "record_client_update",
     "record_response",
     "reminder_mark",
+    "resume_clocks",
     "start_clocks",
+    "human_time",
+    "zone_of",
 ]
 
 BUSINESS: Final = "business"
@@ -155,6 +167,9 @@ def escalate_clocks(
         return incident
     name, cal = ctx.calendar_for(incident.severity)
     targets = ctx.policy.targets(incident.severity)
+    # Paused by maintenance: the new targets count from the pause's start, so that moving
+    # every due time by the whole pause when it ends makes them count from its end.
+    at = at if incident.paused_since is None else min(at, incident.paused_since)
     if incident.responded_at is None:
         aim, due = _response_times(cal, at, targets)
         return replace(
@@ -192,6 +207,7 @@ def record_response(incident: Incident, *, at: datetime, by: str, ctx: SlaContex
         responded_at=at,
         acknowledged_by=by,
         next_update_due_at=_after(cal, at, ctx.policy.targets(incident.severity).update_every),
+        paused_since=_restarted_pause(incident, at),
     )
 
 
@@ -205,7 +221,61 @@ def record_client_update(incident: Incident, *, at: datetime, ctx: SlaContext) -
         last_update_at=at,
         responded_at=at if incident.responded_at is None else incident.responded_at,
         next_update_due_at=_after(cal, at, ctx.policy.targets(incident.severity).update_every),
+        paused_since=_restarted_pause(incident, at),
     )
+
+
+def _restarted_pause(incident: Incident, at: datetime) -> datetime | None:
+    # The new due time counts from `at`: only the pause after it may move it.
+    return None if incident.paused_since is None else max(incident.paused_since, at)
+
+
+# --- maintenance pauses --------------------------------------------------------------------
+
+
+def pause_clocks(incident: Incident, *, at: datetime, until: datetime) -> Incident:
+    """A maintenance window of the site, in force from `at` until `until`, pauses the clocks.
+    Already paused: the pause lasts until the later end (overlapping windows)."""
+    if not incident.is_open:
+        return incident
+    if incident.paused_since is None:
+        return replace(incident, paused_since=at, paused_until=until)
+    current = incident.paused_until
+    return replace(incident, paused_until=until if current is None else max(current, until))
+
+
+def resume_clocks(incident: Incident, *, at: datetime, ctx: SlaContext) -> Incident:
+    """The pause ended at `at`: the running due times move by the time paused, counted in
+    the calendar of the incident's severity. Not paused: unchanged."""
+    since = incident.paused_since
+    if since is None:
+        return incident
+    resumed = replace(incident, paused_since=None, paused_until=None)
+    if not incident.is_open or at <= since:
+        return resumed
+    paused = paused_time(incident, start=since, end=at, ctx=ctx)
+
+    def moved(due: datetime | None) -> datetime | None:
+        if due is None or not paused:
+            return due
+        return ctx.calendar_for(incident.severity)[1].add_business_time(due, paused)
+
+    if incident.responded_at is None:
+        resumed = replace(
+            resumed,
+            response_aim_at=moved(incident.response_aim_at),
+            response_due_at=moved(incident.response_due_at),
+        )
+    return replace(resumed, next_update_due_at=moved(incident.next_update_due_at))
+
+
+def paused_time(
+    incident: Incident, *, start: datetime, end: datetime, ctx: SlaContext
+) -> timedelta:
+    """How much clock time a pause from `start` to `end` takes off the incident's deadlines."""
+    if end <= start:
+        return timedelta(0)
+    return ctx.calendar_for(incident.severity)[1].business_time_between(start, end)
 
 
 def oncall_notify_at(incident: Incident, *, ctx: SlaContext) -> datetime | None:
@@ -246,8 +316,8 @@ class _Pending:
 
 def _pending(incident: Incident, policy: SlaPolicy) -> list[_Pending]:
     """Events not yet marked, whenever they fire."""
-    if incident.status is not IncidentStatus.OPEN:
-        return []
+    if incident.status is not IncidentStatus.OPEN or incident.paused_since is not None:
+        return []  # resolved, or paused by maintenance: nothing falls due
     pending: list[_Pending] = []
     due = incident.response_due_at
     if (
@@ -277,7 +347,7 @@ def due_sla_events(
     if not fired:
         return incident, []
     overdue = {p.due_at for p in fired if p.kind is TimelineKind.UPDATE_OVERDUE}
-    zone = _zone(ctx)
+    zone = zone_of(ctx)
     events = [
         SlaEvent(p.kind, p.mark, p.due_at, _message(p, now=now, zone=zone))
         for p in fired
@@ -293,12 +363,12 @@ def next_sla_wakeup(incident: Incident, *, ctx: SlaContext) -> datetime | None:
     return min((p.fires_at for p in _pending(incident, ctx.policy)), default=None)
 
 
-def _zone(ctx: SlaContext) -> tzinfo:
+def zone_of(ctx: SlaContext) -> tzinfo:
     # People read times in the client's zone; a calendar without one (24x7) reads as UTC.
     return ctx.business.timezone if isinstance(ctx.business, BusinessCalendar) else UTC
 
 
-def _human(moment: datetime, zone: tzinfo) -> str:
+def human_time(moment: datetime, zone: tzinfo) -> str:
     return moment.astimezone(zone).strftime("%a %d %b %H:%M %Z")
 
 
@@ -311,7 +381,7 @@ def _left(delta: timedelta) -> str:
 
 
 def _message(pending: _Pending, *, now: datetime, zone: tzinfo) -> str:
-    due = _human(pending.due_at, zone)
+    due = human_time(pending.due_at, zone)
     if pending.kind is TimelineKind.RESPONSE_BREACHED:
         return f"Response target breached: nobody has responded; it was due {due}"
     if pending.kind is TimelineKind.UPDATE_REMINDER:

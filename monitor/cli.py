@@ -117,14 +117,28 @@ def _parser() -> argparse.ArgumentParser:
     resolve.add_argument("incident", type=int)
     resolve.add_argument("--by", required=True)
     resolve.add_argument("--note", default="")
+    resolve.add_argument(
+        "--force",
+        action="store_true",
+        help="resolve even while checks still fail (they must pass once to reopen)",
+    )
     resolve.set_defaults(handler=_resolve)
 
-    maintenance = operator("maintenance", "add a maintenance window (no incidents open)")
-    maintenance.add_argument("site", help="client/site, e.g. acme/shop")
-    maintenance.add_argument("--from", dest="starts_at", required=True, help="ISO 8601")
-    maintenance.add_argument("--until", dest="ends_at", required=True, help="ISO 8601")
+    maintenance = operator(
+        "maintenance",
+        "maintenance windows (no incidents open, open ones' SLA clocks pause): "
+        "`list`, `cancel ID --by NAME`, or `[add] SITE --from --until --by`",
+    )
+    maintenance.add_argument(
+        "what", metavar="list|cancel|add|SITE", help="list, cancel ID, or add SITE (add: default)"
+    )
+    maintenance.add_argument("target", nargs="?", help="the window ID to cancel, or the SITE")
+    maintenance.add_argument("--site", dest="only_site", help="list: only this client/site")
+    maintenance.add_argument("--from", dest="starts_at", help="add: ISO 8601 with a zone")
+    maintenance.add_argument("--until", dest="ends_at", help="add: ISO 8601 with a zone")
     maintenance.add_argument("--reason", default="")
-    maintenance.add_argument("--by", required=True)
+    maintenance.add_argument("--by", help="who adds or cancels it")
+    maintenance.add_argument("--json", action="store_true", help="list: one JSON document")
     maintenance.set_defaults(handler=_maintenance)
 
     schema = commands.add_parser("schema", help="print the config's JSON Schema")
@@ -254,6 +268,10 @@ def _operator(args: argparse.Namespace, method: str, path: str, body: Any = None
         from monitor.operator_cli import queue_table
 
         print(queue_table(answer["queue"]))
+    elif args.command == "maintenance" and args.what == "list" and not args.json:
+        from monitor.operator_cli import maintenance_table
+
+        print(maintenance_table(answer["maintenance"]))
     else:
         print(json.dumps(answer, indent=2))
     return 0
@@ -273,13 +291,46 @@ def _update(args: argparse.Namespace) -> int:
 
 
 def _resolve(args: argparse.Namespace) -> int:
-    body = {"by": args.by, "note": args.note}
+    body = {"by": args.by, "note": args.note, "force": args.force}
     return _operator(args, "POST", f"/api/incidents/{args.incident}/resolve", body)
 
 
 def _maintenance(args: argparse.Namespace) -> int:
+    from urllib.parse import quote
+
+    def usage(message: str) -> int:
+        print(f"monitor maintenance: {message}", file=sys.stderr)
+        return EXIT_USAGE
+
+    if args.what == "list":
+        query = f"?site={quote(args.only_site)}" if args.only_site else ""
+        return _operator(args, "GET", f"/api/maintenance{query}")
+    if args.what == "cancel":
+        if not (args.target or "").isdigit():
+            return usage(
+                "cancel needs the window's ID, e.g. `monitor maintenance cancel 3 --by me`"
+            )
+        if not args.by:
+            return usage("cancel needs --by (who cancels it)")
+        return _operator(args, "DELETE", f"/api/maintenance/{args.target}", {"by": args.by})
+    site = args.target if args.what == "add" else args.what
+    missing = [
+        flag
+        for flag, value in (
+            ("SITE", site),
+            ("--from", args.starts_at),
+            ("--until", args.ends_at),
+            ("--by", args.by),
+        )
+        if not value
+    ]
+    if missing:
+        return usage(
+            f"adding a window needs {', '.join(missing)}, e.g. `monitor maintenance acme/shop "
+            "--from 2026-11-26T22:00:00Z --until 2026-11-27T00:00:00Z --by alice`"
+        )
     body = {
-        "site": args.site,
+        "site": site,
         "starts_at": args.starts_at,
         "ends_at": args.ends_at,
         "reason": args.reason,

@@ -13,12 +13,15 @@ import logging
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import replace
 from datetime import datetime
+from zoneinfo import ZoneInfo
 
 from incidents.flow import (
     Change,
+    StillFailing,
     acknowledge,
     after_engine,
     after_tick,
+    during_maintenance,
     next_wakeup,
     notifications,
     post_update,
@@ -26,6 +29,7 @@ from incidents.flow import (
 )
 from incidents.model import Incident, TimelineEntry, TimelineKind, Transition
 from incidents.outgoing import Outgoing
+from incidents.recurring_maintenance import RecurringWindow, recurring_in_force
 from incidents.sla import SlaContext
 from monitor.clients import ClientContext, client_contexts, message_context, notify_policy
 from monitor.clock import Clock
@@ -80,6 +84,7 @@ class IncidentDesk:
         self._open: dict[str, Incident] = {}  # by site key
         self._locks: dict[str, asyncio.Lock] = {}
         self._maintenance: dict[str, list[MaintenanceWindow]] = {}  # by site, not yet over
+        self._recurring = recurring_windows(config)  # by site, from the YAML
         self._wake = asyncio.Event()
         self._maintenance_loaded = float("-inf")
 
@@ -148,7 +153,37 @@ class IncidentDesk:
         )
 
     def in_maintenance(self, site: str, now: datetime) -> bool:
-        return any(window.in_force(now) for window in self._maintenance.get(site, ()))
+        # Asked for every probe result: no lists built for the commonest answer.
+        return any(window.in_force(now) for window in self._maintenance.get(site, ())) or any(
+            window.in_force(now) is not None for window in self._recurring.get(site, ())
+        )
+
+    def maintenance_window(self, site: str, now: datetime) -> tuple[datetime, datetime] | None:
+        """(start, end) of the site's maintenance in force at `now`, overlapping windows
+        merged; None when none is."""
+        spans = [
+            (window.starts_at, window.ends_at)
+            for window in self._maintenance.get(site, ())
+            if window.in_force(now)
+        ]
+        spans += recurring_in_force(self._recurring.get(site, ()), now)
+        if not spans:
+            return None
+        return min(start for start, _ in spans), max(end for _, end in spans)
+
+    def recurring_maintenance(
+        self, *, site: str | None, now: datetime
+    ) -> list[tuple[str, RecurringWindow, tuple[datetime, datetime]]]:
+        """(site, window, its occurrence in force or next) of the YAML's recurring windows."""
+        found = []
+        for key, windows in sorted(self._recurring.items()):
+            if site is not None and key != site:
+                continue
+            for window in windows:
+                span = window.next_span(now)
+                if span is not None:
+                    found.append((key, window, span))
+        return sorted(found, key=lambda item: (item[2], item[0]))
 
     # -- probe results ---------------------------------------------------------------------
 
@@ -217,14 +252,16 @@ class IncidentDesk:
         for site, incident in list(self._open.items()):
             sla = self._clients[incident.client].sla
             wake = next_wakeup(incident, sla=sla)
-            if wake is None or wake > self._clock.now():
+            now = self._clock.now()
+            paused = incident.paused_since is not None
+            if (wake is None or wake > now) and paused == self.in_maintenance(site, now):
                 continue
             async with self.lock(site):
                 current = self._open.get(site)
                 if current is None:
                     continue
                 now = self._clock.now()
-                change = after_tick(current, now=now, sla=sla)
+                change = self._clock_step(current, now=now, sla=sla)
                 if change is None:
                     continue
                 try:
@@ -240,6 +277,18 @@ class IncidentDesk:
                 changed += 1
         return changed
 
+    def _clock_step(self, incident: Incident, *, now: datetime, sla: SlaContext) -> Change | None:
+        """Maintenance pauses first (a paused clock fires nothing), then what falls due."""
+        window = self.maintenance_window(incident.site, now)
+        paused = during_maintenance(incident, now=now, window=window, sla=sla)
+        current = incident if paused is None else paused.incident
+        due = after_tick(current, now=now, sla=sla)
+        if paused is None:
+            return due
+        if due is None:
+            return paused
+        return Change(incident=due.incident, timeline=(*paused.timeline, *due.timeline))
+
     # -- operator actions ------------------------------------------------------------------
 
     async def acknowledge(self, incident_id: int, *, by: str) -> Incident:
@@ -253,10 +302,29 @@ class IncidentDesk:
             lambda i, now: post_update(i, now=now, by=by, text=text, sla=self._sla(i)),
         )
 
-    async def resolve(self, incident_id: int, *, by: str, note: str = "") -> Incident:
-        return await self._act(
-            incident_id, lambda i, now: resolve_by_hand(i, now=now, by=by, note=note)
-        )
+    async def resolve(
+        self, incident_id: int, *, by: str, note: str = "", force: bool = False
+    ) -> Incident:
+        """Resolve by hand; refused (409) while a failing check's latest result is still a
+        failure, unless `force`. The stored check states decide, so any process can tell."""
+        stored = await self._store.get_incident(incident_id)
+        states = await self._store.load_check_states(keys=sorted(stored.checks)) if stored else {}
+        still_failing = {
+            key
+            for key, state in states.items()
+            if state.last_outcome is not None and state.last_outcome.is_failure
+        }
+
+        def resolve(incident: Incident, now: datetime) -> Change:
+            try:
+                change = resolve_by_hand(
+                    incident, now=now, by=by, note=note, still_failing=still_failing, force=force
+                )
+            except StillFailing as exc:
+                raise ActionError(str(exc), status=409) from exc
+            return change
+
+        return await self._act(incident_id, resolve)
 
     async def add_maintenance(
         self, *, site: str, starts_at: datetime, ends_at: datetime, reason: str, by: str
@@ -274,13 +342,35 @@ class IncidentDesk:
             now=self._clock.now(),
         )
         await self.refresh_maintenance()
+        self._wake.set()  # an open incident's clocks pause now if the window has begun
         log.info(
-            "maintenance window for %s from %s to %s added by %s: %s",
+            "maintenance window %d for %s from %s to %s added by %s: %s",
+            window.id,
             site,
             starts_at.isoformat(),
             ends_at.isoformat(),
             by,
             reason,
+        )
+        return window
+
+    async def cancel_maintenance(self, window_id: int, *, by: str) -> MaintenanceWindow:
+        """Delete a one-off window: one to come never starts, one in force ends now (the
+        clocks of a paused incident resume at the next tick, woken at once)."""
+        if not by.strip():
+            raise ActionError("say who acts: `by` must not be empty", status=400)
+        window = await self._store.cancel_maintenance(window_id)
+        if window is None:
+            raise ActionError(f"no maintenance window {window_id}", status=404)
+        await self.refresh_maintenance()
+        self._wake.set()
+        log.info(
+            "maintenance window %d for %s (%s to %s) cancelled by %s",
+            window.id,
+            window.site,
+            window.starts_at.isoformat(),
+            window.ends_at.isoformat(),
+            by,
         )
         return window
 
@@ -416,3 +506,17 @@ class IncidentDesk:
             ):
                 took = (entry.at - incident.opened_at).total_seconds()
                 metrics.time_to_respond.labels(**labels).observe(took)
+
+
+def recurring_windows(config: MonitorConfig) -> dict[str, list[RecurringWindow]]:
+    """The YAML's recurring windows by site key: the client's apply to each of its sites;
+    all read in the client's time zone."""
+    found: dict[str, list[RecurringWindow]] = {}
+    for client in config.clients:
+        zone = ZoneInfo(client.business_hours.timezone)
+        for site in client.sites:
+            found[f"{client.id}/{site.id}"] = [
+                RecurringWindow(spec.recurrence(), zone, spec.reason)
+                for spec in (*client.maintenance, *site.maintenance)
+            ]
+    return {site: windows for site, windows in found.items() if windows}

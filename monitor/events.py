@@ -30,6 +30,8 @@ class EventKind(enum.StrEnum):
     CLIENT_UPDATE = "client_update"
     SLA_REMINDER = "sla_reminder"  # a client update falls due soon
     SLA_BREACHED = "sla_breached"  # response target breached, or a client update overdue
+    MAINTENANCE_STARTED = "maintenance_started"  # an open incident's clocks paused
+    MAINTENANCE_ENDED = "maintenance_ended"  # ...and resumed, due times moved
     PROBE_DISCARDED = "probe_discarded"  # timing not trusted: the monitor itself was overloaded
     STORE_ERROR = "store_error"
 

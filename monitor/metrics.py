@@ -83,7 +83,8 @@ class OpenIncidentsCollector(Collector):
                     response_aim.add_metric(labels, incident.response_aim_at.timestamp())
             if incident.next_update_due_at is not None:
                 update_due.add_metric(labels, incident.next_update_due_at.timestamp())
-                if incident.next_update_due_at <= now:
+                # A maintenance window pauses the clocks: nothing is overdue while it lasts.
+                if incident.next_update_due_at <= now and incident.paused_since is None:
                     counts["overdue"][key] = counts["overdue"].get(key, 0) + 1
         for family, name in ((open_now, "open"), (queued, "queued"), (overdue, "overdue")):
             for (client, severity), count in sorted(counts[name].items()):

@@ -76,6 +76,25 @@ def queue_table(queue: list[dict[str, Any]]) -> str:
     return format_table(rows)
 
 
+def maintenance_table(windows: list[dict[str, Any]]) -> str:
+    """`monitor maintenance list`: windows in force or to come, one-off and recurring."""
+    if not windows:
+        return "no maintenance window is in force or to come"
+    rows: list[tuple[str, ...]] = [("ID", "SITE", "STARTS (UTC)", "ENDS (UTC)", "BY", "REASON")]
+    for item in windows:
+        rows.append(
+            (
+                str(item["id"]) if item.get("id") is not None else "-",
+                item["site"],
+                item["starts_at"],
+                item["ends_at"],
+                item.get("created_by") or "",
+                item.get("reason") or "",
+            )
+        )
+    return format_table(rows)
+
+
 def sla_answer(config: MonitorConfig, *, client: str, severity: int, at: str) -> str:
     """`monitor sla`: the clocks of an incident opened at `at`, as one JSON object."""
     contexts = client_contexts(config)
@@ -93,4 +112,13 @@ def sla_answer(config: MonitorConfig, *, client: str, severity: int, at: str) ->
     return json.dumps(preview(opened_at=opened, severity=level, ctx=contexts[client].sla))
 
 
-__all__ = ["ApiError", "api_url", "call", "iso", "queue_table", "sla_answer", "token_from"]
+__all__ = [
+    "ApiError",
+    "api_url",
+    "call",
+    "iso",
+    "maintenance_table",
+    "queue_table",
+    "sla_answer",
+    "token_from",
+]

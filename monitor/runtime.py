@@ -22,6 +22,7 @@ from checks.page import PageCheckSpec, probe_page
 from checks.result import Outcome, ProbeResult
 from checks.tls import PeerCertResponse
 from incidents.engine import apply_result, settled_success
+from incidents.flow import resolved_by_hand
 from incidents.model import CheckState, Incident, TimelineEntry, TimelineKind, Transition
 from incidents.severity import Severity
 from incidents.wording import describe
@@ -400,7 +401,13 @@ class Monitor:
                 # A maintenance window opens no incident: the result is kept as history and
                 # metrics, and failures start counting afresh once the window ends.
                 transition = Transition(
-                    state=replace(previous, recent=(), successes=0, last_outcome=result.outcome),
+                    state=replace(
+                        previous,
+                        recent=(),
+                        successes=0,
+                        last_outcome=result.outcome,
+                        held=previous.held and not result.ok,  # a pass is a pass
+                    ),
                     incident=None,
                 )
             else:
@@ -411,7 +418,13 @@ class Monitor:
             written, stored = await self._record(check, result, transition, previous, notify=notify)
             if not written:
                 return
-            self._announce_check(check, result, previous, transition)
+            self._announce_check(
+                check,
+                result,
+                previous,
+                transition,
+                maintenance=self.desk.in_maintenance(check.site, now),
+            )
             self.desk.stored(check.site, stored, transition.timeline)
 
     def _settled(
@@ -498,15 +511,24 @@ class Monitor:
         result: ProbeResult,
         previous: CheckState,
         transition: Transition,
+        *,
+        maintenance: bool = False,
     ) -> None:
         before = previous.last_outcome
         if not result.ok and before != result.outcome:
             streak = sum(1 for s in transition.state.recent[::-1] if s is not None)
+            if maintenance:
+                note = " during a maintenance window of its site"
+            elif transition.state.held:
+                note = " (resolved by hand while failing: counts again after one pass)"
+            else:
+                note = ""
             self._emit(
                 EventKind.CHECK_FAILED,
                 f"check failed {check.key}: {describe(result)} "
-                f"[{min(streak, check.ref.failures_to_open)}/{check.ref.failures_to_open}]",
+                f"[{min(streak, check.ref.failures_to_open)}/{check.ref.failures_to_open}]{note}",
                 check=check.key,
+                maintenance=maintenance,
                 outcome=str(result.outcome),
                 status=result.evidence.status,
                 latency=result.latency,
@@ -547,6 +569,8 @@ class Monitor:
         elif entry.kind is TimelineKind.RESOLVED:
             took = _format_span(entry.at - incident.opened_at)
             message = f"{text} {incident.ref} {incident.site} after {took}: {incident.title}"
+            if resolved_by_hand(entry):
+                message += f" ({entry.message})"  # who, and whether checks still failed
         else:
             message = f"{text} {incident.ref} {incident.site}: {entry.message}"
         self._emit(kind, message, **fields)
@@ -573,6 +597,8 @@ _ENTRY_EVENTS: dict[TimelineKind, tuple[EventKind, str]] = {
     TimelineKind.UPDATE_REMINDER: (EventKind.SLA_REMINDER, "client update due soon"),
     TimelineKind.RESPONSE_BREACHED: (EventKind.SLA_BREACHED, "response target breached"),
     TimelineKind.UPDATE_OVERDUE: (EventKind.SLA_BREACHED, "client update overdue"),
+    TimelineKind.MAINTENANCE_STARTED: (EventKind.MAINTENANCE_STARTED, "maintenance began for"),
+    TimelineKind.MAINTENANCE_ENDED: (EventKind.MAINTENANCE_ENDED, "maintenance ended for"),
 }
 
 

@@ -37,6 +37,9 @@ def incident_dict(incident: Incident) -> dict[str, Any]:
             "last_update_at": iso(incident.last_update_at),
             "next_update_due_at": iso(incident.next_update_due_at),
             "oncall_notified_at": iso(incident.oncall_notified_at),
+            # Set while a maintenance window pauses the clocks (no update due, no reminder).
+            "paused_since": iso(incident.paused_since),
+            "paused_until": iso(incident.paused_until),
         },
     }
 

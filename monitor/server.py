@@ -1,8 +1,9 @@
 """The monitor's own HTTP server: /metrics, /healthz, and the operator API under /api.
 
 Reads: incidents (with timeline and SLA clocks), the triage queue, maintenance windows.
-Changes (bearer token required): acknowledge, post a client update, resolve by hand, add a
-maintenance window. The token is compared in constant time; a missing or wrong one gets 401.
+Changes (bearer token required): acknowledge, post a client update, resolve by hand (refused
+while checks still fail unless forced), add or cancel a maintenance window. The token is
+compared in constant time; a missing or wrong one gets 401.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from typing import Any
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
+from incidents.recurring_maintenance import describe
 from monitor.config.models import ApiConfig
 from monitor.desk import ActionError, IncidentDesk
 from monitor.serialize import incident_dict, iso, timeline_dict
@@ -66,6 +68,7 @@ def create_app(
     app.router.add_post("/api/incidents/{id:\\d{1,18}}/resolve", _resolve)
     app.router.add_get("/api/maintenance", _list_maintenance)
     app.router.add_post("/api/maintenance", _add_maintenance)
+    app.router.add_delete("/api/maintenance/{id:\\d{1,18}}", _cancel_maintenance)
     return app
 
 
@@ -193,7 +196,10 @@ async def _resolve(request: web.Request) -> web.Response:
     return await _act(
         request,
         lambda desk, iid, body: desk.resolve(
-            iid, by=body["by"].strip(), note=str(body.get("note") or "")
+            iid,
+            by=body["by"].strip(),
+            note=str(body.get("note") or ""),
+            force=_flag(body, "force"),
         ),
         "by",
     )
@@ -201,10 +207,26 @@ async def _resolve(request: web.Request) -> web.Response:
 
 async def _list_maintenance(request: web.Request) -> web.Response:
     desk = request.app[DESK_KEY]
-    windows = await request.app[STORE_KEY].list_maintenance(
-        site=request.query.get("site"), include_past=False, now=desk.now()
-    )
-    return web.json_response({"maintenance": [_window_dict(w) for w in windows]})
+    site = request.query.get("site")
+    now = desk.now()
+    windows = await request.app[STORE_KEY].list_maintenance(site=site, include_past=False, now=now)
+    listed = [_window_dict(w) for w in windows]
+    # Recurring windows (from the YAML) by their occurrence in force or next; no id: they
+    # are changed in the YAML, not cancelled.
+    listed += [
+        {
+            "id": None,
+            "site": key,
+            "starts_at": iso(span[0]),
+            "ends_at": iso(span[1]),
+            "reason": window.reason,
+            "created_by": "config",
+            "recurring": describe(window.recurrence),
+        }
+        for key, window, span in desk.recurring_maintenance(site=site, now=now)
+    ]
+    listed.sort(key=lambda item: (item["starts_at"], item["site"]))
+    return web.json_response({"maintenance": listed})
 
 
 async def _add_maintenance(request: web.Request) -> web.Response:
@@ -220,6 +242,24 @@ async def _add_maintenance(request: web.Request) -> web.Response:
     except ActionError as exc:
         return _error(exc.status, str(exc))
     return web.json_response(_window_dict(window), status=201)
+
+
+async def _cancel_maintenance(request: web.Request) -> web.Response:
+    try:
+        body = await _body(request, "by")
+        window = await request.app[DESK_KEY].cancel_maintenance(
+            int(request.match_info["id"]), by=body["by"].strip()
+        )
+    except ActionError as exc:
+        return _error(exc.status, str(exc))
+    return web.json_response({**_window_dict(window), "cancelled": True})
+
+
+def _flag(body: dict[str, Any], name: str) -> bool:
+    value = body.get(name, False)
+    if not isinstance(value, bool):
+        raise ActionError(f"'{name}' must be true or false (got {value!r})", status=400)
+    return value
 
 
 def _instant(text: str, name: str) -> datetime:

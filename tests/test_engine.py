@@ -538,14 +538,21 @@ STALE_FAILING = CheckState(
 )
 
 
-def test_failing_state_without_incident_opens_anew_on_the_next_confirmed_failure() -> None:
-    transition = apply_result(
-        now=at(1), check=HOME, result=E500, severity=S1, state=STALE_FAILING, incident=None
-    )
-    assert kinds(transition) == [TimelineKind.OPENED]
-    assert transition.incident is not None and transition.incident.failing_checks == {HOME.key}
-    assert transition.state.failing and transition.state.severity is S1
-    assert transition.state.since == at(-10)
+def test_a_check_still_failing_when_resolved_by_hand_opens_nothing_until_it_passed() -> None:
+    # Its incident was resolved by hand (forced) while it failed: it is held, and its
+    # failures count again only after one success, then failures_to_open of them.
+    site = Site()
+    site.states[HOME.key] = STALE_FAILING
+    held = site.feed_all(HOME, [E500] * 6)
+    assert all(t.timeline == () and t.incident is None for t in held)
+    assert all(t.state.held and t.state.recent == () and not t.state.failing for t in held)
+
+    passed = site.feed(HOME, OK)
+    assert not passed.state.held and passed.timeline == ()
+    first, second, third = site.feed_all(HOME, [E500] * 3)
+    assert first.timeline == second.timeline == () and not first.state.held
+    assert kinds(third) == [TimelineKind.OPENED]
+    assert third.state.failing and third.state.severity is S1
 
 
 def test_failing_state_without_incident_is_cleared_by_a_success() -> None:
@@ -558,13 +565,26 @@ def test_failing_state_without_incident_is_cleared_by_a_success() -> None:
     assert transition.state.successes == 0 and transition.state.recent == ()
 
 
-def test_failing_state_not_in_the_open_incident_attaches_on_the_next_confirmed_failure() -> None:
+def test_a_check_already_passing_when_resolved_by_hand_is_not_held() -> None:
+    # It had passed once (recovering) when the incident was resolved without force.
+    site = Site()
+    site.states[HOME.key] = replace(STALE_FAILING, recent=(), successes=1, last_outcome=Outcome.OK)
+    first, second, third = site.feed_all(HOME, [E500] * 3)
+    assert not first.state.held
+    assert kinds(third) == [TimelineKind.OPENED]
+
+
+def test_a_held_check_does_not_attach_to_another_incident_until_it_passed() -> None:
     # The incident that state belonged to was resolved by hand; CART has opened another since.
     site = Site()
     site.feed_all(CART, [E500] * 3)
     site.states[HOME.key] = STALE_FAILING
-    transition = site.feed(HOME, E500)
-    assert kinds(transition) == [TimelineKind.CHECK_FAILED]
+    held = site.feed_all(HOME, [E500] * 4)
+    assert all(t.timeline == () for t in held) and held[-1].state.held
+    assert site.incident is not None and site.incident.failing_checks == {CART.key}
+    site.feed(HOME, OK)
+    attached = site.feed_all(HOME, [E500] * 3)[-1]
+    assert kinds(attached) == [TimelineKind.CHECK_FAILED]
     assert site.incident is not None and site.incident.failing_checks == {HOME.key, CART.key}
 
 

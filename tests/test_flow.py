@@ -22,6 +22,7 @@ from incidents.flow import (
     THREAD_MARK,
     Change,
     NotifyPolicy,
+    StillFailing,
     acknowledge,
     after_engine,
     after_tick,
@@ -29,6 +30,7 @@ from incidents.flow import (
     notifications,
     post_update,
     resolve_by_hand,
+    resolved_by_hand,
 )
 from incidents.messages import ClientInfo, MessageContext, thread_root
 from incidents.model import (
@@ -652,8 +654,61 @@ def test_resolve_by_hand() -> None:
     assert incident.checks == frozenset({HOME.key})
     assert incident.next_update_due_at is None
     assert [(e.kind, e.at, e.message) for e in change.timeline] == [
-        (TimelineKind.RESOLVED, london(MON, "11:00"), "resolved by alice: restarted php-fpm")
+        (
+            TimelineKind.RESOLVED,
+            london(MON, "11:00"),
+            "resolved by hand by alice: restarted php-fpm",
+        )
     ]
+    assert resolved_by_hand(change.timeline[0])
+    assert change.timeline[0].evidence == {
+        "resolved_by": "alice",
+        "forced": False,
+        "still_failing": [],
+        "note": "restarted php-fpm",
+    }
+
+
+def test_resolve_by_hand_is_refused_while_a_check_still_fails_unless_forced() -> None:
+    desk = Desk()
+    desk.probe(E500, now=london(MON, "10:00"))
+    failing = {HOME.key}
+
+    with pytest.raises(StillFailing, match=HOME.key) as refused:
+        resolve_by_hand(desk.current, now=london(MON, "11:00"), by="alice", still_failing=failing)
+    assert refused.value.checks == (HOME.key,)
+    assert "force" in str(refused.value)
+    # A check whose latest result passed (recovering, not yet resolved) does not refuse it.
+    assert resolve_by_hand(desk.current, now=london(MON, "11:00"), by="alice").incident.resolved_at
+
+    change = resolve_by_hand(
+        desk.current,
+        now=london(MON, "11:00"),
+        by="alice",
+        note="restarted php-fpm",
+        still_failing=failing | {"acme/shop/other-site-check"},
+        force=True,
+    )
+    [entry] = change.timeline
+    assert change.incident.status is IncidentStatus.RESOLVED
+    assert entry.message == (
+        "resolved by hand by alice, forced while home still failed: restarted php-fpm"
+    )
+    assert entry.evidence == {
+        "resolved_by": "alice",
+        "forced": True,
+        "still_failing": [HOME.key],
+        "note": "restarted php-fpm",
+    }
+    assert resolved_by_hand(entry)
+
+
+def test_a_resolution_by_the_checks_is_not_by_hand() -> None:
+    desk = Desk()
+    desk.probe(E500, now=london(MON, "10:00"))
+    step = desk.probe(OK, now=london(MON, "10:05"))
+    resolved = [e for e in step.timeline if e.kind is TimelineKind.RESOLVED]
+    assert resolved and not resolved_by_hand(resolved[0])
 
 
 def test_resolution_by_probe_and_by_hand_leave_the_same_clocks() -> None:

@@ -19,9 +19,11 @@ import pytest
 from aiohttp.test_utils import TestServer
 from prometheus_client.parser import text_string_to_metric_families
 
+from checks.result import Outcome
 from incidents.model import Incident, TimelineKind
 from monitor.app import Running, running_monitor
 from monitor.config import MonitorConfig, load_config_text
+from monitor.events import EventKind, MonitorEvent
 from monitor.operator_cli import TOKEN_ENV
 from monitor.serialize import iso
 from monitor.store import Store
@@ -198,7 +200,7 @@ def parse_iso(text: str) -> datetime:
 # --- resolve by hand ----------------------------------------------------------------------
 
 
-async def test_resolved_by_hand_mails_the_client_and_a_later_failure_opens_a_new_incident(
+async def test_resolve_by_hand_is_refused_while_failing_and_forced_holds_the_check_until_a_pass(
     new_target: NewTarget, mail_server: tuple[Inbox, int], tmp_path: Path
 ) -> None:
     inbox, port = mail_server
@@ -211,62 +213,168 @@ async def test_resolved_by_hand_mails_the_client_and_a_later_failure_opens_a_new
         client("acme", site("shop", shop_url), site("blog", blog_url, severity=3)),
         smtp_port=port,
     )
-    async with running_monitor(config) as running:
+    home = "acme/shop/home"
+    events: list[MonitorEvent] = []
+    async with running_monitor(config, listeners=[events.append]) as running:
         first = await eventually(lambda: open_incident_of(running, "acme/shop"))
         first_id = incident_id(first)
         opened = (await eventually(lambda: mails(inbox, to=CLIENT, subject=f"[{first.ref}]")))[0]
+
+        # Refused while the check still fails, naming it; nothing changes.
+        status, body = await api(
+            running, "POST", f"/api/incidents/{first_id}/resolve", {"by": "alice"}
+        )
+        assert status == 409, body
+        assert home in body["error"] and "force" in body["error"]
+        status, body = await api(
+            running, "POST", f"/api/incidents/{first_id}/resolve", {"by": "a", "force": "yes"}
+        )
+        assert status == 400 and "force" in body["error"]
+        still = await running.store.get_incident(first_id)
+        assert still is not None and still.is_open
 
         status, body = await api(
             running,
             "POST",
             f"/api/incidents/{first_id}/resolve",
-            {"by": "alice", "note": "restarted php-fpm"},
+            {"by": "alice", "note": "restarted php-fpm", "force": True},
         )
         assert status == 200
         assert body["id"] == first_id and body["status"] == "resolved"
         assert body["resolved_at"] is not None
         last = (await running.store.timeline(first_id))[-1]
         assert last.kind is TimelineKind.RESOLVED
-        assert last.message == "resolved by alice: restarted php-fpm"
+        assert last.message == (
+            "resolved by hand by alice, forced while home still failed: restarted php-fpm"
+        )
+        [logged] = [e.message for e in events if e.kind is EventKind.INCIDENT_RESOLVED]
+        assert logged.startswith(f"incident resolved {first.ref} acme/shop after ")
+        assert logged.endswith(
+            "(resolved by hand by alice, forced while home still failed: restarted php-fpm)"
+        )
 
         # The client had the opening mail, so it is asked to confirm, in the same thread.
         resolved = (
             await eventually(lambda: mails(inbox, to=CLIENT, subject=f"[{first.ref}] Resolved:"))
         )[0]
         assert str(resolved["In-Reply-To"]) == str(opened["Message-ID"])
+        text = " ".join(resolved.get_body(("plain",)).get_content().split())  # type: ignore[union-attr]
+        assert "closed it by hand; our checks still saw the problem" in text
+        html = resolved.get_body(("html",)).get_content()  # type: ignore[union-attr]
+        assert "closed it by hand; our checks still saw the problem" in html
+        # Who resolved it is internal; the operator's note is written for the client.
+        assert "alice" not in text and "restarted php-fpm" in text
 
-        # The site still fails: the next confirmed failure opens a new incident; the resolved
-        # one is never reopened and takes no more actions.
-        second = await eventually(
-            lambda: _open_other_than(running, site_key="acme/shop", incident_id=first_id)
-        )
-        assert incident_id(second) > first_id
+        # The site still fails, but the check was held by the forced resolve: however many
+        # failures follow, no incident opens until it has passed once.
+        hits = shop.hits["/"]
+        await eventually(lambda: shop.hits["/"] >= hits + FAILURES_TO_OPEN + 3 or None)
+        assert await open_incident_of(running, "acme/shop") is None
+        state = running.monitor.check_state(home)
+        assert state is not None and state.held
+        stored = (await running.store.load_check_states(keys=[home]))[home]
+        assert stored.held  # it survives a restart
+        assert len(mails(inbox, to=CLIENT, subject="Resolved")) == 1
+        assert len(mails(inbox, to=CLIENT)) == 2  # opened and resolved: no "down" again
+
+        # A resolved incident is never reopened and takes no more actions.
         for path, payload in (
             ("acknowledge", {"by": "bob"}),
             ("updates", {"by": "bob", "text": "Still on it."}),
-            ("resolve", {"by": "bob"}),
+            ("resolve", {"by": "bob", "force": True}),
         ):
             status, body = await api(running, "POST", f"/api/incidents/{first_id}/{path}", payload)
             assert status == 409, (path, body)
             assert "resolved" in body["error"]
-        again = await running.store.get_incident(first_id)
-        assert again is not None and str(again.status) == "resolved"
         kinds = await timeline_kinds(running.store, first)
         assert kinds.count(TimelineKind.RESOLVED) == 1
         assert TimelineKind.ACKNOWLEDGED not in kinds
         assert TimelineKind.CLIENT_UPDATE not in kinds
+
+        # One pass releases it; its next confirmed failure opens a new incident.
+        shop.set("/", status=200)
+        await eventually(lambda: _released(running, home))
+        shop.set("/", status=500)
+        second = await eventually(
+            lambda: _open_other_than(running, site_key="acme/shop", incident_id=first_id)
+        )
+        assert incident_id(second) > first_id
 
         # A Severity 3 the client never heard of is resolved without a mail to the client.
         blog.set("/", status=500)
         quiet = await eventually(lambda: open_incident_of(running, "acme/blog"))
         assert int(quiet.severity) == 3
         status, _ = await api(
-            running, "POST", f"/api/incidents/{incident_id(quiet)}/resolve", {"by": "alice"}
+            running,
+            "POST",
+            f"/api/incidents/{incident_id(quiet)}/resolve",
+            {"by": "alice", "force": True},
         )
         assert status == 200
         # The outbox rows are written with the resolution, so they are final now.
         rows = await running.store.outbox_for_incident(incident_id(quiet))
         assert not [row for row in rows if CLIENT in getattr(row.message, "to", ())]
+
+
+async def test_resolve_by_hand_without_force_once_the_failing_check_passes_again(
+    new_target: NewTarget, tmp_path: Path
+) -> None:
+    shop, shop_url = await new_target()
+    shop.set("/", status=500)
+    # Many passes needed to resolve on its own: time for an operator to close it first.
+    config = make_config(tmp_path, client("acme", site("shop", shop_url)), successes_to_resolve=50)
+    async with running_monitor(config) as running:
+        first = await eventually(lambda: open_incident_of(running, "acme/shop"))
+        shop.set("/", status=200)
+        await eventually(lambda: _released(running, "acme/shop/home"))
+        status, body = await api(
+            running, "POST", f"/api/incidents/{incident_id(first)}/resolve", {"by": "alice"}
+        )
+        assert status == 200, body
+        last = (await running.store.timeline(incident_id(first)))[-1]
+        assert last.message == "resolved by hand by alice"
+        assert last.evidence == {"resolved_by": "alice", "forced": False, "still_failing": []}
+
+
+async def test_a_held_check_stays_held_across_a_restart(
+    new_target: NewTarget, tmp_path: Path
+) -> None:
+    shop, shop_url = await new_target()
+    shop.set("/", status=500)
+    config = make_config(tmp_path, client("acme", site("shop", shop_url)))
+    home = "acme/shop/home"
+    async with running_monitor(config) as running:
+        first = await eventually(lambda: open_incident_of(running, "acme/shop"))
+        status, body = await api(
+            running,
+            "POST",
+            f"/api/incidents/{incident_id(first)}/resolve",
+            {"by": "alice", "force": True},
+        )
+        assert status == 200, body
+        # Held from its first failure after the resolve on; that is what is stored.
+        await eventually(lambda: _held(running, home))
+
+    async with running_monitor(config) as running:
+        hits = shop.hits["/"]
+        await eventually(lambda: shop.hits["/"] >= hits + FAILURES_TO_OPEN + 3 or None)
+        assert await open_incident_of(running, "acme/shop") is None
+        assert _held(running, home)
+        shop.set("/", status=200)
+        await eventually(lambda: _released(running, home))
+        shop.set("/", status=500)
+        second = await eventually(lambda: open_incident_of(running, "acme/shop"))
+        assert incident_id(second) > incident_id(first)
+
+
+def _held(running: Running, key: str) -> bool:
+    state = running.monitor.check_state(key)
+    return state is not None and state.held
+
+
+def _released(running: Running, key: str) -> bool:
+    state = running.monitor.check_state(key)
+    return state is not None and not state.held and state.last_outcome is Outcome.OK
 
 
 async def _open_other_than(running: Running, *, site_key: str, incident_id: int) -> Any:
@@ -464,6 +572,8 @@ async def test_an_incident_shows_its_clocks_and_each_notification_pending_then_s
             "acknowledged_by": None,
             "last_update_at": None,
             "next_update_due_at": None,
+            "paused_since": None,
+            "paused_until": None,
         }
         assert [t["kind"] for t in body["timeline"]] == ["opened", "oncall_paged"]
         notes = body["notifications"]
@@ -657,6 +767,103 @@ async def test_cli_queue_ack_and_update_call_the_running_monitor(
         code, out, err = await cli("queue", *where)
         assert code == 0, err
         assert "the queue is empty" in out
+
+
+async def test_cli_maintenance_add_list_cancel_and_resolve_force(
+    new_target: NewTarget, tmp_path: Path
+) -> None:
+    shop, url = await new_target()
+    shop.set("/", status=500)
+    config = make_config(tmp_path, client("acme", site("shop", url)))
+    async with running_monitor(config) as running:
+        [incident] = await eventually(lambda: open_incidents(running))
+        number = str(incident_id(incident))
+        where = ("--url", running.url, "--token", TOKEN)
+        now = datetime.now(UTC).replace(microsecond=0)
+
+        # The add form of before still works; the open incident's clocks pause at once.
+        code, out, err = await cli(
+            "maintenance",
+            "acme/shop",
+            "--from",
+            iso(now),
+            "--until",
+            iso(now + timedelta(hours=1)),
+            "--reason",
+            "PHP upgrade",
+            "--by",
+            "alice",
+            *where,
+        )
+        assert code == 0, err
+        window_id = json.loads(out)["id"]
+        paused = await eventually(lambda: _paused(running, incident_id(incident)))
+        assert paused.paused_until == now + timedelta(hours=1)
+        code, out, err = await cli(
+            "maintenance",
+            "add",
+            "acme/shop",
+            "--from",
+            iso(now + timedelta(days=1)),
+            "--until",
+            iso(now + timedelta(days=1, hours=2)),
+            "--by",
+            "bob",
+            *where,
+        )
+        assert code == 0, err
+        later_id = json.loads(out)["id"]
+
+        code, out, err = await cli("maintenance", "list", *where)
+        assert code == 0, err
+        header, first, second = out.splitlines()
+        assert header.split()[:4] == ["ID", "SITE", "STARTS", "(UTC)"]
+        assert first.split()[:2] == [str(window_id), "acme/shop"] and "PHP upgrade" in first
+        assert second.split()[:2] == [str(later_id), "acme/shop"]
+        code, out, err = await cli("maintenance", "list", "--json", "--site", "acme/x", *where)
+        assert code == 0 and json.loads(out) == {"maintenance": []}
+
+        # Mistakes are told, with exit 2.
+        code, out, err = await cli("maintenance", "cancel", "x", "--by", "alice", *where)
+        assert code == 2 and "ID" in err
+        code, out, err = await cli("maintenance", "cancel", str(window_id), *where)
+        assert code == 2 and "--by" in err
+        code, out, err = await cli("maintenance", "cancel", "999", "--by", "alice", *where)
+        assert code == 2 and "404" in err and "999" in err
+        code, out, err = await cli("maintenance", "acme/shop", "--by", "alice", *where)
+        assert code == 2 and "--from, --until" in err
+        status, body = await api(
+            running, "DELETE", f"/api/maintenance/{window_id}", {"by": "x"}, token=""
+        )
+        assert status == 401
+
+        # Cancelling the window in force ends the pause now, on the timeline too.
+        code, out, err = await cli("maintenance", "cancel", str(window_id), "--by", "alice", *where)
+        assert code == 0, err
+        assert json.loads(out)["cancelled"] is True
+        await eventually(lambda: _resumed(running, incident_id(incident)))
+        kinds = await timeline_kinds(running.store, incident)
+        assert kinds.count(TimelineKind.MAINTENANCE_STARTED) == 1
+        assert kinds.count(TimelineKind.MAINTENANCE_ENDED) == 1
+        status, body = await api(running, "GET", "/api/maintenance")
+        assert [item["id"] for item in body["maintenance"]] == [later_id]
+
+        # Resolve: refused while the check fails, done with --force.
+        code, out, err = await cli("resolve", number, "--by", "carol", *where)
+        assert code == 2 and "409" in err and "acme/shop/home" in err
+        code, out, err = await cli("resolve", number, "--by", "carol", "--force", *where)
+        assert code == 0, err
+        assert json.loads(out)["status"] == "resolved"
+
+
+async def _paused(running: Running, number: int) -> Incident | None:
+    found = await running.store.get_incident(number)
+    return found if found is not None and found.paused_since is not None else None
+
+
+async def _resumed(running: Running, number: int) -> bool:
+    kinds = [entry.kind for entry in await running.store.timeline(number)]
+    return TimelineKind.MAINTENANCE_ENDED in kinds
 
 
 SLA_CONFIG = """

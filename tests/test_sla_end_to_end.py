@@ -283,6 +283,96 @@ async def test_smtp_down_while_three_incidents_open_loses_nothing_and_sends_once
             assert len(set(ids)) == len(ids)  # exactly once each
 
 
+async def test_a_two_hour_window_pauses_an_open_incidents_clocks_and_its_reminders(
+    target: tuple[Target, str], pager: tuple[list[dict[str, Any]], str], tmp_path: Any
+) -> None:
+    shop, url = target
+    _, hook_url = pager
+    inbox = Inbox()
+    clock = ShiftedClock(MONDAY_10)
+    async with smtpd(inbox) as smtp_port:
+        config = load_config_text(
+            config_yaml(
+                sites={"shop": url},
+                database=f"sqlite+aiosqlite:///{tmp_path}/m.db",
+                smtp_port=smtp_port,
+                hook_url=hook_url,
+                outbox=str(tmp_path / "outbox"),
+            )
+        )
+        async with running_monitor(config, clock=clock) as running:
+            desk = running.monitor.desk
+            shop.set("/", status=500)
+            [incident] = await eventually(lambda: running.store.list_incidents(open_only=True))
+            status, acked = await api(
+                running, "POST", f"/api/incidents/{incident.id}/acknowledge", {"by": "alice"}
+            )
+            assert status == 200
+            stored = await running.store.get_incident(incident.id)  # type: ignore[arg-type]
+            assert stored is not None and stored.next_update_due_at is not None
+            due = stored.next_update_due_at  # about 14:00: 4 business hours on
+            starts, ends = MONDAY_10 + timedelta(hours=3), MONDAY_10 + timedelta(hours=5)
+            assert starts < due - timedelta(minutes=30) and due < ends  # reminder and due inside
+            status, window = await api(
+                running,
+                "POST",
+                "/api/maintenance",
+                {
+                    "site": "acme/shop",
+                    "starts_at": _z(starts),
+                    "ends_at": _z(ends),
+                    "reason": "PHP upgrade",
+                    "by": "alice",
+                },
+            )
+            assert status == 201, window
+
+            async def timeline() -> list[Any]:
+                return await running.store.timeline(incident.id)  # type: ignore[arg-type]
+
+            # The window begins: the clocks pause, the timeline says so.
+            clock.advance(starts + timedelta(seconds=30) - clock.now())
+            await desk.tick()
+            started = [e for e in await timeline() if e.kind is TimelineKind.MAINTENANCE_STARTED]
+            assert [e.at for e in started] == [starts]
+            status, body = await api(running, "GET", f"/api/incidents/{incident.id}")
+            assert body["clocks"]["paused_since"] == _z(starts)
+            assert body["clocks"]["paused_until"] == _z(ends)
+
+            # Past the reminder and the old due time, inside the window: nothing fires.
+            clock.advance(due + timedelta(minutes=10) - clock.now())
+            await desk.tick()
+            kinds = [e.kind for e in await timeline()]
+            assert TimelineKind.UPDATE_REMINDER not in kinds
+            assert TimelineKind.UPDATE_OVERDUE not in kinds
+            sev1 = {"client": "acme", "severity": "1"}
+            assert not running.registry.get_sample_value("monitor_incident_updates_overdue", sev1)
+
+            # The window ends: the due time has moved by the 2 paused hours.
+            clock.advance(ends + timedelta(seconds=30) - clock.now())
+            await desk.tick()
+            entries = await timeline()
+            ended = [e for e in entries if e.kind is TimelineKind.MAINTENANCE_ENDED]
+            assert [e.at for e in ended] == [ends]
+            resumed = await running.store.get_incident(incident.id)  # type: ignore[arg-type]
+            assert resumed is not None and resumed.paused_since is None
+            assert resumed.next_update_due_at == due + timedelta(hours=2)
+            assert not mails(inbox, to="oncall@agency.example", kind_in_subject="Reminder")
+
+            # The moved reminder fires at its new time, once.
+            clock.advance(due + timedelta(hours=2) - timedelta(minutes=29) - clock.now())
+            await eventually(
+                lambda: mails(inbox, to="oncall@agency.example", kind_in_subject="Reminder")
+            )
+            kinds = [e.kind for e in await timeline()]
+            assert kinds.count(TimelineKind.UPDATE_REMINDER) == 1
+            assert TimelineKind.UPDATE_OVERDUE not in kinds
+
+
+def _z(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
 async def _at_least(listing: Any, n: int) -> Any:
     items = await listing
     return items if len(items) >= n else None

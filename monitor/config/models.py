@@ -39,6 +39,7 @@ from incidents.calendar_spec import BusinessHoursSpec
 from incidents.i18n import available_languages
 from incidents.message_text import zone
 from incidents.model import CheckRef
+from incidents.recurring_maintenance import RecurringWindowSpec
 from incidents.severity import Severity, SeverityPolicy
 from incidents.sla import DEFAULT_PLANS, PlanSpec, SlaPolicy
 
@@ -169,6 +170,11 @@ class SiteConfig(_Model):
     name: str | None = Field(default=None, description="Display name; defaults to the host.")
     url: str = Field(description="Base URL the checks' paths are joined to.")
     checks: list[CheckConfig] = Field(min_length=1)
+    maintenance: list[RecurringWindowSpec] = Field(
+        default_factory=list,
+        description="Recurring maintenance windows of this site, in its client's time zone "
+        "(besides the client's own): no incident opens, open ones' SLA clocks pause.",
+    )
 
     @field_validator("checks")
     @classmethod
@@ -229,6 +235,11 @@ class ClientConfig(_Model):
         "catalog in notifications.locale_dir.",
     )
     sites: list[SiteConfig] = Field(min_length=1)
+    maintenance: list[RecurringWindowSpec] = Field(
+        default_factory=list,
+        description="Recurring maintenance windows of every site of this client, in its time "
+        "zone, e.g. `- weekly: sun 02:00-04:00` or `- {cron: '0 3 1 * *', duration: 2h}`.",
+    )
 
     @field_validator("plan")
     @classmethod

@@ -64,6 +64,8 @@ def incident_values(incident: Incident, *, updated_at: datetime) -> dict[str, An
         "sla_marks": sorted(incident.sla_marks),
         "headline": headline_values(incident.headline),
         "failing_since": incident.failing_since,
+        "paused_since": incident.paused_since,
+        "paused_until": incident.paused_until,
     }
 
 
@@ -90,6 +92,8 @@ def incident_from_row(row: RowMapping) -> Incident:
         sla_marks=frozenset(row["sla_marks"]),
         headline=headline_from_values(row["headline"]),
         failing_since=row["failing_since"],
+        paused_since=row["paused_since"],
+        paused_until=row["paused_until"],
         version=row["version"],
     )
 
@@ -166,6 +170,7 @@ def state_values(state: CheckState) -> dict[str, Any]:
         "last_outcome": state.last_outcome.value if state.last_outcome is not None else None,
         "last_result_at": state.last_result_at,
         "since": state.since,
+        "held": state.held,
     }
 
 
@@ -179,6 +184,7 @@ def state_from_row(row: RowMapping) -> CheckState:
         last_outcome=Outcome(row["last_outcome"]) if row["last_outcome"] is not None else None,
         last_result_at=row["last_result_at"],
         since=row["since"],
+        held=bool(row["held"]),
     )
 
 

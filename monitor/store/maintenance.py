@@ -1,7 +1,11 @@
-"""Maintenance windows: while one lasts, no incident opens for its site.
+"""Maintenance windows: while one lasts, no incident opens for its site, and the clocks of
+an incident already open are paused (see incidents.sla).
 
 A window is in force from `starts_at` (inclusive) to `ends_at` (exclusive). Windows may
-overlap; the one in force for a site is the one that ends last.
+overlap; the one in force for a site is the one that ends last. These are one-off windows
+added through the API or CLI; recurring ones come from the YAML (monitor.recurring_windows)
+and are not stored. Cancelling a window deletes it: one to come never starts, one in force
+ends at once.
 """
 
 from __future__ import annotations
@@ -86,3 +90,8 @@ def list_query(*, site: str | None, include_past: bool, now: datetime) -> sa.Sel
     if not include_past:
         query = query.where(table.c.ends_at > now)
     return query
+
+
+def delete_query(*, window_id: int) -> sa.Delete:
+    table = maintenance_windows
+    return sa.delete(table).where(table.c.id == window_id)

@@ -539,6 +539,15 @@ class Store:
             rows = await self._fetch(query)
         return [mw.window_from_row(row) for row in rows]
 
+    async def cancel_maintenance(self, window_id: int) -> MaintenanceWindow | None:
+        """Delete window `window_id` (to come or in force: it ends now); the deleted window,
+        or None when there is no such window."""
+        stmt = mw.delete_query(window_id=window_id).returning(maintenance_windows)
+        with translated(f"cancelling maintenance window {window_id}"):
+            async with self._write() as conn:
+                row = (await conn.execute(stmt)).mappings().one_or_none()
+        return None if row is None else mw.window_from_row(row)
+
     async def count_rows(self) -> dict[str, int]:
         """Rows per table, e.g. {"incidents": 3, "timeline": 9, ...}."""
         await self.flush_history()

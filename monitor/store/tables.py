@@ -86,6 +86,9 @@ incidents = sa.Table(
     # first failure's time (revision 0005); rows from before it have neither.
     sa.Column("headline", sa.JSON, nullable=True),
     sa.Column("failing_since", UTCDateTime, nullable=True),
+    # Clocks paused by a maintenance window of the site (revision 0004).
+    sa.Column("paused_since", UTCDateTime, nullable=True),
+    sa.Column("paused_until", UTCDateTime, nullable=True),
     # The database, not the engine, guarantees one open incident per site: two processes
     # racing to open one for the same site cannot both win.
     sa.Index(
@@ -124,6 +127,8 @@ check_state = sa.Table(
     sa.Column("last_outcome", sa.Text, nullable=True),
     sa.Column("last_result_at", UTCDateTime, nullable=True),
     sa.Column("since", UTCDateTime, nullable=True),
+    # Resolved by hand while failing: failures wait for one success (revision 0004).
+    sa.Column("held", sa.Boolean, nullable=False, server_default=sa.false()),
 )
 
 check_history = sa.Table(
