@@ -93,6 +93,7 @@ from checks.http import (
     _status_text,
 )
 from checks.redact import redact_text, redact_url
+from checks.redirects import open_following
 from checks.result import Evidence, Outcome, ProbeResult
 from checks.template import MissingValue, render, render_json, render_mapping
 
@@ -111,7 +112,6 @@ _log = logging.getLogger(__name__)
 
 _MAX_CONTENT_ERROR_CHARS = 300
 _MAX_FLOW_ERROR_CHARS = 1000
-_NO_CLIENT_TIMEOUT = aiohttp.ClientTimeout()  # our asyncio.timeout decides, as in checks.http
 
 
 async def probe_flow(
@@ -286,16 +286,19 @@ class _FlowRun:
 
     async def _exchange(self, request: _Request, report: _StepReport, *, since: float) -> None:
         spec = self._spec
-        async with self._session.request(
+        async with open_following(
+            self._session,
             report.step.method,
             request.url,
             headers=request.headers,
+            # The synthetic-check header goes everywhere; the step's own headers do not.
+            kept=(spec.synthetic_header,),
             data=request.form,
             json=request.json_body,
-            allow_redirects=report.step.follow_redirects,
-            max_redirects=spec.max_redirects + 1,  # aiohttp stops when it reaches the count
+            follow=report.step.follow_redirects,
+            max_redirects=spec.max_redirects,
+            allow_private=spec.allow_private_redirects,
             ssl=spec.verify_tls,
-            timeout=_NO_CLIENT_TIMEOUT,
         ) as response:
             report.ttfb = self._clock() - since
             report.url = str(response.url)

@@ -139,6 +139,11 @@ class FlowCheckSpec(ProbeSpec):
         default=DEFAULT_MAX_BODY_BYTES, gt=0, description="Read at most this much of each answer."
     )
     max_redirects: int = Field(default=5, ge=0, le=20)
+    allow_private_redirects: bool = Field(
+        default=False,
+        description="Follow redirects into loopback, link-local, private or multicast "
+        "addresses even when the flow's own URL is not in that range.",
+    )
     verify_tls: bool = True
 
     @field_validator("steps")

@@ -46,10 +46,12 @@ from typing import Literal, Protocol
 
 import aiohttp
 from pydantic import Field, field_validator
+from yarl import URL
 
 from checks.classify import PROBE_ERRORS, classify_exception, one_line
 from checks.duration import Duration
 from checks.redact import redact_text, redact_url
+from checks.redirects import open_following
 from checks.result import Evidence, Outcome, ProbeResult
 from checks.spec import ProbeSpec
 from checks.tls import expiry_warning, response_not_after
@@ -68,10 +70,6 @@ _ATTEMPTS = 2  # a connection_error is tried once more
 _STATUS_MIN, _STATUS_MAX = 100, 599
 _STATUS_ENTRY = re.compile(r"^\s*(\d+)\s*(?:-\s*(\d+)\s*)?$")
 _EXPECTED_ENTRY = 'a status such as 200 or a range such as "200-299"'
-
-# Our own asyncio.timeout bounds each attempt; aiohttp's timers are switched off so that the
-# session's defaults (e.g. 300 s total) can never decide the outcome instead of the spec.
-_NO_CLIENT_TIMEOUT = aiohttp.ClientTimeout()
 
 
 def parse_status_entry(entry: int | str) -> tuple[int, int]:
@@ -102,6 +100,14 @@ def parse_status_entry(entry: int | str) -> tuple[int, int]:
             f'e.g. "{high}-{low}"'
         )
     return low, high
+
+
+def parse_url(url: str) -> URL:
+    """`url` as aiohttp would parse it, refused as aiohttp refuses it (connection_error)."""
+    try:
+        return URL(url)
+    except (ValueError, TypeError) as exc:
+        raise aiohttp.InvalidUrlClientError(url) from exc
 
 
 def _default_expect_status() -> list[int | str]:
@@ -149,6 +155,11 @@ class HttpRequestSpec(ProbeSpec):
     )
     max_body_bytes: int = Field(default=DEFAULT_MAX_BODY_BYTES, gt=0)
     max_redirects: int = Field(default=5, ge=0, le=20)
+    allow_private_redirects: bool = Field(
+        default=False,
+        description="Follow redirects into loopback, link-local, private or multicast "
+        "addresses even when the check's own URL is not in that range.",
+    )
     verify_tls: bool = True
     cert_expiry_warning: Duration = Field(
         default=timedelta(days=14),
@@ -376,18 +387,16 @@ async def _exchange(
     clock: Callable[[], float],
 ) -> int:
     """One request and its capped body read, recorded into `seen`; returns the status."""
-    async with session.request(
+    async with open_following(
+        session,
         spec.method,
-        spec.url,
+        parse_url(spec.url),
         headers=spec.headers,
         data=spec.body,
-        allow_redirects=True,
-        # aiohttp gives up when the count of redirects *reaches* its max_redirects, so +1
-        # follows exactly spec.max_redirects of them (and 0 means "no redirect at all").
-        max_redirects=spec.max_redirects + 1,
+        max_redirects=spec.max_redirects,
+        allow_private=spec.allow_private_redirects,
         # True defers to the connector's trust settings (by default the system CAs).
         ssl=spec.verify_tls,
-        timeout=_NO_CLIENT_TIMEOUT,
     ) as response:
         seen.ttfb = clock() - since
         seen.url = str(response.url)

@@ -26,6 +26,9 @@ class Outcome(enum.StrEnum):
     TOO_LARGE = "too_large"  # body exceeded the read cap, or too many redirects
     BROKEN_ASSET = "broken_asset"  # the page loads, but an image, stylesheet or script fails
     CERT_EXPIRING = "cert_expiring"  # the TLS certificate expires within the warning window
+    # a redirect led into loopback, link-local, private or multicast addresses that the
+    # check's own URL is not in (see checks.private_ranges); not followed
+    REDIRECT_REFUSED = "redirect_refused"
 
     @property
     def is_failure(self) -> bool:

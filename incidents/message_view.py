@@ -38,6 +38,7 @@ OUTCOME_TEXT = {
     Outcome.CONNECTION_ERROR: "no connection to the server",
     Outcome.TLS_ERROR: "the secure connection (TLS certificate) failed",
     Outcome.TOO_LARGE: "the answer was too large or redirected too often",
+    Outcome.REDIRECT_REFUSED: "the site redirected to an internal address",
 }
 
 ERROR_CHARS = 300
