@@ -64,8 +64,8 @@ import asyncio
 import json
 import logging
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import urljoin
@@ -95,7 +95,15 @@ from checks.http import (
 from checks.redact import redact_text, redact_url
 from checks.redirects import open_following
 from checks.result import Evidence, Outcome, ProbeResult
-from checks.template import MissingValue, render, render_json, render_mapping
+from checks.scrub import (
+    Secrets,
+    clean_line,
+    clean_text,
+    header_secrets,
+    strings_in,
+    url_secrets,
+)
+from checks.template import MissingValue, as_text, render, render_json, render_mapping
 
 __all__ = [
     "DEFAULT_SYNTHETIC_HEADER",
@@ -141,6 +149,8 @@ async def probe_flow(
     ) as flow_session:
         run = _FlowRun(spec, session=flow_session, monotonic=monotonic)
         await run.run()
+        # A session cookie is a credential: where an answer echoes it, evidence masks it.
+        run.mask_too(morsel.value for morsel in flow_session.cookie_jar)
     return run.result(started_at)
 
 
@@ -199,10 +209,16 @@ class _FlowRun:
         self._session = session
         self._clock = monotonic
         self._values: dict[str, Any] = {}
+        self._masked: list[str] = []  # values sent or saved: masked in evidence (checks.scrub)
+        self._strict: list[str] = []  # values of `secret: true` fields: masked at any length
         self._reports: list[_StepReport] = []
         self._failure: _StepReport | None = None
         self._start = 0.0
         self._end = 0.0
+
+    def mask_too(self, values: Iterable[str]) -> None:
+        """Mask `values` in the evidence as well (see checks.scrub)."""
+        self._masked.extend(values)
 
     async def run(self) -> None:
         self._start = self._clock()
@@ -266,15 +282,32 @@ class _FlowRun:
         # Set last, so that no step header can drop or change it.
         headers[self._spec.synthetic_header] = SYNTHETIC_VALUE
         expect = step.expect
+        form = self._form(step)
+        json_body = render_json(step.json_body, values)
+        # What this step sends may come back in an answer: masked in the evidence.
+        self._masked += header_secrets(headers)
+        self._masked += url_secrets(rendered_url)
+        self._masked += strings_in(json_body)
         return _Request(
             url=url,
             headers=headers,
-            form=None if step.form is None else render_mapping(step.form, values),
-            json_body=render_json(step.json_body, values),
+            form=form,
+            json_body=json_body,
             body_contains=[render(text, values) for text in expect.body_contains],
             body_not_contains=[render(text, values) for text in expect.body_not_contains],
             json_equals={path: render_json(v, values) for path, v in expect.json_equals.items()},
         )
+
+    def _form(self, step: FlowStep) -> dict[str, str] | None:
+        texts = step.form_texts()
+        if texts is None:
+            return None
+        form = {}
+        for name, text in texts.items():
+            value = render(text, self._values)
+            form[render(name, self._values)] = value
+            (self._strict if step.is_secret_field(name) else self._masked).append(value)
+        return form
 
     def _limit(self, step: FlowStep) -> tuple[float, str]:
         """Seconds this step may take, and how to name that limit in a message."""
@@ -347,6 +380,7 @@ class _FlowRun:
         for name, extractor in step.save.items():
             try:
                 self._values[name] = extract(extractor, answer)
+                self._masked.append(as_text(self._values[name]))
             except NotFound as exc:
                 problems.append(f"could not save {name}: {exc}")
         return _bounded("; ".join(problems)) if problems else None
@@ -354,6 +388,11 @@ class _FlowRun:
     # -- the verdict ------------------------------------------------------------------------
 
     def result(self, started_at: datetime) -> ProbeResult:
+        result = self._verdict(started_at)
+        secrets = Secrets(self._masked, strict=self._strict)
+        return replace(result, evidence=result.evidence.masked(secrets))
+
+    def _verdict(self, started_at: datetime) -> ProbeResult:
         flow_total = self._end - self._start
         ran = [report for report in self._reports if report.total is not None]
         step_timings = {f"step:{r.step.name}": r.total for r in ran if r.total is not None}
@@ -475,12 +514,16 @@ def _json_text(value: Any) -> str:
 def _evidence(
     report: _StepReport, *, error: str | None, timings: dict[str, float], step: str | None
 ) -> Evidence:
-    # Evidence reaches the timeline, the API, logs and mails: no secrets from the URL.
+    # Evidence reaches the timeline, the API, logs and mails: no secrets from the URL, and
+    # no body of a flow that passed (see checks.scrub; the caller masks what was sent).
+    excerpt = ""
+    if error is not None:
+        excerpt = clean_text(_decode(report.body[:EXCERPT_BYTES], report.charset))
     return Evidence(
         url=redact_url(report.url),
         status=report.status,
-        error=None if error is None else redact_text(error),
-        body_excerpt=_decode(report.body[:EXCERPT_BYTES], report.charset),
+        error=None if error is None else clean_line(redact_text(error)),
+        body_excerpt=excerpt,
         headers=report.headers,
         timings=timings,
         step=step,

@@ -53,6 +53,7 @@ from checks.duration import Duration
 from checks.redact import redact_text, redact_url
 from checks.redirects import open_following
 from checks.result import Evidence, Outcome, ProbeResult
+from checks.scrub import SENSITIVE_HEADERS, clean_line, clean_text, request_secrets
 from checks.spec import ProbeSpec
 from checks.tls import expiry_warning, response_not_after
 
@@ -373,7 +374,7 @@ async def _attempt(
             outcome=outcome,
             started_at=started_at,
             latency=total,
-            evidence=_evidence(seen, error=error, total=total),
+            evidence=_evidence(spec, seen, outcome=outcome, error=error, total=total),
         )
     return Fetched(result=result, body=bytes(seen.body), charset=seen.charset, url=seen.url)
 
@@ -509,7 +510,7 @@ def _failed(
         outcome=outcome,
         started_at=started_at,
         latency=None,
-        evidence=_evidence(seen, error=error, total=elapsed),
+        evidence=_evidence(spec, seen, outcome=outcome, error=error, total=elapsed),
     )
 
 
@@ -527,20 +528,27 @@ def _timeout_text(spec: HttpRequestSpec, seen: Seen) -> str:
     return f"{budget} (status {seen.status} arrived, body stalled after {len(seen.body)} bytes)"
 
 
-def _evidence(seen: Seen, *, error: str | None, total: float) -> Evidence:
+def _evidence(
+    spec: HttpRequestSpec, seen: Seen, *, outcome: Outcome, error: str | None, total: float
+) -> Evidence:
     timings = {"total": total}
     if seen.ttfb is not None:
         timings["ttfb"] = seen.ttfb
-    # Evidence reaches the timeline, the API, logs and mails: no secrets from the URL.
-    return Evidence(
+    # Evidence reaches the timeline, the API, logs and mails: no secrets from the URL, no
+    # body of a healthy answer, and nothing the check sent (see checks.scrub).
+    excerpt = ""
+    if outcome is not Outcome.OK:
+        excerpt = clean_text(_decode(seen.body[:EXCERPT_BYTES], seen.charset))
+    evidence = Evidence(
         url=redact_url(seen.url),
         status=seen.status,
-        error=None if error is None else redact_text(error),
-        body_excerpt=_decode(seen.body[:EXCERPT_BYTES], seen.charset),
+        error=None if error is None else clean_line(redact_text(error)),
+        body_excerpt=excerpt,
         headers=seen.headers,
         timings=timings,
         tls_not_after=seen.tls_not_after,
     )
+    return evidence.masked(request_secrets(spec.url, spec.headers, spec.body))
 
 
 def _note_attempts(result: ProbeResult, attempts: int) -> ProbeResult:
@@ -560,11 +568,12 @@ def _header_evidence(headers: Mapping[str, str]) -> dict[str, str]:
 
 
 def header_pairs_evidence(headers: Iterable[tuple[str, str]]) -> dict[str, str]:
-    """`_header_evidence` of (name, value) pairs in the order they arrived."""
+    """`_header_evidence` of (name, value) pairs in the order they arrived; sessions and
+    credentials (`Set-Cookie`...) are never kept."""
     kept: dict[str, str] = {}
     for name, value in headers:
         key = name.lower()
-        if key in kept:
+        if key in kept or key in SENSITIVE_HEADERS:
             continue
         if len(kept) >= MAX_EVIDENCE_HEADERS:
             break
