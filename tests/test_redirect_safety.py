@@ -14,14 +14,13 @@ here connects anywhere but 127.0.0.1; tests/test_redirect_namespace.py follows s
 from __future__ import annotations
 
 import socket
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
 from typing import Any
 
 import aiohttp
 import pytest
 from aiohttp import web
-from aiohttp.abc import AbstractResolver, ResolveResult
 from pytest_aiohttp import AiohttpServer
 from yarl import URL
 
@@ -31,6 +30,7 @@ from checks.lean_http import LeanTransport
 from checks.page import PageCheckSpec, probe_page
 from checks.private_ranges import AddressClass, address_class, guarded_socket
 from checks.result import Outcome, ProbeResult
+from tests.name_resolvers import StaticResolver, lean_resolver
 
 NOW = datetime(2026, 3, 2, 10, 0, tzinfo=UTC)
 SECRET_KEY = "k-5ecret-api-key"
@@ -66,30 +66,6 @@ async def serve(aiohttp_server: AiohttpServer, *routes: web.RouteDef) -> URL:
     return server.make_url("/")
 
 
-class StaticResolver(AbstractResolver):
-    """aiohttp's resolver for test names: `internal.test` -> an address the test chose."""
-
-    def __init__(self, names: dict[str, str]) -> None:
-        self.names = names
-        self.asked: list[str] = []
-
-    async def resolve(
-        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
-    ) -> list[ResolveResult]:
-        self.asked.append(host)
-        if host not in self.names:
-            raise OSError(f"{host} is not a test name")
-        address = self.names[host]
-        return [
-            ResolveResult(
-                hostname=host, host=address, port=port, family=socket.AF_INET, proto=0, flags=0
-            )
-        ]
-
-    async def close(self) -> None:
-        pass
-
-
 class SocketLog:
     """`guarded_socket` that also notes the address of every socket it handed out."""
 
@@ -100,15 +76,6 @@ class SocketLog:
         sock = guarded_socket(addr_info)
         self.made.append(str(addr_info[4][0]))
         return sock
-
-
-def lean_resolver(names: dict[str, str]) -> Any:
-    async def resolve(host: str, port: int, family: int) -> Sequence[tuple[int, str]]:
-        if host not in names:
-            raise socket.gaierror(socket.EAI_NONAME, "not a test name")
-        return [(socket.AF_INET, names[host])]
-
-    return resolve
 
 
 @pytest.fixture
