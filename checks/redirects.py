@@ -193,6 +193,11 @@ async def _send(
     guard: HopGuard | None,
 ) -> aiohttp.ClientResponse:
     """One request, no redirect followed; a hop's connections are checked by `guard`."""
+    if guard is None:  # the check's own URL: nothing to check, nothing to set up
+        return await session.request(
+            method, url, headers=headers, data=data, json=json,
+            allow_redirects=False, ssl=ssl, timeout=_NO_CLIENT_TIMEOUT,
+        )  # fmt: skip
     with hop_guard(guard):
         try:
             return await session.request(
@@ -200,6 +205,6 @@ async def _send(
                 allow_redirects=False, ssl=ssl, timeout=_NO_CLIENT_TIMEOUT,
             )  # fmt: skip
         except aiohttp.ClientConnectorError as exc:
-            if guard is not None and guard.refused is not None:
+            if guard.refused is not None:
                 raise guard.refused from exc
             raise

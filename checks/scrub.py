@@ -17,6 +17,7 @@ needs no excerpt, and it is where a session's personal data would be.
 
 from __future__ import annotations
 
+import base64
 import functools
 import html
 import json
@@ -132,8 +133,17 @@ def _request_secrets(url: str, headers: tuple[tuple[str, str], ...], body: str |
 
 
 def header_secrets(headers: Mapping[str, str]) -> list[str]:
-    """The values of `headers` that may identify or authorise the sender."""
-    return [value for name, value in headers.items() if name.lower() not in _PLAIN_HEADERS]
+    """The values of `headers` that may identify or authorise the sender; of a value such
+    as `Bearer <token>`, the token alone as well (a server may echo just that)."""
+    found = []
+    for name, value in headers.items():
+        if name.lower() in _PLAIN_HEADERS:
+            continue
+        found.append(value)
+        scheme, _, credential = value.partition(" ")
+        if credential.strip() and scheme.isalpha():
+            found.append(credential.strip())
+    return found
 
 
 def url_secrets(url: str) -> list[str]:
@@ -143,6 +153,9 @@ def url_secrets(url: str) -> list[str]:
         found = [parts.username or "", parts.password or ""]
     except ValueError:
         return []
+    if parts.username is not None or parts.password is not None:
+        # What `Authorization: Basic` carries of them.
+        found.append(base64.b64encode(f"{found[0]}:{found[1]}".encode()).decode("ascii"))
     found += [value for _, value in parse_qsl(parts.query)]
     return [value for value in found if value]
 

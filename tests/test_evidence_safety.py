@@ -22,7 +22,7 @@ from checks.flow import FlowCheckSpec, probe_flow
 from checks.http import HttpCheckSpec, probe_http
 from checks.lean_http import LeanTransport
 from checks.result import Evidence, Outcome, ProbeResult
-from checks.scrub import MASK, Secrets, clean_line, clean_text
+from checks.scrub import MASK, Secrets, clean_line, clean_text, request_secrets
 from monitor.runtime import new_session
 
 NOW = datetime(2026, 3, 2, 10, 0, tzinfo=UTC)
@@ -232,6 +232,18 @@ def test_stored_evidence_drops_session_headers_and_control_characters_whoever_bu
     assert kept["body_excerpt"] == "line1\nline2\nline3[31m"
     assert kept["url"] == "http://shop.example/ [2J"
     assert kept["step"] == "pay "
+
+
+def test_what_a_request_sends_is_masked_in_its_parts_too() -> None:
+    secrets = request_secrets(
+        "https://probe:pw-1234@shop.example/api?token=qs-5678",
+        {"Authorization": "Bearer tok-9012", "Accept": "application/json"},
+        '{"password": "body-3456"}',
+    )
+
+    for sent in ("pw-1234", "qs-5678", "tok-9012", "body-3456", "cHJvYmU6cHctMTIzNA=="):
+        assert secrets.mask(f"echo {sent}!") == f"echo {MASK}!", sent
+    assert secrets.mask("application/json") == "application/json"
 
 
 def test_secrets_are_masked_as_servers_echo_them() -> None:
