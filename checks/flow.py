@@ -6,7 +6,11 @@ its answer. A step can save values from its answer (a regex group, a JSON path, 
 hidden form field such as a CSRF token, a response header) for later steps to use as
 `{{name}}` in their url, headers, form, JSON body and expectations (see `checks.template`).
 Secrets such as a test card number come from `${VAR}` in the YAML, substituted when the
-config is loaded; step bodies are never logged and requests never reach the evidence.
+config is loaded; step bodies are never logged and requests never reach the evidence. What
+a flow sent (form and JSON values, headers, URL credentials), what it saved and its session
+cookies are masked wherever an answer echoes them (`checks.scrub`); mark a form field
+`secret: true` to mask it whatever its length. A redirect to another origin carries the
+synthetic-check header but none of the step's headers (`checks.redirects`).
 
 How a step's answer is judged, first match wins (the same order as the `http` check):
 

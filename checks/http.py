@@ -16,7 +16,11 @@ How an answer is judged, first match wins:
 7. otherwise                                   -> ok
 
 When no answer could be judged, `checks.classify` names the failure (timeout,
-connection_error, tls_error, too_large for a redirect chain longer than `max_redirects`).
+connection_error, tls_error, too_large for a redirect chain longer than `max_redirects`,
+redirect_refused for a hop into internal addresses: see `checks.redirects`).
+
+The evidence keeps what `checks.scrub` allows: no session or credential headers, a body
+excerpt for failures only, and every value the check sent masked where the answer echoes it.
 A connection_error alone is tried once more after `retry_wait`, so one lost packet does not
 count as an outage; each attempt has the full `timeout`, so a probe takes at most
 `2 * timeout + retry_wait`.

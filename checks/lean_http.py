@@ -14,8 +14,11 @@ It behaves as the aiohttp path does, so that a check judges the same whichever c
   `Accept-Encoding` of its own (aiohttp sends "gzip, deflate"), yet a gzip or deflate body
   is inflated, in bounded steps, whenever the server labels one;
 - follows 301, 302, 303, 307 and 308 up to `max_redirects` (303, and 301/302 after a POST,
-  become a GET without body), resolving a relative Location against the current URL and
-  dropping credentials and cookies when the origin changes;
+  become a GET without body), resolving a relative Location against the current URL
+  (`checks.redirects`), dropping every header of the check and the credentials of its URL
+  when the origin changes, and refusing a hop whose addresses are loopback, link-local,
+  private or multicast when the check's own are not (`checks.private_ranges`): the hop's
+  name is resolved, its addresses checked, and exactly those are connected to;
 - reads a body framed by Content-Length, chunked, or by the server closing, at most
   `max_body_bytes` of it: past that it hangs up (`Seen.truncated`);
 - refuses what aiohttp refuses: a header line over 8190 bytes, more than 128 headers;
@@ -30,6 +33,7 @@ any answer; this client does not (the probe's own re-try of a connection_error r
 Exceptions, and the outcome `checks.classify` names for each (as for aiohttp's own):
 
     checks.http.RedirectLimit   more than max_redirects       -> too_large
+    checks.private_ranges.RedirectRefused   a hop inside      -> redirect_refused
     ssl.SSLError, as raised     handshake or certificate      -> tls_error
     TimeoutError                the probe's own timeout       -> timeout
     WireError (a ConnectionError)                             -> connection_error

@@ -3,7 +3,9 @@ visit would, and timed as a whole.
 
 `probe_page` loads the HTML exactly as `probe_http` does (same classification, same single
 re-try of a broken connection), then fetches the page's same-origin images, stylesheets and
-scripts (`checks.html_assets`) concurrently, at most `asset_concurrency` at a time, like a
+scripts (`checks.html_assets`) concurrently (only when the HTML's final URL is on the
+check's own origin: a page that redirected elsewhere is somebody else's, and is not sent the
+check's headers for its assets), at most `asset_concurrency` at a time, like a
 browser's connections per host. How the page is judged, first match wins:
 
 1. the HTML itself fails (http_5xx, timeout, ...)  -> that outcome; no asset is fetched

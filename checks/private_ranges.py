@@ -13,7 +13,9 @@ name that resolves to an internal address (or rebinds to one) is refused as well
   them;
 - an aiohttp session resolves inside its connector, so its connector is made with
   `guarded_socket` (`monitor.runtime.new_session`): the probe marks the hop with `hop_guard`,
-  and the socket for each address is refused before it connects.
+  and the socket for each address is refused before it connects. (A session whose connector
+  lacks `guarded_socket` still has hops to IP literals refused by `checks.redirects`, but not
+  hops to names: every session that probes must be made with it.)
 
 Only redirect hops are checked: the check's own URL is the operator's choice.
 """
