@@ -1,6 +1,7 @@
 """The proof of issue 11's first failure, end to end: a real monitor runs a flow that logs in
-with a password and pays with a test card (both from the environment), gets a session cookie,
-and fails at the payment step with a page that echoes the form and sets the cookie again.
+with a password and pays with a test card and an API key header (all from the environment),
+gets a session cookie, and fails at the payment step with a page that echoes the form, the
+key and the cookie, and sets the cookie again.
 
 None of those secrets may appear in the API's answer (with the token), in the SQLite file's
 bytes, in the log output or in any mail that aiosmtpd received; the failure itself must.
@@ -30,6 +31,7 @@ PASSWORD = "Sup3r-Secret-Pw!"
 CARD = "4000 0566 5566 5556"
 SESSION = "sess-7f3a9c2e1b"
 CSRF = "csrf9d8e7f6a5b"
+API_KEY = "key-0c1d2e3f4a"
 
 CONFIG = """
 database: {{url: "sqlite+aiosqlite:///{db}"}}
@@ -68,6 +70,7 @@ clients:
               - name: pay
                 method: POST
                 url: /pay
+                headers: {{X-Api-Key: "${{SHOP_API_KEY}}"}}
                 form:
                   csrf_token: "{{{{csrf}}}}"
                   card_number: {{value: "${{TEST_CARD}}", secret: true}}
@@ -90,7 +93,8 @@ async def shop(aiohttp_server: Any) -> AsyncIterator[str]:
             text="<h1>Payment failed</h1>"
             f"<form><input name=card_number value='{form['card_number']}'>"
             f"<input name=csrf_token value='{form['csrf_token']}'></form>"
-            f"<!-- session {request.cookies.get('session')}, password {PASSWORD} -->",
+            f"<!-- session {request.cookies.get('session')}, password {PASSWORD},"
+            f" key {request.headers.get('X-Api-Key')} -->",
             content_type="text/html",
         )
         response.set_cookie("session", SESSION)
@@ -123,7 +127,7 @@ async def test_no_secret_of_a_failing_flow_reaches_api_database_logs_or_mail(
             CONFIG.format(
                 db=db, smtp_port=smtp_port, outbox=tmp_path / "outbox", token=TOKEN, url=shop
             ),
-            environ={"SHOP_PASSWORD": PASSWORD, "TEST_CARD": CARD},
+            environ={"SHOP_PASSWORD": PASSWORD, "TEST_CARD": CARD, "SHOP_API_KEY": API_KEY},
         )
         async with running_monitor(config) as running:
             [incident] = await eventually(lambda: running.store.list_incidents(open_only=True))
@@ -153,7 +157,7 @@ async def test_no_secret_of_a_failing_flow_reaches_api_database_logs_or_mail(
         "logs": caplog.text.encode(),
         "mails": b"".join(mails) + "".join(mail_texts).encode(),
     }
-    secrets = [PASSWORD, CARD, CARD.replace(" ", "+"), SESSION, CSRF]
+    secrets = [PASSWORD, CARD, CARD.replace(" ", "+"), SESSION, CSRF, API_KEY]
     for place, content in places.items():
         for secret in secrets:
             assert secret.encode() not in content, f"{secret!r} reached the {place}"
