@@ -38,6 +38,7 @@ from checks.private_ranges import (
 )
 
 __all__ = [
+    "same_origin",
     "REDIRECT_STATUSES",
     "BadRedirect",
     "open_following",
@@ -133,9 +134,10 @@ async def open_following(
         response = await _send(
             session, method, url, headers=sent, data=data, json=json, ssl=ssl, guard=guard
         )
-        location = (
-            response.headers.get("Location") if response.status in REDIRECT_STATUSES else None
-        )
+        location = None
+        if response.status in REDIRECT_STATUSES:
+            # aiohttp (and the lean transport) take the old URI header as well.
+            location = response.headers.get("Location") or response.headers.get("URI")
         if not follow or location is None:
             try:
                 yield response
