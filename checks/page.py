@@ -40,6 +40,7 @@ from checks.html_assets import find_assets
 from checks.http import HttpRequestSpec, fetch_http
 from checks.redirects import open_following, same_origin
 from checks.result import Outcome, ProbeResult
+from checks.scrub import clean_line, request_secrets
 
 DEFAULT_MAX_ASSET_BYTES = 5 * 1024 * 1024
 DEFAULT_MAX_TOTAL_BYTES = 20 * 1024 * 1024
@@ -118,7 +119,10 @@ async def probe_page(
         document,
         outcome=outcome,
         latency=full_load,
-        evidence=replace(evidence, error=error, timings=timings),
+        # The assets' URLs come from the page: masked and cleaned like the rest.
+        evidence=replace(
+            evidence, error=None if error is None else clean_line(error), timings=timings
+        ).masked(request_secrets(spec.url, spec.headers, spec.body)),
     )
 
 
