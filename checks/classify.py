@@ -3,6 +3,7 @@
 The exceptions a probe can meet, most specific first (`classify_exception` checks them in
 this order, because several of aiohttp's classes inherit from more than one branch):
 
+    checks.private_ranges.RedirectRefused (an OSError)    -> redirect_refused
     aiohttp.TooManyRedirects (a ClientResponseError)      -> too_large
     aiohttp.ClientSSLError (a ClientConnectorError)       -> tls_error
         ClientConnectorCertificateError                      certificate did not verify
@@ -25,6 +26,7 @@ import ssl
 import aiohttp
 from aiohttp.http_exceptions import HttpProcessingError
 
+from checks.private_ranges import RedirectRefused
 from checks.redact import redact_text
 from checks.result import Outcome
 
@@ -47,6 +49,8 @@ _TLS_ERRORS: tuple[type[Exception], ...] = (
 
 def classify_exception(exc: Exception) -> Outcome:
     """The outcome an exception from a request or a body read stands for."""
+    if isinstance(exc, RedirectRefused):
+        return Outcome.REDIRECT_REFUSED
     if isinstance(exc, aiohttp.TooManyRedirects):
         return Outcome.TOO_LARGE
     # Before the connection branch: ClientSSLError is also a ClientConnectorError.

@@ -6,7 +6,11 @@ its answer. A step can save values from its answer (a regex group, a JSON path, 
 hidden form field such as a CSRF token, a response header) for later steps to use as
 `{{name}}` in their url, headers, form, JSON body and expectations (see `checks.template`).
 Secrets such as a test card number come from `${VAR}` in the YAML, substituted when the
-config is loaded; step bodies are never logged and requests never reach the evidence.
+config is loaded; step bodies are never logged and requests never reach the evidence. What
+a flow sent (form and JSON values, headers, URL credentials), what it saved and its session
+cookies are masked wherever an answer echoes them (`checks.scrub`); mark a form field
+`secret: true` to mask it whatever its length. A redirect to another origin carries the
+synthetic-check header but none of the step's headers (`checks.redirects`).
 
 How a step's answer is judged, first match wins (the same order as the `http` check):
 
@@ -64,8 +68,8 @@ import asyncio
 import json
 import logging
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import urljoin
@@ -93,8 +97,17 @@ from checks.http import (
     _status_text,
 )
 from checks.redact import redact_text, redact_url
+from checks.redirects import open_following
 from checks.result import Evidence, Outcome, ProbeResult
-from checks.template import MissingValue, render, render_json, render_mapping
+from checks.scrub import (
+    Secrets,
+    clean_line,
+    clean_text,
+    header_secrets,
+    strings_in,
+    url_secrets,
+)
+from checks.template import MissingValue, as_text, render, render_json, render_mapping
 
 __all__ = [
     "DEFAULT_SYNTHETIC_HEADER",
@@ -111,7 +124,6 @@ _log = logging.getLogger(__name__)
 
 _MAX_CONTENT_ERROR_CHARS = 300
 _MAX_FLOW_ERROR_CHARS = 1000
-_NO_CLIENT_TIMEOUT = aiohttp.ClientTimeout()  # our asyncio.timeout decides, as in checks.http
 
 
 async def probe_flow(
@@ -141,6 +153,8 @@ async def probe_flow(
     ) as flow_session:
         run = _FlowRun(spec, session=flow_session, monotonic=monotonic)
         await run.run()
+        # A session cookie is a credential: where an answer echoes it, evidence masks it.
+        run.mask_too(morsel.value for morsel in flow_session.cookie_jar)
     return run.result(started_at)
 
 
@@ -199,10 +213,16 @@ class _FlowRun:
         self._session = session
         self._clock = monotonic
         self._values: dict[str, Any] = {}
+        self._masked: list[str] = []  # values sent or saved: masked in evidence (checks.scrub)
+        self._strict: list[str] = []  # values of `secret: true` fields: masked at any length
         self._reports: list[_StepReport] = []
         self._failure: _StepReport | None = None
         self._start = 0.0
         self._end = 0.0
+
+    def mask_too(self, values: Iterable[str]) -> None:
+        """Mask `values` in the evidence as well (see checks.scrub)."""
+        self._masked.extend(values)
 
     async def run(self) -> None:
         self._start = self._clock()
@@ -266,15 +286,32 @@ class _FlowRun:
         # Set last, so that no step header can drop or change it.
         headers[self._spec.synthetic_header] = SYNTHETIC_VALUE
         expect = step.expect
+        form = self._form(step)
+        json_body = render_json(step.json_body, values)
+        # What this step sends may come back in an answer: masked in the evidence.
+        self._masked += header_secrets(headers)
+        self._masked += url_secrets(rendered_url)
+        self._masked += strings_in(json_body)
         return _Request(
             url=url,
             headers=headers,
-            form=None if step.form is None else render_mapping(step.form, values),
-            json_body=render_json(step.json_body, values),
+            form=form,
+            json_body=json_body,
             body_contains=[render(text, values) for text in expect.body_contains],
             body_not_contains=[render(text, values) for text in expect.body_not_contains],
             json_equals={path: render_json(v, values) for path, v in expect.json_equals.items()},
         )
+
+    def _form(self, step: FlowStep) -> dict[str, str] | None:
+        texts = step.form_texts()
+        if texts is None:
+            return None
+        form = {}
+        for name, text in texts.items():
+            value = render(text, self._values)
+            form[render(name, self._values)] = value
+            (self._strict if step.is_secret_field(name) else self._masked).append(value)
+        return form
 
     def _limit(self, step: FlowStep) -> tuple[float, str]:
         """Seconds this step may take, and how to name that limit in a message."""
@@ -286,16 +323,19 @@ class _FlowRun:
 
     async def _exchange(self, request: _Request, report: _StepReport, *, since: float) -> None:
         spec = self._spec
-        async with self._session.request(
+        async with open_following(
+            self._session,
             report.step.method,
             request.url,
             headers=request.headers,
+            # The synthetic-check header goes everywhere; the step's own headers do not.
+            kept=(spec.synthetic_header,),
             data=request.form,
             json=request.json_body,
-            allow_redirects=report.step.follow_redirects,
-            max_redirects=spec.max_redirects + 1,  # aiohttp stops when it reaches the count
+            follow=report.step.follow_redirects,
+            max_redirects=spec.max_redirects,
+            allow_private=spec.allow_private_redirects,
             ssl=spec.verify_tls,
-            timeout=_NO_CLIENT_TIMEOUT,
         ) as response:
             report.ttfb = self._clock() - since
             report.url = str(response.url)
@@ -344,6 +384,7 @@ class _FlowRun:
         for name, extractor in step.save.items():
             try:
                 self._values[name] = extract(extractor, answer)
+                self._masked.append(as_text(self._values[name]))
             except NotFound as exc:
                 problems.append(f"could not save {name}: {exc}")
         return _bounded("; ".join(problems)) if problems else None
@@ -351,6 +392,11 @@ class _FlowRun:
     # -- the verdict ------------------------------------------------------------------------
 
     def result(self, started_at: datetime) -> ProbeResult:
+        result = self._verdict(started_at)
+        secrets = Secrets(self._masked, strict=self._strict)
+        return replace(result, evidence=result.evidence.masked(secrets))
+
+    def _verdict(self, started_at: datetime) -> ProbeResult:
         flow_total = self._end - self._start
         ran = [report for report in self._reports if report.total is not None]
         step_timings = {f"step:{r.step.name}": r.total for r in ran if r.total is not None}
@@ -472,12 +518,16 @@ def _json_text(value: Any) -> str:
 def _evidence(
     report: _StepReport, *, error: str | None, timings: dict[str, float], step: str | None
 ) -> Evidence:
-    # Evidence reaches the timeline, the API, logs and mails: no secrets from the URL.
+    # Evidence reaches the timeline, the API, logs and mails: no secrets from the URL, and
+    # no body of a flow that passed (see checks.scrub; the caller masks what was sent).
+    excerpt = ""
+    if error is not None:
+        excerpt = clean_text(_decode(report.body[:EXCERPT_BYTES], report.charset))
     return Evidence(
         url=redact_url(report.url),
         status=report.status,
-        error=None if error is None else redact_text(error),
-        body_excerpt=_decode(report.body[:EXCERPT_BYTES], report.charset),
+        error=None if error is None else clean_line(redact_text(error)),
+        body_excerpt=excerpt,
         headers=report.headers,
         timings=timings,
         step=step,

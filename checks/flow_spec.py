@@ -72,6 +72,19 @@ class StepExpect(BaseModel):
         return any(low <= status <= high for low, high in map(parse_status_entry, self.status))
 
 
+class FormValue(BaseModel):
+    """A form field's value with a flag: `{value: "${TEST_PASSWORD}", secret: true}`."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    value: str = Field(description="The value sent; may use {{name}}.")
+    secret: bool = Field(
+        default=False,
+        description="Mask this value (a password, a card number) in evidence of any length; "
+        "other values are masked from 4 characters on.",
+    )
+
+
 class FlowStep(BaseModel):
     """One request of a flow and what its answer must look like."""
 
@@ -86,8 +99,10 @@ class FlowStep(BaseModel):
         description="A path joined to the flow's url, or an absolute URL; may use {{name}}.",
     )
     headers: dict[str, str] = Field(default_factory=dict)
-    form: dict[str, str] | None = Field(
-        default=None, description="A form to send (application/x-www-form-urlencoded)."
+    form: dict[str, str | FormValue] | None = Field(
+        default=None,
+        description="A form to send (application/x-www-form-urlencoded): name -> value, or "
+        "name -> {value, secret: true} for a value to mask in evidence whatever its length.",
     )
     json_body: Any = Field(default=None, alias="json", description="A JSON body to send.")
     expect: StepExpect = Field(default_factory=StepExpect)
@@ -105,12 +120,24 @@ class FlowStep(BaseModel):
         default=False, description="Run even after an earlier step failed (cleanup)."
     )
 
+    def form_texts(self) -> dict[str, str] | None:
+        """The form as name -> value text (placeholders not yet filled in)."""
+        if self.form is None:
+            return None
+        return {
+            name: item if isinstance(item, str) else item.value for name, item in self.form.items()
+        }
+
+    def is_secret_field(self, name: str) -> bool:
+        item = (self.form or {}).get(name)
+        return isinstance(item, FormValue) and item.secret
+
     def used_names(self) -> list[str]:
         """Every placeholder this step uses, in order, once each (malformed ones too)."""
         parts = (
             self.url,
             self.headers,
-            self.form,
+            self.form_texts(),
             self.json_body,
             self.expect.body_contains,
             self.expect.body_not_contains,
@@ -139,6 +166,11 @@ class FlowCheckSpec(ProbeSpec):
         default=DEFAULT_MAX_BODY_BYTES, gt=0, description="Read at most this much of each answer."
     )
     max_redirects: int = Field(default=5, ge=0, le=20)
+    allow_private_redirects: bool = Field(
+        default=False,
+        description="Follow redirects into loopback, link-local, private or multicast "
+        "addresses even when the flow's own URL is not in that range.",
+    )
     verify_tls: bool = True
 
     @field_validator("steps")

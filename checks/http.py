@@ -16,7 +16,11 @@ How an answer is judged, first match wins:
 7. otherwise                                   -> ok
 
 When no answer could be judged, `checks.classify` names the failure (timeout,
-connection_error, tls_error, too_large for a redirect chain longer than `max_redirects`).
+connection_error, tls_error, too_large for a redirect chain longer than `max_redirects`,
+redirect_refused for a hop into internal addresses: see `checks.redirects`).
+
+The evidence keeps what `checks.scrub` allows: no session or credential headers, a body
+excerpt for failures only, and every value the check sent masked where the answer echoes it.
 A connection_error alone is tried once more after `retry_wait`, so one lost packet does not
 count as an outage; each attempt has the full `timeout`, so a probe takes at most
 `2 * timeout + retry_wait`.
@@ -46,11 +50,14 @@ from typing import Literal, Protocol
 
 import aiohttp
 from pydantic import Field, field_validator
+from yarl import URL
 
 from checks.classify import PROBE_ERRORS, classify_exception, one_line
 from checks.duration import Duration
 from checks.redact import redact_text, redact_url
+from checks.redirects import open_following
 from checks.result import Evidence, Outcome, ProbeResult
+from checks.scrub import SENSITIVE_HEADERS, clean_line, clean_text, request_secrets
 from checks.spec import ProbeSpec
 from checks.tls import expiry_warning, response_not_after
 
@@ -68,10 +75,6 @@ _ATTEMPTS = 2  # a connection_error is tried once more
 _STATUS_MIN, _STATUS_MAX = 100, 599
 _STATUS_ENTRY = re.compile(r"^\s*(\d+)\s*(?:-\s*(\d+)\s*)?$")
 _EXPECTED_ENTRY = 'a status such as 200 or a range such as "200-299"'
-
-# Our own asyncio.timeout bounds each attempt; aiohttp's timers are switched off so that the
-# session's defaults (e.g. 300 s total) can never decide the outcome instead of the spec.
-_NO_CLIENT_TIMEOUT = aiohttp.ClientTimeout()
 
 
 def parse_status_entry(entry: int | str) -> tuple[int, int]:
@@ -102,6 +105,14 @@ def parse_status_entry(entry: int | str) -> tuple[int, int]:
             f'e.g. "{high}-{low}"'
         )
     return low, high
+
+
+def parse_url(url: str) -> URL:
+    """`url` as aiohttp would parse it, refused as aiohttp refuses it (connection_error)."""
+    try:
+        return URL(url)
+    except (ValueError, TypeError) as exc:
+        raise aiohttp.InvalidUrlClientError(url) from exc
 
 
 def _default_expect_status() -> list[int | str]:
@@ -149,6 +160,11 @@ class HttpRequestSpec(ProbeSpec):
     )
     max_body_bytes: int = Field(default=DEFAULT_MAX_BODY_BYTES, gt=0)
     max_redirects: int = Field(default=5, ge=0, le=20)
+    allow_private_redirects: bool = Field(
+        default=False,
+        description="Follow redirects into loopback, link-local, private or multicast "
+        "addresses even when the check's own URL is not in that range.",
+    )
     verify_tls: bool = True
     cert_expiry_warning: Duration = Field(
         default=timedelta(days=14),
@@ -362,7 +378,7 @@ async def _attempt(
             outcome=outcome,
             started_at=started_at,
             latency=total,
-            evidence=_evidence(seen, error=error, total=total),
+            evidence=_evidence(spec, seen, outcome=outcome, error=error, total=total),
         )
     return Fetched(result=result, body=bytes(seen.body), charset=seen.charset, url=seen.url)
 
@@ -376,18 +392,16 @@ async def _exchange(
     clock: Callable[[], float],
 ) -> int:
     """One request and its capped body read, recorded into `seen`; returns the status."""
-    async with session.request(
+    async with open_following(
+        session,
         spec.method,
-        spec.url,
+        parse_url(spec.url),
         headers=spec.headers,
         data=spec.body,
-        allow_redirects=True,
-        # aiohttp gives up when the count of redirects *reaches* its max_redirects, so +1
-        # follows exactly spec.max_redirects of them (and 0 means "no redirect at all").
-        max_redirects=spec.max_redirects + 1,
+        max_redirects=spec.max_redirects,
+        allow_private=spec.allow_private_redirects,
         # True defers to the connector's trust settings (by default the system CAs).
         ssl=spec.verify_tls,
-        timeout=_NO_CLIENT_TIMEOUT,
     ) as response:
         seen.ttfb = clock() - since
         seen.url = str(response.url)
@@ -500,7 +514,7 @@ def _failed(
         outcome=outcome,
         started_at=started_at,
         latency=None,
-        evidence=_evidence(seen, error=error, total=elapsed),
+        evidence=_evidence(spec, seen, outcome=outcome, error=error, total=elapsed),
     )
 
 
@@ -518,20 +532,27 @@ def _timeout_text(spec: HttpRequestSpec, seen: Seen) -> str:
     return f"{budget} (status {seen.status} arrived, body stalled after {len(seen.body)} bytes)"
 
 
-def _evidence(seen: Seen, *, error: str | None, total: float) -> Evidence:
+def _evidence(
+    spec: HttpRequestSpec, seen: Seen, *, outcome: Outcome, error: str | None, total: float
+) -> Evidence:
     timings = {"total": total}
     if seen.ttfb is not None:
         timings["ttfb"] = seen.ttfb
-    # Evidence reaches the timeline, the API, logs and mails: no secrets from the URL.
-    return Evidence(
+    # Evidence reaches the timeline, the API, logs and mails: no secrets from the URL, no
+    # body of a healthy answer, and nothing the check sent (see checks.scrub).
+    excerpt = ""
+    if outcome is not Outcome.OK:
+        excerpt = clean_text(_decode(seen.body[:EXCERPT_BYTES], seen.charset))
+    evidence = Evidence(
         url=redact_url(seen.url),
         status=seen.status,
-        error=None if error is None else redact_text(error),
-        body_excerpt=_decode(seen.body[:EXCERPT_BYTES], seen.charset),
+        error=None if error is None else clean_line(redact_text(error)),
+        body_excerpt=excerpt,
         headers=seen.headers,
         timings=timings,
         tls_not_after=seen.tls_not_after,
     )
+    return evidence.masked(request_secrets(spec.url, spec.headers, spec.body))
 
 
 def _note_attempts(result: ProbeResult, attempts: int) -> ProbeResult:
@@ -551,11 +572,12 @@ def _header_evidence(headers: Mapping[str, str]) -> dict[str, str]:
 
 
 def header_pairs_evidence(headers: Iterable[tuple[str, str]]) -> dict[str, str]:
-    """`_header_evidence` of (name, value) pairs in the order they arrived."""
+    """`_header_evidence` of (name, value) pairs in the order they arrived; sessions and
+    credentials (`Set-Cookie`...) are never kept."""
     kept: dict[str, str] = {}
     for name, value in headers:
         key = name.lower()
-        if key in kept:
+        if key in kept or key in SENSITIVE_HEADERS:
             continue
         if len(kept) >= MAX_EVIDENCE_HEADERS:
             break

@@ -14,8 +14,11 @@ It behaves as the aiohttp path does, so that a check judges the same whichever c
   `Accept-Encoding` of its own (aiohttp sends "gzip, deflate"), yet a gzip or deflate body
   is inflated, in bounded steps, whenever the server labels one;
 - follows 301, 302, 303, 307 and 308 up to `max_redirects` (303, and 301/302 after a POST,
-  become a GET without body), resolving a relative Location against the current URL and
-  dropping credentials and cookies when the origin changes;
+  become a GET without body), resolving a relative Location against the current URL
+  (`checks.redirects`), dropping every header of the check and the credentials of its URL
+  when the origin changes, and refusing a hop whose addresses are loopback, link-local,
+  private or multicast when the check's own are not (`checks.private_ranges`): the hop's
+  name is resolved, its addresses checked, and exactly those are connected to;
 - reads a body framed by Content-Length, chunked, or by the server closing, at most
   `max_body_bytes` of it: past that it hangs up (`Seen.truncated`);
 - refuses what aiohttp refuses: a header line over 8190 bytes, more than 128 headers;
@@ -30,6 +33,7 @@ any answer; this client does not (the probe's own re-try of a connection_error r
 Exceptions, and the outcome `checks.classify` names for each (as for aiohttp's own):
 
     checks.http.RedirectLimit   more than max_redirects       -> too_large
+    checks.private_ranges.RedirectRefused   a hop inside      -> redirect_refused
     ssl.SSLError, as raised     handshake or certificate      -> tls_error
     TimeoutError                the probe's own timeout       -> timeout
     WireError (a ConnectionError)                             -> connection_error
@@ -60,6 +64,8 @@ import httptools
 from yarl import URL
 
 from checks.http import HttpRequestSpec, RedirectLimit, Seen, header_pairs_evidence
+from checks.private_ranges import AddressClass, HopGuard, allowed_classes
+from checks.redirects import BadRedirect, resolve_location, same_origin
 from checks.tls import not_after_from_der
 
 __all__ = [
@@ -95,7 +101,6 @@ _REDIRECTS = frozenset({301, 302, 303, 307, 308})
 _BODYLESS_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE"})
 # The client frames every message itself: a check's own value for these would break it.
 _FRAMING_HEADERS = frozenset({"connection", "content-length", "transfer-encoding"})
-_CROSS_ORIGIN_DROPPED = frozenset({"authorization", "cookie", "proxy-authorization"})
 _CHARSET = re.compile(r';\s*charset\s*=\s*"?([^";\s]+)', re.IGNORECASE)
 _FORBIDDEN_IN_HEADERS = re.compile(r"[\r\n\x00]")
 _MAX_TARGETS = 65536  # cached request heads; far above any config's number of checks
@@ -212,9 +217,12 @@ class LeanTransport:
         target = self._target_of(spec)
         seen.url = target.shown
         redirects = 0
+        addresses = target.literal or await self._resolve(target.host, target.port)
+        own = addresses
+        allowed: frozenset[AddressClass] | None = None
         while True:
             reader = await self._one(
-                target, seen=seen, cap=spec.max_body_bytes, verify=spec.verify_tls,
+                target, addresses, seen=seen, cap=spec.max_body_bytes, verify=spec.verify_tls,
                 since=since, clock=clock,
             )  # fmt: skip
             if reader.location is None:
@@ -226,12 +234,21 @@ class LeanTransport:
                 target, status=reader.status, location=reader.location, user_agent=self._user_agent
             )
             _start_hop(seen, target.shown)
+            addresses = target.literal or await self._resolve(target.host, target.port)
+            if not spec.allow_private_redirects:
+                # Only on a hop, and before any connection: the addresses checked are the
+                # ones connected to, so a name that rebinds cannot slip past.
+                if allowed is None:
+                    allowed = allowed_classes(address for _, address in own)
+                guard = HopGuard(url=target.shown, allowed=allowed)
+                guard.check_all(address for _, address in addresses)
 
     # -- one request -----------------------------------------------------------------------
 
     async def _one(
         self,
         target: _Target,
+        addresses: Sequence[tuple[int, str]],
         *,
         seen: Seen,
         cap: int,
@@ -244,7 +261,6 @@ class LeanTransport:
         def new_reader() -> _Reader:
             return _Reader(target, loop=loop, seen=seen, cap=cap, since=since, clock=clock)
 
-        addresses = target.literal or await self._resolve(target.host, target.port)
         context = self._context(verify=verify) if target.tls else None
         reader = await self._connect(loop, target, new_reader, addresses=addresses, context=context)
         try:
@@ -798,39 +814,25 @@ def _request_bytes(
 
 
 def _redirected(current: _Target, *, status: int, location: str, user_agent: str) -> _Target:
-    """The request a redirect asks for, as aiohttp would send it."""
+    """The request a redirect asks for, as `checks.redirects` sends it through aiohttp."""
     try:
-        reference = URL(location)
-    except (ValueError, TypeError) as exc:
-        raise BadResponse(f"redirect to an invalid URL: {location}") from exc
-    scheme = reference.scheme
-    if scheme and scheme not in ("http", "https"):
-        raise BadResponse(f"redirect to a non-http URL: {location}")
-    if not scheme or (scheme == current.url.scheme and _has_no_authority(location, scheme)):
-        reference = current.url.join(reference)
-    try:
-        same_origin = reference.origin() == current.url.origin()
-    except ValueError as exc:
-        raise BadResponse(f"redirect to an invalid URL: {location}") from exc
+        reference = resolve_location(current.url, location)
+    except BadRedirect as exc:
+        raise BadResponse(str(exc)) from exc
     headers = current.headers
     authorization = current.authorization
-    if not same_origin:
-        headers = {k: v for k, v in headers.items() if k.lower() not in _CROSS_ORIGIN_DROPPED}
+    if not same_origin(reference, current.url):
+        # Every header of the check is meant for its own origin (an X-Api-Key as much as
+        # an Authorization); so are credentials from its URL.
+        headers = {}
         authorization = None
     method, body = current.method, current.body
     if (status == 303 and method != "HEAD") or (status in (301, 302) and method == "POST"):
         method, body = "GET", None
     return _target(
-        reference, method=method, headers=headers, body=body, authorization=authorization,
-        user_agent=user_agent,
+        reference.with_user(None), method=method, headers=headers, body=body,
+        authorization=authorization, user_agent=user_agent,
     )  # fmt: skip
-
-
-def _has_no_authority(location: str, scheme: str) -> bool:
-    # "http:/path" and "http:path" refer to the current URL, as browsers (and aiohttp) read
-    # them; a backslash counts as a slash there.
-    rest = location.strip()[len(scheme) + 1 : len(scheme) + 3]
-    return rest[:1] not in ("/", "\\") or rest[1:] not in ("/", "\\")
 
 
 def _start_hop(seen: Seen, url: str) -> None:

@@ -3,7 +3,9 @@ visit would, and timed as a whole.
 
 `probe_page` loads the HTML exactly as `probe_http` does (same classification, same single
 re-try of a broken connection), then fetches the page's same-origin images, stylesheets and
-scripts (`checks.html_assets`) concurrently, at most `asset_concurrency` at a time, like a
+scripts (`checks.html_assets`) concurrently (only when the HTML's final URL is on the
+check's own origin: a page that redirected elsewhere is somebody else's, and is not sent the
+check's headers for its assets), at most `asset_concurrency` at a time, like a
 browser's connections per host. How the page is judged, first match wins:
 
 1. the HTML itself fails (http_5xx, timeout, ...)  -> that outcome; no asset is fetched
@@ -36,7 +38,9 @@ from yarl import URL
 from checks.classify import PROBE_ERRORS, classify_exception
 from checks.html_assets import find_assets
 from checks.http import HttpRequestSpec, fetch_http
+from checks.redirects import open_following, same_origin
 from checks.result import Outcome, ProbeResult
+from checks.scrub import clean_line, request_secrets
 
 DEFAULT_MAX_ASSET_BYTES = 5 * 1024 * 1024
 DEFAULT_MAX_TOTAL_BYTES = 20 * 1024 * 1024
@@ -48,14 +52,12 @@ _MAX_ERROR_CHARS = 600
 # together with the assets.
 _DOCUMENT_LOADED = frozenset({Outcome.OK, Outcome.SLOW, Outcome.CERT_EXPIRING})
 
-# As in checks.http: our asyncio.timeout decides, never the session's default timers.
-_NO_CLIENT_TIMEOUT = aiohttp.ClientTimeout()
-
 _FAILURE_WORDS = {
     Outcome.TIMEOUT: "timeout",
     Outcome.TLS_ERROR: "TLS error",
     Outcome.TOO_LARGE: "too many redirects",
     Outcome.CONNECTION_ERROR: "connection failed",
+    Outcome.REDIRECT_REFUSED: "redirect to an internal address refused",
 }
 
 
@@ -99,10 +101,14 @@ async def probe_page(
     document = fetched.result
     if document.outcome not in _DOCUMENT_LOADED:
         return document
-    # html.parser is pure Python: a thread keeps a big page from stalling other probes' timing.
-    urls = await asyncio.to_thread(
-        find_assets, fetched.text(), page_url=fetched.url, limit=spec.max_assets
-    )
+    urls: list[str] = []
+    # A page that ended up on another origin is somebody else's: its assets are not loaded
+    # (nor sent the check's headers).
+    if same_origin(URL(fetched.url), URL(spec.url)):
+        # html.parser is pure Python: a thread keeps a big page from stalling other probes.
+        urls = await asyncio.to_thread(
+            find_assets, fetched.text(), page_url=fetched.url, limit=spec.max_assets
+        )
     started = monotonic()
     problems = await _load_assets(spec, urls, session=session)
     full_load = (document.latency or 0.0) + (monotonic() - started)
@@ -113,7 +119,10 @@ async def probe_page(
         document,
         outcome=outcome,
         latency=full_load,
-        evidence=replace(evidence, error=error, timings=timings),
+        # The assets' URLs come from the page: masked and cleaned like the rest.
+        evidence=replace(
+            evidence, error=None if error is None else clean_line(error), timings=timings
+        ).masked(request_secrets(spec.url, spec.headers, spec.body)),
     )
 
 
@@ -194,13 +203,14 @@ async def _load_one(
 ) -> str | None:
     """Fetch one asset and read its body away; what went wrong, or None if it loaded."""
     try:
-        async with session.get(
-            url,
+        async with open_following(
+            session,
+            "GET",
+            URL(url),
             headers=spec.headers,
-            allow_redirects=True,
-            max_redirects=spec.max_redirects + 1,  # see checks.http: aiohttp counts one more
+            max_redirects=spec.max_redirects,
+            allow_private=spec.allow_private_redirects,
             ssl=spec.verify_tls,
-            timeout=_NO_CLIENT_TIMEOUT,
         ) as response:
             if response.status >= 400:
                 return str(response.status)

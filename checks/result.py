@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from checks.scrub import SENSITIVE_HEADERS, Secrets, clean_line, clean_text
+
 
 class Outcome(enum.StrEnum):
     """The class of a probe's result. Every value except OK is a failure of some kind."""
@@ -26,6 +28,9 @@ class Outcome(enum.StrEnum):
     TOO_LARGE = "too_large"  # body exceeded the read cap, or too many redirects
     BROKEN_ASSET = "broken_asset"  # the page loads, but an image, stylesheet or script fails
     CERT_EXPIRING = "cert_expiring"  # the TLS certificate expires within the warning window
+    # a redirect led into loopback, link-local, private or multicast addresses that the
+    # check's own URL is not in (see checks.private_ranges); not followed
+    REDIRECT_REFUSED = "redirect_refused"
 
     @property
     def is_failure(self) -> bool:
@@ -45,15 +50,36 @@ class Evidence:
     step: str | None = None  # the failing step of a multi-step check, if any
     tls_not_after: float | None = None  # Unix time the https certificate expires, if known
 
+    def masked(self, secrets: Secrets) -> Evidence:
+        """This evidence with every secret of the check masked (see `checks.scrub`)."""
+        if not secrets:
+            return self
+        return Evidence(
+            url=secrets.mask(self.url),
+            status=self.status,
+            error=None if self.error is None else secrets.mask(self.error),
+            body_excerpt=secrets.mask(self.body_excerpt),
+            headers={name: secrets.mask(value) for name, value in self.headers.items()},
+            timings=self.timings,
+            step=self.step,
+            tls_not_after=self.tls_not_after,
+        )
+
     def to_dict(self) -> dict[str, Any]:
+        """The evidence as it is stored and served: without session or credential headers,
+        and without control characters in any text, whoever built it."""
         return {
-            "url": self.url,
+            "url": clean_line(self.url),
             "status": self.status,
-            "error": self.error,
-            "body_excerpt": self.body_excerpt,
-            "headers": dict(self.headers),
+            "error": None if self.error is None else clean_line(self.error),
+            "body_excerpt": clean_text(self.body_excerpt),
+            "headers": {
+                clean_line(name): clean_line(value)
+                for name, value in self.headers.items()
+                if name.lower() not in SENSITIVE_HEADERS
+            },
             "timings": dict(self.timings),
-            "step": self.step,
+            "step": None if self.step is None else clean_line(self.step),
             "tls_not_after": self.tls_not_after,
         }
 

@@ -54,6 +54,7 @@ OUTCOME_TEXT = {
     Outcome.TOO_LARGE: "the answer was too large or redirected too often",
     Outcome.BROKEN_ASSET: "an image, stylesheet or script of the page failed",
     Outcome.CERT_EXPIRING: "the TLS certificate expires soon",
+    Outcome.REDIRECT_REFUSED: "the site redirected to an internal address",
 }
 
 # The client's sentence for each outcome: plain words, nothing the target sent.
@@ -69,6 +70,7 @@ CLIENT_SENTENCE = {
     Outcome.TOO_LARGE: N_("The answer was too large or redirected too often."),
     Outcome.BROKEN_ASSET: N_("The page loads, but an image, stylesheet or script on it is broken."),
     Outcome.CERT_EXPIRING: N_("The security certificate of the site expires soon."),
+    Outcome.REDIRECT_REFUSED: N_("The site sent visitors on to an internal address."),
 }
 
 ERROR_CHARS = 300

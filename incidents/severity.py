@@ -34,6 +34,8 @@ def _default_outcome_severity() -> dict[Outcome, Severity]:
         Outcome.CONNECTION_ERROR: Severity.CRITICAL,
         Outcome.TLS_ERROR: Severity.CRITICAL,
         Outcome.UNEXPECTED_STATUS: Severity.CRITICAL,
+        # Visitors are sent where they cannot go (or somewhere they must not see).
+        Outcome.REDIRECT_REFUSED: Severity.CRITICAL,
         Outcome.CONTENT_MISMATCH: Severity.MAJOR,
         Outcome.TOO_LARGE: Severity.MAJOR,
         Outcome.SLOW: Severity.MAJOR,

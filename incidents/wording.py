@@ -26,6 +26,7 @@ OUTAGE_OUTCOMES = frozenset(
         Outcome.CONNECTION_ERROR,
         Outcome.TLS_ERROR,
         Outcome.UNEXPECTED_STATUS,
+        Outcome.REDIRECT_REFUSED,
     }
 )
 
@@ -118,6 +119,7 @@ def _how(headline: Headline, _: Gettext, values: dict[str, object]) -> str:
         Outcome.CONNECTION_ERROR: N_("unreachable (no connection)"),
         Outcome.TLS_ERROR: N_("unreachable (the secure connection fails)"),
         Outcome.TOO_LARGE: N_("is failing (the answer is too large)"),
+        Outcome.REDIRECT_REFUSED: N_("unreachable (it sends visitors to an internal address)"),
     }
     return _(plain.get(outcome, N_("is failing")))
 

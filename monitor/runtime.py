@@ -19,6 +19,7 @@ from checks.flow import FlowCheckSpec, probe_flow
 from checks.http import AiohttpTransport, HttpTransport, probe_http
 from checks.lean_http import LeanTransport
 from checks.page import PageCheckSpec, probe_page
+from checks.private_ranges import guarded_socket
 from checks.result import Outcome, ProbeResult
 from checks.tls import PeerCertResponse
 from incidents.engine import apply_result, settled_success
@@ -54,7 +55,12 @@ def new_session(*, max_connections: int) -> aiohttp.ClientSession:
     """The probes' HTTP session: a fresh connection per probe, as an uptime probe must (a
     server that stops accepting connections is noticed), no cookies shared between checks."""
     connector = aiohttp.TCPConnector(
-        force_close=True, limit=max_connections, ttl_dns_cache=60, enable_cleanup_closed=True
+        force_close=True,
+        limit=max_connections,
+        ttl_dns_cache=60,
+        enable_cleanup_closed=True,
+        # Refuses redirect hops into internal address ranges before they connect.
+        socket_factory=guarded_socket,
     )
     return aiohttp.ClientSession(
         connector=connector,

@@ -35,7 +35,8 @@ CHECK_KEYS = (
     "id, name, role, interval, failures_to_open, successes_to_resolve, "
     "confirm_from_other_location, severity, timeout, "
     "slow_after, kind, url, method, headers, body, expect_status, body_contains, "
-    "body_not_contains, max_body_bytes, max_redirects, verify_tls, cert_expiry_warning"
+    "body_not_contains, max_body_bytes, max_redirects, allow_private_redirects, verify_tls, "
+    "cert_expiry_warning"
 )
 CHECK0 = "clients[0].sites[0].checks[0]"
 
