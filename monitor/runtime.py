@@ -30,11 +30,19 @@ from monitor.config.models import ConfiguredCheck, MonitorConfig, configured_che
 from monitor.confirm import Confirmer, Verdict
 from monitor.desk import IncidentDesk
 from monitor.events import EventKind, MonitorEvent, log_event
+from monitor.local_faults import LocalFaults
 from monitor.loop_lag import LoopLagMonitor
 from monitor.metrics import Metrics
 from monitor.ownership import Identity, SiteOwnership
 from monitor.scheduler import Scheduler
-from monitor.store import LeaseLost, Notify, StaleIncident, Store
+from monitor.store import (
+    DuplicateOpenIncident,
+    LeaseLost,
+    Notify,
+    StaleIncident,
+    Store,
+    StoreUnavailable,
+)
 
 log = logging.getLogger(__name__)
 
@@ -123,6 +131,7 @@ class Monitor:
         # Read at scrape time: they change at lease rounds, not per probe.
         metrics.sites_held.set_function(lambda: len(self.ownership.held))
         metrics.cluster_workers.set_function(lambda: len(self.ownership.workers))
+        metrics.store_available.set_function(lambda: 0 if store.unavailable else 1)
         self._confirmer = Confirmer(
             store=store,
             clock=clock,
@@ -132,6 +141,7 @@ class Monitor:
             other_locations=self.ownership.other_locations_now,
         )
         self._lag = LoopLagMonitor(monotonic=clock.monotonic, on_sample=metrics.event_loop_lag.set)
+        self._local_faults = LocalFaults(monotonic=clock.monotonic)
         self._scheduler: Scheduler[ConfiguredCheck] = Scheduler(
             self.checks,
             run=self._probe,
@@ -251,6 +261,18 @@ class Monitor:
         """Why the monitor cannot keep up with its checks right now; "" when it can."""
         return self._scheduler.overload_reason
 
+    def fault_reasons(self) -> list[str]:
+        """Faults of the monitor's own that /healthz reports: the store not answering, and
+        probes discarded as failures of our own machine or resolver (monitor.local_faults)."""
+        reasons = []
+        unavailable = self._store.unavailable
+        if unavailable is not None:
+            reasons.append(
+                f"store unavailable ({unavailable}): results are counted in memory and "
+                "written once it answers"
+            )
+        return reasons + self._local_faults.reasons()
+
     # -- one probe -------------------------------------------------------------------------
 
     async def _probe_once(self, check: ConfiguredCheck) -> ProbeResult:
@@ -269,6 +291,20 @@ class Monitor:
     async def _probe(self, check: ConfiguredCheck, due_at: float) -> None:
         started = self._clock.monotonic()
         result = await self._probe_once(check)
+        local = self._local_faults.judge(result)
+        if local is not None:
+            # Our own machine or resolver failed, not the site: nothing to count against it.
+            # The first of a run is logged; the metric counts them all.
+            self._discard(
+                check,
+                result,
+                reason=local.reason,
+                why=f"({local.reason}: {result.evidence.error}): the monitor's own machine "
+                "failed, not the site; such probes are discarded, not counted, until it "
+                "recovers (see /healthz)",
+                tell=local.first,
+            )
+            return
         if result.outcome in (Outcome.SLOW, Outcome.TIMEOUT) and not await self._trusted(
             check, result, started=started
         ):
@@ -365,10 +401,14 @@ class Monitor:
         *,
         reason: str,
         why: str,
+        tell: bool = True,
         **fields: object,
     ) -> None:
-        """A result not counted: say so in the metric and the log, with the reason."""
+        """A result not counted: say so in the metric and (when `tell`) the log, with the
+        reason."""
         self._metrics.probe_discarded.labels(reason=reason).inc()
+        if not tell:
+            return
         self._emit(
             EventKind.PROBE_DISCARDED,
             f"probe of {check.key} discarded: {result.outcome} {why}",
@@ -460,6 +500,28 @@ class Monitor:
                 check.site,
             )
             await self.desk.reload(check.site)
+            return False, None
+        except DuplicateOpenIncident:
+            # An earlier write of this incident did commit though its answer was lost (the
+            # connection dropped at the commit): carry on from the stored one, not a second.
+            await self.desk.reload(check.site)
+            return False, None
+        except StoreUnavailable as exc:
+            self._metrics.store_errors.inc()
+            self._emit(
+                EventKind.STORE_ERROR,
+                f"could not record the result of {check.key}: the store is unavailable "
+                f"({self._store.unavailable or type(exc).__name__})",
+                check=check.key,
+            )
+            # Detection goes on in memory: the result counts towards the check's streak, so
+            # a site failing while the database is away has its incident opened by the first
+            # result written once it is back. What the engine decided about the incident was
+            # not written, so `failing` and `severity` (which mirror it) stay as they were,
+            # and the engine decides again on the next result.
+            self._states[check.key] = replace(
+                transition.state, failing=previous.failing, severity=previous.severity
+            )
             return False, None
         except Exception as exc:  # noqa: BLE001 - the database being away is an expected failure
             self._metrics.store_errors.inc()

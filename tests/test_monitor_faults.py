@@ -1,0 +1,339 @@
+"""The monitor's own faults never become a client's outage, and a target's bytes never make
+its outage unrecordable: local errnos and a dead resolver are discarded and reported, a store
+outage is survived by counting in memory, NUL characters are stored without."""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import os
+import resource
+import signal
+import socket
+import subprocess
+import sys
+from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+import yaml
+from aiohttp.test_utils import TestServer
+from prometheus_client.parser import text_string_to_metric_families
+
+from checks.classify import failure_cause
+from checks.http import HttpCheckSpec, probe_http
+from checks.lean_http import CannotConnect, LeanTransport
+from checks.result import Evidence, FailureCause, Outcome, ProbeResult
+from incidents.model import TimelineKind
+from incidents.severity import Severity
+from monitor.app import Running, running_monitor
+from monitor.local_faults import RESOLVER_DOWN_HOSTS, LocalFaults
+from monitor.store import Store
+from tests.helpers import Target, eventually, free_port
+from tests.test_end_to_end import make_config
+
+Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
+
+
+@pytest.fixture
+async def raw_server() -> AsyncIterator[Callable[[Handler], Awaitable[int]]]:
+    """Start loopback servers that answer with whatever bytes a test writes; their port."""
+    servers: list[asyncio.Server] = []
+
+    async def start(handler: Handler) -> int:
+        server = await asyncio.start_server(handler, "127.0.0.1", 0)
+        servers.append(server)
+        return int(server.sockets[0].getsockname()[1])
+
+    yield start
+    for server in servers:
+        server.close()
+        await server.wait_closed()
+
+
+async def _open_incidents(running: Running) -> list[Any]:
+    return await running.store.list_incidents(open_only=True)
+
+
+# --- NUL bytes ---------------------------------------------------------------------------
+
+
+async def test_a_nul_in_the_reason_phrase_opens_an_incident_on_every_database(
+    raw_server: Callable[[Handler], Awaitable[int]], database_url: str
+) -> None:
+    async def broken(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(
+            b"HTTP/1.1 500 Bad\x00Thing\r\nX-Trace: a\x00b\r\nContent-Length: 9\r\n\r\n"
+            b"oops\x00\x01end"
+        )
+        await writer.drain()
+        writer.close()
+
+    port = await raw_server(broken)
+    config = make_config(
+        site_url=f"http://127.0.0.1:{port}",
+        database_url=database_url,
+        checks=[{"id": "home", "url": "/"}],
+    )
+    async with running_monitor(config) as running:
+        [incident] = await eventually(lambda: _open_incidents(running))
+        assert incident.severity is Severity.CRITICAL
+        opened = (await running.store.timeline(incident.id))[0]
+        assert opened.kind is TimelineKind.OPENED and opened.evidence is not None
+        # Stored without the NUL (and the other control character), the rest kept.
+        assert opened.evidence["error"] == "HTTP 500 BadThing"
+        assert opened.evidence["body_excerpt"] == "oopsend"
+        assert opened.evidence["headers"]["x-trace"] == "ab"
+        [latest, *_] = await running.store.recent_results("acme/shop/home")
+        assert latest.error is not None and latest.error.startswith("HTTP 500 BadThing")
+        assert running.registry.get_sample_value("monitor_store_errors_total") == 0
+
+
+# --- telling our own faults from the target's --------------------------------------------
+
+
+def test_local_errnos_and_resolver_failures_are_told_apart_from_the_targets() -> None:
+    def connector_error(os_error: OSError) -> aiohttp.ClientConnectorError:
+        return aiohttp.ClientConnectorError(_ConnectionKey(), os_error)
+
+    emfile = OSError(errno.EMFILE, "Too many open files")
+    wrapped = CannotConnect("Cannot connect to host shop.example:443 [Too many open files]")
+    wrapped.__cause__ = emfile
+    assert failure_cause(wrapped) is FailureCause.LOCAL_RESOURCE
+    assert failure_cause(connector_error(emfile)) is FailureCause.LOCAL_RESOURCE
+    for code in (errno.ENFILE, errno.ENOBUFS, errno.ENOMEM, errno.EADDRNOTAVAIL):
+        assert failure_cause(OSError(code, "x")) is FailureCause.LOCAL_RESOURCE
+    # The resolver could not even open its socket: ours, not the name's.
+    assert failure_cause(socket.gaierror(socket.EAI_SYSTEM, "System error")) is (
+        FailureCause.LOCAL_RESOURCE
+    )
+    nxdomain = socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+    assert failure_cause(nxdomain) is FailureCause.NAME_RESOLUTION
+    dns = aiohttp.ClientConnectorDNSError(_ConnectionKey(), nxdomain)
+    assert failure_cause(dns) is FailureCause.NAME_RESOLUTION
+    # What the target or the network did.
+    for code in (errno.ECONNREFUSED, errno.ECONNRESET, errno.EHOSTUNREACH):
+        assert failure_cause(OSError(code, "x")) is None
+        assert failure_cause(connector_error(OSError(code, "x"))) is None
+    assert failure_cause(TimeoutError()) is None
+
+
+class _ConnectionKey:
+    """What aiohttp's connector errors print of the connection: enough for their str()."""
+
+    host = "shop.example"
+    port = 443
+    ssl = True
+
+
+def _result(url: str, outcome: Outcome, cause: FailureCause | None = None) -> ProbeResult:
+    status = 200 if outcome is Outcome.OK else None
+    return ProbeResult(
+        outcome=outcome,
+        started_at=datetime.now(UTC),
+        latency=None,
+        evidence=Evidence(url=url, status=status, error=f"{outcome} of {url}"),
+        cause=cause,
+    )
+
+
+def test_a_resolver_that_fails_for_every_name_is_ours_after_three_hosts() -> None:
+    now = [0.0]
+    faults = LocalFaults(monotonic=lambda: now[0])
+    unresolved = FailureCause.NAME_RESOLUTION
+    failed = Outcome.CONNECTION_ERROR
+
+    def judge(host: str, outcome: Outcome = failed, cause: FailureCause | None = unresolved) -> Any:
+        now[0] += 1
+        return faults.judge(_result(f"https://{host}/", outcome, cause))
+
+    # One host, again and again: that site's own DNS, always counted.
+    assert [judge("a.example") for _ in range(5)] == [None] * 5
+    assert judge("b.example") is None
+    first = judge("c.example")  # the third distinct name in a row
+    assert first is not None and (first.reason, first.first) == ("local_resolver", True)
+    later = judge("a.example")
+    assert later is not None and not later.first
+    assert faults.reasons() and "local_resolver" in faults.reasons()[0]
+    # A name that resolves (any answer from a named host) ends it at once.
+    assert judge("d.example", Outcome.HTTP_5XX, None) is None
+    assert judge("a.example") is None
+    # IP literals need no resolver: they neither build the run nor end it.
+    assert judge("b.example") is None
+    assert judge("127.0.0.1", Outcome.OK, None) is None
+    assert judge("c.example") is not None
+    # Failures spread wider than the window never add up to a dead resolver.
+    now[0] += 3600
+    spread = []
+    for host in ("x.example", "y.example", "z.example"):
+        spread.append(judge(host))
+        now[0] += 61
+    assert spread == [None, None, None]
+    assert RESOLVER_DOWN_HOSTS == 3
+    # Recent faults are what /healthz reports; an hour later, nothing.
+    now[0] += 3600
+    assert faults.reasons() == []
+
+
+def test_a_local_resource_fault_is_discarded_and_reported_once_per_run() -> None:
+    now = [0.0]
+    faults = LocalFaults(monotonic=lambda: now[0])
+    local = FailureCause.LOCAL_RESOURCE
+    runs = []
+    for step in (1, 1, 1, 120, 1):
+        now[0] += step
+        judged = faults.judge(_result("http://127.0.0.1:1/", Outcome.CONNECTION_ERROR, local))
+        assert judged is not None and judged.reason == "local_resource"
+        runs.append(judged.first)
+    # Logged at the start of a run, and again only after a quiet FAULT_HOLD.
+    assert runs == [True, False, False, True, False]
+
+
+async def test_a_probe_out_of_file_descriptors_reports_a_local_fault(
+    raw_server: Callable[[Handler], Awaitable[int]],
+) -> None:
+    async def healthy(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+        await writer.drain()
+        writer.close()
+
+    port = await raw_server(healthy)
+    spec = HttpCheckSpec.model_validate({"url": f"http://127.0.0.1:{port}/", "timeout": "2s"})
+    transport = LeanTransport()
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    try:
+        # This process may open no more descriptor (a new one takes the lowest free number,
+        # and the limit is below it): the probe's socket() fails with EMFILE, as it does in
+        # a monitor whose descriptors were all taken.
+        resource.setrlimit(resource.RLIMIT_NOFILE, (_lowest_free_descriptor(), hard))
+        starved = await probe_http(spec, transport=transport, now=lambda: datetime.now(UTC))
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+    healthy_result = await probe_http(spec, transport=transport, now=lambda: datetime.now(UTC))
+    await transport.close()
+    assert starved.outcome is Outcome.CONNECTION_ERROR
+    assert starved.cause is FailureCause.LOCAL_RESOURCE
+    assert starved.evidence.error is not None and "Too many open files" in starved.evidence.error
+    assert (healthy_result.outcome, healthy_result.cause) == (Outcome.OK, None)
+
+
+def _lowest_free_descriptor() -> int:
+    probe = os.dup(0)
+    os.close(probe)
+    return probe
+
+
+# --- a monitor out of file descriptors ----------------------------------------------------
+
+# `monitor run` needs about 20 descriptors; with this limit a flood of idle connections to its
+# own port takes every one left, and its probes fail with EMFILE.
+_FLOOD_FILE_LIMIT = 64
+_FLOOD_CONNECTIONS = 100
+
+
+async def test_a_monitor_out_of_descriptors_opens_no_incident_for_a_healthy_site(
+    aiohttp_server: Any, tmp_path: Path
+) -> None:
+    target = Target()
+    target.set("/", body="healthy")
+    server: TestServer = await aiohttp_server(target.app())
+    port = free_port()
+    database = f"sqlite+aiosqlite:///{tmp_path}/m.db"
+    config = tmp_path / "monitor.yaml"
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "database": {"url": database},
+                "server": {"host": "127.0.0.1", "port": port},
+                "defaults": {"interval": "100ms", "timeout": "2s", "failures_to_open": 1},
+                "clients": [
+                    {
+                        "id": "acme",
+                        "sites": [
+                            {
+                                "id": "shop",
+                                "url": str(server.make_url("/")),
+                                "checks": [{"id": "home", "url": "/"}],
+                            }
+                        ],
+                    }
+                ],
+            }
+        )
+    )
+    log_path = tmp_path / "monitor.log"
+
+    def low_file_limit() -> None:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (_FLOOD_FILE_LIMIT, _FLOOD_FILE_LIMIT))
+
+    base = f"http://127.0.0.1:{port}"
+    flood: list[asyncio.StreamWriter] = []
+    with log_path.open("wb") as log_file:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "monitor", "run", "--config", str(config)],
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+            preexec_fn=low_file_limit,  # noqa: PLW1509 - the limit is the point of the test
+        )
+        try:
+            async with aiohttp.ClientSession() as session:
+                await eventually(lambda: _get(session, f"{base}/healthz"), timeout=20)
+                await eventually(lambda: target.hits.get("/", 0) >= 3)
+                for _ in range(_FLOOD_CONNECTIONS):
+                    _, writer = await asyncio.open_connection("127.0.0.1", port)
+                    flood.append(writer)  # connected, and never a byte sent
+                await eventually(lambda: "local_resource" in log_path.read_text(), timeout=20)
+                hits = target.hits.get("/", 0)
+                for writer in flood:
+                    writer.close()
+                flood.clear()
+                # Once the flood ends, the monitor answers again, and says what happened.
+                health = await eventually(lambda: _get(session, f"{base}/healthz"), timeout=20)
+                assert health["status"] == "degraded"
+                assert any("local_resource" in reason for reason in health["reasons"])
+                await eventually(lambda: target.hits.get("/", 0) > hits)  # probing again
+                metrics = await _text(session, f"{base}/metrics")
+        finally:
+            for writer in flood:
+                writer.close()
+            process.send_signal(signal.SIGINT)
+            assert process.wait(timeout=30) == 0
+    log = log_path.read_text()
+    discarded = _sample(metrics, "monitor_probe_results_discarded_total", reason="local_resource")
+    assert discarded >= 1
+    # Logged once for the whole run of them, however many were discarded.
+    assert len([line for line in log.splitlines() if "(local_resource:" in line]) == 1
+    assert "Too many open files" in log
+    store = await Store.open(database)
+    try:
+        assert await store.list_incidents() == []
+        history = await store.recent_results("acme/shop/home")
+        assert history and all(row.outcome is Outcome.OK for row in history)
+    finally:
+        await store.close()
+
+
+async def _get(session: aiohttp.ClientSession, url: str) -> dict[str, Any] | None:
+    try:
+        async with session.get(url, timeout=aiohttp.ClientTimeout(total=2)) as response:
+            return dict(await response.json())
+    except (aiohttp.ClientError, TimeoutError):
+        return None
+
+
+async def _text(session: aiohttp.ClientSession, url: str) -> str:
+    async with session.get(url) as response:
+        return await response.text()
+
+
+def _sample(exposition: str, name: str, **labels: str) -> float:
+    for family in text_string_to_metric_families(exposition):
+        for sample in family.samples:
+            if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()):
+                return float(sample.value)
+    raise AssertionError(f"no sample {name} {labels}")
