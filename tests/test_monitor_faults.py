@@ -5,6 +5,7 @@ outage is survived by counting in memory, NUL characters are stored without."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
 import os
 import resource
@@ -12,6 +13,7 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -22,6 +24,7 @@ import pytest
 import yaml
 from aiohttp.test_utils import TestServer
 from prometheus_client.parser import text_string_to_metric_families
+from sqlalchemy.engine import make_url
 
 from checks.classify import failure_cause
 from checks.http import HttpCheckSpec, probe_http
@@ -337,3 +340,146 @@ def _sample(exposition: str, name: str, **labels: str) -> float:
             if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()):
                 return float(sample.value)
     raise AssertionError(f"no sample {name} {labels}")
+
+
+# --- a store that goes away ---------------------------------------------------------------
+
+
+class CuttableProxy:
+    """A TCP proxy on loopback in front of the database, that a test can cut (every
+    connection dropped, new ones refused) and restore on the same port."""
+
+    def __init__(self, *, upstream: tuple[str, int]) -> None:
+        self._upstream = upstream
+        self._server: asyncio.Server | None = None
+        self._open: set[asyncio.StreamWriter] = set()
+        self.port = 0
+
+    async def start(self) -> None:
+        if self._server is not None and self._server.is_serving():
+            return
+        self._server = await asyncio.start_server(self._pipe, "127.0.0.1", self.port)
+        self.port = int(self._server.sockets[0].getsockname()[1])
+
+    async def close(self) -> None:
+        await self.cut()
+
+    async def cut(self) -> None:
+        assert self._server is not None
+        self._server.close()  # refused from now on
+        for writer in list(self._open):
+            writer.transport.abort()  # both sides see the connection reset
+        self._open.clear()
+        await self._server.wait_closed()
+
+    async def _pipe(self, client_r: asyncio.StreamReader, client_w: asyncio.StreamWriter) -> None:
+        try:
+            server_r, server_w = await asyncio.open_connection(*self._upstream)
+        except OSError:
+            client_w.transport.abort()
+            return
+        self._open |= {client_w, server_w}
+
+        async def copy(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            try:
+                while data := await reader.read(65536):
+                    writer.write(data)
+                    await writer.drain()
+            except OSError:
+                pass
+            finally:
+                writer.transport.abort()
+                self._open.discard(writer)
+
+        await asyncio.gather(copy(client_r, server_w), copy(server_r, client_w))
+
+
+@pytest.fixture
+async def target_url(aiohttp_server: Any) -> tuple[Target, str]:
+    target = Target()
+    server: TestServer = await aiohttp_server(target.app())
+    return target, str(server.make_url("")).rstrip("/")
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("database_url", ["postgres"], indirect=True)
+async def test_a_store_outage_degrades_healthz_and_counting_goes_on_in_memory(
+    database_url: str, target_url: tuple[Target, str]
+) -> None:
+    target, url = target_url
+    direct = make_url(database_url)
+    proxy = CuttableProxy(upstream=(direct.host or "127.0.0.1", direct.port or 5432))
+    await proxy.start()
+    proxied = direct.set(host="127.0.0.1", port=proxy.port).render_as_string(hide_password=False)
+    interval = 1.0
+    config = make_config(
+        site_url=url,
+        database_url=proxied,
+        checks=[{"id": "home", "url": "/"}],
+        interval=f"{interval}s",
+        timeout="1s",
+        failures_to_open=2,
+    )
+    key = "acme/shop/home"
+    async with (
+        running_monitor(config) as running,
+        aiohttp.ClientSession() as session,
+        _restored_at_exit(proxy),
+    ):
+        health_url = f"{running.url}/healthz"
+        await eventually(lambda: running.monitor.check_state(key))
+
+        await proxy.cut()
+        target.set("/", status=500)
+
+        async def degraded_by_the_store() -> dict[str, Any] | None:
+            health = await _get(session, health_url)
+            reasons = (health or {}).get("reasons", [])
+            return health if any("store unavailable" in r for r in reasons) else None
+
+        health = await eventually(degraded_by_the_store)
+        assert health["status"] == "degraded"
+        # Every failure while the database is away counts, in memory: enough to open.
+        await eventually(lambda: len(_failures(running, key)) >= 2, timeout=10)
+        assert running.registry.get_sample_value("monitor_store_available") == 0
+        assert running.monitor.open_incidents() == []
+
+        await proxy.start()
+        back = time.monotonic()
+        [incident] = await eventually(lambda: _open_incidents(running), timeout=10)
+        took = time.monotonic() - back
+        # The first failure written after the return opens it: within one interval (and the
+        # probe's own time), not after failures_to_open more.
+        assert took <= interval + 1.0, f"incident opened {took:.2f}s after the store returned"
+        health = await eventually(lambda: _healthy(session, health_url))
+        assert running.registry.get_sample_value("monitor_store_available") == 1
+
+    await proxy.close()
+    store = await Store.open(database_url)
+    try:
+        assert len(await store.list_incidents()) == 1
+        entries = await store.timeline(incident.id)
+        kinds = [entry.kind for entry in entries]
+        assert kinds.count(TimelineKind.OPENED) == 1
+        assert len({(e.at, e.kind, e.check) for e in entries}) == len(entries)  # nothing twice
+    finally:
+        await store.close()
+
+
+@contextlib.asynccontextmanager
+async def _restored_at_exit(proxy: CuttableProxy) -> AsyncIterator[None]:
+    """Should the test fail while the database is cut off, the monitor can still stop."""
+    try:
+        yield
+    finally:
+        await proxy.start()
+
+
+def _failures(running: Running, key: str) -> tuple[Any, ...]:
+    state = running.monitor.check_state(key)
+    return tuple(s for s in state.recent if s is not None) if state is not None else ()
+
+
+async def _healthy(session: aiohttp.ClientSession, url: str) -> bool:
+    health = await _get(session, url)
+    return health is not None and not any("store" in reason for reason in health.get("reasons", []))
