@@ -33,6 +33,7 @@ from checks.result import Evidence, FailureCause, Outcome, ProbeResult
 from incidents.model import TimelineKind
 from incidents.severity import Severity
 from monitor.app import Running, running_monitor
+from monitor.events import EventKind, MonitorEvent
 from monitor.local_faults import RESOLVER_DOWN_HOSTS, LocalFaults
 from monitor.store import Store
 from tests.helpers import Target, eventually, free_port
@@ -483,3 +484,56 @@ def _failures(running: Running, key: str) -> tuple[Any, ...]:
 async def _healthy(session: aiohttp.ClientSession, url: str) -> bool:
     health = await _get(session, url)
     return health is not None and not any("store" in reason for reason in health.get("reasons", []))
+
+
+# --- our own event loop stalls ------------------------------------------------------------
+
+
+async def test_a_timeout_measured_while_our_own_loop_stalled_is_discarded(
+    raw_server: Callable[[Handler], Awaitable[int]], tmp_path: Path
+) -> None:
+    hold: list[asyncio.StreamWriter] = []
+    arrived = asyncio.Event()
+
+    async def never_answers(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        hold.append(writer)
+        arrived.set()
+
+    port = await raw_server(never_answers)
+    events: list[MonitorEvent] = []
+    config = make_config(
+        site_url=f"http://127.0.0.1:{port}",
+        database_url=f"sqlite+aiosqlite:///{tmp_path}/m.db",
+        checks=[{"id": "home", "url": "/"}],
+        timeout="1s",
+        interval="5s",
+        failures_to_open=1,
+    )
+    timeouts = {"client": "acme", "site": "shop", "check": "home", "outcome": "timeout"}
+    try:
+        async with running_monitor(config, listeners=[events.append]) as running:
+            await asyncio.wait_for(arrived.wait(), 10)
+            # The probe waits for an answer; the monitor's own loop now stalls for 400 ms,
+            # 40% of the timeout's budget: the target did not get its whole second.
+            time.sleep(0.4)
+            [discarded] = await eventually(
+                lambda: [e for e in events if e.kind is EventKind.PROBE_DISCARDED], timeout=5
+            )
+            assert discarded.fields["outcome"] == "timeout"
+            assert "event loop stalled" in discarded.message
+            assert not running.registry.get_sample_value("monitor_probe_results_total", timeouts)
+            assert (
+                running.registry.get_sample_value(
+                    "monitor_probe_results_discarded_total", {"reason": "event_loop_lag"}
+                )
+                == 1
+            )
+            # The re-probe a second later, unstalled, is a timeout that counts.
+            await eventually(
+                lambda: running.registry.get_sample_value("monitor_probe_results_total", timeouts)
+            )
+            [incident] = await eventually(lambda: _open_incidents(running))
+            assert incident.severity is Severity.CRITICAL
+    finally:
+        for writer in hold:
+            writer.close()
