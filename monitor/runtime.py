@@ -142,6 +142,8 @@ class Monitor:
         )
         self._lag = LoopLagMonitor(monotonic=clock.monotonic, on_sample=metrics.event_loop_lag.set)
         self._local_faults = LocalFaults(monotonic=clock.monotonic)
+        # Whether the store's being away has been told: once per outage, not once per result.
+        self._store_outage_told = False
         self._scheduler: Scheduler[ConfiguredCheck] = Scheduler(
             self.checks,
             run=self._probe,
@@ -230,12 +232,34 @@ class Monitor:
     async def _flush_history(self) -> None:
         try:
             await self._store.flush_history()
+        except StoreUnavailable:
+            self._metrics.store_errors.inc()
+            self._store_away()  # the rows stay buffered for the next try
         except Exception as exc:  # noqa: BLE001 - the rows stay buffered for the next try
             self._metrics.store_errors.inc()
             self._emit(
                 EventKind.STORE_ERROR,
                 f"could not write check history: {type(exc).__name__}: {exc}",
             )
+        else:
+            self._store_back()
+
+    def _store_away(self, check: ConfiguredCheck | None = None) -> None:
+        """The database did not answer: tell it once per outage (the metric counts each)."""
+        if self._store_outage_told:
+            return
+        self._store_outage_told = True
+        self._emit(
+            EventKind.STORE_ERROR,
+            f"the store is unavailable ({self._store.unavailable}): results are counted in "
+            "memory and incidents opened once it answers again; /healthz says degraded",
+            **({"check": check.key} if check is not None else {}),
+        )
+
+    def _store_back(self) -> None:
+        if self._store_outage_told and self._store.unavailable is None:
+            self._store_outage_told = False
+            log.info("the store answers again")
 
     def stop(self) -> None:
         self._stop_requested = True
@@ -506,14 +530,9 @@ class Monitor:
             # connection dropped at the commit): carry on from the stored one, not a second.
             await self.desk.reload(check.site)
             return False, None
-        except StoreUnavailable as exc:
+        except StoreUnavailable:
             self._metrics.store_errors.inc()
-            self._emit(
-                EventKind.STORE_ERROR,
-                f"could not record the result of {check.key}: the store is unavailable "
-                f"({self._store.unavailable or type(exc).__name__})",
-                check=check.key,
-            )
+            self._store_away(check)
             # Detection goes on in memory: the result counts towards the check's streak, so
             # a site failing while the database is away has its incident opened by the first
             # result written once it is back. What the engine decided about the incident was
@@ -532,6 +551,7 @@ class Monitor:
             )
             return False, None
         self._states[check.key] = transition.state
+        self._store_back()
         return True, stored
 
     def _observe(self, check: ConfiguredCheck, result: ProbeResult) -> None:

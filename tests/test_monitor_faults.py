@@ -422,8 +422,9 @@ async def test_a_store_outage_degrades_healthz_and_counting_goes_on_in_memory(
         failures_to_open=2,
     )
     key = "acme/shop/home"
+    events: list[MonitorEvent] = []
     async with (
-        running_monitor(config) as running,
+        running_monitor(config, listeners=[events.append]) as running,
         aiohttp.ClientSession() as session,
         _restored_at_exit(proxy),
     ):
@@ -454,6 +455,11 @@ async def test_a_store_outage_degrades_healthz_and_counting_goes_on_in_memory(
         assert took <= interval + 1.0, f"incident opened {took:.2f}s after the store returned"
         health = await eventually(lambda: _healthy(session, health_url))
         assert running.registry.get_sample_value("monitor_store_available") == 1
+        # Told once for the whole outage; the metric counts every result not written.
+        told = [e for e in events if e.kind is EventKind.STORE_ERROR]
+        assert len(told) == 1 and "store is unavailable" in told[0].message
+        errors = running.registry.get_sample_value("monitor_store_errors_total")
+        assert errors is not None and errors >= 2
 
     await proxy.close()
     store = await Store.open(database_url)
