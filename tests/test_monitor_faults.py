@@ -38,6 +38,7 @@ from monitor.local_faults import RESOLVER_DOWN_HOSTS, LocalFaults
 from monitor.store import Store
 from tests.helpers import Target, eventually, free_port
 from tests.test_end_to_end import make_config
+from tests.test_store_shared import open_incident
 
 Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
 
@@ -543,3 +544,30 @@ async def test_a_timeout_measured_while_our_own_loop_stalled_is_discarded(
     finally:
         for writer in hold:
             writer.close()
+
+
+async def test_an_open_incident_the_monitor_did_not_know_of_is_joined_not_duplicated(
+    database_url: str, target_url: tuple[Target, str]
+) -> None:
+    # What a commit whose answer was lost leaves behind (the incident is stored, the monitor
+    # heard an error): the next attempt to open finds it and continues from it.
+    target, url = target_url
+    config = make_config(
+        site_url=url, database_url=database_url, checks=[{"id": "home", "url": "/"}]
+    )
+    async with running_monitor(config) as running:
+        await eventually(lambda: running.monitor.check_state("acme/shop/home"))
+        stored = await open_incident(running.store, "acme/shop/other")
+        assert running.monitor.open_incidents() == []  # the monitor has not heard of it
+        target.set("/", status=500)
+
+        async def joined() -> Any:
+            [incident] = running.monitor.open_incidents() or [None]
+            return incident if incident and "acme/shop/home" in incident.failing_checks else None
+
+        incident = await eventually(joined)
+        assert incident.id == stored.id
+        assert [i.id for i in await running.store.list_incidents()] == [stored.id]
+        kinds = [entry.kind for entry in await running.store.timeline(stored.id)]
+        assert kinds.count(TimelineKind.OPENED) == 1
+        assert TimelineKind.CHECK_FAILED in kinds
