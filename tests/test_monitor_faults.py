@@ -571,3 +571,23 @@ async def test_an_open_incident_the_monitor_did_not_know_of_is_joined_not_duplic
         kinds = [entry.kind for entry in await running.store.timeline(stored.id)]
         assert kinds.count(TimelineKind.OPENED) == 1
         assert TimelineKind.CHECK_FAILED in kinds
+
+
+async def test_the_lean_transport_names_a_failed_lookup_and_a_resolver_of_ours_that_broke() -> None:
+    async def nxdomain(host: str, port: int, family: int) -> list[tuple[int, str]]:
+        raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+
+    async def no_socket(host: str, port: int, family: int) -> list[tuple[int, str]]:
+        raise socket.gaierror(socket.EAI_SYSTEM, "System error")
+
+    spec = HttpCheckSpec.model_validate({"url": "http://shop.invalid/", "timeout": "2s"})
+    causes = []
+    for resolver in (nxdomain, no_socket):
+        transport = LeanTransport(resolver=resolver)
+        result = await probe_http(
+            spec, transport=transport, now=lambda: datetime.now(UTC), retry_wait=0.0
+        )
+        await transport.close()
+        assert result.outcome is Outcome.CONNECTION_ERROR
+        causes.append(result.cause)
+    assert causes == [FailureCause.NAME_RESOLUTION, FailureCause.LOCAL_RESOURCE]
