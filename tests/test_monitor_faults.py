@@ -33,8 +33,12 @@ from checks.result import Evidence, FailureCause, Outcome, ProbeResult
 from incidents.model import TimelineKind
 from incidents.severity import Severity
 from monitor.app import Running, running_monitor
+from monitor.clock import SystemClock
+from monitor.config.models import configured_checks
+from monitor.confirm import Confirmer
 from monitor.events import EventKind, MonitorEvent
 from monitor.local_faults import RESOLVER_DOWN_HOSTS, LocalFaults
+from monitor.ownership import Identity
 from monitor.store import Store
 from tests.helpers import Target, eventually, free_port
 from tests.test_end_to_end import make_config
@@ -591,3 +595,43 @@ async def test_the_lean_transport_names_a_failed_lookup_and_a_resolver_of_ours_t
         assert result.outcome is Outcome.CONNECTION_ERROR
         causes.append(result.cause)
     assert causes == [FailureCause.NAME_RESOLUTION, FailureCause.LOCAL_RESOURCE]
+
+
+async def test_a_confirmation_probe_that_failed_on_our_machine_gives_no_verdict(
+    store: Store,
+) -> None:
+    url = "http://127.0.0.1:9/"
+    config = make_config(site_url=url, database_url="sqlite://", checks=[{"id": "home"}])
+    [check] = configured_checks(config)
+    results = {
+        "local": _result(url, Outcome.CONNECTION_ERROR, FailureCause.LOCAL_RESOURCE),
+        "refused": _result(url, Outcome.CONNECTION_ERROR),
+    }
+    answers = {}
+    for name, result in results.items():
+
+        async def probe(_: Any, result: ProbeResult = result) -> ProbeResult:
+            return result
+
+        confirmer = Confirmer(
+            store=store,
+            clock=SystemClock(),
+            identity=Identity(worker=f"us-{name}", location="us"),
+            checks={check.key: check},
+            probe=probe,
+            other_locations=_no_locations,
+        )
+        request_id = await store.request_confirmation(
+            check_key=check.key, worker="eu-1", location="eu", now=datetime.now(UTC), ttl=30
+        )
+        stopping = asyncio.Event()
+        serving = asyncio.create_task(confirmer.serve(stopping=stopping))
+        answer = await eventually(lambda r=request_id: store.confirmation_answer(r))
+        stopping.set()
+        await serving
+        answers[name] = answer.answer["outcome"]
+    assert answers == {"local": None, "refused": "connection_error"}
+
+
+async def _no_locations() -> set[str]:
+    return set()
