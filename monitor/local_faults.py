@@ -1,5 +1,9 @@
 """Faults of the monitor's own machine, told apart from the sites' outages.
 
+Every kind (the two below, and `event_loop_lag`: a slow or timeout verdict our own stall could
+explain, judged by the runtime) is discarded, counted by reason, logged at the start of a run
+of them, and reported by /healthz until `FAULT_HOLD` seconds pass without one.
+
 A probe that failed because this process ran out of file descriptors, buffers, memory or local
 ports (`FailureCause.LOCAL_RESOURCE`, see `checks.classify.failure_cause`) says nothing about
 its target: the runtime discards it (`monitor_probe_results_discarded_total{reason=
@@ -26,6 +30,7 @@ from checks.result import FailureCause, Outcome, ProbeResult
 
 LOCAL_RESOURCE = "local_resource"
 LOCAL_RESOLVER = "local_resolver"
+EVENT_LOOP_LAG = "event_loop_lag"
 
 # A run of local faults ends (and /healthz is ok again) after this long without one.
 FAULT_HOLD = 60.0
@@ -60,10 +65,16 @@ class LocalFaults:
         reason = self._reason(result, now)
         if reason is None:
             return None
-        last = self._last.get(reason)
-        first = last is None or now - last[0] > FAULT_HOLD
-        self._last[reason] = (now, result.evidence.error or str(result.outcome))
+        first = self.seen(reason, result.evidence.error or str(result.outcome))
         return Discard(reason=reason, first=first)
+
+    def seen(self, reason: str, detail: str) -> bool:
+        """Note a fault of ours (`detail` is what /healthz shows of it); True when it is the
+        first of a run, to be logged."""
+        now = self._monotonic()
+        last = self._last.get(reason)
+        self._last[reason] = (now, detail)
+        return last is None or now - last[0] > FAULT_HOLD
 
     def _reason(self, result: ProbeResult, now: float) -> str | None:
         if result.cause is FailureCause.LOCAL_RESOURCE:

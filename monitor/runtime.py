@@ -30,7 +30,7 @@ from monitor.config.models import ConfiguredCheck, MonitorConfig, configured_che
 from monitor.confirm import Confirmer, Verdict
 from monitor.desk import IncidentDesk
 from monitor.events import EventKind, MonitorEvent, log_event
-from monitor.local_faults import LocalFaults
+from monitor.local_faults import EVENT_LOOP_LAG, LocalFaults
 from monitor.loop_lag import LoopLagMonitor
 from monitor.metrics import Metrics
 from monitor.ownership import Identity, SiteOwnership
@@ -408,11 +408,14 @@ class Monitor:
             trusted = lag < TIMEOUT_STALL_SHARE * check.spec.timeout.total_seconds()
         if trusted:
             return True
+        stall = f"the monitor's event loop stalled {lag * 1000:.0f} ms during a probe"
         self._discard(
             check,
             result,
-            reason="event_loop_lag",
-            why=f"but the monitor's event loop stalled {lag * 1000:.0f} ms during it; re-probing",
+            reason=EVENT_LOOP_LAG,
+            why=f"but the monitor's event loop stalled {lag * 1000:.0f} ms during it; "
+            "re-probing (logged once while stalls go on)",
+            tell=self._local_faults.seen(EVENT_LOOP_LAG, stall),
             loop_lag=lag,
         )
         self._scheduler.run_soon(check.key, delay=REPROBE_DELAY)

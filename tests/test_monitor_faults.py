@@ -504,11 +504,11 @@ async def test_a_timeout_measured_while_our_own_loop_stalled_is_discarded(
     raw_server: Callable[[Handler], Awaitable[int]], tmp_path: Path
 ) -> None:
     hold: list[asyncio.StreamWriter] = []
-    arrived = asyncio.Event()
+    connected = asyncio.Queue[None]()
 
     async def never_answers(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         hold.append(writer)
-        arrived.set()
+        connected.put_nowait(None)
 
     port = await raw_server(never_answers)
     events: list[MonitorEvent] = []
@@ -521,28 +521,38 @@ async def test_a_timeout_measured_while_our_own_loop_stalled_is_discarded(
         failures_to_open=1,
     )
     timeouts = {"client": "acme", "site": "shop", "check": "home", "outcome": "timeout"}
+    stalls = {"reason": "event_loop_lag"}
     try:
-        async with running_monitor(config, listeners=[events.append]) as running:
-            await asyncio.wait_for(arrived.wait(), 10)
-            # The probe waits for an answer; the monitor's own loop now stalls for 400 ms,
-            # 40% of the timeout's budget: the target did not get its whole second.
-            time.sleep(0.4)
-            [discarded] = await eventually(
-                lambda: [e for e in events if e.kind is EventKind.PROBE_DISCARDED], timeout=5
-            )
+        async with (
+            running_monitor(config, listeners=[events.append]) as running,
+            aiohttp.ClientSession() as session,
+        ):
+            registry = running.registry
+            for stall in (1, 2):
+                await asyncio.wait_for(connected.get(), 10)
+                # The probe waits for an answer; the monitor's own loop now stalls for 400 ms,
+                # 40% of the timeout's budget: the target did not get its whole second.
+                time.sleep(0.4)
+                await eventually(
+                    lambda stall=stall: (
+                        registry.get_sample_value("monitor_probe_results_discarded_total", stalls)
+                        == stall
+                    ),
+                    timeout=5,
+                )
+                assert not registry.get_sample_value("monitor_probe_results_total", timeouts)
+            # Logged once for the run of stalls; /healthz says so.
+            [discarded] = [e for e in events if e.kind is EventKind.PROBE_DISCARDED]
             assert discarded.fields["outcome"] == "timeout"
             assert "event loop stalled" in discarded.message
-            assert not running.registry.get_sample_value("monitor_probe_results_total", timeouts)
-            assert (
-                running.registry.get_sample_value(
-                    "monitor_probe_results_discarded_total", {"reason": "event_loop_lag"}
-                )
-                == 1
-            )
+            health = await _get(session, f"{running.url}/healthz")
+            assert health is not None and health["status"] == "degraded"
+            assert any("(event_loop_lag)" in reason for reason in health["reasons"])
             # The re-probe a second later, unstalled, is a timeout that counts.
-            await eventually(
-                lambda: running.registry.get_sample_value("monitor_probe_results_total", timeouts)
+            counted = await eventually(
+                lambda: registry.get_sample_value("monitor_probe_results_total", timeouts)
             )
+            assert counted == 1
             [incident] = await eventually(lambda: _open_incidents(running))
             assert incident.severity is Severity.CRITICAL
     finally:
