@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import aiohttp.web
 import pytest
 import yaml
 from aiohttp.test_utils import TestServer
@@ -29,6 +30,7 @@ from sqlalchemy.engine import make_url
 from checks.classify import failure_cause
 from checks.http import HttpCheckSpec, probe_http
 from checks.lean_http import CannotConnect, LeanTransport
+from checks.page import PageCheckSpec, probe_page
 from checks.result import Evidence, FailureCause, Outcome, ProbeResult
 from incidents.model import TimelineKind
 from incidents.severity import Severity
@@ -645,3 +647,37 @@ async def test_a_confirmation_probe_that_failed_on_our_machine_gives_no_verdict(
 
 async def _no_locations() -> set[str]:
     return set()
+
+
+async def test_a_page_whose_asset_our_machine_could_not_fetch_is_a_local_fault(
+    aiohttp_server: Any,
+) -> None:
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+
+    async def page(request: aiohttp.web.Request) -> aiohttp.web.StreamResponse:
+        response = aiohttp.web.Response(text='<img src="/mug.png">', content_type="text/html")
+        await response.prepare(request)
+        await response.write_eof()
+        # The page is out; from now on this process can open no descriptor at all, so the
+        # probe's connection for the image fails with EMFILE.
+        resource.setrlimit(resource.RLIMIT_NOFILE, (3, hard))
+        return response
+
+    app = aiohttp.web.Application()
+    app.router.add_get("/", page)
+    server: TestServer = await aiohttp_server(app)
+    spec = PageCheckSpec.model_validate({"kind": "page", "url": str(server.make_url("/"))})
+    # The page check parses HTML in a worker thread: that pool exists before the descriptors
+    # run out (importing it then would need one), as it does in a monitor that has run a while.
+    await asyncio.to_thread(lambda: None)
+    connector = aiohttp.TCPConnector(force_close=True)
+    async with aiohttp.ClientSession(connector=connector) as session:
+        try:
+            result = await probe_page(
+                spec, session=session, now=lambda: datetime.now(UTC), retry_wait=0.0
+            )
+        finally:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+    assert result.outcome is Outcome.BROKEN_ASSET
+    assert result.cause is FailureCause.LOCAL_RESOURCE
+    assert result.evidence.error == "1 of 1 assets failed: /mug.png (monitor-side fault)"
