@@ -15,7 +15,8 @@ import subprocess
 import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from datetime import UTC, datetime
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +33,7 @@ from checks.http import HttpCheckSpec, probe_http
 from checks.lean_http import CannotConnect, LeanTransport
 from checks.page import PageCheckSpec, probe_page
 from checks.result import Evidence, FailureCause, Outcome, ProbeResult
-from incidents.model import TimelineKind
+from incidents.model import TimelineEntry, TimelineKind
 from incidents.severity import Severity
 from monitor.app import Running, running_monitor
 from monitor.clock import SystemClock
@@ -681,3 +682,33 @@ async def test_a_page_whose_asset_our_machine_could_not_fetch_is_a_local_fault(
     assert result.outcome is Outcome.BROKEN_ASSET
     assert result.cause is FailureCause.LOCAL_RESOURCE
     assert result.evidence.error == "1 of 1 assets failed: /mug.png (monitor-side fault)"
+
+
+async def test_nul_and_control_characters_are_dropped_wherever_text_is_stored(
+    store: Store,
+) -> None:
+    opened = await open_incident(store, "acme/shop/home")
+    assert opened.id is not None
+    now = datetime.now(UTC)
+    entry = TimelineEntry(
+        at=now,
+        kind=TimelineKind.ACKNOWLEDGED,
+        message="taken\x00 by\x07 al\tice\n",
+        evidence={"head\x00er": ["a\x00b", {"c": "d\x1b"}], "n": 1},
+    )
+    acknowledged = replace(opened, acknowledged_by="al\x00ice", responded_at=now)
+    await store.save_incident(acknowledged, timeline=[entry], now=now)
+    stored = await store.get_incident(opened.id)
+    assert stored is not None and stored.acknowledged_by == "alice"
+    [_, kept] = await store.timeline(opened.id)
+    assert kept.message == "taken by al\tice\n"  # tab and line breaks stay
+    assert kept.evidence == {"header": ["ab", {"c": "d"}], "n": 1}
+    window = await store.add_maintenance(
+        site="acme/shop",
+        starts_at=now,
+        ends_at=now + timedelta(hours=1),
+        reason="db\x00 upgrade",
+        created_by="b\x00ob",
+        now=now,
+    )
+    assert (window.reason, window.created_by) == ("db upgrade", "bob")
