@@ -429,6 +429,11 @@ async def test_a_store_outage_degrades_healthz_and_counting_goes_on_in_memory(
         timeout="1s",
         failures_to_open=2,
     )
+    # Leases granted for 1.5 s: the outage below outlasts them. Nobody else took the site,
+    # so the lease still names this process when the database returns, and what it counted
+    # meanwhile stands.
+    cluster = config.cluster.model_copy(update={"lease": timedelta(seconds=2)})
+    config = config.model_copy(update={"cluster": cluster})
     key = "acme/shop/home"
     events: list[MonitorEvent] = []
     async with (
@@ -440,6 +445,7 @@ async def test_a_store_outage_degrades_healthz_and_counting_goes_on_in_memory(
         await eventually(lambda: running.monitor.check_state(key))
 
         await proxy.cut()
+        cut_at = time.monotonic()
         target.set("/", status=500)
 
         async def degraded_by_the_store() -> dict[str, Any] | None:
@@ -450,7 +456,11 @@ async def test_a_store_outage_degrades_healthz_and_counting_goes_on_in_memory(
         health = await eventually(degraded_by_the_store)
         assert health["status"] == "degraded"
         # Every failure while the database is away counts, in memory: enough to open.
-        await eventually(lambda: len(_failures(running, key)) >= 2, timeout=10)
+        # (and the outage lasts past the 1.5 s the leases were granted for).
+        await eventually(
+            lambda: len(_failures(running, key)) >= 2 and time.monotonic() - cut_at > 2.0,
+            timeout=10,
+        )
         assert running.registry.get_sample_value("monitor_store_available") == 0
         assert running.monitor.open_incidents() == []
 
