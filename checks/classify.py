@@ -17,10 +17,17 @@ this order, because several of aiohttp's classes inherit from more than one bran
 
 Anything outside `PROBE_ERRORS` is a bug on our side, not a target misbehaving, so the probe
 lets it propagate instead of reporting it as an outage of somebody's site.
+
+`failure_cause` looks behind a connection_error for what the outcome cannot say: an errno of
+our own machine running out (EMFILE, ENFILE, ENOBUFS, ENOMEM, EADDRNOTAVAIL, and a resolver
+that failed with EAI_SYSTEM or EAI_MEMORY) is `local_resource`, which the monitor discards
+instead of counting against the site; any other resolver failure is `name_resolution`.
 """
 
 from __future__ import annotations
 
+import errno
+import socket
 import ssl
 
 import aiohttp
@@ -28,7 +35,7 @@ from aiohttp.http_exceptions import HttpProcessingError
 
 from checks.private_ranges import RedirectRefused
 from checks.redact import redact_text
-from checks.result import Outcome
+from checks.result import FailureCause, Outcome
 
 PROBE_ERRORS: tuple[type[Exception], ...] = (
     aiohttp.ClientError,
@@ -60,6 +67,44 @@ def classify_exception(exc: Exception) -> Outcome:
     if isinstance(exc, TimeoutError):
         return Outcome.TIMEOUT
     return Outcome.CONNECTION_ERROR
+
+
+# errnos that say our own machine ran out of something, never that the target misbehaved.
+# EADDRNOTAVAIL on connect means no local port (or source address) was free.
+LOCAL_ERRNOS = frozenset(
+    {errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM, errno.EADDRNOTAVAIL}
+)
+# getaddrinfo's codes for a failure inside our own process (it could not open a socket to the
+# resolver, or allocate), as opposed to the name or its servers.
+_LOCAL_RESOLVER_CODES = frozenset({socket.EAI_SYSTEM, socket.EAI_MEMORY})
+_CHAIN_MAX = 8  # exceptions looked at behind one another; chains are short, loops are not
+
+
+def failure_cause(exc: BaseException) -> FailureCause | None:
+    """Whether `exc` (or what it was raised from) is a fault of the monitor's own machine or
+    a failed name lookup; None when it is simply what the target or the network did."""
+    seen: set[int] = set()
+    todo: list[BaseException] = [exc]
+    cause: FailureCause | None = None
+    while todo and len(seen) < _CHAIN_MAX:
+        current = todo.pop()
+        if id(current) in seen:
+            continue
+        seen.add(id(current))
+        if isinstance(current, socket.gaierror | aiohttp.ClientConnectorDNSError):
+            # Their errno is an EAI_ code (negative), not an errno: never compare the two.
+            if current.errno in _LOCAL_RESOLVER_CODES:
+                return FailureCause.LOCAL_RESOURCE
+            cause = FailureCause.NAME_RESOLUTION
+        elif isinstance(current, OSError) and current.errno in LOCAL_ERRNOS:
+            return FailureCause.LOCAL_RESOURCE
+        os_error = getattr(current, "os_error", None)  # aiohttp's connector errors
+        todo.extend(
+            e
+            for e in (current.__cause__, current.__context__, os_error)
+            if isinstance(e, BaseException)
+        )
+    return cause
 
 
 def one_line(exc: BaseException) -> str:

@@ -78,7 +78,7 @@ import aiohttp
 from multidict import CIMultiDict, CIMultiDictProxy
 from yarl import URL
 
-from checks.classify import PROBE_ERRORS, classify_exception, one_line
+from checks.classify import PROBE_ERRORS, classify_exception, failure_cause, one_line
 from checks.extract import Answer, Extractor, NotFound, extract, find_json
 from checks.flow_spec import (
     DEFAULT_SYNTHETIC_HEADER,
@@ -98,7 +98,7 @@ from checks.http import (
 )
 from checks.redact import redact_text, redact_url
 from checks.redirects import open_following
-from checks.result import Evidence, Outcome, ProbeResult
+from checks.result import Evidence, FailureCause, Outcome, ProbeResult
 from checks.scrub import (
     Secrets,
     clean_line,
@@ -194,6 +194,7 @@ class _StepReport:
     outcome: Outcome | None = None  # None when the step passed or was skipped
     error: str | None = None
     answered: bool = False  # a complete answer was judged (not an exception)
+    cause: FailureCause | None = None  # see checks.classify.failure_cause
     skipped: str | None = None  # why the step did not run
 
     @property
@@ -413,6 +414,7 @@ class _FlowRun:
                     timings={**_step_timings(failure), "flow_total": flow_total, **step_timings},
                     step=failure.step.name,
                 ),
+                cause=failure.cause,
             )
         slow_after = self._spec.slow_after.total_seconds()
         timings = {"total": flow_total, "flow_total": flow_total, **step_timings}
@@ -468,6 +470,8 @@ def _no_answer(report: _StepReport, exc: Exception, *, limit_text: str, max_redi
     else:
         report.outcome = classify_exception(exc)
         report.error = _why(exc, limit_text)
+        if report.outcome is Outcome.CONNECTION_ERROR:
+            report.cause = failure_cause(exc)
         if report.outcome is Outcome.TIMEOUT and report.status is not None:
             report.error += (
                 f" (status {report.status} arrived, body stalled after {len(report.body)} bytes)"

@@ -52,7 +52,7 @@ import aiohttp
 from pydantic import Field, field_validator
 from yarl import URL
 
-from checks.classify import PROBE_ERRORS, classify_exception, one_line
+from checks.classify import PROBE_ERRORS, classify_exception, failure_cause, one_line
 from checks.duration import Duration
 from checks.redact import redact_text, redact_url
 from checks.redirects import open_following
@@ -515,6 +515,8 @@ def _failed(
         started_at=started_at,
         latency=None,
         evidence=_evidence(spec, seen, outcome=outcome, error=error, total=elapsed),
+        # Only where no answer was judged: a status already seen is the target's own word.
+        cause=failure_cause(exc) if outcome is Outcome.CONNECTION_ERROR else None,
     )
 
 

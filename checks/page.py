@@ -35,11 +35,11 @@ import aiohttp
 from pydantic import Field
 from yarl import URL
 
-from checks.classify import PROBE_ERRORS, classify_exception
+from checks.classify import PROBE_ERRORS, classify_exception, failure_cause
 from checks.html_assets import find_assets
 from checks.http import HttpRequestSpec, fetch_http
 from checks.redirects import open_following, same_origin
-from checks.result import Outcome, ProbeResult
+from checks.result import FailureCause, Outcome, ProbeResult
 from checks.scrub import clean_line, request_secrets
 
 DEFAULT_MAX_ASSET_BYTES = 5 * 1024 * 1024
@@ -59,6 +59,8 @@ _FAILURE_WORDS = {
     Outcome.CONNECTION_ERROR: "connection failed",
     Outcome.REDIRECT_REFUSED: "redirect to an internal address refused",
 }
+# An asset our own machine could not fetch (out of descriptors, say): not the page's fault.
+_LOCAL_FAULT = "monitor-side fault"
 
 
 class PageCheckSpec(HttpRequestSpec):
@@ -115,6 +117,7 @@ async def probe_page(
     outcome, error = _judge(spec, document, urls=urls, problems=problems, full_load=full_load)
     evidence = document.evidence
     timings = {**evidence.timings, "assets": float(len(urls)), "full_load": full_load}
+    local = outcome is Outcome.BROKEN_ASSET and _LOCAL_FAULT in problems.values()
     return replace(
         document,
         outcome=outcome,
@@ -123,6 +126,7 @@ async def probe_page(
         evidence=replace(
             evidence, error=None if error is None else clean_line(error), timings=timings
         ).masked(request_secrets(spec.url, spec.headers, spec.body)),
+        cause=FailureCause.LOCAL_RESOURCE if local else None,
     )
 
 
@@ -216,6 +220,8 @@ async def _load_one(
                 return str(response.status)
             await _read_away(response, cap=spec.max_asset_bytes, budget=budget)
     except PROBE_ERRORS as exc:
+        if failure_cause(exc) is FailureCause.LOCAL_RESOURCE:
+            return _LOCAL_FAULT
         return _FAILURE_WORDS.get(classify_exception(exc), "failed")
     return None
 

@@ -37,6 +37,17 @@ class Outcome(enum.StrEnum):
         return self is not Outcome.OK
 
 
+class FailureCause(enum.StrEnum):
+    """What lay behind a failure, where the outcome alone cannot tell whether the fault was
+    the target's or the monitor's own (see `checks.classify.failure_cause`)."""
+
+    # Our own machine ran out of something (file descriptors, buffers, memory, local ports):
+    # the result says nothing about the target.
+    LOCAL_RESOURCE = "local_resource"
+    # The host name did not resolve: the site's DNS, or our own resolver when every name fails.
+    NAME_RESOLUTION = "name_resolution"
+
+
 @dataclass(frozen=True, slots=True)
 class Evidence:
     """What we saw, kept on the incident timeline. Bounded in size by the probe."""
@@ -91,12 +102,14 @@ class ProbeResult:
     `latency` is the wall time of the whole exchange (connect, request, full body) in seconds,
     or None where nothing was measured (e.g. the connection never opened).
     `started_at` is the UTC time the probe began, from the injected clock.
+    `cause` is set for failures whose outcome may hide a fault of the monitor's own.
     """
 
     outcome: Outcome
     started_at: datetime
     latency: float | None
     evidence: Evidence
+    cause: FailureCause | None = None
 
     @property
     def ok(self) -> bool:

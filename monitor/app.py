@@ -208,6 +208,7 @@ def _health(monitor: Monitor) -> dict[str, Any]:
     overload = monitor.overload
     if overload:
         reasons.append(f"overloaded: {overload}")
+    reasons.extend(monitor.fault_reasons())
     report: dict[str, Any] = {
         "status": "degraded" if reasons else "ok",
         "checks": len(monitor.checks),

@@ -24,7 +24,7 @@ from dataclasses import dataclass, replace
 from datetime import timedelta
 from typing import Any
 
-from checks.result import Outcome, ProbeResult
+from checks.result import FailureCause, Outcome, ProbeResult
 from monitor.clock import Clock
 from monitor.config.models import ConfiguredCheck
 from monitor.ownership import Identity
@@ -149,9 +149,12 @@ class Confirmer:
         else:
             async with self._slots:
                 result = await self._probe(check)
+            # Our own machine failing says nothing about the site: no verdict, rather than a
+            # confirmation of somebody's outage.
+            ours = result.cause is FailureCause.LOCAL_RESOURCE
             answer = {
                 "location": self._identity.location,
-                "outcome": str(result.outcome),
+                "outcome": None if ours else str(result.outcome),
                 "status": result.evidence.status,
                 "latency": result.latency,
                 "error": result.evidence.error,

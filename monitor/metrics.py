@@ -109,7 +109,9 @@ class Metrics:
         self.probe_discarded = Counter(
             "monitor_probe_results_discarded",
             "Probe results not trusted and not counted, by reason (event_loop_lag: the monitor "
-            "itself was too busy to time the probe honestly).",
+            "itself was too busy to time the probe honestly; local_resource: it ran out of file "
+            "descriptors, buffers, memory or ports; local_resolver: its resolver failed for "
+            "every name; not_confirmed: another location saw the site healthy).",
             ("reason",),
             registry=registry,
         )
@@ -185,6 +187,12 @@ class Metrics:
             "Probe results that could not be written to the database.",
             registry=registry,
         )
+        self.store_available = Gauge(
+            "monitor_store_available",
+            "1 while the database answers, 0 since a request found it unavailable (results "
+            "are then counted in memory and written once it answers again).",
+            registry=registry,
+        )
         self.config_loaded = Gauge(
             "monitor_config_last_load_timestamp_seconds",
             "When the configuration was last loaded (Unix time).",
@@ -238,7 +246,8 @@ class Metrics:
             self.notifications_failed.labels(channel=channel)
             self.notification_retries.labels(channel=channel)
         # At 0 from the start, as the incident counters, so increase() sees the first one.
-        self.probe_discarded.labels(reason="event_loop_lag")
+        for reason in ("event_loop_lag", "local_resource", "local_resolver"):
+            self.probe_discarded.labels(reason=reason)
         for reason in ("overlap", "overload"):
             self.probes_skipped.labels(reason=reason)
         for kind in ("response", "update"):

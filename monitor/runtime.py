@@ -32,11 +32,19 @@ from monitor.config.models import ConfiguredCheck, MonitorConfig, configured_che
 from monitor.confirm import Confirmer, Verdict
 from monitor.desk import IncidentDesk
 from monitor.events import EventKind, MonitorEvent, log_event
+from monitor.local_faults import EVENT_LOOP_LAG, LocalFaults
 from monitor.loop_lag import LoopLagMonitor
 from monitor.metrics import Metrics
 from monitor.ownership import Identity, SiteOwnership
 from monitor.scheduler import Scheduler
-from monitor.store import LeaseLost, Notify, StaleIncident, Store
+from monitor.store import (
+    DuplicateOpenIncident,
+    LeaseLost,
+    Notify,
+    StaleIncident,
+    Store,
+    StoreUnavailable,
+)
 
 log = logging.getLogger(__name__)
 
@@ -130,6 +138,7 @@ class Monitor:
         # Read at scrape time: they change at lease rounds, not per probe.
         metrics.sites_held.set_function(lambda: len(self.ownership.held))
         metrics.cluster_workers.set_function(lambda: len(self.ownership.workers))
+        metrics.store_available.set_function(lambda: 0 if store.unavailable else 1)
         self._confirmer = Confirmer(
             store=store,
             clock=clock,
@@ -139,6 +148,9 @@ class Monitor:
             other_locations=self.ownership.other_locations_now,
         )
         self._lag = LoopLagMonitor(monotonic=clock.monotonic, on_sample=metrics.event_loop_lag.set)
+        self._local_faults = LocalFaults(monotonic=clock.monotonic)
+        # Whether the store's being away has been told: once per outage, not once per result.
+        self._store_outage_told = False
         self._scheduler: Scheduler[ConfiguredCheck] = Scheduler(
             self.checks,
             run=self._probe,
@@ -227,12 +239,34 @@ class Monitor:
     async def _flush_history(self) -> None:
         try:
             await self._store.flush_history()
+        except StoreUnavailable:
+            self._metrics.store_errors.inc()
+            self._store_away()  # the rows stay buffered for the next try
         except Exception as exc:  # noqa: BLE001 - the rows stay buffered for the next try
             self._metrics.store_errors.inc()
             self._emit(
                 EventKind.STORE_ERROR,
                 f"could not write check history: {type(exc).__name__}: {exc}",
             )
+        else:
+            self._store_back()
+
+    def _store_away(self, check: ConfiguredCheck | None = None) -> None:
+        """The database did not answer: tell it once per outage (the metric counts each)."""
+        if self._store_outage_told:
+            return
+        self._store_outage_told = True
+        self._emit(
+            EventKind.STORE_ERROR,
+            f"the store is unavailable ({self._store.unavailable}): results are counted in "
+            "memory and incidents opened once it answers again; /healthz says degraded",
+            **({"check": check.key} if check is not None else {}),
+        )
+
+    def _store_back(self) -> None:
+        if self._store_outage_told and self._store.unavailable is None:
+            self._store_outage_told = False
+            log.info("the store answers again")
 
     def stop(self) -> None:
         self._stop_requested = True
@@ -258,6 +292,18 @@ class Monitor:
         """Why the monitor cannot keep up with its checks right now; "" when it can."""
         return self._scheduler.overload_reason
 
+    def fault_reasons(self) -> list[str]:
+        """Faults of the monitor's own that /healthz reports: the store not answering, and
+        probes discarded as failures of our own machine or resolver (monitor.local_faults)."""
+        reasons = []
+        unavailable = self._store.unavailable
+        if unavailable is not None:
+            reasons.append(
+                f"store unavailable ({unavailable}): results are counted in memory and "
+                "written once it answers"
+            )
+        return reasons + self._local_faults.reasons()
+
     # -- one probe -------------------------------------------------------------------------
 
     async def _probe_once(self, check: ConfiguredCheck) -> ProbeResult:
@@ -276,6 +322,20 @@ class Monitor:
     async def _probe(self, check: ConfiguredCheck, due_at: float) -> None:
         started = self._clock.monotonic()
         result = await self._probe_once(check)
+        local = self._local_faults.judge(result)
+        if local is not None:
+            # Our own machine or resolver failed, not the site: nothing to count against it.
+            # The first of a run is logged; the metric counts them all.
+            self._discard(
+                check,
+                result,
+                reason=local.reason,
+                why=f"({local.reason}: {result.evidence.error}): the monitor's own machine "
+                "failed, not the site; such probes are discarded, not counted, until it "
+                "recovers (see /healthz)",
+                tell=local.first,
+            )
+            return
         if result.outcome in (Outcome.SLOW, Outcome.TIMEOUT) and not await self._trusted(
             check, result, started=started
         ):
@@ -355,11 +415,14 @@ class Monitor:
             trusted = lag < TIMEOUT_STALL_SHARE * check.spec.timeout.total_seconds()
         if trusted:
             return True
+        stall = f"the monitor's event loop stalled {lag * 1000:.0f} ms during a probe"
         self._discard(
             check,
             result,
-            reason="event_loop_lag",
-            why=f"but the monitor's event loop stalled {lag * 1000:.0f} ms during it; re-probing",
+            reason=EVENT_LOOP_LAG,
+            why=f"but the monitor's event loop stalled {lag * 1000:.0f} ms during it; "
+            "re-probing (logged once while stalls go on)",
+            tell=self._local_faults.seen(EVENT_LOOP_LAG, stall),
             loop_lag=lag,
         )
         self._scheduler.run_soon(check.key, delay=REPROBE_DELAY)
@@ -372,10 +435,14 @@ class Monitor:
         *,
         reason: str,
         why: str,
+        tell: bool = True,
         **fields: object,
     ) -> None:
-        """A result not counted: say so in the metric and the log, with the reason."""
+        """A result not counted: say so in the metric and (when `tell`) the log, with the
+        reason."""
         self._metrics.probe_discarded.labels(reason=reason).inc()
+        if not tell:
+            return
         self._emit(
             EventKind.PROBE_DISCARDED,
             f"probe of {check.key} discarded: {result.outcome} {why}",
@@ -480,6 +547,23 @@ class Monitor:
             )
             await self.desk.reload(check.site)
             return False, None
+        except DuplicateOpenIncident:
+            # An earlier write of this incident did commit though its answer was lost (the
+            # connection dropped at the commit): carry on from the stored one, not a second.
+            await self.desk.reload(check.site)
+            return False, None
+        except StoreUnavailable:
+            self._metrics.store_errors.inc()
+            self._store_away(check)
+            # Detection goes on in memory: the result counts towards the check's streak, so
+            # a site failing while the database is away has its incident opened by the first
+            # result written once it is back. What the engine decided about the incident was
+            # not written, so `failing` and `severity` (which mirror it) stay as they were,
+            # and the engine decides again on the next result.
+            self._states[check.key] = replace(
+                transition.state, failing=previous.failing, severity=previous.severity
+            )
+            return False, None
         except Exception as exc:  # noqa: BLE001 - the database being away is an expected failure
             self._metrics.store_errors.inc()
             self._emit(
@@ -489,6 +573,7 @@ class Monitor:
             )
             return False, None
         self._states[check.key] = transition.state
+        self._store_back()
         return True, stored
 
     def _observe(self, check: ConfiguredCheck, result: ProbeResult) -> None:

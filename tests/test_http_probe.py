@@ -344,6 +344,29 @@ async def test_slow_answer_is_slow(aiohttp_server: AiohttpServer, client: Client
     assert result.evidence.error is not None and "slow_after 0.2s" in result.evidence.error
 
 
+async def test_headers_at_once_and_a_trickled_body_is_slow(
+    aiohttp_server: AiohttpServer, client: Client
+) -> None:
+    async def trickle(request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse(headers={"Content-Type": "text/plain"})
+        await response.prepare(request)  # status and headers go out at once
+        for _ in range(6):
+            await asyncio.sleep(0.1)  # the target being slow, not the test waiting
+            await response.write(b"chunk ")
+        await response.write_eof()
+        return response
+
+    url = await serve_app(aiohttp_server, web.get("/", trickle))
+
+    result = await probe(make_spec(url, slow_after="300ms", timeout="5s"), client)
+
+    # Slow is the complete answer's time, not the first byte's.
+    assert result.outcome is Outcome.SLOW
+    assert result.evidence.timings["ttfb"] < 0.3
+    assert result.latency is not None and result.latency >= 0.6
+    assert result.evidence.body_excerpt == "chunk " * 6
+
+
 async def test_content_mismatch_wins_over_slow(
     aiohttp_server: AiohttpServer, client: Client
 ) -> None:

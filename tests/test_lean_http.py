@@ -458,6 +458,25 @@ async def test_a_reset_during_a_body_read_until_close_is_connection_error(
     assert server.connections == 2
 
 
+async def test_a_chunked_body_closed_before_its_last_chunk_is_connection_error(
+    raw_server: Any, lean: LeanTransport
+) -> None:
+    async def cut(number: int, reader: Reader, writer: Writer) -> None:
+        await read_request(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n")
+        await writer.drain()
+        writer.close()  # a polite close, but before the "0" chunk that ends the body
+
+    server = await raw_server(cut)
+
+    result = await probe(lean, make_spec(server.url))
+
+    assert result.outcome is Outcome.CONNECTION_ERROR
+    assert result.evidence.error is not None
+    assert result.evidence.error.startswith("IncompleteBody: Response payload is not completed")
+    assert result.evidence.body_excerpt == "hello"
+
+
 async def test_head_does_not_wait_for_the_body_its_length_announces(
     raw_server: Any, lean: LeanTransport
 ) -> None:

@@ -657,6 +657,30 @@ async def test_a_long_send_keeps_its_claim_and_a_dead_workers_claim_runs_out(
     assert item_id not in ids
 
 
+async def test_a_worker_never_sends_a_row_whose_claim_ran_out_mid_batch(
+    stores: tuple[Store, Store],
+) -> None:
+    a, b = stores
+    first, second = await queue_mails(a, 2, at=datetime.now(UTC) - timedelta(seconds=1))
+    inbox = HeldInbox()
+    clock = ShiftedClock(datetime.now(UTC))
+    async with smtpd(inbox) as port:
+        # Renewals come every 20 s: none within this test, so the claim simply runs out.
+        slow = outbox_worker(a, port=port, clock=clock, worker="slow", claim_for=60)
+        sending = asyncio.create_task(slow.deliver_due())
+        await asyncio.wait_for(inbox.arrived.wait(), 10)  # the first mail, held mid-send
+        # The sender stalls past its claim, and another worker takes the rows meanwhile.
+        clock.advance(timedelta(seconds=61))
+        taken = await b.claim_outbox(worker="other", now=clock.now(), limit=10, claim_for=60)
+        assert second in {item.id for item in taken}
+        inbox.release.set()
+        assert await sending == 2
+    assert len(inbox.received) == 1  # the second is the other worker's to send, not ours
+    rows = {item.id: item for item in await a.outbox_for_incident(taken[0].incident_id)}
+    assert rows[first].status is OutboxStatus.SENT
+    assert (rows[second].status, rows[second].claimed_by) == (OutboxStatus.PENDING, "other")
+
+
 async def queue_more(store: Store, tags: list[str]) -> list[int]:
     [incident] = (await store.load_open_incidents()).values()
     assert incident.id is not None

@@ -20,6 +20,7 @@ from incidents.model import (
     TimelineKind,
 )
 from incidents.severity import Severity
+from monitor.store.text import storable
 
 # Timeline evidence is kept forever, so it is capped whatever a probe put in it.
 EVIDENCE_MAX_CHARS = 16 * 1024
@@ -203,7 +204,8 @@ def history_row(check_key: str, result: ProbeResult) -> HistoryValues:
         result.outcome.value,
         result.latency,
         evidence.status,
-        error[:ERROR_MAX_CHARS] if error is not None else None,
+        # Written as a plain tuple (see Store._append_history), past CleanText: cleaned here.
+        storable(error[:ERROR_MAX_CHARS]) if error is not None else None,
     )
 
 

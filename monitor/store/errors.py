@@ -69,6 +69,17 @@ class LeaseLost(StoreError):
         self.owner = owner
 
 
+# OperationalError covers "database is locked" and lost connections; OSError is what asyncpg
+# raises when the server refuses or never answers the connection. The sqlite3 errors come from
+# the one place that talks to the driver directly (engine.use_wal).
+UNAVAILABLE_ERRORS: tuple[type[Exception], ...] = (
+    OperationalError,
+    InterfaceError,
+    OSError,
+    sqlite3.OperationalError,
+)
+
+
 @contextlib.contextmanager
 def translated(action: str) -> Iterator[None]:
     """Re-raise third-party errors raised inside as StoreError subclasses, saying what failed.
@@ -79,10 +90,7 @@ def translated(action: str) -> Iterator[None]:
         yield
     except StoreError:
         raise
-    # OperationalError covers "database is locked" and lost connections; OSError is what
-    # asyncpg raises when the server refuses or never answers the connection. The sqlite3
-    # errors come from the one place that talks to the driver directly (engine.use_wal).
-    except (OperationalError, InterfaceError, OSError, sqlite3.OperationalError) as exc:
+    except UNAVAILABLE_ERRORS as exc:
         raise StoreUnavailable(f"{action}: {exc}") from exc
     except (SQLAlchemyError, sqlite3.Error) as exc:
         raise StoreError(f"{action}: {exc}") from exc

@@ -31,12 +31,14 @@ from monitor.store.codec import HistoryRow
 from monitor.store.confirmations import ConfirmationAnswer, ConfirmationRequest
 from monitor.store.engine import SQLITE_BEGIN, create_engine, describe
 from monitor.store.errors import (
+    UNAVAILABLE_ERRORS,
     DuplicateOpenIncident,
     IncidentNotFound,
     StaleIncident,
     StoreError,
     translated,
 )
+from monitor.store.health import StoreHealth
 from monitor.store.leases import SiteLeases, WorkerInfo
 from monitor.store.maintenance import MaintenanceWindow
 from monitor.store.migrate import upgrade_to_head
@@ -81,6 +83,7 @@ class Store:
         self._flush_lock = asyncio.Lock()
         # Sites whose lease rows exist (they are never deleted): claim_sites skips them.
         self._lease_rows: set[str] = set()
+        self._health = StoreHealth()
 
     @classmethod
     async def open(
@@ -109,6 +112,12 @@ class Store:
     def engine(self) -> AsyncEngine:
         """The underlying engine, for health checks and tests; not for writing our tables."""
         return self._engine
+
+    @property
+    def unavailable(self) -> str | None:
+        """Why the database did not answer the latest request (e.g. "ConnectionRefusedError:
+        ..."); None while it answers. For /healthz: the runtime keeps counting meanwhile."""
+        return self._health.reason
 
     @property
     def history_bound(self) -> int:
@@ -347,7 +356,7 @@ class Store:
         """Rows per status, every status present: {"pending": n, "sent": n, "failed": n}."""
         counts = {status.value: 0 for status in OutboxStatus}
         with translated("counting the outbox"):
-            async with self._engine.connect() as conn:
+            async with self._connect() as conn:
                 for status, count in await conn.execute(ob.counts_query()):
                     counts[status] = count
         return counts
@@ -437,7 +446,7 @@ class Store:
     async def held_sites(self, *, worker: str) -> set[str]:
         """The sites whose lease names `worker`, expired or not."""
         with translated(f"reading the sites of worker {worker}"):
-            async with self._engine.connect() as conn:
+            async with self._connect() as conn:
                 return set(await leases.owned(conn, worker))
 
     # --- confirmations (see monitor.store.confirmations for the lifecycle of a request) ---
@@ -553,20 +562,34 @@ class Store:
         await self.flush_history()
         counts: dict[str, int] = {}
         with translated("counting rows"):
-            async with self._engine.connect() as conn:
+            async with self._connect() as conn:
                 for table in ALL_TABLES:
                     query = sa.select(sa.func.count()).select_from(table)
                     counts[table.name] = (await conn.execute(query)).scalar_one()
         return counts
 
     async def _fetch(self, query: sa.Select[Any]) -> list[sa.RowMapping]:
-        async with self._engine.connect() as conn:
+        async with self._connect() as conn:
             result = await conn.execute(query)
             return list(result.mappings())
 
     @asynccontextmanager
+    async def _connect(self) -> AsyncIterator[AsyncConnection]:
+        """A connection, noting whether the database answered (see `unavailable`)."""
+        try:
+            async with self._engine.connect() as conn:
+                yield conn
+        except UNAVAILABLE_ERRORS as exc:
+            self._health.failed(exc)
+            raise
+        except Exception:
+            self._health.answered()  # it answered, with a refusal (a constraint, a fence)
+            raise
+        self._health.answered()
+
+    @asynccontextmanager
     async def _write(self) -> AsyncIterator[AsyncConnection]:
-        async with self._engine.connect() as conn:
+        async with self._connect() as conn:
             if self._engine.dialect.name == "sqlite":
                 await conn.execution_options(**{SQLITE_BEGIN: "BEGIN IMMEDIATE"})
             async with conn.begin():

@@ -7,9 +7,12 @@ migrated database with this metadata on SQLite and PostgreSQL.
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Dialect
+
+from monitor.store.text import storable, storable_json
 
 # Deterministic constraint names, so later migrations can refer to them on both backends.
 NAMING_CONVENTION = {
@@ -53,6 +56,27 @@ class UTCDateTime(sa.TypeDecorator[datetime]):
         return value.astimezone(UTC)
 
 
+class CleanText(sa.TypeDecorator[str]):
+    """Text whose NUL and other control characters are dropped on the way in (see
+    monitor.store.text): for columns that may hold what a target sent."""
+
+    impl = sa.Text
+    cache_ok = True
+
+    def process_bind_param(self, value: str | None, dialect: Dialect) -> str | None:
+        return None if value is None else storable(value)
+
+
+class CleanJSON(sa.TypeDecorator[Any]):
+    """JSON whose strings lose NUL and other control characters on the way in."""
+
+    impl = sa.JSON
+    cache_ok = True
+
+    def process_bind_param(self, value: Any, dialect: Dialect) -> Any:
+        return storable_json(value)
+
+
 OPEN_STATUS_CLAUSE = sa.text("status = 'open'")
 
 incidents = sa.Table(
@@ -61,7 +85,7 @@ incidents = sa.Table(
     sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
     sa.Column("client", sa.Text, nullable=False),
     sa.Column("site", sa.Text, nullable=False),
-    sa.Column("title", sa.Text, nullable=False),
+    sa.Column("title", CleanText, nullable=False),
     sa.Column("severity", sa.Integer, nullable=False),
     sa.Column("status", sa.Text, nullable=False),
     sa.Column("opened_at", UTCDateTime, nullable=False),
@@ -74,7 +98,7 @@ incidents = sa.Table(
     sa.Column("response_aim_at", UTCDateTime, nullable=True),
     sa.Column("response_due_at", UTCDateTime, nullable=True),
     sa.Column("responded_at", UTCDateTime, nullable=True),
-    sa.Column("acknowledged_by", sa.Text, nullable=True),
+    sa.Column("acknowledged_by", CleanText, nullable=True),
     sa.Column("last_update_at", UTCDateTime, nullable=True),
     sa.Column("next_update_due_at", UTCDateTime, nullable=True),
     sa.Column("oncall_notified_at", UTCDateTime, nullable=True),
@@ -108,11 +132,11 @@ timeline = sa.Table(
     sa.Column("incident_id", sa.Integer, sa.ForeignKey("incidents.id"), nullable=False),
     sa.Column("at", UTCDateTime, nullable=False),
     sa.Column("kind", sa.Text, nullable=False),
-    sa.Column("message", sa.Text, nullable=False),
+    sa.Column("message", CleanText, nullable=False),
     sa.Column("check_key", sa.Text, nullable=True),
     sa.Column("outcome", sa.Text, nullable=True),
     sa.Column("severity", sa.Integer, nullable=True),
-    sa.Column("evidence", sa.JSON, nullable=True),
+    sa.Column("evidence", CleanJSON, nullable=True),
     sa.Index("ix_timeline_incident_id_id", "incident_id", "id"),
 )
 
@@ -140,7 +164,7 @@ check_history = sa.Table(
     sa.Column("outcome", sa.Text, nullable=False),
     sa.Column("latency", sa.Float, nullable=True),
     sa.Column("status", sa.Integer, nullable=True),
-    sa.Column("error", sa.Text, nullable=True),
+    sa.Column("error", CleanText, nullable=True),
     sa.Index("ix_check_history_check_key_id", "check_key", "id"),
 )
 
@@ -157,11 +181,11 @@ outbox = sa.Table(
     # The email's Message-ID or the webhook's idempotency key: the same notification can
     # never be queued twice, whichever process or retry tries.
     sa.Column("dedupe_key", sa.Text, nullable=False),
-    sa.Column("payload", sa.JSON, nullable=False),
+    sa.Column("payload", CleanJSON, nullable=False),
     sa.Column("status", sa.Text, nullable=False),
     sa.Column("attempts", sa.Integer, nullable=False),
     sa.Column("next_attempt_at", UTCDateTime, nullable=False),
-    sa.Column("last_error", sa.Text, nullable=True),
+    sa.Column("last_error", CleanText, nullable=True),
     sa.Column("created_at", UTCDateTime, nullable=False),
     sa.Column("sent_at", UTCDateTime, nullable=True),
     # The worker delivering it, until claimed_until (revision 0003): processes sharing the
@@ -182,8 +206,8 @@ maintenance_windows = sa.Table(
     sa.Column("site", sa.Text, nullable=False),  # site key "client/site"
     sa.Column("starts_at", UTCDateTime, nullable=False),
     sa.Column("ends_at", UTCDateTime, nullable=False),
-    sa.Column("reason", sa.Text, nullable=False),
-    sa.Column("created_by", sa.Text, nullable=False),
+    sa.Column("reason", CleanText, nullable=False),
+    sa.Column("created_by", CleanText, nullable=False),
     sa.Column("created_at", UTCDateTime, nullable=False),
     sa.CheckConstraint("ends_at > starts_at", name="ends_after_start"),
     sa.Index("ix_maintenance_windows_site_ends_at", "site", "ends_at"),
@@ -231,7 +255,7 @@ confirmations = sa.Table(
     sa.Column("claimed_location", sa.Text, nullable=True),
     sa.Column("claimed_until", UTCDateTime, nullable=True),
     sa.Column("answered_at", UTCDateTime, nullable=True),
-    sa.Column("answer", sa.JSON, nullable=True),
+    sa.Column("answer", CleanJSON, nullable=True),
     sa.CheckConstraint("status IN ('pending', 'claimed', 'answered')", name="status"),
     sa.Index("ix_confirmations_status_expires_at", "status", "expires_at"),
 )
