@@ -158,7 +158,7 @@ async def test_migrations_create_the_schema_and_reopening_changes_nothing(
             )
             version = (await conn.execute(sa.text("SELECT version_num FROM alembic_version"))).all()
         assert diffs == []
-        assert version == [("0003",)]
+        assert version == [("0007",)]
         assert (await store.count_rows())["incidents"] == 1
     finally:
         await store.close()
