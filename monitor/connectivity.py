@@ -19,7 +19,7 @@ from datetime import datetime
 from typing import Any
 
 from checks.http import HttpTransport, probe_http
-from checks.result import ProbeResult
+from checks.result import Outcome, ProbeResult
 from incidents.connectivity import (
     CanaryWatch,
     ConnectivityLost,
@@ -45,6 +45,7 @@ log = logging.getLogger(__name__)
 
 # A notice that could not be queued (the database away) is tried again this often.
 NOTICE_RETRY_SECONDS = 5.0
+CANARY_PASSES = frozenset({Outcome.OK, Outcome.SLOW, Outcome.CERT_EXPIRING})
 
 
 class ConnectivityGuard:
@@ -59,7 +60,10 @@ class ConnectivityGuard:
         transport: HttpTransport,
         messages: MessageContext,
         on_outbox: Callable[[], None],
+        sites_probed: Callable[[], int] | None = None,
     ) -> None:
+        """`sites_probed` says how many sites this process probes now (processes sharing
+        a database split them); default: every configured site."""
         self._canaries: list[CanaryConfig] = list(config.canaries)
         self._store = store
         self._clock = clock
@@ -68,9 +72,10 @@ class ConnectivityGuard:
         self._messages = messages
         self._on_outbox = on_outbox
         self.canaries = CanaryWatch(c.name for c in self._canaries) if self._canaries else None
+        sites = {check.site for check in checks}
+        self._sites_probed = sites_probed or (lambda: len(sites))
         self.mass: MassFailureWatch | None = None
         if self.canaries is None and config.mass_failure.enabled and checks:
-            sites = {check.site for check in checks}
             self.mass = MassFailureWatch(
                 policy=MassFailurePolicy(
                     sites=config.mass_failure.sites,
@@ -163,6 +168,9 @@ class ConnectivityGuard:
         """A counted result: feeds mass-failure detection."""
         if self.mass is None:
             return
+        if not result.ok:
+            # Half of the sites this process probes: in a cluster each sees only its own.
+            self.mass.total_sites = max(1, self._sites_probed())
         found = self.mass.observe(check.site, check.key, ok=result.ok, now=self._clock.now())
         if found is not None:
             self._mass_failure(found)
@@ -202,12 +210,14 @@ class ConnectivityGuard:
         result = await probe_http(
             canary, transport=self._transport, now=self._clock.now, sleep=self._clock.sleep
         )
-        self._metrics.canary_up.labels(canary=canary.name).set(1 if result.ok else 0)
-        if result.ok:
+        # A slow answer, or one over a certificate about to expire, still crossed the network.
+        passed = result.outcome in CANARY_PASSES
+        self._metrics.canary_up.labels(canary=canary.name).set(1 if passed else 0)
+        if passed:
             self._last_pass_started = max(self._last_pass_started, started)
         else:
             log.warning("canary %s failed: %s", canary.name, result.outcome)
-        change = self.canaries.observe(canary.name, ok=result.ok, now=self._clock.now())
+        change = self.canaries.observe(canary.name, ok=passed, now=self._clock.now())
         if isinstance(change, ConnectivityLost):
             log.error(
                 "connectivity lost: every canary fails since %s; failures of sites are not "

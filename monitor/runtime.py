@@ -112,6 +112,7 @@ class Monitor:
             transport=self._http,
             messages=message_context(config),
             on_outbox=on_outbox,
+            sites_probed=lambda: len(self.ownership.held),
         )
         self.desk = IncidentDesk(
             config=config,
