@@ -12,14 +12,16 @@ from __future__ import annotations
 import html
 import re
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from incidents.connectivity import ConnectivityLost, ConnectivityRestored, MassFailure
 from incidents.message_text import sanitize_header_text, span
 from incidents.messages import MessageContext
-from incidents.outgoing import Audience, NoticeKind, OutgoingEmail
+from incidents.outgoing import Audience, NoticeKind, OutgoingEmail, OutgoingWebhook
 
 _STAMP = "%Y%m%dT%H%M%S%fZ"
-_LOST_ID = re.compile(r"^<connectivity-lost\.(\d{8}T\d{12}Z)@")
+# A "lost" page's Message-ID, or its webhook's idempotency key (see as_webhook).
+_LOST_ID = re.compile(r"^(?:<|webhook\.)connectivity-lost\.(\d{8}T\d{12}Z)@")
 # A mass-failure mail names this many sites at most; the rest are counted.
 MAX_SITES_LISTED = 50
 
@@ -28,10 +30,10 @@ def lost_message_id(since: datetime, *, domain: str) -> str:
     return f"<connectivity-lost.{_stamp(since)}@{domain}>"
 
 
-def episode_since(message_id: str) -> datetime | None:
-    """When the episode of a "lost" page began, read back from its Message-ID; None for any
-    other id."""
-    match = _LOST_ID.match(message_id)
+def episode_since(key: str) -> datetime | None:
+    """When the episode of a "lost" page began, read back from its Message-ID or its
+    webhook's idempotency key; None for any other key."""
+    match = _LOST_ID.match(key)
     if match is None:
         return None
     return datetime.strptime(match.group(1), _STAMP).replace(tzinfo=UTC)
@@ -103,6 +105,25 @@ def mass_failure(event: MassFailure, *, ctx: MessageContext) -> OutgoingEmail:
     )
 
 
+def as_webhook(email: OutgoingEmail, *, target: str) -> OutgoingWebhook:
+    """The same notice for an on-call webhook (a pager): its idempotency key is the mail's
+    Message-ID, so it is as stable per episode as the mail. (The mail itself is only sent
+    when on-call has addresses: `to` is empty otherwise.)"""
+    body: dict[str, Any] = {
+        "event": email.kind.value,
+        "incident_id": None,
+        "text": email.subject,
+        "details": email.text,
+    }
+    return OutgoingWebhook(
+        kind=email.kind,
+        incident_id=None,
+        target=target,
+        body=body,
+        idempotency_key=f"webhook.{email.message_id.strip('<>')}",
+    )
+
+
 def _email(
     kind: NoticeKind,
     *,
@@ -112,8 +133,6 @@ def _email(
     ctx: MessageContext,
     in_reply_to: str | None = None,
 ) -> OutgoingEmail:
-    if not ctx.oncall:
-        raise ValueError("on-call has no email addresses to send to (skip the mail instead)")
     paragraphs = "".join(
         f"<p>{html.escape(block).replace(chr(10), '<br>')}</p>"
         for block in text.strip().split("\n\n")

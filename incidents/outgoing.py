@@ -68,8 +68,8 @@ class OutgoingWebhook:
     the configuration at delivery time (by `target` name), never from the stored row, so no
     secret is written to the database."""
 
-    kind: MessageKind
-    incident_id: int
+    kind: MessageKind | NoticeKind
+    incident_id: int | None  # None for a notice about the monitor itself
     target: str  # name of the webhook in the configuration, e.g. "oncall"
     body: dict[str, Any] = field(default_factory=dict)
     idempotency_key: str = ""  # stable per notification; sent as a header

@@ -29,13 +29,15 @@ from incidents.connectivity import (
     MassFailureWatch,
 )
 from incidents.connectivity_notices import (
+    as_webhook,
     connectivity_lost,
     connectivity_restored,
     episode_since,
     mass_failure,
 )
 from incidents.messages import MessageContext
-from incidents.outgoing import NoticeKind, OutgoingEmail
+from incidents.outgoing import NoticeKind, Outgoing, OutgoingEmail
+from monitor.clients import ONCALL_WEBHOOK
 from monitor.clock import Clock
 from monitor.config.models import CanaryConfig, ConfiguredCheck, MonitorConfig
 from monitor.metrics import Metrics
@@ -71,6 +73,7 @@ class ConnectivityGuard:
         self._transport = transport
         self._messages = messages
         self._on_outbox = on_outbox
+        self._webhook = ONCALL_WEBHOOK if config.oncall.webhook is not None else None
         self.canaries = CanaryWatch(c.name for c in self._canaries) if self._canaries else None
         sites = {check.site for check in checks}
         self._sites_probed = sites_probed or (lambda: len(sites))
@@ -129,8 +132,12 @@ class ConnectivityGuard:
             return
         if latest and latest[0].kind is NoticeKind.CONNECTIVITY_LOST:
             message = latest[0].message
-            assert isinstance(message, OutgoingEmail)  # notices are mails
-            since = episode_since(message.message_id)
+            key = (
+                message.message_id
+                if isinstance(message, OutgoingEmail)
+                else message.idempotency_key
+            )
+            since = episode_since(key)
             if since is not None:
                 self.canaries.resume_lost(since)
                 log.warning("connectivity lost since %s (before a restart)", since.isoformat())
@@ -224,16 +231,14 @@ class ConnectivityGuard:
                 "counted until one answers",
                 change.since.isoformat(),
             )
-            self._notify(connectivity_lost(change, ctx=self._messages) if self._oncall else None)
+            self._notify(connectivity_lost(change, ctx=self._messages), page=True)
         elif isinstance(change, ConnectivityRestored):
             log.warning(
                 "connectivity restored: canary %s answers after %s",
                 change.canary,
                 change.at - change.since,
             )
-            self._notify(
-                connectivity_restored(change, ctx=self._messages) if self._oncall else None
-            )
+            self._notify(connectivity_restored(change, ctx=self._messages), page=True)
 
     # -- mass failure ----------------------------------------------------------------------
 
@@ -245,33 +250,36 @@ class ConnectivityGuard:
             found.window,
             found.hold_until.isoformat(),
         )
-        self._notify(mass_failure(found, ctx=self._messages) if self._oncall else None)
+        self._notify(mass_failure(found, ctx=self._messages), page=False)
 
     # -- notices ---------------------------------------------------------------------------
 
-    @property
-    def _oncall(self) -> bool:
-        return bool(self._messages.oncall)
-
-    def _notify(self, message: OutgoingEmail | None) -> None:
-        if message is None:
+    def _notify(self, email: OutgoingEmail, *, page: bool) -> None:
+        """Queue `email` for on-call if it has addresses, and with `page` the same notice for
+        the on-call webhook if one is configured."""
+        messages: list[Outgoing] = [email] if email.to else []
+        if page and self._webhook is not None:
+            messages.append(as_webhook(email, target=self._webhook))
+        if not messages:
             return
-        task = asyncio.create_task(self._queue(message))
+        task = asyncio.create_task(self._queue(messages))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _queue(self, message: OutgoingEmail) -> None:
-        """Queue `message`, retrying while the database is away; once only, by its id."""
+    async def _queue(self, messages: list[Outgoing]) -> None:
+        """Queue `messages` in one transaction, retrying while the database is away; once
+        only, by their ids."""
+        kind = messages[0].kind
         while True:
             try:
-                queued = await self._store.queue_notice([message], now=self._clock.now())
+                queued = await self._store.queue_notice(messages, now=self._clock.now())
             except Exception as exc:  # noqa: BLE001 - the database may be away for a while
                 self._metrics.store_errors.inc()
-                log.error("could not queue %s for on-call: %s", message.kind, exc)
+                log.error("could not queue %s for on-call: %s", kind, exc)
                 await self._clock.sleep(NOTICE_RETRY_SECONDS)
                 continue
             if queued:
                 self._on_outbox()
             else:
-                log.info("%s %s was queued before; not again", message.kind, message.message_id)
+                log.info("%s of this episode was queued before; not again", kind)
             return

@@ -18,6 +18,7 @@ from incidents.connectivity import (
     held,
 )
 from incidents.connectivity_notices import (
+    as_webhook,
     connectivity_lost,
     connectivity_restored,
     episode_since,
@@ -297,12 +298,19 @@ def test_mass_failure_notice_asks_on_call_and_says_until_when() -> None:
     ).replace("<html><body>", "").replace("</body></html>", "")
 
 
-def test_no_oncall_address_is_an_error_the_caller_avoids() -> None:
-    with pytest.raises(ValueError, match="no email addresses"):
-        connectivity_lost(
-            ConnectivityLost(since=T0, canaries=("a",)),
-            ctx=MessageContext(sender_domain="agency.example", oncall=()),
-        )
+def test_without_oncall_addresses_the_mail_has_none_and_the_webhook_carries_it() -> None:
+    lost = connectivity_lost(
+        ConnectivityLost(since=T0, canaries=("a",)),
+        ctx=MessageContext(sender_domain="agency.example", oncall=()),
+    )
+    assert lost.to == ()  # the caller queues no mail then
+    hook = as_webhook(lost, target="oncall")
+    assert hook.kind is NoticeKind.CONNECTIVITY_LOST and hook.incident_id is None
+    assert hook.body["event"] == "connectivity_lost"
+    assert hook.body["text"] == lost.subject
+    assert hook.idempotency_key == f"webhook.{lost.message_id.strip('<>')}"
+    assert episode_since(hook.idempotency_key) == T0
+    assert as_webhook(lost, target="oncall") == hook  # stable per episode
 
 
 # --- configuration --------------------------------------------------------------------------

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
@@ -68,6 +69,7 @@ def config_yaml(
     smtp_port: int,
     tmp_path: Path,
     canary: str | None = None,
+    hook_url: str | None = None,
     hold: str = "5m",
 ) -> str:
     site_yaml = "".join(
@@ -98,6 +100,7 @@ notifications:
   poll_interval: 100ms
 oncall:
   emails: [{ONCALL}]
+{f'  webhook: {{url: "{hook_url}"}}' if hook_url else ""}
 mass_failure: {{sites: 5, hold: {hold}}}
 {canaries}clients:
   - id: acme
@@ -142,9 +145,29 @@ async def outbox_settled(running: Running) -> bool:
 # --- canaries -------------------------------------------------------------------------------
 
 
+@pytest.fixture
+async def pager(aiohttp_server: Any) -> AsyncIterator[tuple[list[dict[str, Any]], str]]:
+    """The on-call webhook: on the test's own server, which the canary outage leaves up."""
+    received: list[dict[str, Any]] = []
+
+    async def hook(request: web.Request) -> web.Response:
+        received.append({"body": await request.json(), "key": request.headers["Idempotency-Key"]})
+        return web.json_response({"ok": True})
+
+    app = web.Application()
+    app.router.add_post("/hook", hook)
+    server: TestServer = await aiohttp_server(app)
+    yield received, str(server.make_url("/hook"))
+
+
+def events(pages: list[dict[str, Any]]) -> list[str]:
+    return [page["body"]["event"] for page in pages]
+
+
 async def test_everything_unreachable_at_once_pages_oncall_once_and_opens_nothing(
-    tmp_path: Path,
+    tmp_path: Path, pager: tuple[list[dict[str, Any]], str]
 ) -> None:
+    pages, hook_url = pager
     inbox = Inbox()
     database = f"sqlite+aiosqlite:///{tmp_path}/m.db"
     async with smtpd(inbox) as smtp_port, loopbacks(4) as servers:
@@ -156,6 +179,7 @@ async def test_everything_unreachable_at_once_pages_oncall_once_and_opens_nothin
                 smtp_port=smtp_port,
                 tmp_path=tmp_path,
                 canary=canary.url,
+                hook_url=hook_url,
             )
         )
         async with running_monitor(config, clock=ShiftedClock(MONDAY_10)) as running:
@@ -168,6 +192,7 @@ async def test_everything_unreachable_at_once_pages_oncall_once_and_opens_nothin
             # The monitor's uplink goes: every target and the canary at the same moment.
             await asyncio.gather(*(server.stop() for server in servers))
             [page] = await eventually(lambda: mails(inbox, to=ONCALL, subject="lost connect"))
+            await eventually(lambda: events(pages) == ["connectivity_lost"])
             health = await eventually(
                 lambda: _when(healthz(running), lambda h: h["status"] == "degraded")
             )
@@ -199,6 +224,7 @@ async def test_everything_unreachable_at_once_pages_oncall_once_and_opens_nothin
             assert await running.store.list_incidents() == []
             assert mails(inbox, to=CLIENT) == []
             assert len(mails(inbox, to=ONCALL)) == 2  # the page and the note, nothing else
+            assert events(pages) == ["connectivity_lost", "connectivity_restored"]
             assert sample(running, "monitor_connectivity_lost") == 0
 
 

@@ -16,6 +16,7 @@ from prometheus_client import CollectorRegistry
 from checks.lean_http import LeanTransport
 from checks.result import Evidence, Outcome, ProbeResult
 from incidents.connectivity import Connectivity
+from incidents.outgoing import NoticeKind
 from monitor.clients import message_context
 from monitor.clock import SystemClock
 from monitor.config import load_config_text
@@ -99,6 +100,12 @@ async def test_a_lost_canary_is_not_probed_again_for_every_failure(
     assert answers == [False] * 50
     assert target.hits["/"] == probed
     assert guard.health()["connectivity"] == "lost"
+    # Stopping lets the page being queued land before the store closes.
+    stopping = asyncio.Event()
+    stopping.set()
+    await guard.run(stopping=stopping)
+    [page] = await store.latest_notices([NoticeKind.CONNECTIVITY_LOST])
+    assert page.incident_id is None
 
 
 async def test_a_slow_canary_still_counts_as_connected(
@@ -112,7 +119,7 @@ async def test_a_slow_canary_still_counts_as_connected(
 
 
 def guard_without_canaries(
-    *, sites: int, probed: int, store: Store
+    *, sites: int, probed: int, store: Store, transport: LeanTransport
 ) -> tuple[ConnectivityGuard, list[ConfiguredCheck]]:
     site_yaml = "".join(
         f"\n      - {{id: s{i}, url: 'http://127.0.0.1:1', checks: [{{id: home}}]}}"
@@ -129,7 +136,7 @@ def guard_without_canaries(
         store=store,
         clock=SystemClock(),
         metrics=Metrics(CollectorRegistry()),
-        transport=LeanTransport(),
+        transport=transport,
         messages=message_context(config),
         on_outbox=lambda: None,
         sites_probed=lambda: probed,
@@ -139,10 +146,12 @@ def guard_without_canaries(
 
 @pytest.mark.parametrize(("probed", "held"), [(10, True), (11, False)])
 async def test_half_means_half_of_the_sites_this_process_probes(
-    probed: int, held: bool, store: Store
+    probed: int, held: bool, store: Store, transport: LeanTransport
 ) -> None:
     # 12 sites configured; in a cluster this process probes only `probed` of them.
-    guard, checks = guard_without_canaries(sites=12, probed=probed, store=store)
+    guard, checks = guard_without_canaries(
+        sites=12, probed=probed, store=store, transport=transport
+    )
     failure = ProbeResult(
         outcome=Outcome.CONNECTION_ERROR,
         started_at=datetime.now(UTC),

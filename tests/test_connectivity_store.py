@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 from incidents.connectivity import ConnectivityLost, ConnectivityRestored
-from incidents.connectivity_notices import connectivity_lost, connectivity_restored
+from incidents.connectivity_notices import as_webhook, connectivity_lost, connectivity_restored
 from incidents.messages import MessageContext
 from incidents.outgoing import Audience, MessageKind, NoticeKind, OutgoingEmail
 from monitor.store import OutboxStatus, Store
@@ -17,14 +17,16 @@ CTX = MessageContext(sender_domain="agency.example", oncall=("oncall@agency.exam
 
 async def test_a_notice_is_queued_once_and_read_back_without_an_incident(store: Store) -> None:
     lost = connectivity_lost(ConnectivityLost(since=T0, canaries=("uplink",)), ctx=CTX)
-    assert await store.queue_notice([lost], now=T0) is True
+    page = as_webhook(lost, target="oncall")
+    assert await store.queue_notice([lost, page], now=T0) is True
     # The same episode again (a restart, a second process): refused by its Message-ID.
-    assert await store.queue_notice([lost], now=T0 + timedelta(minutes=1)) is False
-    [item] = await store.claim_outbox(worker="w", now=T0, limit=10, claim_for=5)
-    assert item.incident_id is None
-    assert item.kind is NoticeKind.CONNECTIVITY_LOST
-    assert item.message == lost
-    await store.mark_sent(item.id, at=T0)
+    assert await store.queue_notice([lost, page], now=T0 + timedelta(minutes=1)) is False
+    items = await store.claim_outbox(worker="w", now=T0, limit=10, claim_for=5)
+    assert [item.message for item in items] == [lost, page]
+    assert all(item.incident_id is None for item in items)
+    assert all(item.kind is NoticeKind.CONNECTIVITY_LOST for item in items)
+    for item in items:
+        await store.mark_sent(item.id, at=T0)
 
     restored = connectivity_restored(
         ConnectivityRestored(since=T0, at=T0 + timedelta(minutes=3), canary="uplink"), ctx=CTX
@@ -33,7 +35,11 @@ async def test_a_notice_is_queued_once_and_read_back_without_an_incident(store: 
     kinds = [NoticeKind.CONNECTIVITY_LOST, NoticeKind.CONNECTIVITY_RESTORED]
     [latest] = await store.latest_notices(kinds)
     assert latest.kind is NoticeKind.CONNECTIVITY_RESTORED
-    assert [n.kind for n in await store.latest_notices(kinds, limit=5)] == list(reversed(kinds))
+    assert [n.kind for n in await store.latest_notices(kinds, limit=5)] == [
+        NoticeKind.CONNECTIVITY_RESTORED,
+        NoticeKind.CONNECTIVITY_LOST,  # the webhook page
+        NoticeKind.CONNECTIVITY_LOST,  # the mail
+    ]
     assert await store.latest_notices([NoticeKind.MASS_FAILURE]) == []
 
 

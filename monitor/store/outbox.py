@@ -187,7 +187,7 @@ def _message_from_row(row: RowMapping) -> OutgoingEmail | OutgoingWebhook:
             references=tuple(payload["references"]),
         )
     return OutgoingWebhook(
-        kind=MessageKind(row["kind"]),
+        kind=kind,
         incident_id=row["incident_id"],
         target=payload["target"],
         body=payload["body"],
