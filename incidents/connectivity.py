@@ -30,7 +30,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
-from incidents.outgoing import Audience, Outgoing, OutgoingEmail
+from incidents.outgoing import Audience, MessageKind, Outgoing, OutgoingEmail
 
 
 class Connectivity(enum.StrEnum):
@@ -199,10 +199,14 @@ class MassFailureWatch:
 
 
 def held(messages: Iterable[Outgoing], *, until: datetime) -> list[Outgoing]:
-    """`messages` with every client mail held back until `until` (on-call's go at once)."""
+    """`messages` with every client mail the monitor wrote on its own held back until `until`.
+    On-call's go at once, and so does an update an operator wrote to the client: a person
+    who looked has decided."""
     return [
         replace(message, not_before=until)
-        if isinstance(message, OutgoingEmail) and message.audience is Audience.CLIENT
+        if isinstance(message, OutgoingEmail)
+        and message.audience is Audience.CLIENT
+        and message.kind is not MessageKind.UPDATE
         else message
         for message in messages
     ]

@@ -3,6 +3,7 @@ composes (incidents.connectivity_notices): plain values, tables of results and t
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -252,10 +253,12 @@ def client_and_oncall_mail() -> list[OutgoingEmail]:
     ]
 
 
-def test_held_holds_client_mail_only() -> None:
+def test_held_holds_the_monitors_own_client_mail_only() -> None:
     client, oncall = held(client_and_oncall_mail(), until=at(300))
     assert isinstance(client, OutgoingEmail) and client.not_before == at(300)
     assert isinstance(oncall, OutgoingEmail) and oncall.not_before is None
+    operator_update = replace(client, kind=MessageKind.UPDATE, not_before=None)
+    assert held([operator_update], until=at(300)) == [operator_update]
 
 
 # --- notices --------------------------------------------------------------------------------
