@@ -110,6 +110,8 @@ class ConnectivityGuard:
         try:
             await stopping.wait()
         finally:
+            if self._round is not None:
+                loops.append(self._round)  # a shared round nobody waits for any more
             for task in loops:
                 task.cancel()
             await asyncio.gather(*loops, return_exceptions=True)
