@@ -290,7 +290,9 @@ class Monitor:
         ):
             return
         if not result.ok and not await self.connectivity.counts_failure(since=started):
-            self._discard(check, result, reason="connectivity", why="while every canary fails")
+            # Counted but not logged one by one: a lost uplink fails every check, and the
+            # guard logs the episode once when it begins and once when it ends.
+            self._metrics.probe_discarded.labels(reason="connectivity").inc()
             return
         if check.spec.confirm_from_other_location and self._would_change_incident(check, result):
             confirmation = await self._confirmer.confirm(check, result)

@@ -4,11 +4,15 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+import sqlalchemy as sa
+from alembic import command
+
 from incidents.connectivity import ConnectivityLost, ConnectivityRestored
 from incidents.connectivity_notices import as_webhook, connectivity_lost, connectivity_restored
 from incidents.messages import MessageContext
 from incidents.outgoing import Audience, MessageKind, NoticeKind, OutgoingEmail
 from monitor.store import OutboxStatus, Store
+from monitor.store.migrate import alembic_config
 from tests.test_store import open_incident
 
 T0 = datetime(2026, 12, 4, 19, 0, tzinfo=UTC)
@@ -70,3 +74,31 @@ async def test_a_held_client_mail_is_due_when_its_hold_ends(store: Store) -> Non
     assert item.next_attempt_at == hold_until
     assert item.status is OutboxStatus.PENDING
     assert item.incident_id == incident.id
+
+
+async def test_0007_downgrades_dropping_only_notices(database_url: str) -> None:
+    store = await Store.open(database_url)
+    try:
+        incident = await open_incident(store)
+        lost = connectivity_lost(ConnectivityLost(since=T0, canaries=("uplink",)), ctx=CTX)
+        assert await store.queue_notice([lost], now=T0)
+        mail = OutgoingEmail(
+            kind=MessageKind.OPENED,
+            audience=Audience.CLIENT,
+            incident_id=incident.id,
+            to=("ops@acme.example",),
+            subject="s",
+            text="t",
+            html="h",
+            message_id="<kept@agency.example>",
+        )
+        await store.save_incident(incident, timeline=(), notify=lambda i: (i, [mail]), now=T0)
+        async with store.engine.connect() as conn, conn.begin():
+            await conn.run_sync(lambda sync: command.downgrade(alembic_config(sync), "0003"))
+        async with store.engine.connect() as conn:
+            rows = (await conn.execute(sa.text("SELECT incident_id FROM outbox"))).all()
+            version = (await conn.execute(sa.text("SELECT version_num FROM alembic_version"))).all()
+        assert rows == [(incident.id,)]
+        assert version == [("0003",)]
+    finally:
+        await store.close()
