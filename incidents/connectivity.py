@@ -149,8 +149,13 @@ class MassFailureWatch:
         self._starts: deque[tuple[datetime, str]] = deque()
         self._episode: _Episode | None = None
 
-    def observe(self, site: str, check: str, *, ok: bool, now: datetime) -> MassFailure | None:
-        """Record one counted result; returns a MassFailure when this one completes it."""
+    def observe(
+        self, site: str, check: str, *, ok: bool, now: datetime, was_failing: bool = False
+    ) -> MassFailure | None:
+        """Record one counted result; returns a MassFailure when this one completes it.
+
+        `was_failing`: the check's previous result (kept from before a restart) failed too,
+        so its site did not start failing now."""
         if ok:
             failing = self._failing.get(site)
             if failing is not None:
@@ -159,7 +164,7 @@ class MassFailureWatch:
                     del self._failing[site]
             return None
         failing = self._failing.setdefault(site, set())
-        started = not failing
+        started = not failing and not was_failing
         failing.add(check)
         if not started:
             return None

@@ -36,6 +36,7 @@ from incidents.connectivity_notices import (
     mass_failure,
 )
 from incidents.messages import MessageContext
+from incidents.model import CheckState
 from incidents.outgoing import NoticeKind, Outgoing, OutgoingEmail
 from monitor.clients import ONCALL_WEBHOOK
 from monitor.clock import Clock
@@ -63,9 +64,11 @@ class ConnectivityGuard:
         messages: MessageContext,
         on_outbox: Callable[[], None],
         sites_probed: Callable[[], int] | None = None,
+        check_state: Callable[[str], CheckState | None] = lambda key: None,
     ) -> None:
         """`sites_probed` says how many sites this process probes now (processes sharing
-        a database split them); default: every configured site."""
+        a database split them); default: every configured site. `check_state` is a check's
+        state before the result being observed (as stored, also from before a restart)."""
         self._canaries: list[CanaryConfig] = list(config.canaries)
         self._store = store
         self._clock = clock
@@ -73,6 +76,7 @@ class ConnectivityGuard:
         self._transport = transport
         self._messages = messages
         self._on_outbox = on_outbox
+        self._check_state = check_state
         self._webhook = ONCALL_WEBHOOK if config.oncall.webhook is not None else None
         self.canaries = CanaryWatch(c.name for c in self._canaries) if self._canaries else None
         sites = {check.site for check in checks}
@@ -177,10 +181,19 @@ class ConnectivityGuard:
         """A counted result: feeds mass-failure detection."""
         if self.mass is None:
             return
+        was_failing = False
         if not result.ok:
             # Half of the sites this process probes: in a cluster each sees only its own.
             self.mass.total_sites = max(1, self._sites_probed())
-        found = self.mass.observe(check.site, check.key, ok=result.ok, now=self._clock.now())
+            # A site failing since before a restart does not start failing now.
+            previous = self._check_state(check.key)
+            was_failing = previous is not None and previous.last_outcome not in (
+                None,
+                Outcome.OK,
+            )
+        found = self.mass.observe(
+            check.site, check.key, ok=result.ok, now=self._clock.now(), was_failing=was_failing
+        )
         if found is not None:
             self._mass_failure(found)
 

@@ -113,6 +113,7 @@ class Monitor:
             messages=message_context(config),
             on_outbox=on_outbox,
             sites_probed=lambda: len(self.ownership.held),
+            check_state=self.check_state,
         )
         self.desk = IncidentDesk(
             config=config,

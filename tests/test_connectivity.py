@@ -219,6 +219,14 @@ def test_starts_older_than_the_window_do_not_count_but_a_new_start_does() -> Non
     assert found is not None and found.sites == ("c/a", "c/b", "c/c", "c/d", "c/e")
 
 
+def test_sites_failing_since_before_a_restart_do_not_start_failing_again() -> None:
+    watch = MassFailureWatch(policy=POLICY, total_sites=6)
+    for index in range(6):
+        site = f"c/s{index}"
+        assert watch.observe(site, f"{site}/home", ok=False, now=at(0), was_failing=True) is None
+    assert watch.holding is None
+
+
 def test_after_an_episode_only_new_starts_make_the_next() -> None:
     watch = MassFailureWatch(policy=POLICY, total_sites=6)
     [first] = fail_sites(watch, [f"c/s{i}" for i in range(5)], every=0.0)

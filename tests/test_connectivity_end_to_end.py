@@ -333,6 +333,42 @@ async def test_six_sites_failing_at_once_hold_client_mails_until_the_hold_ends(
             assert sample(running, "monitor_mass_failure_holding") == 0
 
 
+async def test_a_restart_during_a_mass_failure_asks_nobody_again_and_keeps_the_hold(
+    aiohttp_server: Any, tmp_path: Path
+) -> None:
+    targets = await six_targets(aiohttp_server)
+    inbox = Inbox()
+    clock = ShiftedClock(MONDAY_10)
+    async with smtpd(inbox) as smtp_port:
+        config = load_config_text(
+            config_yaml(
+                sites=[url for _, url in targets],
+                database=f"sqlite+aiosqlite:///{tmp_path}/m.db",
+                smtp_port=smtp_port,
+                tmp_path=tmp_path,
+            )
+        )
+        async with running_monitor(config, clock=clock) as running:
+            await eventually(lambda: all_healthy(running))
+            for target, _ in targets:
+                target.set("/", status=500)
+            await eventually(lambda: len(mails(inbox, to=ONCALL, subject="PAGE")) == 6)
+            assert len(mails(inbox, to=ONCALL, subject="Is it us?")) == 1
+
+        # Started again while the sites still fail: they did not start failing now.
+        async with running_monitor(config, clock=clock) as running:
+            hits = sum(target.hits.get("/", 0) for target, _ in targets)
+            await eventually(
+                lambda: sum(target.hits.get("/", 0) for target, _ in targets) >= hits + 5 * 6
+            )
+            assert len(mails(inbox, to=ONCALL, subject="Is it us?")) == 1
+            assert "client_mails_held_until" not in await healthz(running)
+            # The held client mails wait in the outbox for the end of their hold all the same.
+            assert mails(inbox, to=CLIENT) == []
+            clock.advance(timedelta(minutes=5))
+            await eventually(lambda: len(mails(inbox, to=CLIENT)) == 6)
+
+
 async def test_a_single_site_failing_is_never_held(aiohttp_server: Any, tmp_path: Path) -> None:
     targets = await six_targets(aiohttp_server)
     inbox = Inbox()
