@@ -6,6 +6,10 @@ sent, retried or failed. Each row keeps everything needed to rebuild the `Outgoi
 `OutgoingWebhook` exactly, including its Message-ID or idempotency key, so a retry after a
 crash sends the very same message and a receiver can drop the duplicate.
 
+A notice about the monitor itself (a `NoticeKind`: lost connectivity, a mass failure) has no
+incident and is queued on its own (`Store.queue_notice`); a mail held back (`not_before`, a
+mass failure's hold) is simply due later.
+
 Lifecycle of a row (`OutboxStatus`), moved only by `mark_*`:
 
     pending --mark_retry--> pending (attempts + 1, later next_attempt_at, last_error)
