@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 
@@ -31,13 +32,26 @@ class MessageKind(enum.StrEnum):
     RESPONSE_BREACHED = "response_breached"
 
 
+class NoticeKind(enum.StrEnum):
+    """Mails to on-call about the monitor itself, not about an incident (their outbox rows
+    have no incident; see incidents.connectivity)."""
+
+    CONNECTIVITY_LOST = "connectivity_lost"  # every canary failed: failures are not counted
+    CONNECTIVITY_RESTORED = "connectivity_restored"
+    MASS_FAILURE = "mass_failure"  # many sites started failing at once: client mails held
+
+
 @dataclass(frozen=True, slots=True)
 class OutgoingEmail:
-    """One email, fully composed. `message_id` is stable: a retry sends the same one."""
+    """One email, fully composed. `message_id` is stable: a retry sends the same one.
 
-    kind: MessageKind
+    `incident_id` is None for a notice about the monitor itself (a `NoticeKind`).
+    `not_before` holds the mail back until then (a mass failure's hold, see
+    incidents.connectivity); the outbox makes it the row's first attempt time."""
+
+    kind: MessageKind | NoticeKind
     audience: Audience
-    incident_id: int
+    incident_id: int | None
     to: tuple[str, ...]
     subject: str  # one line, no CR/LF: composition strips them
     text: str
@@ -45,6 +59,7 @@ class OutgoingEmail:
     message_id: str  # "<...@domain>"
     in_reply_to: str | None = None
     references: tuple[str, ...] = ()
+    not_before: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,8 +68,8 @@ class OutgoingWebhook:
     the configuration at delivery time (by `target` name), never from the stored row, so no
     secret is written to the database."""
 
-    kind: MessageKind
-    incident_id: int
+    kind: MessageKind | NoticeKind
+    incident_id: int | None  # None for a notice about the monitor itself
     target: str  # name of the webhook in the configuration, e.g. "oncall"
     body: dict[str, Any] = field(default_factory=dict)
     idempotency_key: str = ""  # stable per notification; sent as a header

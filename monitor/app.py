@@ -209,6 +209,8 @@ def _health(monitor: Monitor) -> dict[str, Any]:
     if overload:
         reasons.append(f"overloaded: {overload}")
     reasons.extend(monitor.fault_reasons())
+    if monitor.connectivity.lost:
+        reasons.append("connectivity lost: every canary fails")
     report: dict[str, Any] = {
         "status": "degraded" if reasons else "ok",
         "checks": len(monitor.checks),
@@ -220,6 +222,7 @@ def _health(monitor: Monitor) -> dict[str, Any]:
         "location": monitor.identity.location,
         "sites_held": len(monitor.ownership.held),
         "live_workers": len(monitor.ownership.workers),
+        **monitor.connectivity.health(),
     }
     if reasons:
         report["reasons"] = reasons

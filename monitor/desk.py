@@ -15,6 +15,7 @@ from dataclasses import replace
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
+from incidents.connectivity import held
 from incidents.flow import (
     Change,
     StillFailing,
@@ -66,8 +67,11 @@ class IncidentDesk:
         on_outbox: Callable[[], None] = lambda: None,
         owner: str | None = None,
         on_lease_lost: Callable[[str], None] = lambda site: None,
+        hold_client_mail: Callable[[str, datetime], datetime | None] = lambda site, now: None,
     ) -> None:
         self._store = store
+        # Until when client mails about a site wait (a mass failure's hold); None: at once.
+        self._hold_client_mail = hold_client_mail
         # Writes about an owned site are fenced with this worker's lease (see Store.record):
         # a process that lost a site while paused cannot overwrite its new owner's work.
         self._owner = owner
@@ -475,9 +479,11 @@ class IncidentDesk:
         info = self._clients[client].info
 
         def notify(incident: Incident) -> tuple[Incident, Sequence[Outgoing]]:
-            return notifications(
+            state, out = notifications(
                 incident, timeline, now=now, client=info, ctx=self._messages, policy=self._policy
             )
+            until = self._hold_client_mail(incident.site, now)
+            return state, (held(out, until=until) if until is not None else out)
 
         return notify
 

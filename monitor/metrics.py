@@ -111,7 +111,8 @@ class Metrics:
             "Probe results not trusted and not counted, by reason (event_loop_lag: the monitor "
             "itself was too busy to time the probe honestly; local_resource: it ran out of file "
             "descriptors, buffers, memory or ports; local_resolver: its resolver failed for "
-            "every name; not_confirmed: another location saw the site healthy).",
+            "every name; connectivity: every canary failed, so the monitor's own network was "
+            "down; not_confirmed: another location saw the site healthy).",
             ("reason",),
             registry=registry,
         )
@@ -245,8 +246,27 @@ class Metrics:
             self.notifications_sent.labels(channel=channel)
             self.notifications_failed.labels(channel=channel)
             self.notification_retries.labels(channel=channel)
+        # The own-connectivity guard (see monitor.connectivity).
+        self.canary_up = Gauge(
+            "monitor_canary_up",
+            "1 when the canary's latest probe passed, 0 when it failed (canaries are URLs "
+            "outside every client's hosting).",
+            ("canary",),
+            registry=registry,
+        )
+        self.connectivity_lost = Gauge(
+            "monitor_connectivity_lost",
+            "1 while every canary fails: the monitor's own connectivity is lost and failures "
+            "of client sites are not counted (discarded, reason connectivity).",
+            registry=registry,
+        )
+        self.mass_failure_holding = Gauge(
+            "monitor_mass_failure_holding",
+            "1 while client mails are held after many sites started failing at once.",
+            registry=registry,
+        )
         # At 0 from the start, as the incident counters, so increase() sees the first one.
-        for reason in ("event_loop_lag", "local_resource", "local_resolver"):
+        for reason in ("event_loop_lag", "local_resource", "local_resolver", "connectivity"):
             self.probe_discarded.labels(reason=reason)
         for reason in ("overlap", "overload"):
             self.probes_skipped.labels(reason=reason)

@@ -27,9 +27,11 @@ from incidents.flow import resolved_by_hand
 from incidents.model import CheckState, Incident, TimelineEntry, TimelineKind, Transition
 from incidents.severity import Severity
 from incidents.wording import describe
+from monitor.clients import message_context
 from monitor.clock import Clock
 from monitor.config.models import ConfiguredCheck, MonitorConfig, configured_checks
 from monitor.confirm import Confirmer, Verdict
+from monitor.connectivity import ConnectivityGuard
 from monitor.desk import IncidentDesk
 from monitor.events import EventKind, MonitorEvent, log_event
 from monitor.local_faults import EVENT_LOOP_LAG, LocalFaults
@@ -116,6 +118,18 @@ class Monitor:
             self._site_keys.setdefault(check.site, []).append(check.key)
         cluster = config.cluster
         self.identity = Identity(worker=cluster.worker, location=cluster.location)
+        self.connectivity = ConnectivityGuard(
+            config=config,
+            checks=self.checks,
+            store=store,
+            clock=clock,
+            metrics=metrics,
+            transport=self._http,
+            messages=message_context(config),
+            on_outbox=on_outbox,
+            sites_probed=lambda: len(self.ownership.held),
+            check_state=self.check_state,
+        )
         self.desk = IncidentDesk(
             config=config,
             store=store,
@@ -125,6 +139,7 @@ class Monitor:
             on_outbox=on_outbox,
             owner=self.identity.worker,
             on_lease_lost=lambda site: self.ownership.lost(site),
+            hold_client_mail=self.connectivity.hold_until,
         )
         self.ownership = SiteOwnership(
             store=store,
@@ -179,6 +194,7 @@ class Monitor:
         probes in flight and hand the sites back."""
         self._scheduler.set_active(())
         await self.desk.load()
+        await self.connectivity.load()
         await self.ownership.sync()
         self._metrics.checks_configured.set(len(self.checks))
         self._metrics.zero_incident_counters({check.client for check in self.checks})
@@ -199,6 +215,7 @@ class Monitor:
             ),
             asyncio.create_task(self.ownership.run(stopping=stopping)),
             asyncio.create_task(self._confirmer.serve(stopping=stopping)),
+            asyncio.create_task(self.connectivity.run(stopping=stopping)),
         ]
         self._started.set()
         try:
@@ -339,6 +356,11 @@ class Monitor:
         if result.outcome in (Outcome.SLOW, Outcome.TIMEOUT) and not await self._trusted(
             check, result, started=started
         ):
+            return
+        if not result.ok and not await self.connectivity.counts_failure(since=started):
+            # Counted but not logged one by one: a lost uplink fails every check, and the
+            # guard logs the episode once when it begins and once when it ends.
+            self._metrics.probe_discarded.labels(reason="connectivity").inc()
             return
         if check.spec.confirm_from_other_location and self._would_change_incident(check, result):
             confirmation = await self._confirmer.confirm(check, result)
@@ -578,6 +600,7 @@ class Monitor:
 
     def _observe(self, check: ConfiguredCheck, result: ProbeResult) -> None:
         self._metrics.checks.observe(check.key, result)
+        self.connectivity.observe(check, result)
 
     def _on_shed(self, check: ConfiguredCheck, late: float) -> None:
         self._metrics.probes_skipped.labels(reason="overload").inc()

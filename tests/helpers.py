@@ -102,3 +102,14 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+def head_revision() -> str:
+    """The newest migration's revision, as `Store.open` leaves a database."""
+    from alembic.script import ScriptDirectory
+
+    from monitor.store.migrate import alembic_config
+
+    head = ScriptDirectory.from_config(alembic_config()).get_current_head()
+    assert head is not None
+    return head

@@ -14,6 +14,7 @@ from incidents.model import CheckState, Headline, TimelineKind, Transition
 from monitor.store import Store
 from monitor.store.engine import create_engine
 from monitor.store.migrate import alembic_config
+from tests.helpers import head_revision
 from tests.test_store import HOME, SITE, T0, entry, failing_state, new_incident, probe
 from tests.test_store_shared import OLD_INCIDENTS
 
@@ -90,7 +91,7 @@ async def test_0005_adds_the_columns_and_keeps_older_incidents_without_a_headlin
             columns = await conn.run_sync(
                 lambda sync: {c["name"] for c in sa.inspect(sync).get_columns("incidents")}
             )
-        assert version == [("0005",)]
+        assert version == [(head_revision(),)]
         assert {"headline", "failing_since"} <= columns
     finally:
         await store.close()

@@ -501,6 +501,43 @@ class ClusterConfig(_Model):
         return self.worker_id or f"{socket.gethostname()}/{self.location}"
 
 
+class CanaryConfig(HttpCheckSpec):
+    """A URL outside every client's hosting, probed like an `http` check: while every canary
+    fails, the monitor itself has lost its connectivity (see incidents.connectivity)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: Slug = Field(description="Names the canary in metrics, /healthz and on-call mails.")
+    url: str = Field(
+        description="An absolute http(s) URL outside every client's hosting, e.g. "
+        "https://www.example.org/"
+    )
+    interval: Interval = Field(default=timedelta(seconds=30), description="How often to probe.")
+
+    @field_validator("url")
+    @classmethod
+    def _absolute_http_url(cls, value: str) -> str:
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(
+                f"must be an absolute http(s) URL such as https://www.example.org/ (got {value!r})"
+            )
+        return value
+
+
+class MassFailureConfig(_Model):
+    """Without canaries: when at least `sites` sites, and half of all sites, start failing
+    within one check interval, client mails about them wait `hold` and on-call is asked."""
+
+    enabled: bool = Field(default=True, description="Ignored when canaries are configured.")
+    sites: int = Field(default=5, ge=1, description="At least this many sites at once.")
+    hold: Duration = Field(
+        default=timedelta(minutes=5),
+        ge=timedelta(0),
+        description="How long client mails wait; a real outage is still mailed afterwards.",
+    )
+
+
 class MonitorConfig(_Model):
     database: DatabaseConfig = DatabaseConfig()
     server: ServerConfig = ServerConfig()
@@ -518,6 +555,12 @@ class MonitorConfig(_Model):
     oncall: OncallConfig = OncallConfig()
     api: ApiConfig = ApiConfig()
     cluster: ClusterConfig = ClusterConfig()
+    canaries: list[CanaryConfig] = Field(
+        default_factory=list,
+        description="URLs outside every client's hosting: while all fail, failures elsewhere "
+        "open no incidents and on-call is paged once.",
+    )
+    mass_failure: MassFailureConfig = MassFailureConfig()
     clients: list[ClientConfig] = Field(min_length=1)
 
     @field_validator("plans")
@@ -548,6 +591,18 @@ class MonitorConfig(_Model):
                     f"(languages: {', '.join(sorted(known))}); add "
                     f"{client.language}/LC_MESSAGES/messages.po to notifications.locale_dir"
                 )
+        return value
+
+    @field_validator("canaries")
+    @classmethod
+    def _unique_canary_names(cls, value: list[CanaryConfig]) -> list[CanaryConfig]:
+        seen: set[str] = set()
+        for canary in value:
+            if canary.name in seen:
+                raise PydanticCustomError(
+                    "duplicate_canary", "duplicate canary name '{id}'", {"id": canary.name}
+                )
+            seen.add(canary.name)
         return value
 
 

@@ -6,6 +6,10 @@ sent, retried or failed. Each row keeps everything needed to rebuild the `Outgoi
 `OutgoingWebhook` exactly, including its Message-ID or idempotency key, so a retry after a
 crash sends the very same message and a receiver can drop the duplicate.
 
+A notice about the monitor itself (a `NoticeKind`: lost connectivity, a mass failure) has no
+incident and is queued on its own (`Store.queue_notice`); a mail held back (`not_before`, a
+mass failure's hold) is simply due later.
+
 Lifecycle of a row (`OutboxStatus`), moved only by `mark_*`:
 
     pending --mark_retry--> pending (attempts + 1, later next_attempt_at, last_error)
@@ -33,7 +37,14 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from incidents.model import Incident
-from incidents.outgoing import Audience, MessageKind, Outgoing, OutgoingEmail, OutgoingWebhook
+from incidents.outgoing import (
+    Audience,
+    MessageKind,
+    NoticeKind,
+    Outgoing,
+    OutgoingEmail,
+    OutgoingWebhook,
+)
 from monitor.store.codec import ERROR_MAX_CHARS
 
 # Canonical home: monitor.store.maintenance (exported by monitor.store); re-exported here only
@@ -67,9 +78,9 @@ class OutboxItem:
     """One queued notification and where its delivery stands."""
 
     id: int
-    incident_id: int
+    incident_id: int | None  # None: a notice about the monitor itself
     channel: Channel
-    kind: MessageKind
+    kind: MessageKind | NoticeKind
     status: OutboxStatus
     attempts: int  # failed delivery attempts so far
     # Pending: when to try next. Sent or failed: when the final attempt was made.
@@ -87,9 +98,10 @@ def capped_error(error: str) -> str:
     return error[:ERROR_MAX_CHARS]
 
 
-def outbox_values(message: Outgoing, *, incident_id: int, now: datetime) -> dict[str, Any]:
-    """A new pending row for `message`, due at once. Raises ValueError for a message about
-    another incident or without a stable key (the key is what makes a retry safe)."""
+def outbox_values(message: Outgoing, *, incident_id: int | None, now: datetime) -> dict[str, Any]:
+    """A new pending row for `message`, due at once (or when it is held until, see
+    `OutgoingEmail.not_before`). Raises ValueError for a message about another incident or
+    without a stable key (the key is what makes a retry safe)."""
     if message.incident_id != incident_id:
         raise ValueError(
             f"a {message.kind.value} notification about incident {message.incident_id} "
@@ -106,6 +118,8 @@ def outbox_values(message: Outgoing, *, incident_id: int, now: datetime) -> dict
         "sent_at": None,
     }
     if isinstance(message, OutgoingEmail):
+        if message.not_before is not None and message.not_before > now:
+            common["next_attempt_at"] = message.not_before
         key = message.message_id
         channel, audience = Channel.EMAIL, message.audience.value
         payload: dict[str, Any] = {
@@ -140,7 +154,7 @@ def item_from_row(row: RowMapping) -> OutboxItem:
         id=row["id"],
         incident_id=row["incident_id"],
         channel=Channel(row["channel"]),
-        kind=MessageKind(row["kind"]),
+        kind=_kind(row["kind"]),
         status=OutboxStatus(row["status"]),
         attempts=row["attempts"],
         next_attempt_at=row["next_attempt_at"],
@@ -153,9 +167,16 @@ def item_from_row(row: RowMapping) -> OutboxItem:
     )
 
 
+_NOTICE_KINDS = frozenset(kind.value for kind in NoticeKind)
+
+
+def _kind(value: str) -> MessageKind | NoticeKind:
+    return NoticeKind(value) if value in _NOTICE_KINDS else MessageKind(value)
+
+
 def _message_from_row(row: RowMapping) -> OutgoingEmail | OutgoingWebhook:
     payload = row["payload"]
-    kind = MessageKind(row["kind"])
+    kind = _kind(row["kind"])
     if Channel(row["channel"]) is Channel.EMAIL:
         return OutgoingEmail(
             kind=kind,
@@ -179,7 +200,11 @@ def _message_from_row(row: RowMapping) -> OutgoingEmail | OutgoingWebhook:
 
 
 async def enqueue(
-    conn: AsyncConnection, messages: Sequence[Outgoing], *, incident_id: int, now: datetime
+    conn: AsyncConnection,
+    messages: Sequence[Outgoing],
+    *,
+    incident_id: int | None,
+    now: datetime,
 ) -> None:
     """Insert one pending row per message, in the caller's transaction."""
     rows = [outbox_values(message, incident_id=incident_id, now=now) for message in messages]
@@ -265,6 +290,16 @@ async def retire(conn: AsyncConnection, *, worker: str) -> None:
 
 def incident_query(incident_id: int) -> sa.Select[Any]:
     return sa.select(outbox).where(outbox.c.incident_id == incident_id).order_by(outbox.c.id)
+
+
+def notices_query(kinds: Sequence[NoticeKind], *, limit: int) -> sa.Select[Any]:
+    """The latest notices about the monitor itself (no incident) of `kinds`, newest first."""
+    return (
+        sa.select(outbox)
+        .where(outbox.c.incident_id.is_(None), outbox.c.kind.in_([k.value for k in kinds]))
+        .order_by(outbox.c.id.desc())
+        .limit(limit)
+    )
 
 
 def counts_query() -> sa.Select[Any]:

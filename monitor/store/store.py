@@ -23,6 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from checks.result import Outcome, ProbeResult
 from incidents.model import CheckState, Incident, IncidentStatus, TimelineEntry, Transition
+from incidents.outgoing import NoticeKind, Outgoing
 from monitor.store import codec, leases
 from monitor.store import confirmations as cf
 from monitor.store import maintenance as mw
@@ -43,6 +44,7 @@ from monitor.store.leases import SiteLeases, WorkerInfo
 from monitor.store.maintenance import MaintenanceWindow
 from monitor.store.migrate import upgrade_to_head
 from monitor.store.outbox import Notify, OutboxItem, OutboxStatus
+from monitor.store.outbox_errors import DuplicateNotification
 from monitor.store.tables import (
     ALL_TABLES,
     check_history,
@@ -350,6 +352,26 @@ class Store:
         """Every notification queued about the incident, in the order queued."""
         with translated(f"reading the outbox of incident {incident_id}"):
             rows = await self._fetch(ob.incident_query(incident_id))
+        return [ob.item_from_row(row) for row in rows]
+
+    async def queue_notice(self, messages: Sequence[Outgoing], *, now: datetime) -> bool:
+        """Queue notifications about the monitor itself (no incident), due at `now`, in one
+        transaction. Returns False, queueing nothing, when one of them was queued before
+        (same Message-ID): a notice survives a restart without being sent twice."""
+        try:
+            with translated("queueing a notice"):
+                async with self._write() as conn:
+                    await ob.enqueue(conn, messages, incident_id=None, now=now)
+        except DuplicateNotification:
+            return False
+        return True
+
+    async def latest_notices(
+        self, kinds: Sequence[NoticeKind], *, limit: int = 1
+    ) -> list[OutboxItem]:
+        """The newest notices about the monitor itself of `kinds`, newest first."""
+        with translated("reading notices"):
+            rows = await self._fetch(ob.notices_query(kinds, limit=limit))
         return [ob.item_from_row(row) for row in rows]
 
     async def outbox_counts(self) -> dict[str, int]:

@@ -174,7 +174,8 @@ outbox = sa.Table(
     "outbox",
     metadata,
     sa.Column("id", BigId, primary_key=True, autoincrement=True),
-    sa.Column("incident_id", sa.Integer, sa.ForeignKey("incidents.id"), nullable=False),
+    # Null for a notice about the monitor itself, e.g. lost connectivity (revision 0006).
+    sa.Column("incident_id", sa.Integer, sa.ForeignKey("incidents.id"), nullable=True),
     sa.Column("channel", sa.Text, nullable=False),  # "email" | "webhook"
     sa.Column("kind", sa.Text, nullable=False),  # incidents.outgoing.MessageKind
     sa.Column("audience", sa.Text, nullable=True),  # emails only
