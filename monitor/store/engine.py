@@ -62,8 +62,14 @@ def create_engine(url: str) -> AsyncEngine:
         return engine
     parsed, server_settings = _split_pg_options(parsed)
     connect_args: dict[str, Any] = {"server_settings": server_settings} if server_settings else {}
-    # pre_ping: a long-running monitor outlives server restarts and idle-connection reapers.
-    return create_async_engine(parsed, connect_args=connect_args, pool_pre_ping=True)
+    try:
+        # pre_ping: a long-running monitor outlives server restarts and idle-connection reapers.
+        return create_async_engine(parsed, connect_args=connect_args, pool_pre_ping=True)
+    except ModuleNotFoundError as exc:  # asyncpg is the `postgres` extra
+        raise StoreError(
+            f"database URL {describe(url)}: PostgreSQL needs asyncpg: "
+            "pip install 'agency-monitor[postgres]'"
+        ) from exc
 
 
 async def use_wal(connection: AsyncConnection) -> None:
