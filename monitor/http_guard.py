@@ -80,8 +80,8 @@ class ConnectionGuard:
             self.evicted += 1
             if self.evicted == 1 or self.evicted % 1000 == 0:
                 log.warning(
-                    "HTTP server at its limit of %d connections: closed %d idle ones to "
-                    "admit new ones (server.max_connections)",
+                    "HTTP server at its limit of %d connections (server.max_connections): "
+                    "each new one closes the idle connection quiet longest; %d closed so far",
                     self.limit,
                     self.evicted,
                 )

@@ -18,10 +18,12 @@ from typing import Any
 
 import aiohttp
 import pytest
+from aiohttp import web
 
 from monitor.app import Running, running_monitor
 from monitor.config import load_config, load_config_text
 from monitor.config.models import MonitorConfig
+from monitor.http_guard import ConnectionGuard, GuardedSite
 from tests.helpers import Target, eventually, free_port
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -336,7 +338,7 @@ clients:
         _, stderr = await asyncio.wait_for(process.communicate(), timeout=30)
     log = stderr.decode()
     assert "Too many open files" not in log and "out of system resource" not in log, log
-    assert "at its limit of 64 connections" in log
+    assert "at its limit of 64 connections (server.max_connections)" in log
 
 
 async def _answers(url: str, *, within: float = 2.0) -> bool:
@@ -358,3 +360,51 @@ async def _closed(reader: asyncio.StreamReader) -> None:
 
 def _open_files(pid: int) -> int:
     return len(os.listdir(f"/proc/{pid}/fd"))
+
+
+async def test_a_full_server_closes_the_quietest_idle_connection_never_one_in_a_request() -> None:
+    release = asyncio.Event()
+    inside = 0
+
+    async def slow(request: web.Request) -> web.Response:
+        nonlocal inside
+        inside += 1
+        await release.wait()
+        return web.Response(text="done")
+
+    guard = ConnectionGuard(2)
+    app = web.Application(middlewares=[guard.middleware])
+    app.router.add_get("/slow", slow)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = GuardedSite(runner, "127.0.0.1", 0, guard=guard)
+    await site.start()
+    request = b"GET /slow HTTP/1.1\r\nHost: localhost\r\n\r\n"
+    connections: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = []
+
+    async def connect() -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        connections.append(await asyncio.open_connection("127.0.0.1", site.port))
+        return connections[-1]
+
+    try:
+        busy_reader, busy = await connect()
+        busy.write(request)
+        await eventually(lambda: inside == 1)
+        idle_reader, _ = await connect()
+        await eventually(lambda: guard.open_connections == 2)
+        second_reader, second = await connect()  # the idle one makes room, not the busy one
+        await asyncio.wait_for(_closed(idle_reader), timeout=5)
+        assert guard.evicted == 1 and guard.open_connections == 2
+        second.write(request)
+        await eventually(lambda: inside == 2)
+        refused_reader, _ = await connect()  # every slot is inside a request: refused
+        await asyncio.wait_for(_closed(refused_reader), timeout=5)
+        assert guard.refused == 1 and guard.open_connections == 2
+        release.set()
+        for reader in (busy_reader, second_reader):
+            answer = await asyncio.wait_for(reader.readuntil(b"done"), timeout=5)
+            assert answer.startswith(b"HTTP/1.1 200")
+    finally:
+        for _, writer in connections:
+            writer.close()
+        await runner.cleanup()
