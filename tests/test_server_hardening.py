@@ -57,7 +57,7 @@ async def running(tmp_path: Path, target_url: str) -> AsyncIterator[Running]:
         f"sqlite+aiosqlite:///{tmp_path}/m.db",
         target_url,
         api={"token": TOKEN},
-        allowed_hosts=["Monitor.Agency.Internal"],
+        allowed_hosts=["Monitor.Agency.Internal", "FD00::9"],
     )
     async with running_monitor(config) as running:
         yield running
@@ -132,7 +132,13 @@ async def test_reads_need_the_token_unless_protect_reads_is_false(
 
 async def test_api_answers_only_its_own_host_names(running: Running) -> None:
     port = running.url.rsplit(":", 1)[1]
-    for host in ("localhost", f"127.0.0.1:{port}", f"[::1]:{port}", "monitor.agency.internal"):
+    for host in (
+        "localhost",
+        f"127.0.0.1:{port}",
+        f"[::1]:{port}",
+        "monitor.agency.internal",
+        "[fd00::9]:80",
+    ):
         status, _, _ = await call(f"{running.url}/api/queue", headers={"Host": host})
         assert status == 200, host
     # What a browser sends after DNS rebinding: the attacker's name, pointing at 127.0.0.1.

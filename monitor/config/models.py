@@ -372,9 +372,9 @@ class ServerConfig(_Model):
     )
     allowed_hosts: list[Annotated[str, Field(min_length=1, max_length=253)]] = Field(
         default_factory=list,
-        description="Host header values /api accepts besides localhost, 127.0.0.1, [::1] and "
-        "server.host (e.g. monitor.agency.internal behind a proxy); any other gets 421, which "
-        "stops DNS rebinding.",
+        description="Host names (without port) /api accepts besides localhost, 127.0.0.1, "
+        "[::1] and server.host, e.g. monitor.agency.internal behind a proxy; any other Host "
+        "header gets 421, which stops DNS rebinding.",
     )
     idle_timeout: Duration = Field(
         default=timedelta(seconds=15),
@@ -400,7 +400,9 @@ class ServerConfig(_Model):
     @field_validator("allowed_hosts")
     @classmethod
     def _lower_case_hosts(cls, value: list[str]) -> list[str]:
-        return [host.strip().lower() for host in value]
+        # As a Host header writes them: lower case, an IPv6 address in brackets.
+        hosts = [host.strip().lower().strip("[]") for host in value]
+        return [f"[{host}]" if ":" in host else host for host in hosts]
 
 
 def split_listen(value: str) -> tuple[str, int]:
