@@ -191,9 +191,12 @@ async def _serve(
     main listener's URL."""
     server = config.server
     # One budget for both listeners: together they must leave descriptors for the probes.
-    guard = ConnectionGuard(connection_limit(server.max_connections))
-    # aiohttp starts the keepalive timer when a connection opens, so it also bounds the time
-    # to send a complete request header (slowloris), not only the idle time between requests.
+    guard = ConnectionGuard(
+        connection_limit(server.max_connections),
+        header_timeout=server.header_timeout.total_seconds(),
+    )
+    # aiohttp starts the keepalive timer when a connection opens, so it also closes a
+    # connection that never sends a request, not only one idle between requests.
     runner_args: dict[str, Any] = {
         "access_log": None,
         "keepalive_timeout": server.idle_timeout.total_seconds(),

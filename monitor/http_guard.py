@@ -7,8 +7,12 @@ keep /healthz from answering. `ConnectionGuard` wraps the server's protocol fact
     at most `limit` connections        a new one beyond it closes the connection that has been
                                        quiet longest and is not inside a request; when every
                                        connection is inside a request, the new one is closed
-    idle and half-sent requests        closed by aiohttp's keepalive timeout (server.idle_timeout),
-                                       which runs from the moment a connection opens
+    a request header still incomplete  the connection is closed (server.header_timeout, counted
+    `header_timeout` after its first   from the first byte): slowloris
+    byte
+    no request at all                  closed by aiohttp's keepalive timeout (server.idle_timeout),
+                                       which runs from the moment a connection opens and again
+                                       after each answer
 
 The limit is the smaller of `server.max_connections` and a quarter of the soft RLIMIT_NOFILE.
 """
@@ -44,8 +48,9 @@ class ConnectionGuard:
     """Counts the server's connections (all its listeners share one budget) and keeps them at
     most `limit`. Install `middleware` in the app so requests in progress are never evicted."""
 
-    def __init__(self, limit: int) -> None:
+    def __init__(self, limit: int, *, header_timeout: float) -> None:
         self.limit = limit
+        self.header_timeout = header_timeout
         self.evicted = 0  # idle connections closed to admit a new one
         self.refused = 0  # new connections closed because every slot was inside a request
         # Insertion order is the order of last activity: the first idle entry is evicted.
@@ -65,6 +70,7 @@ class ConnectionGuard:
         if guarded is None:  # a test server without the guard's factory
             return await handler(request)
         guarded.busy += 1
+        guarded.header_complete()
         try:
             return await handler(request)
         finally:
@@ -110,6 +116,7 @@ class _Guarded(asyncio.Protocol):
         self.busy = 0
         self._transport: asyncio.Transport | None = None
         self._admitted = False
+        self._header_timer: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's transports are not asyncio.Transport subclasses, but have its methods.
@@ -126,9 +133,24 @@ class _Guarded(asyncio.Protocol):
             _drop(self._transport)
 
     def data_received(self, data: bytes) -> None:
-        if self._admitted:
-            self.guard._touch(self)
-            self.inner.data_received(data)
+        if not self._admitted:
+            return
+        self.guard._touch(self)
+        if self.busy == 0 and self._header_timer is None:
+            # The first byte of a request: its header must be complete within the timeout.
+            loop = asyncio.get_running_loop()
+            self._header_timer = loop.call_later(self.guard.header_timeout, self._too_slow)
+        self.inner.data_received(data)
+
+    def header_complete(self) -> None:
+        if self._header_timer is not None:
+            self._header_timer.cancel()
+            self._header_timer = None
+
+    def _too_slow(self) -> None:
+        self._header_timer = None
+        if self.busy == 0:
+            self.close()
 
     def eof_received(self) -> bool | None:
         return self.inner.eof_received() if self._admitted else None
@@ -142,6 +164,7 @@ class _Guarded(asyncio.Protocol):
             self.inner.resume_writing()
 
     def connection_lost(self, exc: Exception | None) -> None:
+        self.header_complete()
         self.guard._forget(self)
         if self._admitted:
             self.inner.connection_lost(exc)

@@ -295,7 +295,7 @@ async def test_idle_connections_cannot_exhaust_descriptors_or_silence_healthz(
     config.write_text(
         f"""
 database: {{url: "sqlite+aiosqlite:///{tmp_path}/m.db"}}
-server: {{port: {port}, idle_timeout: {IDLE_TIMEOUT}s}}
+server: {{port: {port}, header_timeout: {IDLE_TIMEOUT}s, idle_timeout: {IDLE_TIMEOUT}s}}
 defaults: {{interval: 200ms, timeout: 2s}}
 clients:
   - id: self
@@ -330,7 +330,7 @@ clients:
             writers.append(writer)
         opened = time.monotonic()
         assert await _answers(healthz, within=5.0), "/healthz did not answer under the flood"
-        # Every idle socket is closed by the monitor: evicted at once, or after idle_timeout.
+        # Every socket is closed by the monitor: evicted at once, or after a timeout.
         await asyncio.wait_for(asyncio.gather(*(_closed(r) for r in readers)), timeout=15)
         closed_after = time.monotonic() - opened
         assert closed_after < IDLE_TIMEOUT + 10
@@ -378,7 +378,7 @@ async def test_a_full_server_closes_the_quietest_idle_connection_never_one_in_a_
         await release.wait()
         return web.Response(text="done")
 
-    guard = ConnectionGuard(2)
+    guard = ConnectionGuard(2, header_timeout=60)
     app = web.Application(middlewares=[guard.middleware])
     app.router.add_get("/slow", slow)
     runner = web.AppRunner(app)
@@ -414,3 +414,35 @@ async def test_a_full_server_closes_the_quietest_idle_connection_never_one_in_a_
         for _, writer in connections:
             writer.close()
         await runner.cleanup()
+
+
+async def test_a_slow_header_is_dropped_while_an_idle_connection_waits_its_turn() -> None:
+    guard = ConnectionGuard(10, header_timeout=0.3)
+    app = web.Application(middlewares=[guard.middleware])
+    app.router.add_get("/", _ok)
+    runner = web.AppRunner(app, keepalive_timeout=60)
+    await runner.setup()
+    site = GuardedSite(runner, "127.0.0.1", 0, guard=guard)
+    await site.start()
+    try:
+        slow_reader, slow = await asyncio.open_connection("127.0.0.1", site.port)
+        idle_reader, idle = await asyncio.open_connection("127.0.0.1", site.port)
+        slow.write(b"GET / HTTP/1.1\r\nHost: localhost\r\n")  # and never the blank line
+        await asyncio.wait_for(_closed(slow_reader), timeout=10)
+        # The idle connection, which had not begun a request, is still there and served.
+        idle.write(b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        answer = await asyncio.wait_for(idle_reader.readuntil(b"ok"), timeout=5)
+        assert answer.startswith(b"HTTP/1.1 200")
+        # A complete request on a kept-alive connection cancels the timer: still open after it.
+        await asyncio.sleep(0.5)  # longer than header_timeout, the thing under test
+        idle.write(b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        answer = await asyncio.wait_for(idle_reader.readuntil(b"ok"), timeout=5)
+        assert answer.startswith(b"HTTP/1.1 200")
+        slow.close()
+        idle.close()
+    finally:
+        await runner.cleanup()
+
+
+async def _ok(request: web.Request) -> web.Response:
+    return web.Response(text="ok")

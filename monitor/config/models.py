@@ -376,10 +376,15 @@ class ServerConfig(_Model):
         "[::1] and server.host, e.g. monitor.agency.internal behind a proxy; any other Host "
         "header gets 421, which stops DNS rebinding.",
     )
+    header_timeout: Duration = Field(
+        default=timedelta(seconds=10),
+        description="A request whose header is not complete this long after its first byte "
+        "is dropped with its connection (slowloris).",
+    )
     idle_timeout: Duration = Field(
-        default=timedelta(seconds=15),
-        description="A connection that has not sent a complete request header this long after "
-        "it opened or after its last answer is closed (the header-read and idle timeout).",
+        default=timedelta(seconds=60),
+        description="A connection that sends no request this long after it opened or after "
+        "its last answer is closed.",
     )
     max_connections: int = Field(
         default=64,
