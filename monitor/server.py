@@ -64,6 +64,7 @@ DESK_KEY = web.AppKey("desk", IncidentDesk)
 API_KEY = web.AppKey("api", ApiConfig)
 EXPOSITION_KEY: web.AppKey[Exposition] = web.AppKey("exposition")
 HOSTS_KEY: web.AppKey[frozenset[str]] = web.AppKey("hosts")
+BODY_TIMEOUT_KEY = web.AppKey("body_timeout", float)
 
 
 def create_app(
@@ -87,7 +88,11 @@ def create_app(
     app[STORE_KEY] = store
     app[DESK_KEY] = desk
     app[API_KEY] = api
-    app[HOSTS_KEY] = allowed_hosts(server or ServerConfig())
+    server = server or ServerConfig()
+    app[HOSTS_KEY] = allowed_hosts(server)
+    # A body trickled in byte by byte would hold a connection inside a request, where the
+    # connection guard never closes it; it gets as long as a header does.
+    app[BODY_TIMEOUT_KEY] = server.header_timeout.total_seconds()
     app.router.add_get("/api/incidents", _list_incidents)
     app.router.add_get("/api/incidents/{id:\\d{1,18}}", _get_incident)
     app.router.add_get("/api/queue", _queue)
@@ -261,7 +266,12 @@ async def _queue(request: web.Request) -> web.Response:
 
 async def _body(request: web.Request, *required: str) -> dict[str, Any]:
     try:
-        body = json.loads(await request.read())
+        async with asyncio.timeout(request.app[BODY_TIMEOUT_KEY]):
+            raw = await request.read()
+    except TimeoutError as exc:
+        raise ActionError("the body did not arrive in time", status=408) from exc
+    try:
+        body = json.loads(raw)
     except RecursionError as exc:
         raise ActionError(_TOO_DEEP, status=400) from exc
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:

@@ -446,3 +446,27 @@ async def test_a_slow_header_is_dropped_while_an_idle_connection_waits_its_turn(
 
 async def _ok(request: web.Request) -> web.Response:
     return web.Response(text="ok")
+
+
+async def test_a_body_trickled_in_gets_408_instead_of_holding_its_slot(
+    tmp_path: Path, target_url: str
+) -> None:
+    config = make_config(
+        f"sqlite+aiosqlite:///{tmp_path}/m.db",
+        target_url,
+        api={"token": TOKEN},
+        header_timeout="500ms",
+    )
+    async with running_monitor(config) as running:
+        port = int(running.url.rsplit(":", 1)[1])
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        head = (
+            "POST /api/maintenance HTTP/1.1\r\nHost: localhost\r\n"
+            f"Authorization: Bearer {TOKEN}\r\nContent-Type: application/json\r\n"
+            "Content-Length: 100\r\n\r\n"
+        )
+        writer.write(head.encode() + b'{"site": ')  # and the other 91 bytes never come
+        answer = await asyncio.wait_for(reader.readuntil(b"}"), timeout=10)
+        writer.close()
+    assert answer.startswith(b"HTTP/1.1 408")
+    assert b'{"error": "the body did not arrive in time"}' in answer
