@@ -3,22 +3,37 @@ VENV ?= .venv
 PYTHON ?= python3
 BIN = $(VENV)/bin
 
-.PHONY: demo run test lint typecheck unit bench bench-blackbox bench-scale install install-test schema
+.PHONY: demo run test lint typecheck unit bench bench-blackbox bench-scale install install-test schema lock
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 
-$(VENV)/.installed: pyproject.toml | $(BIN)/python
-	$(BIN)/pip install -q -e .
+# Every dependency at the exact version (and file hash) in requirements.lock, so a fresh clone
+# installs what CI tested; then this package itself, and the checks fail if pyproject.toml
+# wants something the lock lacks (run `make lock`). The lock holds the test tools too: one
+# file, one set of versions.
+$(VENV)/.installed: pyproject.toml requirements.lock | $(BIN)/python
+	$(BIN)/pip install -q --require-hashes --no-deps -r requirements.lock
+	$(BIN)/pip install -q --no-deps -e '.[test,postgres]'
+	$(BIN)/pip check
+	$(BIN)/python .ci/check_lock.py
 	touch $@
 
-$(VENV)/.installed-test: pyproject.toml | $(BIN)/python
-	$(BIN)/pip install -q -e '.[test]'
-	touch $(VENV)/.installed $@
+$(VENV)/.installed-test: $(VENV)/.installed
+	touch $@
 
 install: $(VENV)/.installed
 install-test: $(VENV)/.installed-test
+
+# Pin what pyproject.toml asks for into requirements.lock (keeps existing pins, adds new
+# dependencies); `make lock LOCK_ARGS=--upgrade` moves every pin to the newest release.
+# Commit the result: CI and `make` install exactly that.
+LOCK_ARGS ?=
+lock: | $(BIN)/python
+	$(BIN)/pip install -q uv
+	$(BIN)/uv pip compile pyproject.toml --extra test --extra postgres --universal \
+		--python-version 3.11 --generate-hashes --quiet $(LOCK_ARGS) -o requirements.lock
 
 demo: install
 	$(BIN)/monitor demo $(DEMO_ARGS)

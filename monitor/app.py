@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,7 +23,7 @@ from prometheus_client import (
 
 from monitor.clients import ONCALL_WEBHOOK
 from monitor.clock import Clock, SystemClock
-from monitor.config.models import MonitorConfig
+from monitor.config.models import MonitorConfig, split_listen
 from monitor.delivery import (
     FileMailer,
     Mailer,
@@ -32,10 +32,11 @@ from monitor.delivery import (
     WebhookSender,
     WebhookTarget,
 )
+from monitor.http_guard import ConnectionGuard, GuardedSite, connection_limit
 from monitor.metrics import Metrics
 from monitor.outbox_worker import OutboxWorker
 from monitor.runtime import Listener, Monitor, new_http_transport, new_session
-from monitor.server import DEGRADED_LOOP_LAG, create_app
+from monitor.server import DEGRADED_LOOP_LAG, create_app, create_metrics_app
 from monitor.store import Store
 
 log = logging.getLogger(__name__)
@@ -102,26 +103,19 @@ async def running_monitor(
         on_outbox=outbox.kick,
     )
     holder.append(monitor)
-    runner: web.AppRunner | None = None
+    runners: list[web.AppRunner] = []
     url = ""
     try:
         if serve:
-            runner = web.AppRunner(
-                create_app(
-                    store=store,
-                    registry=registry,
-                    health=lambda: _health(monitor),
-                    desk=monitor.desk,
-                    api=config.api,
-                    exposition=metrics.exposition,
-                ),
-                access_log=None,
+            url = await _serve(
+                config,
+                runners,
+                store=store,
+                registry=registry,
+                health=lambda: _health(monitor),
+                monitor=monitor,
+                exposition=metrics.exposition,
             )
-            await runner.setup()
-            site = web.TCPSite(runner, config.server.host, config.server.port)
-            await site.start()
-            url = _site_url(site, config.server.host)
-            log.info("serving /metrics, /healthz and /api/incidents on %s", url)
         task = asyncio.create_task(monitor.run())
         started = asyncio.ensure_future(monitor.started())
         await asyncio.wait({task, started}, return_when=asyncio.FIRST_COMPLETED)
@@ -144,7 +138,7 @@ async def running_monitor(
             outbox.stop()
             await outbox_task
     finally:
-        if runner is not None:
+        for runner in runners:
             await runner.cleanup()
         await session.close()
         await http_transport.close()
@@ -186,12 +180,74 @@ def webhook_sender(config: MonitorConfig, session: aiohttp.ClientSession) -> Web
     return WebhookSender(session, {ONCALL_WEBHOOK: target})
 
 
-def _site_url(site: web.TCPSite, host: str) -> str:
-    server = site._server  # aiohttp exposes the bound port only here
-    sockets = getattr(server, "sockets", None) or []
-    port = sockets[0].getsockname()[1] if sockets else 0
+async def _serve(
+    config: MonitorConfig,
+    runners: list[web.AppRunner],
+    *,
+    store: Store,
+    registry: CollectorRegistry,
+    health: Callable[[], dict[str, Any]],
+    monitor: Monitor,
+    exposition: Callable[[], Iterable[bytes]],
+) -> str:
+    """Start the HTTP listener(s), appending each runner to `runners` for cleanup; return the
+    main listener's URL."""
+    server = config.server
+    # One budget for both listeners: together they must leave descriptors for the probes.
+    guard = ConnectionGuard(
+        connection_limit(server.max_connections),
+        header_timeout=server.header_timeout.total_seconds(),
+    )
+    # aiohttp starts the keepalive timer when a connection opens, so it also closes a
+    # connection that never sends a request, not only one idle between requests.
+    runner_args: dict[str, Any] = {
+        "access_log": None,
+        "keepalive_timeout": server.idle_timeout.total_seconds(),
+    }
+    app = create_app(
+        store=store,
+        registry=registry,
+        health=health,
+        desk=monitor.desk,
+        api=config.api,
+        server=server,
+        exposition=exposition,
+        middlewares=[guard.middleware],
+    )
+    url = await _start(app, runners, server.host, server.port, guard, runner_args)
+    log.info(
+        "serving /metrics, /healthz and /api/incidents on %s (at most %d connections)",
+        url,
+        guard.limit,
+    )
+    if server.metrics_listen is not None:
+        host, port = split_listen(server.metrics_listen)
+        metrics_app = create_metrics_app(
+            registry=registry,
+            health=health,
+            exposition=exposition,
+            middlewares=[guard.middleware],
+        )
+        metrics_url = await _start(metrics_app, runners, host, port, guard, runner_args)
+        log.info("serving /metrics and /healthz (no /api) on %s", metrics_url)
+    return url
+
+
+async def _start(
+    app: web.Application,
+    runners: list[web.AppRunner],
+    host: str,
+    port: int,
+    guard: ConnectionGuard,
+    runner_args: dict[str, Any],
+) -> str:
+    runner = web.AppRunner(app, **runner_args)
+    await runner.setup()
+    runners.append(runner)
+    site = GuardedSite(runner, host, port, guard=guard)
+    await site.start()
     shown = f"[{host}]" if ":" in host else host
-    return f"http://{shown}:{port}"
+    return f"http://{shown}:{site.port}"
 
 
 def _health(monitor: Monitor) -> dict[str, Any]:

@@ -1,9 +1,16 @@
 """The monitor's own HTTP server: /metrics, /healthz, and the operator API under /api.
 
 Reads: incidents (with timeline and SLA clocks), the triage queue, maintenance windows.
-Changes (bearer token required): acknowledge, post a client update, resolve by hand (refused
-while checks still fail unless forced), add or cancel a maintenance window. The token is
-compared in constant time; a missing or wrong one gets 401.
+Changes: acknowledge, post a client update, resolve by hand (refused while checks still fail
+unless forced), add or cancel a maintenance window. Every
+/api call needs the bearer token (reads too, unless `api.protect_reads: false`); it is compared
+in constant time, and a missing or wrong one gets 401.
+
+/api answers only requests whose Host header names this server (localhost, 127.0.0.1, [::1],
+server.host or server.allowed_hosts): a web page whose DNS name was rebound to 127.0.0.1 gets
+421. Every answer carries security headers and a Server header without a version, and every
+error under /api is JSON. `create_metrics_app` is the app of the optional second listener
+(`server.metrics_listen`): /metrics and /healthz only.
 """
 
 from __future__ import annotations
@@ -11,15 +18,17 @@ from __future__ import annotations
 import asyncio
 import hmac
 import json
-from collections.abc import Awaitable, Callable, Iterable
-from datetime import datetime
+import re
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from datetime import UTC, datetime
 from typing import Any
 
 from aiohttp import web
+from aiohttp.typedefs import Middleware
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
 from incidents.recurring_maintenance import describe
-from monitor.config.models import ApiConfig
+from monitor.config.models import ApiConfig, ServerConfig
 from monitor.desk import ActionError, IncidentDesk
 from monitor.serialize import incident_dict, iso, timeline_dict
 from monitor.store import Store
@@ -27,6 +36,24 @@ from monitor.store import Store
 # Above this, probe timings can no longer be trusted and /healthz says so.
 DEGRADED_LOOP_LAG = 0.5
 MAX_BODY = 64 * 1024
+# Our bodies are flat objects; deeper JSON is refused before anything walks it.
+MAX_JSON_DEPTH = 8
+# Incident ids are a 32-bit integer column on PostgreSQL: a larger id names no incident.
+MAX_INCIDENT_ID = 2**31 - 1
+# Maintenance windows outside these years are typing mistakes, and year 1 or 9999 would
+# overflow the date arithmetic of the SLA clocks.
+EARLIEST_YEAR, LATEST_YEAR = 2000, 2999
+SERVER_NAME = "agency-monitor"
+SECURITY_HEADERS = {
+    "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "DENY",
+    "Content-Security-Policy": "default-src 'none'; frame-ancestors 'none'",
+    "Referrer-Policy": "no-referrer",
+    "Cross-Origin-Resource-Policy": "same-origin",
+    "Cache-Control": "no-store",
+}
+LOOPBACK_HOSTS = frozenset({"localhost", "127.0.0.1", "[::1]"})
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 
 HealthProbe = Callable[[], dict[str, Any]]
 Exposition = Callable[[], Iterable[bytes]]
@@ -38,6 +65,8 @@ HEALTH_KEY: web.AppKey[HealthProbe] = web.AppKey("health")
 DESK_KEY = web.AppKey("desk", IncidentDesk)
 API_KEY = web.AppKey("api", ApiConfig)
 EXPOSITION_KEY: web.AppKey[Exposition] = web.AppKey("exposition")
+HOSTS_KEY: web.AppKey[frozenset[str]] = web.AppKey("hosts")
+BODY_TIMEOUT_KEY = web.AppKey("body_timeout", float)
 
 
 def create_app(
@@ -47,19 +76,25 @@ def create_app(
     health: HealthProbe,
     desk: IncidentDesk,
     api: ApiConfig,
+    server: ServerConfig | None = None,
     exposition: Exposition | None = None,
+    middlewares: Sequence[Middleware] = (),
 ) -> web.Application:
     """`exposition`, when given, writes /metrics in chunks (see Metrics.exposition); without
-    it /metrics is the registry's plain text exposition."""
-    app = web.Application(middlewares=[_auth], client_max_size=MAX_BODY)
-    app[EXPOSITION_KEY] = exposition or (lambda: [generate_latest(registry)])
+    it /metrics is the registry's plain text exposition. `server` names the Host headers
+    /api accepts; `middlewares` run first (the connection guard's)."""
+    app = web.Application(
+        middlewares=[*middlewares, _json_errors, _host_check, _auth], client_max_size=MAX_BODY
+    )
+    _add_monitoring(app, registry=registry, health=health, exposition=exposition)
     app[STORE_KEY] = store
-    app[REGISTRY_KEY] = registry
-    app[HEALTH_KEY] = health
     app[DESK_KEY] = desk
     app[API_KEY] = api
-    app.router.add_get("/metrics", _metrics)
-    app.router.add_get("/healthz", _healthz)
+    server = server or ServerConfig()
+    app[HOSTS_KEY] = allowed_hosts(server)
+    # A body trickled in byte by byte would hold a connection inside a request, where the
+    # connection guard never closes it; it gets as long as a header does.
+    app[BODY_TIMEOUT_KEY] = server.header_timeout.total_seconds()
     app.router.add_get("/api/incidents", _list_incidents)
     app.router.add_get("/api/incidents/{id:\\d{1,18}}", _get_incident)
     app.router.add_get("/api/queue", _queue)
@@ -72,8 +107,89 @@ def create_app(
     return app
 
 
+def create_metrics_app(
+    *,
+    registry: CollectorRegistry,
+    health: HealthProbe,
+    exposition: Exposition | None = None,
+    middlewares: Sequence[Middleware] = (),
+) -> web.Application:
+    """/metrics and /healthz alone, for a listener other hosts may reach (metrics_listen)."""
+    app = web.Application(middlewares=[*middlewares], client_max_size=1024)
+    _add_monitoring(app, registry=registry, health=health, exposition=exposition)
+    return app
+
+
+def _add_monitoring(
+    app: web.Application,
+    *,
+    registry: CollectorRegistry,
+    health: HealthProbe,
+    exposition: Exposition | None,
+) -> None:
+    app[EXPOSITION_KEY] = exposition or (lambda: [generate_latest(registry)])
+    app[REGISTRY_KEY] = registry
+    app[HEALTH_KEY] = health
+    app.on_response_prepare.append(_security_headers)
+    app.router.add_get("/metrics", _metrics)
+    app.router.add_get("/healthz", _healthz)
+
+
+def allowed_hosts(server: ServerConfig) -> frozenset[str]:
+    """Host header values (without port, lower case) that /api answers."""
+    hosts = set(LOOPBACK_HOSTS) | set(server.allowed_hosts)
+    host = server.host.strip().lower()
+    # A wildcard bind names no host: whoever binds 0.0.0.0 lists the names in allowed_hosts.
+    if host not in ("", "0.0.0.0", "::"):
+        hosts.add(f"[{host.strip('[]')}]" if ":" in host else host)
+    return frozenset(hosts)
+
+
+async def _security_headers(request: web.Request, response: web.StreamResponse) -> None:
+    for name, value in SECURITY_HEADERS.items():
+        response.headers.setdefault(name, value)
+    # aiohttp would add "Python/3.x aiohttp/3.x", telling an attacker which CVEs apply.
+    response.headers["Server"] = SERVER_NAME
+
+
 def _error(status: int, message: str) -> web.Response:
     return web.json_response({"error": message}, status=status)
+
+
+@web.middleware
+async def _json_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """aiohttp's own errors under /api (404 no route, 405, 413 body too large) as JSON."""
+    try:
+        return await handler(request)
+    except web.HTTPException as exc:
+        if exc.status < 400 or not request.path.startswith("/api/"):
+            raise
+        return _error(exc.status, exc.reason.lower())
+
+
+@web.middleware
+async def _host_check(request: web.Request, handler: Handler) -> web.StreamResponse:
+    if not request.path.startswith("/api/"):
+        return await handler(request)
+    host = _host_name(request.headers.get("Host", ""))
+    if host not in request.app[HOSTS_KEY]:
+        return _error(
+            421,
+            "this server does not answer for that Host header; add the name to "
+            "server.allowed_hosts if it is this monitor's",
+        )
+    query = "".join(request.query.keys()) + "".join(request.query.values())
+    if _CONTROL.search(query):
+        return _error(400, "query parameters must not contain control characters")
+    return await handler(request)
+
+
+def _host_name(header: str) -> str:
+    """'Example.org:9464' -> 'example.org', '[::1]:9464' -> '[::1]'."""
+    header = header.strip().lower()
+    if header.startswith("["):
+        return header[: header.find("]") + 1]
+    return header.partition(":")[0]
 
 
 @web.middleware
@@ -85,7 +201,8 @@ async def _auth(request: web.Request, handler: Handler) -> web.StreamResponse:
     if not changes and not api.protect_reads:
         return await handler(request)
     if api.token is None:
-        return _error(401, "no API token is configured (api.token): changes are refused")
+        what = "changes are" if changes else "protected reads are"
+        return _error(401, f"no API token is configured (api.token): {what} refused")
     header = request.headers.get("Authorization", "")
     scheme, _, given = header.partition(" ")
     expected = api.token.get_secret_value().encode()
@@ -125,7 +242,7 @@ async def _list_incidents(request: web.Request) -> web.Response:
 async def _get_incident(request: web.Request) -> web.Response:
     store = request.app[STORE_KEY]
     incident_id = int(request.match_info["id"])
-    incident = await store.get_incident(incident_id)
+    incident = await store.get_incident(incident_id) if incident_id <= MAX_INCIDENT_ID else None
     if incident is None:
         return _error(404, f"no incident {incident_id}")
     body = incident_dict(incident)
@@ -152,16 +269,56 @@ async def _queue(request: web.Request) -> web.Response:
 
 async def _body(request: web.Request, *required: str) -> dict[str, Any]:
     try:
-        body = await request.json()
+        async with asyncio.timeout(request.app[BODY_TIMEOUT_KEY]):
+            raw = await request.read()
+    except TimeoutError as exc:
+        raise ActionError("the body did not arrive in time", status=408) from exc
+    try:
+        body = json.loads(raw)
+    except RecursionError as exc:
+        raise ActionError(_TOO_DEEP, status=400) from exc
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise ActionError(f"the body must be JSON: {exc}", status=400) from exc
     if not isinstance(body, dict):
         raise ActionError("the body must be a JSON object", status=400)
+    _check_json(body)
     for name in required:
         value = body.get(name)
         if not isinstance(value, str) or not value.strip():
             raise ActionError(f"'{name}' is required (a non-empty string)", status=400)
     return body
+
+
+_TOO_DEEP = f"the body must be JSON nested at most {MAX_JSON_DEPTH} levels deep"
+
+
+def _check_json(body: Any) -> None:
+    """Refuse deep nesting and control characters (NUL ends a C string, and PostgreSQL refuses
+    it in text) anywhere in the body, keys included."""
+    pending: list[tuple[Any, int]] = [(body, 1)]
+    while pending:
+        value, depth = pending.pop()
+        if depth > MAX_JSON_DEPTH:
+            raise ActionError(_TOO_DEEP, status=400)
+        if isinstance(value, dict):
+            pending.extend((key, depth) for key in value)
+            pending.extend((item, depth + 1) for item in value.values())
+        elif isinstance(value, list):
+            pending.extend((item, depth + 1) for item in value)
+        elif isinstance(value, str) and _CONTROL.search(value):
+            raise ActionError("text in the body must not contain control characters", status=400)
+
+
+def _incident_id(request: web.Request) -> int:
+    return _path_id(request, "incident")
+
+
+def _path_id(request: web.Request, noun: str) -> int:
+    # Ids are int32 columns: a larger number names no row (and would be a database error).
+    row_id = int(request.match_info["id"])
+    if row_id > MAX_INCIDENT_ID:
+        raise ActionError(f"no {noun} {row_id}", status=404)
+    return row_id
 
 
 async def _act(
@@ -170,8 +327,9 @@ async def _act(
     *required: str,
 ) -> web.Response:
     try:
+        incident_id = _incident_id(request)
         body = await _body(request, *required)
-        incident = await action(request.app[DESK_KEY], int(request.match_info["id"]), body)
+        incident = await action(request.app[DESK_KEY], incident_id, body)
     except ActionError as exc:
         return _error(exc.status, str(exc))
     return web.json_response(incident_dict(incident))
@@ -248,7 +406,7 @@ async def _cancel_maintenance(request: web.Request) -> web.Response:
     try:
         body = await _body(request, "by")
         window = await request.app[DESK_KEY].cancel_maintenance(
-            int(request.match_info["id"]), by=body["by"].strip()
+            _path_id(request, "maintenance window"), by=body["by"].strip()
         )
     except ActionError as exc:
         return _error(exc.status, str(exc))
@@ -271,6 +429,14 @@ def _instant(text: str, name: str) -> datetime:
         ) from exc
     if value.utcoffset() is None:
         raise ActionError(f"'{name}' needs a time zone, e.g. ...Z or +01:00", status=400)
+    try:
+        in_utc = value.astimezone(UTC)
+    except OverflowError:  # 0001-01-01T00:00+01:00 is before the first representable instant
+        in_utc = datetime.min.replace(tzinfo=UTC)
+    if not EARLIEST_YEAR <= in_utc.year <= LATEST_YEAR:
+        raise ActionError(
+            f"'{name}' must be between the years {EARLIEST_YEAR} and {LATEST_YEAR}", status=400
+        )
     return value
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -465,3 +466,58 @@ def test_a_flow_with_a_bad_step_is_rejected_naming_the_step(steps: str, phrase: 
     message = str(caught.value)
     assert "flow.yaml:9: clients[0].sites[0].checks[0].steps" in message
     assert phrase in message
+
+
+def test_an_alias_bomb_is_refused_quickly_naming_the_file(tmp_path: Path) -> None:
+    # Nine levels of ten aliases each: 10^9 values from under a kilobyte of YAML.
+    levels = ["a0: &a0 [x, x, x, x, x, x, x, x, x, x]"]
+    for level in range(1, 10):
+        levels.append(f"a{level}: &a{level} [" + ", ".join([f"*a{level - 1}"] * 10) + "]")
+    path = tmp_path / "bomb.yaml"
+    path.write_text("\n".join(levels) + "\nclients: *a9\n")
+    started = time.monotonic()
+    with pytest.raises(ConfigError) as caught:
+        load_config(path)
+    assert time.monotonic() - started < 10
+    [problem] = caught.value.problems
+    assert problem.file == str(path) and problem.line is not None
+    assert "expands to more than 100,000 values through aliases" in problem.message
+
+
+def test_aliases_within_the_budget_still_expand() -> None:
+    # Sites sharing one list of checks through an alias: expansion, but a modest one.
+    checks = "checks: &checks [" + ", ".join(f"{{id: c{n}, url: /{n}}}" for n in range(20)) + "]"
+    sites = "\n".join(
+        f"      - {{id: s{n}, url: 'http://127.0.0.1:1', checks: *checks}}" for n in range(500)
+    )
+    text = f"x-shared:\n  {checks}\nclients:\n  - id: acme\n    sites:\n{sites}\n"
+    text = text.replace("x-shared:\n  ", "").replace("checks: &checks", "shared: &checks", 1)
+    with pytest.raises(ConfigError) as caught:
+        load_config_text(text)
+    # The only complaint is the unknown top-level key holding the anchor, not the expansion.
+    assert [p.path for p in caught.value.problems] == ["shared"]
+
+
+def _smtp_config(**smtp: Any) -> str:
+    site = {"id": "shop", "url": "http://127.0.0.1:1", "checks": [{"id": "home"}]}
+    return json.dumps(
+        {"notifications": {"smtp": smtp}, "clients": [{"id": "acme", "sites": [site]}]}
+    )
+
+
+def test_smtp_login_over_plain_text_is_a_config_error_unless_the_relay_is_local() -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_config_text(
+            _smtp_config(host="smtp.agency.example", security="none", username="monitor"),
+            filename="monitor.yaml",
+        )
+    [problem] = caught.value.problems
+    assert problem.file == "monitor.yaml" and problem.path == "notifications.smtp"
+    assert "password would travel in plain text to smtp.agency.example" in problem.message
+    for host in ("127.0.0.1", "localhost", "[::1]"):
+        config = load_config_text(_smtp_config(host=host, security="none", username="monitor"))
+        assert config.notifications.smtp is not None
+    config = load_config_text(_smtp_config(host="smtp.agency.example", username="monitor"))
+    assert (
+        config.notifications.smtp is not None and config.notifications.smtp.security == "starttls"
+    )

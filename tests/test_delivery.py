@@ -7,6 +7,7 @@ no threads and no port races; TLS certificates come from trustme.
 from __future__ import annotations
 
 import asyncio
+import re
 import socket
 import ssl
 import time
@@ -638,3 +639,19 @@ def test_retry_delay_refuses_nonsense() -> None:
         retry_delay(0)
     with pytest.raises(ValueError, match="base <= cap"):
         retry_delay(1, base=10.0, cap=5.0)
+
+
+@pytest.mark.parametrize("host", ["smtp.agency.example", "10.0.0.25", "2001:db8::25"])
+def test_a_login_over_plain_text_to_another_host_is_refused(host: str) -> None:
+    settings = replace(smtp_settings(port=25, username="monitor", password=PASSWORD), host=host)
+    with pytest.raises(ValueError, match=f"SMTP login to {re.escape(host)} needs security"):
+        SmtpMailer(settings)
+    # The same login is fine encrypted, and so is plain text without a login.
+    SmtpMailer(replace(settings, security="starttls"))
+    SmtpMailer(replace(settings, security="tls"))
+    SmtpMailer(replace(settings, username=None, password=None))
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "127.0.0.53", "::1", "localhost", "LOCALHOST."])
+def test_a_login_over_plain_text_to_a_relay_on_this_machine_is_allowed(host: str) -> None:
+    SmtpMailer(replace(smtp_settings(port=25, username="monitor", password=PASSWORD), host=host))

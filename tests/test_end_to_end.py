@@ -11,11 +11,12 @@ import aiohttp
 import pytest
 from aiohttp.test_utils import TestServer
 from prometheus_client.parser import text_string_to_metric_families
+from pydantic import SecretStr
 
 from incidents.model import IncidentStatus, TimelineKind
 from incidents.severity import Severity
 from monitor.app import Running, running_monitor
-from monitor.config.models import MonitorConfig
+from monitor.config.models import ApiConfig, MonitorConfig
 from monitor.events import EventKind, MonitorEvent
 from tests.helpers import Target, eventually
 
@@ -164,7 +165,12 @@ async def test_serves_metrics_health_and_incidents_api(
         database_url=f"sqlite+aiosqlite:///{tmp_path}/m.db",
         checks=[{"id": "home", "url": "/"}],
     )
-    async with running_monitor(config) as running, aiohttp.ClientSession() as http:
+    config = config.model_copy(update={"api": ApiConfig(token=SecretStr("reader"))})
+    bearer = {"Authorization": "Bearer reader"}
+    async with (
+        running_monitor(config) as running,
+        aiohttp.ClientSession(headers=bearer) as http,
+    ):
         [incident] = await eventually(lambda: _open_incidents(running))
 
         async with http.get(f"{running.url}/healthz") as response:

@@ -74,7 +74,7 @@ def make_config(
     tmp_path: Path,
     *clients: dict[str, Any],
     smtp_port: int | None = None,
-    protect_reads: bool = False,
+    protect_reads: bool = True,
     **defaults: Any,
 ) -> MonitorConfig:
     notifications: dict[str, Any] = {

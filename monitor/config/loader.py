@@ -183,6 +183,12 @@ def _line(node: yaml.Node) -> int:
     return int(node.start_mark.line) + 1
 
 
+# A file without aliases holds fewer values than characters; aliases of aliases multiply
+# (ten nested anchors of ten aliases each: 10^10 values from 300 bytes, which PyYAML would
+# expand into gigabytes). Expansion beyond this budget is refused.
+_MIN_VALUE_BUDGET = 100_000
+_VALUES_PER_CHARACTER = 10
+
 # libyaml composes a file of 20,000 checks about ten times faster than pure Python.
 _FAST_LOADER: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
@@ -198,9 +204,23 @@ def _read_yaml(text: str, *, environ: Mapping[str, str]) -> _Source | _Issue:
             return _Issue((), None, f"is empty; expected {_TOP_LEVEL_HINT}")
         if not isinstance(root, yaml.MappingNode):
             return _Issue((), _line(root), f"must be {_TOP_LEVEL_HINT} (got {_node_kind(root)})")
-        return _Walker(loader, environ).read(root)
+        budget = max(_MIN_VALUE_BUDGET, _VALUES_PER_CHARACTER * len(text))
+        try:
+            return _Walker(loader, environ, budget=budget).read(root)
+        except _AliasBomb as bomb:
+            return _Issue(
+                (),
+                bomb.line,
+                f"expands to more than {budget:,} values through aliases (*name): refused as "
+                "an alias bomb; write the repeated parts out or share fewer levels of anchors",
+            )
     finally:
         loader.dispose()
+
+
+class _AliasBomb(Exception):
+    def __init__(self, line: int) -> None:
+        self.line = line
 
 
 def _explain_syntax_error(text: str, exc: yaml.YAMLError) -> _Issue:
@@ -246,8 +266,9 @@ def _node_kind(node: yaml.Node) -> str:
 class _Walker:
     """Turns composed nodes into plain data, recording lines and environment references."""
 
-    def __init__(self, loader: SafeConstructor, environ: Mapping[str, str]) -> None:
+    def __init__(self, loader: SafeConstructor, environ: Mapping[str, str], *, budget: int) -> None:
         self._loader = loader
+        self._budget = budget  # values (scalars, lists, mappings) that may be produced
         self._environ = environ
         self._source = _Source()
         self._active: set[int] = set()  # collections being walked: catches `&a [*a]`
@@ -267,6 +288,9 @@ class _Walker:
             self._source.issues.append(_Issue(loc, line, message, replaces_value))
 
     def _value(self, node: yaml.Node, loc: Loc) -> Any:
+        self._budget -= 1
+        if self._budget < 0:
+            raise _AliasBomb(_line(node))
         if isinstance(node, yaml.ScalarNode):
             return self._scalar(node, loc)
         if id(node) in self._active:

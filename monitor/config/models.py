@@ -28,6 +28,7 @@ from pydantic import (
     ValidationInfo,
     WithJsonSchema,
     field_validator,
+    model_validator,
 )
 from pydantic_core import PydanticCustomError
 
@@ -273,6 +274,30 @@ class SmtpConfig(_Model):
     )
     timeout: Duration = timedelta(seconds=30)
 
+    @model_validator(mode="after")
+    def _no_plain_text_login(self) -> SmtpConfig:
+        # With security none the password would cross the network readable by anyone on
+        # the path; a relay on this machine is the one place where that is harmless.
+        if self.security == "none" and (self.username or self.password):
+            if not is_loopback_host(self.host):
+                raise ValueError(
+                    "username/password need security: starttls or tls: with security: none "
+                    f"the password would travel in plain text to {self.host} (allowed only "
+                    "to a relay on localhost)"
+                )
+        return self
+
+
+def is_loopback_host(host: str) -> bool:
+    """localhost, 127.0.0.0/8 or ::1 (by name or literal); no name resolution."""
+    name = host.strip().strip("[]").lower().rstrip(".")
+    if name == "localhost" or name.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return False
+
 
 class NotificationsConfig(_Model):
     sender: str = Field(
@@ -408,7 +433,10 @@ class ApiConfig(_Model):
         "${MONITOR_API_TOKEN}. Without it those calls are refused (401).",
     )
     protect_reads: bool = Field(
-        default=False, description="Require the token for read-only /api calls too."
+        default=True,
+        description="Require the token for read-only /api calls too (incidents hold client "
+        "names, URLs and probe evidence). false opens the GET calls to anyone who can reach "
+        "server.host.",
     )
 
     @field_validator("token")
@@ -430,8 +458,65 @@ class DatabaseConfig(_Model):
 
 
 class ServerConfig(_Model):
-    host: str = "127.0.0.1"
+    host: str = Field(
+        default="127.0.0.1",
+        description="Address of /metrics, /healthz and /api. Keep it on loopback and expose "
+        "/metrics alone with metrics_listen.",
+    )
     port: int = Field(default=9464, ge=0, le=65535, description="0 picks a free port.")
+    metrics_listen: str | None = Field(
+        default=None,
+        description="A second listener serving only /metrics and /healthz, e.g. "
+        "`0.0.0.0:9465` or `[::]:9465`, so a Prometheus on another host can scrape while /api "
+        "stays on host.",
+    )
+    allowed_hosts: list[Annotated[str, Field(min_length=1, max_length=253)]] = Field(
+        default_factory=list,
+        description="Host names (without port) /api accepts besides localhost, 127.0.0.1, "
+        "[::1] and server.host, e.g. monitor.agency.internal behind a proxy; any other Host "
+        "header gets 421, which stops DNS rebinding.",
+    )
+    header_timeout: Duration = Field(
+        default=timedelta(seconds=10),
+        description="A request whose header is not complete this long after its first byte "
+        "is dropped with its connection (slowloris).",
+    )
+    idle_timeout: Duration = Field(
+        default=timedelta(seconds=60),
+        description="A connection that sends no request this long after it opened or after "
+        "its last answer is closed.",
+    )
+    max_connections: int = Field(
+        default=64,
+        ge=1,
+        le=10_000,
+        description="Connections to this server at most; also at most a quarter of the "
+        "process's open-file limit, the rest is kept for probes and the database. When full, "
+        "the connection idle longest is closed to admit a new one.",
+    )
+
+    @field_validator("metrics_listen")
+    @classmethod
+    def _host_and_port(cls, value: str | None) -> str | None:
+        if value is not None:
+            split_listen(value)
+        return value
+
+    @field_validator("allowed_hosts")
+    @classmethod
+    def _lower_case_hosts(cls, value: list[str]) -> list[str]:
+        # As a Host header writes them: lower case, an IPv6 address in brackets.
+        hosts = [host.strip().lower().strip("[]") for host in value]
+        return [f"[{host}]" if ":" in host else host for host in hosts]
+
+
+def split_listen(value: str) -> tuple[str, int]:
+    """`host:port` or `[v6]:port` -> (host, port); ValueError with an example otherwise."""
+    host, sep, port = value.rpartition(":")
+    host = host[1:-1] if host.startswith("[") and host.endswith("]") else host
+    if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ValueError(f"must be host:port such as 0.0.0.0:9465 or [::]:9465 (got {value!r})")
+    return host, int(port)
 
 
 class SchedulerConfig(_Model):

@@ -38,6 +38,7 @@ from typing import Literal, Protocol
 import aiosmtplib
 
 from incidents.outgoing import Audience, OutgoingEmail
+from monitor.config.models import is_loopback_host
 from monitor.delivery.errors import DeliveryError, describe, translated_error
 
 _log = logging.getLogger(__name__)
@@ -201,7 +202,18 @@ class SmtpMailer:
     """Sends each email over its own SMTP connection (aiosmtplib)."""
 
     def __init__(self, settings: SmtpSettings, *, tls_context: ssl.SSLContext | None = None):
+        """Raises ValueError for a bad sender, or for a login over plain text to another
+        host (the config refuses that too; this guards settings built in code)."""
         check_sender(settings.sender)
+        if (
+            settings.security == "none"
+            and settings.username
+            and not is_loopback_host(settings.host)
+        ):
+            raise ValueError(
+                f"SMTP login to {settings.host} needs security starttls or tls: with none "
+                "the password would travel in plain text"
+            )
         self._settings = settings
         self._tls_context = tls_context
 

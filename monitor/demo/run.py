@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import email.policy
 import logging
+import secrets
 import tempfile
 from collections import Counter
 from datetime import datetime
@@ -131,6 +132,8 @@ def demo_config(
                 "poll_interval": "500ms",
             },
             "oncall": {"emails": ["oncall@agency.example"]},
+            # The API needs a token for reads too: one made up for this run, printed at start.
+            "api": {"token": secrets.token_urlsafe(16)},
             "defaults": {
                 "interval": interval,
                 "timeout": "3s",
@@ -210,7 +213,11 @@ async def run_demo(*, speed: float = 1.0, keep: str | None = None, quiet: bool =
         )
         try:
             async with running_monitor(config, clock=clock, listeners=[on_event]) as running:
-                say(f"monitor serving {running.url}/metrics and {running.url}/api/incidents")
+                token = config.api.token.get_secret_value() if config.api.token else ""
+                say(
+                    f"monitor serving {running.url}/metrics and {running.url}/api/incidents "
+                    f"(header 'Authorization: Bearer {token}')"
+                )
                 await run_timeline(
                     faults,
                     speed=speed,

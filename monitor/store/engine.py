@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import shlex
 import sqlite3
 import time
@@ -52,7 +53,7 @@ def create_engine(url: str) -> AsyncEngine:
     """An engine for `url`; creates a SQLite file's parent directory if needed."""
     parsed = _parse(url)
     if parsed.get_backend_name() == "sqlite":
-        _ensure_parent_dir(parsed)
+        _create_private_file(parsed)
         sqlite_args: dict[str, Any] = (
             {} if "timeout" in parsed.query else {"timeout": SQLITE_BUSY_TIMEOUT}
         )
@@ -61,8 +62,14 @@ def create_engine(url: str) -> AsyncEngine:
         return engine
     parsed, server_settings = _split_pg_options(parsed)
     connect_args: dict[str, Any] = {"server_settings": server_settings} if server_settings else {}
-    # pre_ping: a long-running monitor outlives server restarts and idle-connection reapers.
-    return create_async_engine(parsed, connect_args=connect_args, pool_pre_ping=True)
+    try:
+        # pre_ping: a long-running monitor outlives server restarts and idle-connection reapers.
+        return create_async_engine(parsed, connect_args=connect_args, pool_pre_ping=True)
+    except ModuleNotFoundError as exc:  # asyncpg is the `postgres` extra
+        raise StoreError(
+            f"database URL {describe(url)}: PostgreSQL needs asyncpg: "
+            "pip install 'agency-monitor[postgres]'"
+        ) from exc
 
 
 async def use_wal(connection: AsyncConnection) -> None:
@@ -129,11 +136,27 @@ def _parse(url: str) -> URL:
     return parsed
 
 
-def _ensure_parent_dir(url: URL) -> None:
+def _create_private_file(url: URL) -> None:
+    """Create the SQLite file (and its directory) readable by its owner only.
+
+    The database holds incidents, client contacts and probe evidence. SQLite would create the
+    file 0644 (less the umask), and gives its -wal and -shm files the database file's mode, so
+    creating the file 0600 first keeps all three private.
+    """
     database = url.database or ""
-    # ":memory:" and "file:" URIs name no directory we should create.
-    if database and database != ":memory:" and not database.startswith("file:"):
-        Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+    # ":memory:" and "file:" URIs name no file we should create.
+    if not database or database == ":memory:" or database.startswith("file:"):
+        return
+    path = Path(database).expanduser()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    except FileExistsError:
+        mode = path.stat().st_mode & 0o777
+        if mode & 0o077:
+            log.warning(
+                "database file %s is readable by others (mode %o); chmod 600 it", path, mode
+            )
 
 
 def _split_pg_options(url: URL) -> tuple[URL, dict[str, str]]:
