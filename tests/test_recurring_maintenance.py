@@ -24,6 +24,10 @@ BERLIN = ZoneInfo("Europe/Berlin")
 SUNDAY_0200_TO_0400 = RecurringWindow(Weekly.parse("sun 02:00-04:00"), BERLIN)
 
 
+# Reads of the API need the token (api.protect_reads is on by default).
+_TOKEN = "recurring-test-token"
+
+
 def utc(text: str) -> datetime:
     return datetime.fromisoformat(text).replace(tzinfo=UTC)
 
@@ -212,6 +216,7 @@ async def test_a_recurring_window_opens_and_closes_on_schedule_across_dst(
     document = {
         "database": {"url": f"sqlite+aiosqlite:///{tmp_path}/monitor.db"},
         "server": {"port": 0},
+        "api": {"token": _TOKEN},
         "scheduler": {"sla_tick": "100ms"},
         "defaults": {"interval": "100ms", "timeout": "2s", "failures_to_open": 2},
         "notifications": {
@@ -304,7 +309,11 @@ async def _entries(running: Running, incident_id: Any, kind: TimelineKind) -> li
 async def _maintenance(running: Running) -> list[dict[str, Any]]:
     import aiohttp
 
-    async with aiohttp.ClientSession() as http, http.get(f"{running.url}/api/maintenance") as r:
+    headers = {"Authorization": f"Bearer {_TOKEN}"}
+    async with (
+        aiohttp.ClientSession() as http,
+        http.get(f"{running.url}/api/maintenance", headers=headers) as r,
+    ):
         assert r.status == 200
         body: dict[str, Any] = await r.json()
         return list(body["maintenance"])
