@@ -13,16 +13,14 @@ import sys
 from collections.abc import Callable, Coroutine, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, TypeVar
 
 from pydantic import ValidationError
 
 from monitor.config import ConfigError, MonitorConfig, load_config, with_cluster_overrides
 from monitor.logging_setup import configure_logging
+from monitor.operator_cli import TOKEN_ENV, URL_ENV, OperatorContext
 from monitor.store.errors import StoreError
-
-if TYPE_CHECKING:
-    from monitor.operator_cli import OperatorContext
 
 log = logging.getLogger("monitor")
 
@@ -30,8 +28,6 @@ DEFAULT_CONFIG = "config/monitor.yaml"
 T = TypeVar("T")
 EXIT_CONFIG = 2
 EXIT_USAGE = 2
-URL_ENV = "MONITOR_URL"
-TOKEN_ENV = "MONITOR_API_TOKEN"
 _INCIDENT = re.compile(r"(?:INC-)?(\d{1,18})", re.IGNORECASE)
 MAINTENANCE_COMMANDS = """\
 subcommands:
@@ -306,11 +302,16 @@ def _operator(
     """Call the API; print the answer through `show`, or as JSON without one (or --json)."""
     import aiohttp
 
-    from monitor.operator_cli import ApiError, OperatorContext, call
+    from monitor.operator_cli import ApiError, call
 
     try:
         context = OperatorContext.from_args(
-            config=args.config, url=args.url, token=args.token, tz=args.tz, environ=os.environ
+            config=args.config,
+            default_config=DEFAULT_CONFIG,
+            url=args.url,
+            token=args.token,
+            tz=args.tz,
+            environ=os.environ,
         )
     except ValueError as exc:
         print(f"monitor {args.command}: {exc}", file=sys.stderr)

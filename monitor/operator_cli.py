@@ -23,8 +23,6 @@ from monitor.incident_list import format_table
 from monitor.operator_text import Zones
 from monitor.serialize import iso
 
-DEFAULT_CONFIG = "config/monitor.yaml"
-
 TOKEN_ENV = "MONITOR_API_TOKEN"
 URL_ENV = "MONITOR_URL"
 
@@ -50,6 +48,7 @@ class OperatorContext:
         cls,
         *,
         config: str | None,
+        default_config: str,
         url: str | None,
         token: str | None,
         tz: str | None,
@@ -61,7 +60,7 @@ class OperatorContext:
         only where it exists, and only if it is needed for the URL must it be valid.
         ConfigError for a bad file, ValueError for a bad --tz."""
         url = url or environ.get(URL_ENV) or None
-        sections = _sections(config, needed=url is None)
+        sections = _sections(config or default_config, needed=url is None, given=bool(config))
         if url is None:
             url = api_url(sections.server)
         return cls(
@@ -77,13 +76,13 @@ class OperatorContext:
         )
 
 
-def _sections(path: str | None, *, needed: bool) -> OperatorSections:
-    if path is not None:
+def _sections(path: str, *, needed: bool, given: bool) -> OperatorSections:
+    if given:
         return load_sections(path, OperatorSections)
-    if not Path(DEFAULT_CONFIG).is_file():
+    if not Path(path).is_file():
         return OperatorSections()
     try:
-        return load_sections(DEFAULT_CONFIG, OperatorSections)
+        return load_sections(path, OperatorSections)
     except ConfigError:
         if needed:
             raise
