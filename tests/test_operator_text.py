@@ -13,7 +13,7 @@ import pytest
 
 from monitor.cli import incident_number
 from monitor.config import ConfigError, OperatorSections, load_sections
-from monitor.operator_cli import operator_zone
+from monitor.operator_cli import TOKEN_ENV, URL_ENV, OperatorContext, operator_zone
 from monitor.operator_text import Zones, action_line, incident_details, queue_table, time_left
 from monitor.serialize import iso
 
@@ -226,3 +226,45 @@ def test_problems_in_the_sections_read_are_reported_with_their_line(
     ]
     assert f"{path}{problem}" in str(caught.value), str(caught.value)
     assert "SMTP_PASSWORD" not in str(caught.value) and "interval" not in str(caught.value)
+
+
+def _context(tmp_path: Path, **given: Any) -> OperatorContext:
+    arguments: dict[str, Any] = {
+        "config": None,
+        "default_config": str(tmp_path / "monitor.yaml"),
+        "url": None,
+        "token": None,
+        "tz": None,
+        "environ": {},
+        **given,
+    }
+    return OperatorContext.from_args(**arguments)
+
+
+def test_the_monitor_is_found_from_the_flag_then_the_environment_then_the_config(
+    tmp_path: Path,
+) -> None:
+    mine = tmp_path / "mine.yaml"
+    mine.write_text("server: {host: '::', port: 9500}\n")
+    environ = {URL_ENV: "http://monitor.internal:9464/", TOKEN_ENV: "from-env"}
+    assert _context(tmp_path, config=str(mine)).url == "http://[::1]:9500"
+    assert _context(tmp_path, config=str(mine), environ=environ).url == (
+        "http://monitor.internal:9464"
+    )
+    flagged = _context(tmp_path, url="http://127.0.0.1:1", token="flag", environ=environ)
+    assert (flagged.url, flagged.token) == ("http://127.0.0.1:1", "flag")
+    assert _context(tmp_path, environ=environ).token == "from-env"
+    # Without any of them (and no default file): where `monitor run` listens by default.
+    assert _context(tmp_path).url == "http://127.0.0.1:9464"
+
+
+def test_a_broken_default_config_matters_only_when_the_url_comes_from_it(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "monitor.yaml").write_text("server:\n  port: ${PORT_NOT_SET}\n")
+    with pytest.raises(ConfigError, match="PORT_NOT_SET"):
+        _context(tmp_path)
+    assert _context(tmp_path, url="http://127.0.0.1:1").url == "http://127.0.0.1:1"
+    # A file named with --config is the operator's choice: its problems are always told.
+    with pytest.raises(ConfigError, match="PORT_NOT_SET"):
+        _context(tmp_path, config=str(tmp_path / "monitor.yaml"), url="http://127.0.0.1:1")
