@@ -6,9 +6,12 @@ import argparse
 import asyncio
 import json
 import logging
+import os
+import re
 import signal
 import sys
-from collections.abc import Coroutine, Sequence
+from collections.abc import Callable, Coroutine, Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -16,6 +19,7 @@ from pydantic import ValidationError
 
 from monitor.config import ConfigError, MonitorConfig, load_config, with_cluster_overrides
 from monitor.logging_setup import configure_logging
+from monitor.operator_cli import TOKEN_ENV, URL_ENV, OperatorContext
 from monitor.store.errors import StoreError
 
 log = logging.getLogger("monitor")
@@ -24,6 +28,25 @@ DEFAULT_CONFIG = "config/monitor.yaml"
 T = TypeVar("T")
 EXIT_CONFIG = 2
 EXIT_USAGE = 2
+_INCIDENT = re.compile(r"(?:INC-)?(\d{1,18})", re.IGNORECASE)
+MAINTENANCE_COMMANDS = """\
+subcommands:
+  add SITE --from T --until T --by NAME [--reason TEXT]
+                        add a window (`add` may be left out: `monitor maintenance SITE ...`)
+  list [--site SITE] [--json]
+                        windows in force or to come, one-off and recurring
+  cancel ID --by NAME   end a window now (its paused clocks resume)
+
+times are ISO 8601 with a zone, e.g. 2026-11-26T22:00:00Z or 2026-11-26T23:00:00+01:00
+"""
+
+
+def incident_number(text: str) -> int:
+    """`INC-42`, `inc-42` or `42` -> 42: every command takes the ref the queue and mails show."""
+    match = _INCIDENT.fullmatch(text.strip())
+    if match is None:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an incident: write INC-42 or 42")
+    return int(match.group(1))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -91,30 +114,47 @@ def _parser() -> argparse.ArgumentParser:
     sla.add_argument("--at", required=True, help="ISO 8601 with a zone, e.g. 2026-11-27T16:00Z")
     sla.set_defaults(handler=_sla)
 
-    def operator(name: str, help_text: str) -> argparse.ArgumentParser:
-        command = commands.add_parser(name, help=help_text)
-        command.add_argument("--config", default=DEFAULT_CONFIG, help="where the monitor listens")
-        command.add_argument("--url", help="the running monitor, e.g. http://127.0.0.1:9464")
-        command.add_argument("--token", help="API token (default: $MONITOR_API_TOKEN)")
+    def operator(name: str, help_text: str, **extra: Any) -> argparse.ArgumentParser:
+        command = commands.add_parser(name, help=help_text, **extra)
+        command.add_argument(
+            "--config",
+            help=f"find the monitor in this file's server block (default {DEFAULT_CONFIG})",
+        )
+        command.add_argument(
+            "--url", help=f"the running monitor, e.g. http://127.0.0.1:9464 (default ${URL_ENV})"
+        )
+        command.add_argument("--token", help=f"API token (default ${TOKEN_ENV})")
+        command.add_argument(
+            "--tz",
+            help="show times in this IANA zone (default $TZ, else the config's agency.timezone)",
+        )
+        return command
+
+    def incident_command(name: str, help_text: str) -> argparse.ArgumentParser:
+        command = operator(name, help_text)
+        command.add_argument("incident", type=incident_number, help="INC-42 or 42")
         return command
 
     queue = operator("queue", "the triage queue: open incidents nobody has responded to")
     queue.add_argument("--json", action="store_true")
     queue.set_defaults(handler=_queue)
 
-    ack = operator("ack", "acknowledge an incident (the first response)")
-    ack.add_argument("incident", type=int)
+    show = incident_command("show", "one incident: its clocks and its timeline")
+    show.add_argument("--json", action="store_true", help="the API's whole object")
+    show.set_defaults(handler=_show)
+
+    ack = incident_command("ack", "acknowledge an incident (the first response)")
     ack.add_argument("--by", required=True, help="who responds")
+    ack.add_argument("--json", action="store_true", help="print the whole incident")
     ack.set_defaults(handler=_ack)
 
-    update = operator("update", "post a client update (emailed; resets the update clock)")
-    update.add_argument("incident", type=int)
+    update = incident_command("update", "post a client update (emailed; resets the update clock)")
     update.add_argument("--by", required=True)
     update.add_argument("--text", required=True, help="what the client reads")
+    update.add_argument("--json", action="store_true", help="print the whole incident")
     update.set_defaults(handler=_update)
 
-    resolve = operator("resolve", "resolve an incident by hand")
-    resolve.add_argument("incident", type=int)
+    resolve = incident_command("resolve", "resolve an incident by hand")
     resolve.add_argument("--by", required=True)
     resolve.add_argument("--note", default="")
     resolve.add_argument(
@@ -122,15 +162,22 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="resolve even while checks still fail (they must pass once to reopen)",
     )
+    resolve.add_argument("--json", action="store_true", help="print the whole incident")
     resolve.set_defaults(handler=_resolve)
 
     maintenance = operator(
         "maintenance",
-        "maintenance windows (no incidents open, open ones' SLA clocks pause): "
-        "`list`, `cancel ID --by NAME`, or `[add] SITE --from --until --by`",
+        "maintenance windows: add, list, cancel",
+        description="Maintenance windows: while one lasts no incident opens for the site, and "
+        "the SLA clocks of its open incident pause.",
+        epilog=MAINTENANCE_COMMANDS,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     maintenance.add_argument(
-        "what", metavar="list|cancel|add|SITE", help="list, cancel ID, or add SITE (add: default)"
+        "what",
+        nargs="?",
+        metavar="list|cancel|add|SITE",
+        help="list, cancel ID, or add SITE (add: default)",
     )
     maintenance.add_argument("target", nargs="?", help="the window ID to cancel, or the SITE")
     maintenance.add_argument("--site", dest="only_site", help="list: only this client/site")
@@ -139,7 +186,7 @@ def _parser() -> argparse.ArgumentParser:
     maintenance.add_argument("--reason", default="")
     maintenance.add_argument("--by", help="who adds or cancels it")
     maintenance.add_argument("--json", action="store_true", help="list: one JSON document")
-    maintenance.set_defaults(handler=_maintenance)
+    maintenance.set_defaults(handler=_maintenance, full_help=maintenance.format_help)
 
     schema = commands.add_parser("schema", help="print the config's JSON Schema")
     schema.add_argument("--write", action="store_true", help="write config/monitor.schema.json")
@@ -244,55 +291,97 @@ def _sla(args: argparse.Namespace) -> int:
     return 0
 
 
-def _api(args: argparse.Namespace, method: str, path: str, body: Any = None) -> Any:
-    from monitor.operator_cli import api_url, call, token_from
-
-    base = args.url or api_url(load_config(args.config))
-    return _asyncio_run(call(base, method, path, token=token_from(args.token), body=body))
-
-
-def _operator(args: argparse.Namespace, method: str, path: str, body: Any = None) -> int:
+def _operator(
+    args: argparse.Namespace,
+    method: str,
+    path: str,
+    body: Any = None,
+    *,
+    show: Callable[[Any, OperatorContext], str] | None = None,
+) -> int:
+    """Call the API; print the answer through `show`, or as JSON without one (or --json)."""
     import aiohttp
 
-    from monitor.operator_cli import ApiError
+    from monitor.operator_cli import ApiError, call
 
     try:
-        answer = _api(args, method, path, body)
+        context = OperatorContext.from_args(
+            config=args.config,
+            default_config=DEFAULT_CONFIG,
+            url=args.url,
+            token=args.token,
+            tz=args.tz,
+            environ=os.environ,
+        )
+    except ValueError as exc:
+        print(f"monitor {args.command}: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        answer = _asyncio_run(call(context.url, method, path, token=context.token, body=body))
     except ApiError as exc:
         print(f"monitor {args.command}: {exc}", file=sys.stderr)
         return EXIT_USAGE if exc.status < 500 else 1
     except aiohttp.ClientError as exc:
-        print(f"monitor {args.command}: cannot reach the monitor: {exc}", file=sys.stderr)
+        print(
+            f"monitor {args.command}: cannot reach the monitor at {context.url}: {exc} "
+            f"(give --url, set {URL_ENV}, or --config with its server block)",
+            file=sys.stderr,
+        )
         return 1
-    if args.command == "queue" and not getattr(args, "json", False):
-        from monitor.operator_cli import queue_table
-
-        print(queue_table(answer["queue"]))
-    elif args.command == "maintenance" and args.what == "list" and not args.json:
-        from monitor.operator_cli import maintenance_table
-
-        print(maintenance_table(answer["maintenance"]))
-    else:
+    if show is None or getattr(args, "json", False):
         print(json.dumps(answer, indent=2))
+    else:
+        print(show(answer, context))
     return 0
 
 
 def _queue(args: argparse.Namespace) -> int:
-    return _operator(args, "GET", "/api/queue")
+    from monitor.operator_text import queue_table
+
+    return _operator(
+        args,
+        "GET",
+        "/api/queue",
+        show=lambda answer, ctx: queue_table(answer["queue"], zones=ctx.zones, now=_now()),
+    )
+
+
+def _show(args: argparse.Namespace) -> int:
+    from monitor.operator_text import incident_details
+
+    return _operator(
+        args,
+        "GET",
+        f"/api/incidents/{args.incident}",
+        show=lambda answer, ctx: incident_details(answer, zones=ctx.zones, now=_now()),
+    )
+
+
+def _done(action: str, by: str) -> Callable[[Any, OperatorContext], str]:
+    from monitor.operator_text import action_line
+
+    return lambda answer, ctx: action_line(action, answer, by=by, zones=ctx.zones)
 
 
 def _ack(args: argparse.Namespace) -> int:
-    return _operator(args, "POST", f"/api/incidents/{args.incident}/acknowledge", {"by": args.by})
+    path = f"/api/incidents/{args.incident}/acknowledge"
+    return _operator(args, "POST", path, {"by": args.by}, show=_done("acknowledged", args.by))
 
 
 def _update(args: argparse.Namespace) -> int:
     body = {"by": args.by, "text": args.text}
-    return _operator(args, "POST", f"/api/incidents/{args.incident}/updates", body)
+    path = f"/api/incidents/{args.incident}/updates"
+    return _operator(args, "POST", path, body, show=_done("updated", args.by))
 
 
 def _resolve(args: argparse.Namespace) -> int:
     body = {"by": args.by, "note": args.note, "force": args.force}
-    return _operator(args, "POST", f"/api/incidents/{args.incident}/resolve", body)
+    path = f"/api/incidents/{args.incident}/resolve"
+    return _operator(args, "POST", path, body, show=_done("resolved", args.by))
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
 
 
 def _maintenance(args: argparse.Namespace) -> int:
@@ -302,9 +391,19 @@ def _maintenance(args: argparse.Namespace) -> int:
         print(f"monitor maintenance: {message}", file=sys.stderr)
         return EXIT_USAGE
 
+    if args.what is None:  # `monitor maintenance` alone: what can it do?
+        print(args.full_help(), file=sys.stderr)
+        return EXIT_USAGE
     if args.what == "list":
+        from monitor.operator_cli import maintenance_table
+
         query = f"?site={quote(args.only_site)}" if args.only_site else ""
-        return _operator(args, "GET", f"/api/maintenance{query}")
+        return _operator(
+            args,
+            "GET",
+            f"/api/maintenance{query}",
+            show=lambda answer, _: maintenance_table(answer["maintenance"]),
+        )
     if args.what == "cancel":
         if not (args.target or "").isdigit():
             return usage(

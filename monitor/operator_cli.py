@@ -4,32 +4,111 @@ change goes through the process that owns the incidents (and its per-site orderi
 from __future__ import annotations
 
 import json
-import os
+from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import aiohttp
 
+from incidents.message_text import zone
 from incidents.severity import Severity
 from incidents.sla import preview
 from monitor.clients import client_contexts
-from monitor.config.models import MonitorConfig
+from monitor.config import ConfigError, load_sections
+from monitor.config.models import MonitorConfig, OperatorSections, ServerConfig
 from monitor.incident_list import format_table
+from monitor.operator_text import Zones
 from monitor.serialize import iso
 
 TOKEN_ENV = "MONITOR_API_TOKEN"
+URL_ENV = "MONITOR_URL"
 
 
 class ApiError(Exception):
     def __init__(self, status: int, message: str) -> None:
+        if status == 401:
+            message += f"; give --token or set {TOKEN_ENV} to the monitor's api.token"
         super().__init__(f"HTTP {status}: {message}")
         self.status = status
 
 
-def api_url(config: MonitorConfig) -> str:
-    host = config.server.host
+@dataclass(frozen=True, slots=True)
+class OperatorContext:
+    """Where the monitor is, how to call it, and which zones to show times in."""
+
+    url: str
+    token: str | None
+    zones: Zones
+
+    @classmethod
+    def from_args(
+        cls,
+        *,
+        config: str | None,
+        default_config: str,
+        url: str | None,
+        token: str | None,
+        tz: str | None,
+        environ: Mapping[str, str],
+    ) -> OperatorContext:
+        """`url`: --url, else $MONITOR_URL, else the config's server block. Only the config's
+        server, agency and client time zones are read, so the environment variables of its
+        secrets need not be set. --config given: it must be valid; the default file is read
+        only where it exists, and only if it is needed for the URL must it be valid.
+        ConfigError for a bad file, ValueError for a bad --tz."""
+        url = url or environ.get(URL_ENV) or None
+        sections = _sections(config or default_config, needed=url is None, given=bool(config))
+        if url is None:
+            url = api_url(sections.server)
+        return cls(
+            url=url.rstrip("/"),
+            token=token or environ.get(TOKEN_ENV) or None,
+            zones=Zones(
+                operator=operator_zone(tz, environ=environ, agency=sections.agency.timezone),
+                clients={
+                    client.id: ZoneInfo(client.business_hours.timezone)
+                    for client in sections.clients
+                },
+            ),
+        )
+
+
+def _sections(path: str, *, needed: bool, given: bool) -> OperatorSections:
+    if given:
+        return load_sections(path, OperatorSections)
+    if not Path(path).is_file():
+        return OperatorSections()
+    try:
+        return load_sections(path, OperatorSections)
+    except ConfigError:
+        if needed:
+            raise
+        return OperatorSections()  # the URL is known: a broken default file is not ours
+
+
+def operator_zone(given: str | None, *, environ: Mapping[str, str], agency: str) -> ZoneInfo:
+    """--tz, else $TZ where it names an IANA zone, else the agency's zone."""
+    if given:
+        return zone(given, owner="--tz")
+    # TZ may be ":Europe/Berlin" or a POSIX rule such as "CET-1CEST"; only a zone name counts.
+    name = environ.get("TZ", "").removeprefix(":")
+    if name:
+        try:
+            return zone(name, owner="TZ")
+        except ValueError:
+            pass
+    return zone(agency, owner="agency.timezone")
+
+
+def api_url(server: ServerConfig) -> str:
+    host = server.host
+    if host in ("0.0.0.0", "::"):  # listening everywhere: loopback reaches it
+        host = "127.0.0.1" if host == "0.0.0.0" else "::1"
     shown = f"[{host}]" if ":" in host else host
-    return f"http://{shown}:{config.server.port}"
+    return f"http://{shown}:{server.port}"
 
 
 async def call(
@@ -50,30 +129,6 @@ async def call(
             message = payload.get("error") if isinstance(payload, dict) else str(payload)
             raise ApiError(response.status, str(message))
         return payload
-
-
-def token_from(given: str | None) -> str | None:
-    return given or os.environ.get(TOKEN_ENV) or None
-
-
-def queue_table(queue: list[dict[str, Any]]) -> str:
-    if not queue:
-        return "the queue is empty: every open incident has a response"
-    rows: list[tuple[str, ...]] = [
-        ("ID", "SEV", "OPENED (UTC)", "RESPONSE DUE (UTC)", "SITE", "TITLE")
-    ]
-    for item in queue:
-        rows.append(
-            (
-                item["ref"],
-                str(item["severity"]),
-                item["opened_at"] or "",
-                item["clocks"]["response_due_at"] or "-",
-                item["site"],
-                item["title"],
-            )
-        )
-    return format_table(rows)
 
 
 def maintenance_table(windows: list[dict[str, Any]]) -> str:
@@ -114,11 +169,11 @@ def sla_answer(config: MonitorConfig, *, client: str, severity: int, at: str) ->
 
 __all__ = [
     "ApiError",
+    "OperatorContext",
     "api_url",
     "call",
     "iso",
     "maintenance_table",
-    "queue_table",
+    "operator_zone",
     "sla_answer",
-    "token_from",
 ]

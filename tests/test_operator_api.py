@@ -7,12 +7,14 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import aiohttp
 import pytest
@@ -24,7 +26,7 @@ from incidents.model import Incident, TimelineKind
 from monitor.app import Running, running_monitor
 from monitor.config import MonitorConfig, load_config_text
 from monitor.events import EventKind, MonitorEvent
-from monitor.operator_cli import TOKEN_ENV
+from monitor.operator_cli import TOKEN_ENV, URL_ENV
 from monitor.serialize import iso
 from monitor.store import Store
 from tests.helpers import ShiftedClock, Target, eventually, free_port
@@ -699,9 +701,14 @@ async def test_the_queue_puts_severity_1_first_then_orders_by_response_due(
 # --- the CLI against the running monitor --------------------------------------------------
 
 
-async def cli(*args: str, timeout: float = 30) -> tuple[int, str, str]:
-    # The token is given on the command line only, never inherited from the environment.
-    env = {name: value for name, value in os.environ.items() if name != TOKEN_ENV}
+async def cli(
+    *args: str, timeout: float = 30, env: dict[str, str] | None = None
+) -> tuple[int, str, str]:
+    # The token and the URL are given on the command line (or in `env`), never inherited.
+    inherited = {
+        name: value for name, value in os.environ.items() if name not in (TOKEN_ENV, URL_ENV)
+    }
+    env = {**inherited, **(env or {})}
     process = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
@@ -726,37 +733,52 @@ async def test_cli_queue_ack_and_update_call_the_running_monitor(
     async with running_monitor(config) as running:
         [incident] = await eventually(lambda: open_incidents(running))
         number = str(incident_id(incident))
-        where = ("--url", running.url, "--token", TOKEN)
+        where = ("--url", running.url, "--token", TOKEN, "--tz", "Europe/Berlin")
 
         code, out, err = await cli("queue", *where)
         assert code == 0, err
         header, row = out.splitlines()[:2]
-        assert header.split()[:2] == ["ID", "SEV"]
+        assert header.split()[:2] == ["ID", "SEV"] and "LEFT" in header
         assert row.split()[:2] == [incident.ref, "1"]
         assert "acme/shop" in row
+        # The response is due in the client's business hours: some time from now, in Berlin.
+        due = incident.response_due_at
+        assert due is not None
+        assert f"{due.astimezone(ZoneInfo('Europe/Berlin')):%H:%M} CE" in row
+        assert re.search(r"  in \d+ (d|h|min)", row), row
 
-        code, out, err = await cli("ack", number, "--by", "bob", "--url", running.url)
-        assert code == 2 and "401" in err and "token" in err
+        code, out, err = await cli("ack", incident.ref, "--by", "bob", "--url", running.url)
+        assert code == 2 and "401" in err and f"set {TOKEN_ENV}" in err
         code, out, err = await cli(
             "update", number, "--by", "bob", "--text", "x", "--url", running.url, "--token", "no"
         )
         assert code == 2 and "401" in err and "Traceback" not in err
+        code, out, err = await cli("ack", "INC-x1", "--by", "bob", *where)
+        assert code == 2 and "'INC-x1' is not an incident: write INC-42 or 42" in err
         assert await timeline_kinds(running.store, incident) == [
             TimelineKind.OPENED,
             TimelineKind.ONCALL_PAGED,
         ]
 
-        code, out, err = await cli("ack", number, "--by", "bob", *where)
+        # The ref as the queue, the logs and the mails write it; one line back.
+        code, out, err = await cli("ack", incident.ref.lower(), "--by", "bob", *where)
         assert code == 0, err
-        assert json.loads(out)["clocks"]["acknowledged_by"] == "bob"
         acked = await running.store.get_incident(incident_id(incident))
         assert acked is not None and acked.acknowledged_by == "bob"
         assert acked.responded_at is not None
+        at = acked.responded_at.astimezone(ZoneInfo("Europe/Berlin"))
+        assert out.splitlines()[0] == f"{incident.ref} acknowledged by bob at {at:%H:%M} CET"
+        code, out, err = await cli("ack", incident.ref, "--by", "eve", "--json", *where)
+        assert code == 0, err
+        assert json.loads(out)["clocks"]["acknowledged_by"] == "bob"
 
         text = "We found the failing plugin and are rolling it back."
-        code, out, err = await cli("update", number, "--by", "bob", "--text", text, *where)
+        code, out, err = await cli("update", incident.ref, "--by", "bob", "--text", text, *where)
         assert code == 0, err
-        assert json.loads(out)["clocks"]["last_update_at"] is not None
+        assert (
+            out.startswith(f"{incident.ref} updated by bob at ") and "next client update due" in out
+        )
+        assert len(out.splitlines()) == 1
         [update] = [
             entry
             for entry in await running.store.timeline(incident_id(incident))
@@ -767,6 +789,95 @@ async def test_cli_queue_ack_and_update_call_the_running_monitor(
         code, out, err = await cli("queue", *where)
         assert code == 0, err
         assert "the queue is empty" in out
+
+
+async def _hostile(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    """A site whose reason phrase clears the screen, then retitles the terminal window (our
+    own test server refuses to send control characters, so these are raw bytes)."""
+    try:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(
+            b"HTTP/1.1 500 Down \x1b[2J\x1b]0;pwned\x07 now\r\n"
+            b"Content-Length: 0\r\nConnection: close\r\n\r\n"
+        )
+        await writer.drain()
+    except (ConnectionError, asyncio.IncompleteReadError):
+        pass  # the probe gave up first
+    finally:
+        writer.close()
+
+
+async def test_cli_show_prints_the_clocks_and_timeline_without_a_targets_escape_codes(
+    tmp_path: Path,
+) -> None:
+    server = await asyncio.start_server(_hostile, "127.0.0.1", 0)
+    url = f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}"
+    config = make_config(tmp_path, client("acme", site("shop", url)))
+    async with server, running_monitor(config) as running:
+        [incident] = await eventually(lambda: open_incidents(running))
+        zones = tmp_path / "zones.yaml"  # the client's zone, which the API does not carry
+        zones.write_text("clients:\n  - id: acme\n    business_hours: {timezone: Europe/London}\n")
+        where = ("--url", running.url, "--token", TOKEN, "--tz", "Asia/Kolkata")
+        where += ("--config", str(zones))
+        code, out, err = await cli("show", f"INC-{incident_id(incident)}", *where)
+        assert code == 0, err
+        assert "\x1b" not in out and "\x07" not in out
+        lines = out.splitlines()
+        assert lines[0].split() == [incident.ref, "Severity", "1", "(Critical)", "open"]
+        assert lines[1] == incident.title
+        opened = incident.opened_at.astimezone(ZoneInfo("Asia/Kolkata"))
+        london = incident.opened_at.astimezone(ZoneInfo("Europe/London"))
+        # The operator's zone first, the client's beside it where it differs.
+        assert f"{opened:%H:%M} IST" in out and f"client: {london:%H:%M} GMT" in out
+        assert re.search(r"^response due +.*, in \d", out, re.M), out
+        assert "failing       acme/shop/home" in out
+        timeline = lines[lines.index("timeline") + 1 :]
+        assert [line.split()[2] for line in timeline] == ["opened", "oncall"]
+        assert "HTTP 500 Down [2J ]0;pwned now" in timeline[0]
+
+        code, out, err = await cli("show", str(incident_id(incident)), "--json", *where)
+        assert code == 0, err
+        body = json.loads(out)
+        assert body["ref"] == incident.ref and len(body["timeline"]) == len(timeline)
+        code, out, err = await cli("show", "INC-999", *where)
+        assert code == 2 and "404" in err and "999" in err
+
+
+async def test_cli_finds_the_server_from_the_config_without_its_secrets_or_from_env(
+    new_target: NewTarget, tmp_path: Path
+) -> None:
+    _, url = await new_target()
+    config = make_config(tmp_path, client("acme", site("shop", url)))
+    async with running_monitor(config) as running:
+        port = running.url.rsplit(":", 1)[1]
+        operator_file = tmp_path / "monitor.yaml"
+        # The monitor's own file: the CLI reads its server block and agency zone; the SMTP
+        # password and the site URL come from variables an operator's shell does not have.
+        operator_file.write_text(
+            f"server:\n  port: {port}\n"
+            "agency:\n  timezone: America/New_York\n"
+            "notifications:\n  smtp:\n    host: mail.example\n"
+            "    password: ${SMTP_PASSWORD_NOT_SET}\n"
+            "api:\n  token: ${MONITOR_API_TOKEN}\n"
+            "clients:\n  - id: acme\n    sites:\n      - id: shop\n"
+            "        url: ${SHOP_URL_NOT_SET}\n        checks: [{id: home}]\n"
+        )
+        environment = {"TZ": "", TOKEN_ENV: TOKEN}
+        code, out, err = await cli("queue", "--config", str(operator_file), env=environment)
+        assert code == 0, err
+        assert out.startswith("the queue is empty")
+        code, _, err = await cli("check-config", str(operator_file), env=environment)
+        assert code == 2 and "SMTP_PASSWORD_NOT_SET" in err  # the whole file would need it
+
+        # $MONITOR_URL names the server when there is no config at hand.
+        code, out, err = await cli("queue", env={**environment, URL_ENV: running.url})
+        assert code == 0 and out.startswith("the queue is empty"), err
+
+        # A problem in the server block itself is the operator's to fix, with its line.
+        operator_file.write_text("server:\n  port: ${MONITOR_PORT_NOT_SET}\n")
+        code, _, err = await cli("queue", "--config", str(operator_file), env=environment)
+        assert code == 2
+        assert f"{operator_file}:2: server.port: environment variable MONITOR_PORT_NOT_SET" in err
 
 
 async def test_cli_maintenance_add_list_cancel_and_resolve_force(
@@ -823,7 +934,9 @@ async def test_cli_maintenance_add_list_cancel_and_resolve_force(
         code, out, err = await cli("maintenance", "list", "--json", "--site", "acme/x", *where)
         assert code == 0 and json.loads(out) == {"maintenance": []}
 
-        # Mistakes are told, with exit 2.
+        # Mistakes are told, with exit 2; the command alone lists what it can do.
+        code, out, err = await cli("maintenance")
+        assert code == 2 and "cancel ID --by NAME" in err and "list [--site SITE]" in err
         code, out, err = await cli("maintenance", "cancel", "x", "--by", "alice", *where)
         assert code == 2 and "ID" in err
         code, out, err = await cli("maintenance", "cancel", str(window_id), *where)
@@ -851,9 +964,14 @@ async def test_cli_maintenance_add_list_cancel_and_resolve_force(
         # Resolve: refused while the check fails, done with --force.
         code, out, err = await cli("resolve", number, "--by", "carol", *where)
         assert code == 2 and "409" in err and "acme/shop/home" in err
-        code, out, err = await cli("resolve", number, "--by", "carol", "--force", *where)
+        code, out, err = await cli(
+            "resolve", number, "--by", "carol", "--force", *where, "--tz", "Europe/Berlin"
+        )
         assert code == 0, err
-        assert json.loads(out)["status"] == "resolved"
+        resolved = await running.store.get_incident(incident_id(incident))
+        assert resolved is not None and resolved.resolved_at is not None
+        at = resolved.resolved_at.astimezone(ZoneInfo("Europe/Berlin"))
+        assert out == f"{incident.ref} resolved by carol at {at:%H:%M} CET\n"
 
 
 async def _paused(running: Running, number: int) -> Incident | None:

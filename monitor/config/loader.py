@@ -20,7 +20,7 @@ import typing
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeAlias
+from typing import Any, TypeAlias, TypeVar
 
 import yaml
 from pydantic import BaseModel, ValidationError
@@ -30,6 +30,7 @@ from yaml.constructor import SafeConstructor
 from incidents.sla import DEFAULT_PLANS
 from monitor.config.models import SLUG_PATTERN, MonitorConfig
 
+SectionsT = TypeVar("SectionsT", bound=BaseModel)
 Loc: TypeAlias = tuple[Any, ...]
 """A path into the data: mapping keys and list indexes, e.g. ("clients", 0, "id")."""
 
@@ -78,6 +79,62 @@ def load_config(path: str | Path, *, environ: Mapping[str, str] | None = None) -
     `${VAR}` and `${VAR:-default}` in string values are taken from `environ` (default:
     `os.environ`); `$$` stands for a literal `$`.
     """
+    return load_config_text(_read_file(path), filename=str(path), environ=environ)
+
+
+def load_sections(
+    path: str | Path, model: type[SectionsT], *, environ: Mapping[str, str] | None = None
+) -> SectionsT:
+    """Only the parts of the file at `path` that `model` declares, validated by it.
+
+    The whole file must be YAML, but problems outside those parts (an unset `${VAR}` in
+    notifications.smtp, an invalid check) are not reported: an operator command finds the
+    server without the secrets of the monitor it talks to. Problems inside them raise
+    ConfigError with their lines, as `load_config` would.
+    """
+    filename = str(path)
+    source = _read_yaml(_read_file(path), environ=os.environ if environ is None else environ)
+    if isinstance(source, _Issue):
+        raise ConfigError([_to_problem(source, filename)])
+    data = source.data if isinstance(source.data, dict) else {}
+    source.data = {key: value for key, value in data.items() if key in model.model_fields}
+    issues = [issue for issue in source.issues if _declared(issue.loc, model)]
+    result: SectionsT | None = None
+    try:
+        result = model.model_validate(source.data, context=_context(source.data))
+    except ValidationError as exc:
+        known = [issue.loc for issue in issues if issue.replaces_value]
+        issues += [
+            issue
+            for issue in _translate(exc, source)
+            if not any(issue.loc[: len(loc)] == loc for loc in known)
+        ]
+    if issues or result is None:
+        ordered = sorted(issues, key=lambda issue: issue.line or 0)
+        raise ConfigError([_to_problem(issue, filename, source.secrets) for issue in ordered])
+    return result
+
+
+def _declared(loc: Loc, model: type[BaseModel]) -> bool:
+    """Whether `model` validates the value at `loc` (a field, or something inside one)."""
+    if loc and loc[0] not in model.model_fields:
+        return False
+    annotation: Any = model
+    for part in loc:
+        annotation = _unwrap(annotation, None)
+        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            info = annotation.model_fields.get(part)
+            if info is None:
+                return annotation.model_config.get("extra") == "forbid"
+            annotation = info.annotation
+        elif typing.get_origin(annotation) in (list, dict):
+            annotation = typing.get_args(annotation)[-1]
+        else:
+            return True
+    return True
+
+
+def _read_file(path: str | Path) -> str:
     filename = str(path)
     try:
         text = Path(path).read_text(encoding="utf-8-sig")
@@ -90,7 +147,7 @@ def load_config(path: str | Path, *, environ: Mapping[str, str] | None = None) -
         raise ConfigError(
             [ConfigProblem(filename, None, "", f"cannot be read: {reason}")]
         ) from None
-    return load_config_text(text, filename=filename, environ=environ)
+    return text
 
 
 def _context(data: Any) -> dict[str, Any]:

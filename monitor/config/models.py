@@ -791,3 +791,34 @@ def with_cluster_overrides(
         return config
     cluster = ClusterConfig.model_validate({**config.cluster.model_dump(), **overrides})
     return config.model_copy(update={"cluster": cluster})
+
+
+class _ZoneOnly(BaseModel):
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    timezone: str = "UTC"
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        zone(value, owner="business_hours.timezone")
+        return value
+
+
+class ClientZone(BaseModel):
+    """A client as operator commands see it: its id and time zone, nothing else."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    id: str
+    business_hours: _ZoneOnly = _ZoneOnly()
+
+
+class OperatorSections(_Model):
+    """What operator commands (`monitor queue`, `ack`, `show`...) read of the config: where
+    the monitor listens and the time zones to show times in. The rest of the file, with the
+    environment variables of its secrets, is the running monitor's and is not validated."""
+
+    server: ServerConfig = ServerConfig()
+    agency: AgencyConfig = AgencyConfig()
+    clients: list[ClientZone] = Field(default_factory=list)

@@ -1,0 +1,193 @@
+"""What operator commands print: incidents from the API as lines a person reads at a terminal.
+
+Pure functions of the API's JSON, the time zones and `now`. Every text that may have come
+from a target (titles, timeline messages with reason phrases) passes through
+`sanitize_header_text`, so an escape sequence a hostile site sent cannot drive the
+operator's terminal.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from incidents.message_text import sanitize_header_text, short_local_time, span
+from incidents.severity import Severity
+from monitor.incident_list import format_table
+
+# Less than this either side of a due time reads as "due now" rather than "in 0 min".
+_NOW_WINDOW = timedelta(minutes=1)
+
+
+@dataclass(frozen=True, slots=True)
+class Zones:
+    """The operator's zone, in which every time is shown, and each client's (by client id)."""
+
+    operator: ZoneInfo
+    clients: Mapping[str, ZoneInfo] = field(default_factory=dict)
+
+
+def clean(text: Any, *, max_len: int = 200) -> str:
+    """One line safe for a terminal: no control characters, no escape sequences."""
+    return sanitize_header_text("" if text is None else str(text), max_len=max_len)
+
+
+def instant(text: str | None) -> datetime | None:
+    """The API's `2026-11-26T08:43:00Z` as an aware datetime."""
+    if not text:
+        return None
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
+def time_left(due: datetime, *, now: datetime) -> str:
+    """`in 1 h 20 min`, `25 min overdue` or `due now`."""
+    left = due - now
+    if abs(left) < _NOW_WINDOW:
+        return "due now"
+    return f"in {span(left)}" if left > timedelta(0) else f"{span(left)} overdue"
+
+
+def _when(text: str | None, zones: Zones, *, now: datetime) -> str:
+    at = instant(text)
+    return "-" if at is None else short_local_time(at, zones.operator, now=now)
+
+
+def _both(text: str | None, client: str, zones: Zones, *, now: datetime) -> str:
+    """The time in the operator's zone, and in the client's where that reads differently."""
+    at = instant(text)
+    if at is None:
+        return "-"
+    mine = short_local_time(at, zones.operator, now=now)
+    tz = zones.clients.get(client)
+    if tz is None or at.astimezone(tz).utcoffset() == at.astimezone(zones.operator).utcoffset():
+        return mine
+    return f"{mine} (client: {short_local_time(at, tz, now=now)})"
+
+
+def action_line(action: str, incident: Mapping[str, Any], *, by: str, zones: Zones) -> str:
+    """One line for `monitor ack`, `update` and `resolve`, e.g.
+    `INC-42 acknowledged by alice at 10:14 CET`."""
+    clocks = incident["clocks"]
+    at_field = {
+        "acknowledged": clocks.get("responded_at"),
+        "updated": clocks.get("last_update_at"),
+        "resolved": incident.get("resolved_at"),
+    }[action]
+    at = instant(at_field)
+    # Without a recorded time (an acknowledgement after a client update), say what happened.
+    when = "" if at is None else f" at {short_local_time(at, zones.operator, now=at)}"
+    if action == "acknowledged" and clocks.get("acknowledged_by") not in (None, by):
+        # Someone was first: the API keeps that acknowledgement and so does this line.
+        action, by = "already acknowledged", str(clocks["acknowledged_by"])
+    line = f"{incident['ref']} {action} by {clean(by, max_len=80)}{when}"
+    due = instant(clocks.get("next_update_due_at"))
+    if action == "updated" and due is not None and at is not None:  # the cadence restarted
+        line += f"; next client update due {short_local_time(due, zones.operator, now=at)}"
+    return line
+
+
+def queue_table(queue: list[Mapping[str, Any]], *, zones: Zones, now: datetime) -> str:
+    """`monitor queue`: times in the operator's zone and the time left to respond."""
+    if not queue:
+        return "the queue is empty: every open incident has a response"
+    rows: list[tuple[str, ...]] = [("ID", "SEV", "OPENED", "RESPONSE DUE", "LEFT", "SITE", "TITLE")]
+    for item in queue:
+        clocks = item["clocks"]
+        due = instant(clocks.get("response_due_at"))
+        if clocks.get("paused_since"):
+            left = "paused"
+        else:
+            left = "-" if due is None else time_left(due, now=now)
+        rows.append(
+            (
+                clean(item["ref"]),
+                str(item["severity"]),
+                _when(item.get("opened_at"), zones, now=now),
+                _when(clocks.get("response_due_at"), zones, now=now),
+                left,
+                clean(item["site"]),
+                clean(item["title"], max_len=80),
+            )
+        )
+    return format_table(rows)
+
+
+def incident_details(incident: Mapping[str, Any], *, zones: Zones, now: datetime) -> str:
+    """`monitor show INC-42`: the incident, its clocks and its timeline."""
+    clocks = incident["clocks"]
+    client = str(incident["client"])
+    is_open = incident["status"] == "open"
+    paused = bool(clocks.get("paused_since"))
+
+    def both(text: str | None) -> str:
+        return _both(text, client, zones, now=now)
+
+    def due(text: str | None) -> str:
+        at = instant(text)
+        if at is None:
+            return "-"
+        if not is_open:
+            return both(text)
+        return f"{both(text)}, {'paused' if paused else time_left(at, now=now)}"
+
+    severity = Severity(int(incident["severity"])).label
+    lines = [
+        f"{clean(incident['ref'])}  {severity}  {clean(incident['status'])}",
+        clean(incident["title"], max_len=300),
+        "",
+    ]
+    fields: list[tuple[str, str]] = [
+        ("site", clean(incident["site"])),
+        ("opened", both(incident.get("opened_at"))),
+    ]
+    if incident.get("resolved_at"):
+        fields.append(("resolved", both(incident["resolved_at"])))
+    calendar = clocks.get("calendar")
+    if calendar:
+        fields.append(("clocks count", "business hours" if calendar == "business" else "24x7"))
+    if clocks.get("responded_at"):
+        by = clocks.get("acknowledged_by")
+        responded = both(clocks["responded_at"]) + (f" by {clean(by)}" if by else "")
+        fields.append(("responded", responded))
+    else:
+        fields.append(("response due", due(clocks.get("response_due_at"))))
+    if clocks.get("last_update_at"):
+        fields.append(("last update", both(clocks["last_update_at"])))
+    if clocks.get("next_update_due_at") and is_open:
+        fields.append(("next update", due(clocks["next_update_due_at"])))
+    if paused:
+        until = clocks.get("paused_until")
+        window = f" until {both(until)}" if until else ""
+        fields.append(("paused", f"since {both(clocks['paused_since'])}{window} (maintenance)"))
+    failing = [clean(key) for key in incident.get("failing_checks") or []]
+    if failing:
+        fields.append(("failing", ", ".join(failing)))
+    width = max(len(name) for name, _ in fields)
+    lines += [f"{name:<{width}}  {value}" for name, value in fields]
+    return "\n".join(lines + _timeline(incident.get("timeline") or [], zones=zones, now=now))
+
+
+def _timeline(timeline: list[Mapping[str, Any]], *, zones: Zones, now: datetime) -> list[str]:
+    if not timeline:
+        return []
+    entries = [
+        (
+            _when(entry.get("at"), zones, now=now),
+            clean(entry.get("kind")).replace("_", " "),
+            clean(entry.get("message"), max_len=300),
+        )
+        for entry in timeline
+    ]
+    when_width = max(len(when) for when, _, _ in entries)
+    kind_width = max(len(kind) for _, kind, _ in entries)
+    return [
+        "",
+        "timeline",
+        *(
+            f"  {when:<{when_width}}  {kind:<{kind_width}}  {message}".rstrip()
+            for when, kind, message in entries
+        ),
+    ]
