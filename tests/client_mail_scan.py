@@ -4,12 +4,17 @@
 the transport (SMTP or `.eml` files), and fails the test at teardown when one of them shows an
 outcome code, a `client/site/check` id or a header line smuggled in by a target. A test that
 builds a client mail by hand from raw text, to test the MIME builder itself, opts out with
-`@pytest.mark.raw_client_text`.
+`@pytest.mark.raw_client_text`. Mails written by another process (the demo, `monitor run` in
+a subprocess) are never built here: such a test checks its `.eml` files with `eml_faults`.
 """
 
 from __future__ import annotations
 
 import re
+from email import policy
+from email.message import EmailMessage
+from email.parser import BytesParser
+from pathlib import Path
 
 from checks.result import Outcome
 from incidents.outgoing import Audience, OutgoingEmail
@@ -32,19 +37,40 @@ def client_text_faults(message: OutgoingEmail) -> list[str]:
     """What breaks the client wording rules in `message`: [] for an on-call mail."""
     if message.audience is not Audience.CLIENT:
         return []
+    return text_faults(subject=message.subject, text=message.text, html=message.html)
+
+
+def eml_faults(folder: Path, *, contact: str) -> list[str]:
+    """The same rules for the `.eml` files to `contact` that a `monitor` process (the demo,
+    `monitor run` in a subprocess) wrote into `folder`: this test process never built them."""
     faults = []
-    for part, text in (
-        ("subject", message.subject),
-        ("text", message.text),
-        ("html", message.html),
-    ):
-        code = CODES.search(text)
+    for path in sorted(folder.glob("*.eml")):
+        message = BytesParser(policy=policy.default).parsebytes(path.read_bytes())
+        assert isinstance(message, EmailMessage)
+        if contact not in str(message["To"]):
+            continue
+        parts = {
+            part.get_content_subtype(): str(part.get_content())
+            for part in message.walk()
+            if part.get_content_type() in ("text/plain", "text/html")
+        }
+        found = text_faults(
+            subject=str(message["Subject"]), text=parts.get("plain", ""), html=parts.get("html", "")
+        )
+        faults.extend(f"{path.name}: {fault}" for fault in found)
+    return faults
+
+
+def text_faults(*, subject: str, text: str, html: str) -> list[str]:
+    faults = []
+    for part, shown in (("subject", subject), ("text", text), ("html", html)):
+        code = CODES.search(shown)
         if code:
             faults.append(f"{part} shows the outcome code {code.group(0)!r}")
-        ident = _CHECK_ID.search(_URL.sub(" ", text))
+        ident = _CHECK_ID.search(_URL.sub(" ", shown))
         if ident:
             faults.append(f"{part} shows the id {ident.group(0)!r}")
-        smuggled = _SMUGGLED.search(text)
+        smuggled = _SMUGGLED.search(shown)
         if smuggled:
             faults.append(f"{part} shows a header line {smuggled.group(0)!r}")
     return faults

@@ -19,6 +19,7 @@ from incidents.model import TimelineKind
 from monitor.app import running_monitor
 from monitor.config import load_config_text
 from monitor.store import Store
+from tests.client_mail_scan import eml_faults
 from tests.helpers import Target, eventually, skip_unless_required
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -266,6 +267,8 @@ async def test_demo_runs_its_script_and_summarises_the_incidents(tmp_path: Path)
     # INC-3: opened, page, resolved; INC-4 (Severity 3: no client mail): notify;
     # INC-5: opened, notify, resolved.
     assert len(list((tmp_path / "outbox").glob("*.eml"))) == 15
+    # Written by the demo's process, so the suite-wide scan of built mails never saw them.
+    assert eml_faults(tmp_path / "outbox", contact="owner@demo-shop.example") == []
     store = await Store.open(f"sqlite+aiosqlite:///{tmp_path / 'demo.db'}")
     try:
         incidents = await store.list_incidents()
