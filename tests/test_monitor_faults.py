@@ -25,6 +25,7 @@ import aiohttp.web
 import pytest
 import yaml
 from aiohttp.test_utils import TestServer
+from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy.engine import make_url
 
 from checks.classify import failure_cause
@@ -322,6 +323,106 @@ async def test_a_flood_under_a_low_file_limit_opens_no_incident_and_healthz_says
             assert process.wait(timeout=30) == 0
     log = log_path.read_text()
     assert "Too many open files" not in log and "out of system resource" not in log, log
+    store = await Store.open(database)
+    try:
+        assert await store.list_incidents() == []
+        history = await store.recent_results("acme/shop/home")
+        assert history and all(row.outcome is Outcome.OK for row in history)
+    finally:
+        await store.close()
+
+
+# Descriptors the monitor inherits and never uses: with them the connection cap (a quarter of
+# the limit) is more than what is left, so the flood does leave its probes without any.
+_TAKEN_ELSEWHERE = 36
+
+
+async def test_probes_out_of_descriptors_open_no_incident_and_healthz_says_why(
+    aiohttp_server: Any, tmp_path: Path
+) -> None:
+    target = Target()
+    target.set("/", body="healthy")
+    server: TestServer = await aiohttp_server(target.app())
+    port = free_port()
+    database = f"sqlite+aiosqlite:///{tmp_path}/m.db"
+    config = tmp_path / "monitor.yaml"
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "database": {"url": database},
+                "server": {"host": "127.0.0.1", "port": port},
+                "defaults": {"interval": "100ms", "timeout": "2s", "failures_to_open": 1},
+                "clients": [
+                    {
+                        "id": "acme",
+                        "sites": [
+                            {
+                                "id": "shop",
+                                "url": str(server.make_url("/")),
+                                "checks": [{"id": "home", "url": "/"}],
+                            }
+                        ],
+                    }
+                ],
+            }
+        )
+    )
+    log_path = tmp_path / "monitor.log"
+
+    def low_file_limit() -> None:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (_FLOOD_FILE_LIMIT, _FLOOD_FILE_LIMIT))
+
+    base = f"http://127.0.0.1:{port}"
+    flood: list[asyncio.StreamWriter] = []
+    taken = [os.open(os.devnull, os.O_RDONLY) for _ in range(_TAKEN_ELSEWHERE)]
+    try:
+        with log_path.open("wb") as log_file:
+            process = subprocess.Popen(
+                [sys.executable, "-m", "monitor", "run", "--config", str(config)],
+                stdout=log_file,
+                stderr=subprocess.STDOUT,
+                pass_fds=taken,
+                preexec_fn=low_file_limit,  # noqa: PLW1509 - the limit is the point of the test
+            )
+    finally:
+        for fd in taken:
+            os.close(fd)
+    try:
+        async with aiohttp.ClientSession() as session:
+            await eventually(lambda: _get(session, f"{base}/healthz"), timeout=20)
+            await eventually(lambda: target.hits.get("/", 0) >= 3)
+            for _ in range(_FLOOD_CONNECTIONS):
+                _, writer = await asyncio.open_connection("127.0.0.1", port)
+                flood.append(writer)  # connected, and never a byte sent
+            await eventually(lambda: "local_resource" in log_path.read_text(), timeout=20)
+            hits = target.hits.get("/", 0)
+            for writer in flood:
+                writer.close()
+            flood.clear()
+            # Once descriptors are free again, /healthz answers and says what happened.
+            health = await eventually(lambda: _get(session, f"{base}/healthz"), timeout=20)
+            assert health["status"] == "degraded"
+            assert any("local_resource" in reason for reason in health["reasons"])
+            await eventually(lambda: target.hits.get("/", 0) > hits)  # probing again
+            async with session.get(f"{base}/metrics") as response:
+                metrics = await response.text()
+    finally:
+        for writer in flood:
+            writer.close()
+        process.send_signal(signal.SIGINT)
+        assert process.wait(timeout=30) == 0
+    log = log_path.read_text()
+    discarded = [
+        sample.value
+        for family in text_string_to_metric_families(metrics)
+        for sample in family.samples
+        if sample.name == "monitor_probe_results_discarded_total"
+        and sample.labels.get("reason") == "local_resource"
+    ]
+    assert discarded and discarded[0] >= 1
+    # Logged once for the whole run of them, however many were discarded.
+    assert len([line for line in log.splitlines() if "(local_resource:" in line]) == 1
+    assert "Too many open files" in log
     store = await Store.open(database)
     try:
         assert await store.list_incidents() == []
