@@ -419,7 +419,10 @@ class _FlowRun:
         slow_after = self._spec.slow_after.total_seconds()
         timings = {"total": flow_total, "flow_total": flow_total, **step_timings}
         if flow_total <= slow_after:
-            evidence = _evidence(ran[-1], error=None, timings=timings, step=None)
+            # What a passing flow shows is its last real step, not a cleanup run after it:
+            # "/orders/•••/cancel" is not the page a client's mail should name.
+            shown = next((r for r in reversed(ran) if not r.step.always), ran[-1])
+            evidence = _evidence(shown, error=None, timings=timings, step=None)
             return ProbeResult(
                 outcome=Outcome.OK, started_at=started_at, latency=flow_total, evidence=evidence
             )

@@ -8,6 +8,7 @@ import logging
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -200,6 +201,7 @@ async def _serve(
     )
     # aiohttp starts the keepalive timer when a connection opens, so it also closes a
     # connection that never sends a request, not only one idle between requests.
+    guarded_health = partial(_with_guard, health, guard)
     runner_args: dict[str, Any] = {
         "access_log": None,
         "keepalive_timeout": server.idle_timeout.total_seconds(),
@@ -207,7 +209,7 @@ async def _serve(
     app = create_app(
         store=store,
         registry=registry,
-        health=health,
+        health=guarded_health,
         desk=monitor.desk,
         api=config.api,
         server=server,
@@ -224,7 +226,7 @@ async def _serve(
         host, port = split_listen(server.metrics_listen)
         metrics_app = create_metrics_app(
             registry=registry,
-            health=health,
+            health=guarded_health,
             exposition=exposition,
             middlewares=[guard.middleware],
         )
@@ -248,6 +250,16 @@ async def _start(
     await site.start()
     shown = f"[{host}]" if ":" in host else host
     return f"http://{shown}:{site.port}"
+
+
+def _with_guard(health: Callable[[], dict[str, Any]], guard: ConnectionGuard) -> dict[str, Any]:
+    """`health()`, degraded while the connection guard has had to close connections."""
+    report = health()
+    reason = guard.full_reason()
+    if reason is not None:
+        report["status"] = "degraded"
+        report["reasons"] = [*report.get("reasons", []), reason]
+    return report
 
 
 def _health(monitor: Monitor) -> dict[str, Any]:

@@ -15,6 +15,8 @@ keep /healthz from answering. `ConnectionGuard` wraps the server's protocol fact
                                        after each answer
 
 The limit is the smaller of `server.max_connections` and a quarter of the soft RLIMIT_NOFILE.
+While the guard has had to close connections (within FULL_HOLD), /healthz says degraded: a flood
+the monitor holds off is still worth an operator's look.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import resource
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any, cast
 
@@ -32,6 +35,9 @@ log = logging.getLogger(__name__)
 # The server gets at most this share of the process's descriptors; the rest are for probes,
 # the database, the SMTP and webhook connections and the log files.
 SERVER_SHARE_OF_FILES = 4
+
+# How long /healthz keeps saying the server was full after it last closed a connection for it.
+FULL_HOLD = 60.0
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -48,11 +54,19 @@ class ConnectionGuard:
     """Counts the server's connections (all its listeners share one budget) and keeps them at
     most `limit`. Install `middleware` in the app so requests in progress are never evicted."""
 
-    def __init__(self, limit: int, *, header_timeout: float) -> None:
+    def __init__(
+        self,
+        limit: int,
+        *,
+        header_timeout: float,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.limit = limit
         self.header_timeout = header_timeout
         self.evicted = 0  # idle connections closed to admit a new one
         self.refused = 0  # new connections closed because every slot was inside a request
+        self._monotonic = monotonic
+        self._full_at: float | None = None
         # Insertion order is the order of last activity: the first idle entry is evicted.
         self._open: dict[_Guarded, None] = {}
         self._by_handler: dict[asyncio.BaseProtocol, _Guarded] = {}
@@ -60,6 +74,18 @@ class ConnectionGuard:
     @property
     def open_connections(self) -> int:
         return len(self._open)
+
+    def full_reason(self) -> str | None:
+        """What /healthz says while the server has recently been at its limit, else None."""
+        if self._full_at is None:
+            return None
+        ago = self._monotonic() - self._full_at
+        if ago > FULL_HOLD:
+            return None
+        return (
+            f"HTTP server full {ago:.0f} s ago: at its limit of {self.limit} connections "
+            f"(server.max_connections), {self.evicted} idle closed, {self.refused} refused"
+        )
 
     def protocol_factory(self, inner: Callable[[], asyncio.Protocol]) -> Callable[[], Any]:
         return lambda: _Guarded(self, inner())
@@ -79,6 +105,7 @@ class ConnectionGuard:
 
     def _admit(self, guarded: _Guarded) -> bool:
         if len(self._open) >= self.limit:
+            self._full_at = self._monotonic()
             idle = next((c for c in self._open if c.busy == 0), None)
             if idle is None:
                 self.refused += 1

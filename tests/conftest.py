@@ -13,14 +13,18 @@ import os
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import text
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.ext.asyncio import create_async_engine
 
+from incidents.outgoing import OutgoingEmail
+from monitor.delivery import mail
 from monitor.demo.shop import ShopFaults, ShopJournal, start_shop
 from monitor.store import Store
+from tests.client_mail_scan import client_text_faults
 from tests.helpers import skip_unless_required
 
 POSTGRES_ENV = "MONITOR_TEST_POSTGRES_URL"
@@ -43,6 +47,27 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
         )
     finally:
         asyncio.run(_run_sql(url, f'DROP SCHEMA "{schema}" CASCADE'))
+
+
+@pytest.fixture(autouse=True)
+def scan_client_mails(
+    request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[list[OutgoingEmail]]:
+    """Every client mail a test's mailers build (SMTP or .eml) keeps the client wording rules
+    (tests.client_mail_scan); a new end-to-end test cannot send one unchecked."""
+    built: list[OutgoingEmail] = []
+    build = mail.build_email
+
+    def recording(message: OutgoingEmail, *args: Any, **kwargs: Any) -> Any:
+        mime = build(message, *args, **kwargs)
+        built.append(message)  # only what was built: a refused one was never sent
+        return mime
+
+    monkeypatch.setattr(mail, "build_email", recording)
+    yield built
+    if request.node.get_closest_marker("raw_client_text") is None:
+        faults = [f"{m.subject!r}: {fault}" for m in built for fault in client_text_faults(m)]
+        assert not faults, "client mails break the wording rules:\n" + "\n".join(faults)
 
 
 @pytest.fixture

@@ -19,6 +19,7 @@ from incidents.model import TimelineKind
 from monitor.app import running_monitor
 from monitor.config import load_config_text
 from monitor.store import Store
+from tests.client_mail_scan import eml_faults
 from tests.helpers import Target, eventually, skip_unless_required
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -233,6 +234,9 @@ async def test_demo_runs_its_script_and_summarises_the_incidents(tmp_path: Path)
     assert "── outage" in out and "── down while slow" in out
     assert "incident opened INC-1 Severity 1" in out
     assert "incident opened INC-2 Severity 2" in out
+    # Slow pages are named (whichever confirmed first, or both), never "down".
+    [slow] = [line for line in out.splitlines() if "incident opened INC-2" in line]
+    assert "loads slowly (1.5 s, target 1 s)" in slow or "load slowly (1.5 s," in slow, slow
     assert "incident escalated INC-2 to Severity 1" in out
     # A broken checkout (payment fails, every page answers 200) opens a Severity 1 while the
     # home page is up, and a missing product image a Severity 3.
@@ -241,8 +245,11 @@ async def test_demo_runs_its_script_and_summarises_the_incidents(tmp_path: Path)
         "failing (the pay step" in out
     )
     assert "incident opened INC-4 Severity 3 (Moderate)" in out and "broken_asset" in out
-    summary = out[out.index("Incidents (4):") :]
-    assert summary.count("resolved") == 4
+    # The admin panel answering 500 while the shop works: named, and the shop is not "down".
+    admin = "demo-shop.local: Admin panel unreachable (HTTP 500)"
+    assert f"incident opened INC-5 Severity 2 (Major) demo/shop: {admin}" in out
+    summary = out[out.index("Incidents (5):") :]
+    assert summary.count("resolved") == 5
     # The emails, written as .eml files since the demo has no SMTP server.
     # Every page fails at once: the opening names whichever check confirmed first; once the
     # home page (the availability scope) is confirmed too, the title says the site is down.
@@ -251,9 +258,17 @@ async def test_demo_runs_its_script_and_summarises_the_incidents(tmp_path: Path)
     assert "oncall@agency.example    [INC-1] PAGE Severity 1" in summary
     assert "[INC-1] Resolved:" in summary and "[INC-2] Escalated to Severity 1" in summary
     assert "[INC-3] PAGE Severity 1" in summary and "[INC-4] New Severity 3" in summary
+    assert f"owner@demo-shop.example  [INC-5] Severity 2: {admin}" in summary
+    assert f"owner@demo-shop.example  [INC-5] Resolved: {admin}" in summary
+    # Only the outage is "down" (its resolution subject carries the title it ended with).
+    down = [line for line in summary.splitlines() if "is down" in line]
+    assert down and all("[INC-1]" in line or line.startswith("INC-1 ") for line in down)
     # INC-1: opened, page, resolved; INC-2: opened, notify, escalated, page, resolved;
-    # INC-3: opened, page, resolved; INC-4 (Severity 3: no client mail): notify.
-    assert len(list((tmp_path / "outbox").glob("*.eml"))) == 12
+    # INC-3: opened, page, resolved; INC-4 (Severity 3: no client mail): notify;
+    # INC-5: opened, notify, resolved.
+    assert len(list((tmp_path / "outbox").glob("*.eml"))) == 15
+    # Written by the demo's process, so the suite-wide scan of built mails never saw them.
+    assert eml_faults(tmp_path / "outbox", contact="owner@demo-shop.example") == []
     store = await Store.open(f"sqlite+aiosqlite:///{tmp_path / 'demo.db'}")
     try:
         incidents = await store.list_incidents()
@@ -264,4 +279,5 @@ async def test_demo_runs_its_script_and_summarises_the_incidents(tmp_path: Path)
         (2, 1, "resolved"),
         (3, 1, "resolved"),
         (4, 3, "resolved"),
+        (5, 2, "resolved"),
     ]

@@ -8,8 +8,8 @@ outcome code, or anything the target sent.
 
 from __future__ import annotations
 
-import re
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from email import policy
 from email.message import EmailMessage
 from email.parser import BytesParser
@@ -19,24 +19,18 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestServer
 
-from checks.result import Outcome
 from incidents.model import Incident
+from incidents.outgoing import Audience, MessageKind, OutgoingEmail
 from incidents.severity import Severity
 from monitor.app import Running, running_monitor
 from monitor.config.models import MonitorConfig
 from monitor.demo import Fault, ShopFaults, start_shop
 from monitor.demo.run import demo_config
 from monitor.demo.shop import ShopMode
+from tests.client_mail_scan import CODES, client_text_faults
 from tests.helpers import Target, eventually
 
 CONTACT = "owner@demo-shop.example"
-# Every outcome code but `ok`; `slow` only as a code in brackets ("(slow)"), since the word
-# itself is plain English ("pages load slowly").
-CODES = re.compile(
-    r"\b("
-    + "|".join(o.value for o in Outcome if o not in (Outcome.OK, Outcome.SLOW))
-    + r")\b|\(slow\)"
-)
 
 
 def client_mails(folder: Path, contact: str) -> list[tuple[str, str]]:
@@ -219,3 +213,23 @@ async def test_what_a_target_sends_never_reaches_a_client_mail(
     )
     resolved = [bodies for subject, bodies in mails if "Resolved" in subject]
     assert resolved and "Please check that Kiwi works" in resolved[0]
+
+
+def test_the_suite_wide_scan_flags_codes_ids_and_smuggled_headers_but_not_urls() -> None:
+    def client_mail(text: str) -> OutgoingEmail:
+        return OutgoingEmail(
+            kind=MessageKind.OPENED,
+            audience=Audience.CLIENT,
+            incident_id=1,
+            to=("owner@shop.example",),
+            subject="Trail Outfitters: checkout is failing",
+            text=text,
+            html="<p>ok</p>",
+            message_id="<1@monitor.test>",
+        )
+
+    fine = "See https://shop.example/en/cart/item since 14:05 (Europe/Berlin)."
+    assert client_text_faults(client_mail(fine)) == []
+    assert client_text_faults(replace(client_mail(fine), audience=Audience.ONCALL)) == []
+    for bad in ("failing (http_5xx)", "Check: acme/shop/home", "Error <img> Bcc: x@y.example"):
+        assert client_text_faults(client_mail(bad)), bad

@@ -587,7 +587,9 @@ async def test_shop_app_serves_through_aiohttp_test_server(
         (78.0, "broken image"),
         (87.99, "broken image"),
         (88.0, "recovery"),
-        (96.0, "recovery"),
+        (95.99, "recovery"),
+        (96.0, "admin panel"),
+        (106.0, "recovery"),
         (500.0, "recovery"),
     ],
 )
@@ -605,7 +607,7 @@ def test_phase_at_refuses_time_before_start_and_bad_phases() -> None:
 
 
 def test_demo_phases_shape() -> None:
-    assert DEMO_DURATION == 96.0
+    assert DEMO_DURATION == 114.0
     assert [(p.name, p.starts_at) for p in DEMO_PHASES] == [
         ("healthy", 0.0),
         ("outage", 8.0),
@@ -617,6 +619,8 @@ def test_demo_phases_shape() -> None:
         ("recovery", 70.0),
         ("broken image", 78.0),
         ("recovery", 88.0),
+        ("admin panel", 96.0),
+        ("recovery", 106.0),
     ]
     outage = phase_at(10.0)
     assert dict(outage.faults) == {
@@ -627,6 +631,7 @@ def test_demo_phases_shape() -> None:
     assert dict(phase_at(40.0).faults) == {"product": Fault.SLOW, "checkout": Fault.ERROR_500}
     assert phase_at(60.0).modes == {ShopMode.PAYMENT_ERROR} and not phase_at(60.0).faults
     assert phase_at(80.0).modes == {ShopMode.MISSING_IMAGE}
+    assert dict(phase_at(100.0).faults) == {"admin": Fault.ERROR_500}
     assert all(p.description for p in DEMO_PHASES)
 
 
@@ -683,8 +688,8 @@ async def test_run_timeline_does_not_drift_when_sleeps_overrun() -> None:
         on_phase=lambda phase: starts.append(clock.now - 1000.0),
     )
     # Each phase starts at most one overshoot late, never the sum of all earlier ones.
-    assert starts == [0.0, 8.5, 20.5, 28.5, 36.5, 50.5, 58.5, 70.5, 78.5, 88.5]
-    assert clock.sleeps[1:] == [11.5, 7.5, 7.5, 13.5, 7.5, 11.5, 7.5, 9.5, 7.5]
+    assert starts == [0.0, 8.5, 20.5, 28.5, 36.5, 50.5, 58.5, 70.5, 78.5, 88.5, 96.5, 106.5]
+    assert clock.sleeps[1:] == [11.5, 7.5, 7.5, 13.5, 7.5, 11.5, 7.5, 9.5, 7.5, 9.5, 7.5]
 
 
 async def test_run_timeline_with_custom_phases_and_bad_speed() -> None:

@@ -149,6 +149,8 @@ async def test_healthy_checkout_passes_and_cleans_up(
     assert result.outcome is Outcome.OK, result.evidence.error
     assert result.started_at == NOW
     assert result.evidence.step is None and result.evidence.error is None
+    # Its page is the last real step (pay), not the cleanups that ran after it.
+    assert result.evidence.url == f"{shop.rstrip('/')}/checkout"
     assert result.latency is not None and result.latency > 0
     timings = result.evidence.timings
     assert set(timings) >= {"total", "flow_total", "step:product", "step:pay", "step:clear-cart"}

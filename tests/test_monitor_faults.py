@@ -248,13 +248,14 @@ def _lowest_free_descriptor() -> int:
 
 # --- a monitor out of file descriptors ----------------------------------------------------
 
-# `monitor run` needs about 20 descriptors; with this limit a flood of idle connections to its
-# own port takes every one left, and its probes fail with EMFILE.
+# `monitor run` needs about 20 descriptors; without the server's connection cap a flood of
+# idle connections to its own port takes every one left, its probes fail with EMFILE and its
+# accept() with them, so /healthz cannot answer.
 _FLOOD_FILE_LIMIT = 64
 _FLOOD_CONNECTIONS = 100
 
 
-async def test_a_monitor_out_of_descriptors_opens_no_incident_for_a_healthy_site(
+async def test_a_flood_under_a_low_file_limit_opens_no_incident_and_healthz_says_degraded(
     aiohttp_server: Any, tmp_path: Path
 ) -> None:
     target = Target()
@@ -300,30 +301,125 @@ async def test_a_monitor_out_of_descriptors_opens_no_incident_for_a_healthy_site
         )
         try:
             async with aiohttp.ClientSession() as session:
-                await eventually(lambda: _get(session, f"{base}/healthz"), timeout=20)
+                health = await eventually(lambda: _get(session, f"{base}/healthz"), timeout=20)
+                assert health["status"] == "ok"
                 await eventually(lambda: target.hits.get("/", 0) >= 3)
                 for _ in range(_FLOOD_CONNECTIONS):
                     _, writer = await asyncio.open_connection("127.0.0.1", port)
                     flood.append(writer)  # connected, and never a byte sent
-                await eventually(lambda: "local_resource" in log_path.read_text(), timeout=20)
+                # While the flood holds its connections: /healthz answers, and says degraded.
+                during = await _get(session, f"{base}/healthz")
+                assert during is not None, "/healthz did not answer during the flood"
+                assert during["status"] == "degraded"
+                assert any("HTTP server full" in reason for reason in during["reasons"])
                 hits = target.hits.get("/", 0)
-                for writer in flood:
-                    writer.close()
-                flood.clear()
-                # Once the flood ends, the monitor answers again, and says what happened.
-                health = await eventually(lambda: _get(session, f"{base}/healthz"), timeout=20)
-                assert health["status"] == "degraded"
-                assert any("local_resource" in reason for reason in health["reasons"])
-                await eventually(lambda: target.hits.get("/", 0) > hits)  # probing again
-                metrics = await _text(session, f"{base}/metrics")
+                await eventually(lambda: target.hits.get("/", 0) >= hits + 3)  # still probing
+                assert during["open_incidents"] == 0
+                assert (await _get(session, f"{base}/healthz") or {}).get("open_incidents") == 0
         finally:
             for writer in flood:
                 writer.close()
             process.send_signal(signal.SIGINT)
             assert process.wait(timeout=30) == 0
     log = log_path.read_text()
-    discarded = _sample(metrics, "monitor_probe_results_discarded_total", reason="local_resource")
-    assert discarded >= 1
+    assert "Too many open files" not in log and "out of system resource" not in log, log
+    store = await Store.open(database)
+    try:
+        assert await store.list_incidents() == []
+        history = await store.recent_results("acme/shop/home")
+        assert history and all(row.outcome is Outcome.OK for row in history)
+    finally:
+        await store.close()
+
+
+# Descriptors the monitor inherits and never uses: with them the connection cap (a quarter of
+# the limit) is more than what is left, so the flood does leave its probes without any.
+_TAKEN_ELSEWHERE = 36
+
+
+async def test_probes_out_of_descriptors_open_no_incident_and_healthz_says_why(
+    aiohttp_server: Any, tmp_path: Path
+) -> None:
+    target = Target()
+    target.set("/", body="healthy")
+    server: TestServer = await aiohttp_server(target.app())
+    port = free_port()
+    database = f"sqlite+aiosqlite:///{tmp_path}/m.db"
+    config = tmp_path / "monitor.yaml"
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "database": {"url": database},
+                "server": {"host": "127.0.0.1", "port": port},
+                "defaults": {"interval": "100ms", "timeout": "2s", "failures_to_open": 1},
+                "clients": [
+                    {
+                        "id": "acme",
+                        "sites": [
+                            {
+                                "id": "shop",
+                                "url": str(server.make_url("/")),
+                                "checks": [{"id": "home", "url": "/"}],
+                            }
+                        ],
+                    }
+                ],
+            }
+        )
+    )
+    log_path = tmp_path / "monitor.log"
+
+    def low_file_limit() -> None:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (_FLOOD_FILE_LIMIT, _FLOOD_FILE_LIMIT))
+
+    base = f"http://127.0.0.1:{port}"
+    flood: list[asyncio.StreamWriter] = []
+    taken = [os.open(os.devnull, os.O_RDONLY) for _ in range(_TAKEN_ELSEWHERE)]
+    try:
+        with log_path.open("wb") as log_file:
+            process = subprocess.Popen(
+                [sys.executable, "-m", "monitor", "run", "--config", str(config)],
+                stdout=log_file,
+                stderr=subprocess.STDOUT,
+                pass_fds=taken,
+                preexec_fn=low_file_limit,  # noqa: PLW1509 - the limit is the point of the test
+            )
+    finally:
+        for fd in taken:
+            os.close(fd)
+    try:
+        async with aiohttp.ClientSession() as session:
+            await eventually(lambda: _get(session, f"{base}/healthz"), timeout=20)
+            await eventually(lambda: target.hits.get("/", 0) >= 3)
+            for _ in range(_FLOOD_CONNECTIONS):
+                _, writer = await asyncio.open_connection("127.0.0.1", port)
+                flood.append(writer)  # connected, and never a byte sent
+            await eventually(lambda: "local_resource" in log_path.read_text(), timeout=20)
+            hits = target.hits.get("/", 0)
+            for writer in flood:
+                writer.close()
+            flood.clear()
+            # Once descriptors are free again, /healthz answers and says what happened.
+            health = await eventually(lambda: _get(session, f"{base}/healthz"), timeout=20)
+            assert health["status"] == "degraded"
+            assert any("local_resource" in reason for reason in health["reasons"])
+            await eventually(lambda: target.hits.get("/", 0) > hits)  # probing again
+            async with session.get(f"{base}/metrics") as response:
+                metrics = await response.text()
+    finally:
+        for writer in flood:
+            writer.close()
+        process.send_signal(signal.SIGINT)
+        assert process.wait(timeout=30) == 0
+    log = log_path.read_text()
+    discarded = [
+        sample.value
+        for family in text_string_to_metric_families(metrics)
+        for sample in family.samples
+        if sample.name == "monitor_probe_results_discarded_total"
+        and sample.labels.get("reason") == "local_resource"
+    ]
+    assert discarded and discarded[0] >= 1
     # Logged once for the whole run of them, however many were discarded.
     assert len([line for line in log.splitlines() if "(local_resource:" in line]) == 1
     assert "Too many open files" in log
@@ -342,19 +438,6 @@ async def _get(session: aiohttp.ClientSession, url: str) -> dict[str, Any] | Non
             return dict(await response.json())
     except (aiohttp.ClientError, TimeoutError):
         return None
-
-
-async def _text(session: aiohttp.ClientSession, url: str) -> str:
-    async with session.get(url) as response:
-        return await response.text()
-
-
-def _sample(exposition: str, name: str, **labels: str) -> float:
-    for family in text_string_to_metric_families(exposition):
-        for sample in family.samples:
-            if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()):
-                return float(sample.value)
-    raise AssertionError(f"no sample {name} {labels}")
 
 
 # --- a store that goes away ---------------------------------------------------------------

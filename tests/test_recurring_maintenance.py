@@ -24,10 +24,6 @@ BERLIN = ZoneInfo("Europe/Berlin")
 SUNDAY_0200_TO_0400 = RecurringWindow(Weekly.parse("sun 02:00-04:00"), BERLIN)
 
 
-# Reads of the API need the token (api.protect_reads is on by default).
-_TOKEN = "recurring-test-token"
-
-
 def utc(text: str) -> datetime:
     return datetime.fromisoformat(text).replace(tzinfo=UTC)
 
@@ -216,7 +212,7 @@ async def test_a_recurring_window_opens_and_closes_on_schedule_across_dst(
     document = {
         "database": {"url": f"sqlite+aiosqlite:///{tmp_path}/monitor.db"},
         "server": {"port": 0},
-        "api": {"token": _TOKEN},
+        "api": {"token": _API_TOKEN},  # reads need it too (api.protect_reads)
         "scheduler": {"sla_tick": "100ms"},
         "defaults": {"interval": "100ms", "timeout": "2s", "failures_to_open": 2},
         "notifications": {
@@ -297,6 +293,9 @@ async def test_a_recurring_window_opens_and_closes_on_schedule_across_dst(
         ]
 
 
+_API_TOKEN = "maintenance-test-token"
+
+
 async def _open_incident(running: Running, site: str) -> Any:
     found = await running.store.list_incidents(open_only=True)
     return next((i for i in found if i.site == site), None)
@@ -309,10 +308,10 @@ async def _entries(running: Running, incident_id: Any, kind: TimelineKind) -> li
 async def _maintenance(running: Running) -> list[dict[str, Any]]:
     import aiohttp
 
-    headers = {"Authorization": f"Bearer {_TOKEN}"}
+    bearer = {"Authorization": f"Bearer {_API_TOKEN}"}
     async with (
-        aiohttp.ClientSession() as http,
-        http.get(f"{running.url}/api/maintenance", headers=headers) as r,
+        aiohttp.ClientSession(headers=bearer) as http,
+        http.get(f"{running.url}/api/maintenance") as r,
     ):
         assert r.status == 200
         body: dict[str, Any] = await r.json()

@@ -186,12 +186,7 @@ class SiteConfig(_Model):
     @field_validator("url")
     @classmethod
     def _absolute_http_url(cls, value: str) -> str:
-        parts = urlsplit(value)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ValueError(
-                f"must be an absolute http(s) URL such as https://shop.example (got {value!r})"
-            )
-        return value
+        return _absolute_http_url(value, example="https://shop.example")
 
     @property
     def label(self) -> str:
@@ -602,12 +597,7 @@ class CanaryConfig(HttpCheckSpec):
     @field_validator("url")
     @classmethod
     def _absolute_http_url(cls, value: str) -> str:
-        parts = urlsplit(value)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ValueError(
-                f"must be an absolute http(s) URL such as https://www.example.org/ (got {value!r})"
-            )
-        return value
+        return _absolute_http_url(value, example="https://www.example.org/")
 
 
 class MassFailureConfig(_Model):
@@ -822,3 +812,11 @@ class OperatorSections(_Model):
     server: ServerConfig = ServerConfig()
     agency: AgencyConfig = AgencyConfig()
     clients: list[ClientZone] = Field(default_factory=list)
+
+
+def _absolute_http_url(value: str, *, example: str) -> str:
+    """`value` when it is an absolute http(s) URL with a host; the error gives `example`."""
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(f"must be an absolute http(s) URL such as {example} (got {value!r})")
+    return value

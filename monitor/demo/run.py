@@ -26,7 +26,7 @@ from monitor.events import EventKind, MonitorEvent
 from monitor.incident_list import format_table
 
 # The demo runs at a brisk pace: checks every 2 s, two failures open, two successes resolve,
-# and "slow" starts at 1 s (a slow page takes 1.5 s) so the 90 s script shows everything.
+# and "slow" starts at 1 s (a slow page takes 1.5 s) so the two-minute script shows everything.
 DEMO_INTERVAL = 2.0
 DEMO_SLOW_AFTER = 1.0
 DEMO_SLOW_PAGE_SECONDS = 1.5

@@ -1,4 +1,4 @@
-"""The demo's script: which pages of the shop break when, compressed into about 90 seconds."""
+"""The demo's script: which pages of the shop break when, compressed into about two minutes."""
 
 from __future__ import annotations
 
@@ -94,8 +94,22 @@ DEMO_PHASES: tuple[Phase, ...] = (
         starts_at=88.0,
         description="The image is back (expect the incident to resolve).",
     ),
+    Phase(
+        name="admin panel",
+        starts_at=96.0,
+        faults={"admin": Fault.ERROR_500},
+        description=(
+            "The admin panel answers 500 while the shop works (expect a Severity 2 incident"
+            " named after the admin panel: the shop is not down)."
+        ),
+    ),
+    Phase(
+        name="recovery",
+        starts_at=106.0,
+        description="The admin panel is back (expect the incident to resolve).",
+    ),
 )
-DEMO_DURATION: float = 96.0
+DEMO_DURATION: float = 114.0
 
 
 def phase_at(elapsed: float, phases: Sequence[Phase] = DEMO_PHASES) -> Phase:
