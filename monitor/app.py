@@ -38,6 +38,7 @@ from monitor.outbox_worker import OutboxWorker
 from monitor.runtime import Listener, Monitor, new_http_transport, new_session
 from monitor.server import DEGRADED_LOOP_LAG, create_app, create_metrics_app
 from monitor.store import Store
+from monitor.web.status import StatusPages
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +50,7 @@ class Running:
     registry: CollectorRegistry
     url: str  # base URL of the monitor's own HTTP server
     outbox: OutboxWorker
+    status: StatusPages  # the client status pages it serves (/status)
 
 
 @asynccontextmanager
@@ -105,6 +107,7 @@ async def running_monitor(
     holder.append(monitor)
     runners: list[web.AppRunner] = []
     url = ""
+    status = StatusPages(config=config, store=store, desk=monitor.desk, clock=clock)
     try:
         if serve:
             url = await _serve(
@@ -115,6 +118,7 @@ async def running_monitor(
                 health=lambda: _health(monitor),
                 monitor=monitor,
                 exposition=metrics.exposition,
+                status=status,
             )
         task = asyncio.create_task(monitor.run())
         started = asyncio.ensure_future(monitor.started())
@@ -129,7 +133,14 @@ async def running_monitor(
         # first: that would be the same stall; the little start-up garbage waits for exit.
         gc.freeze()
         try:
-            yield Running(monitor=monitor, store=store, registry=registry, url=url, outbox=outbox)
+            yield Running(
+                monitor=monitor,
+                store=store,
+                registry=registry,
+                url=url,
+                outbox=outbox,
+                status=status,
+            )
         finally:
             gc.unfreeze()
             monitor.stop()
@@ -189,6 +200,7 @@ async def _serve(
     health: Callable[[], dict[str, Any]],
     monitor: Monitor,
     exposition: Callable[[], Iterable[bytes]],
+    status: StatusPages,
 ) -> str:
     """Start the HTTP listener(s), appending each runner to `runners` for cleanup; return the
     main listener's URL."""
@@ -213,6 +225,7 @@ async def _serve(
         server=server,
         exposition=exposition,
         middlewares=[guard.middleware],
+        status=status,
     )
     url = await _start(app, runners, server.host, server.port, guard, runner_args)
     log.info(

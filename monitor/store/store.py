@@ -242,8 +242,16 @@ class Store:
                 raise
         return incident
 
-    async def list_incidents(self, *, open_only: bool = False, limit: int = 100) -> list[Incident]:
-        """Incidents, newest first."""
+    async def list_incidents(
+        self,
+        *,
+        open_only: bool = False,
+        limit: int = 100,
+        client: str | None = None,
+        resolved_since: datetime | None = None,
+    ) -> list[Incident]:
+        """Incidents, newest first; of one `client`; with `resolved_since`, the open ones and
+        those resolved at or after it."""
         query = (
             sa.select(incidents)
             .order_by(incidents.c.opened_at.desc(), incidents.c.id.desc())
@@ -251,6 +259,15 @@ class Store:
         )
         if open_only:
             query = query.where(incidents.c.status == IncidentStatus.OPEN.value)
+        if client is not None:
+            query = query.where(incidents.c.client == client)
+        if resolved_since is not None:
+            query = query.where(
+                sa.or_(
+                    incidents.c.status == IncidentStatus.OPEN.value,
+                    incidents.c.resolved_at >= resolved_since,
+                )
+            )
         with translated("listing incidents"):
             rows = await self._fetch(query)
         return [codec.incident_from_row(row) for row in rows]
@@ -269,6 +286,22 @@ class Store:
         with translated(f"reading the timeline of incident {incident_id}"):
             rows = await self._fetch(query)
         return [codec.timeline_from_row(row) for row in rows]
+
+    async def timelines(self, incident_ids: Sequence[int]) -> dict[int, list[TimelineEntry]]:
+        """The timelines of several incidents at once, each oldest first."""
+        found: dict[int, list[TimelineEntry]] = {incident_id: [] for incident_id in incident_ids}
+        if not found:
+            return found
+        query = (
+            sa.select(timeline)
+            .where(timeline.c.incident_id.in_(sorted(found)))
+            .order_by(timeline.c.id)
+        )
+        with translated("reading incident timelines"):
+            rows = await self._fetch(query)
+        for row in rows:
+            found[row["incident_id"]].append(codec.timeline_from_row(row))
+        return found
 
     async def recent_results(self, check_key: str, *, limit: int = 50) -> list[HistoryRow]:
         """The check's latest stored results, newest first."""

@@ -1,0 +1,194 @@
+"""Status pages over HTTP against a running monitor: the HTML page, summary.json, the Atom feed
+(read by feedparser), incident pages with post-mortems, private keys, client domains, and the
+snapshot that is rebuilt on change rather than per request."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import feedparser
+
+from incidents.markdown_html import render
+from tests.status_helpers import (
+    BLOG,
+    INTERNAL_NOTE,
+    OPERATOR,
+    PUBLIC_UPDATE,
+    SHOP,
+    STATUS_KEY,
+    api_post,
+    status_scene,
+)
+
+# What must never reach a client: ids, outcome codes, check URLs, operator names, notes.
+INTERNAL = ("acme/shop", "shop/home", "http_5xx", "127.0.0.1", OPERATOR, INTERNAL_NOTE, "db01")
+
+
+async def get(url: str, **headers: str) -> tuple[int, str, str]:
+    async with aiohttp.ClientSession() as http, http.get(url, headers=headers) as response:
+        return response.status, response.content_type, await response.text()
+
+
+def assert_nothing_internal(text: str) -> None:
+    for secret in INTERNAL:
+        assert secret not in text, f"{secret!r} leaked onto the status page"
+
+
+async def test_page_shows_banner_sites_incident_and_public_update_only(
+    tmp_path: Path, aiohttp_server: Any
+) -> None:
+    async with status_scene(tmp_path, aiohttp_server) as scene:
+        status, content_type, html = await get(scene.page_url)
+        assert (status, content_type) == (200, "text/html")
+        assert "Major outage" in html
+        assert SHOP in html and BLOG in html
+        assert f"{SHOP} is down" in html  # the title the client's mails use
+        assert PUBLIC_UPDATE in html and "Identified" in html
+        assert len(re.findall(r'<li class="bar bar-', html)) == 2 * 90
+        assert_nothing_internal(html)
+
+        status, content_type, page = await get(f"{scene.page_url}/incidents/{scene.incident.id}")
+        assert status == 200 and PUBLIC_UPDATE in page
+        assert_nothing_internal(page)
+
+
+async def test_summary_json_is_shaped_like_statuspage(tmp_path: Path, aiohttp_server: Any) -> None:
+    async with status_scene(tmp_path, aiohttp_server) as scene:
+        async with aiohttp.ClientSession() as http:
+            async with http.get(f"{scene.page_url}/summary.json") as response:
+                assert response.status == 200
+                summary = await response.json()
+        assert set(summary) == {
+            "page",
+            "components",
+            "incidents",
+            "scheduled_maintenances",
+            "status",
+        }
+        assert summary["status"] == {"indicator": "critical", "description": "Major outage"}
+        assert [(c["name"], c["status"]) for c in summary["components"]] == [
+            (SHOP, "major_outage"),
+            (BLOG, "operational"),
+        ]
+        (incident,) = summary["incidents"]
+        assert incident["status"] == "identified"
+        assert [u["body"] for u in incident["incident_updates"]] == [PUBLIC_UPDATE]
+        assert_nothing_internal(str(summary))
+
+
+async def test_atom_feed_parses_and_carries_public_updates(
+    tmp_path: Path, aiohttp_server: Any
+) -> None:
+    async with status_scene(tmp_path, aiohttp_server) as scene:
+        status, content_type, body = await get(f"{scene.page_url}/feed.atom")
+        assert (status, content_type) == (200, "application/atom+xml")
+        feed = feedparser.parse(body)
+        assert not feed.bozo, feed.get("bozo_exception")
+        assert feed.version == "atom10"
+        assert feed.feed.title == "Acme service status"
+        assert [entry.summary for entry in feed.entries] == [PUBLIC_UPDATE]
+        assert feed.entries[0].title == f"Identified: {SHOP} is down"
+        assert_nothing_internal(body)
+
+
+async def test_private_page_needs_its_key_and_hides_itself_without(
+    tmp_path: Path, aiohttp_server: Any
+) -> None:
+    async with status_scene(tmp_path, aiohttp_server, public=False) as scene:
+        for suffix in ("", "?key=wrong", f"?key={STATUS_KEY}x", "?key="):
+            status, _, _ = await get(f"{scene.page_url}{suffix}")
+            assert status == 404, suffix
+        status, _, _ = await get(f"{scene.page_url}/summary.json")
+        assert status == 404
+        # The operator token is not a status key.
+        status, _, _ = await get(f"{scene.page_url}?key=operator-token")
+        assert status == 404
+        status, _, html = await get(f"{scene.page_url}?key={STATUS_KEY}")
+        assert status == 200 and PUBLIC_UPDATE in html
+        # Its links carry the key on, so a reader can open the incident page.
+        assert f"/status/acme/incidents/{scene.incident.id}?key={STATUS_KEY}" in html
+        status, _, _ = await get(f"{scene.page_url}/nope")
+        assert status == 404
+
+
+async def test_client_domain_serves_its_page_at_the_root(
+    tmp_path: Path, aiohttp_server: Any
+) -> None:
+    async with status_scene(tmp_path, aiohttp_server, domain="status.acme.example") as scene:
+        status, _, html = await get(f"{scene.running.url}/", Host="status.acme.example")
+        assert status == 200 and SHOP in html and PUBLIC_UPDATE in html
+        status, _, _ = await get(f"{scene.running.url}/", Host="other.example")
+        assert status == 404
+
+
+async def test_snapshot_is_rebuilt_on_change_not_per_request(
+    tmp_path: Path, aiohttp_server: Any
+) -> None:
+    async with status_scene(tmp_path, aiohttp_server) as scene:
+        pages = scene.running.status
+        for _ in range(5):
+            status, _, _ = await get(scene.page_url)
+            assert status == 200
+        builds = pages.builds
+        for _ in range(20):
+            await get(scene.page_url)
+        assert pages.builds == builds  # nothing changed: the same snapshot served 20 times
+        status, body = await api_post(
+            scene.running,
+            f"/api/incidents/{scene.incident.id}/updates",
+            {"by": OPERATOR, "text": "A fix is out; we are watching.", "stage": "monitoring"},
+        )
+        assert status == 200, body
+        status, _, html = await get(scene.page_url)
+        assert "A fix is out; we are watching." in html and "Monitoring" in html
+        assert pages.builds == builds + 1
+
+
+async def test_update_stage_and_public_flag_are_validated(
+    tmp_path: Path, aiohttp_server: Any
+) -> None:
+    async with status_scene(tmp_path, aiohttp_server) as scene:
+        path = f"/api/incidents/{scene.incident.id}/updates"
+        status, body = await api_post(
+            scene.running, path, {"by": OPERATOR, "text": "x", "stage": "resolved"}
+        )
+        assert status == 400 and "investigating, identified, monitoring" in body["error"]
+        status, body = await api_post(
+            scene.running, path, {"by": OPERATOR, "text": "x", "public": "no"}
+        )
+        assert status == 400 and "'public'" in body["error"]
+
+
+async def test_postmortem_of_a_resolved_incident_is_rendered_safely(
+    tmp_path: Path, aiohttp_server: Any
+) -> None:
+    async with status_scene(tmp_path, aiohttp_server) as scene:
+        path = f"/api/incidents/{scene.incident.id}/postmortem"
+        text = "## What happened\n\nThe **database** filled up.<script>alert(1)</script>"
+        status, body = await api_post(scene.running, path, {"by": OPERATOR, "text": text})
+        assert status == 409 and "still open" in body["error"]
+        status, body = await api_post(
+            scene.running,
+            f"/api/incidents/{scene.incident.id}/resolve",
+            {"by": OPERATOR, "force": True},
+        )
+        assert status == 200, body
+        status, body = await api_post(scene.running, path, {"by": OPERATOR, "text": text})
+        assert status == 200, body
+        status, _, page = await get(f"{scene.page_url}/incidents/{scene.incident.id}")
+        assert status == 200
+        assert "<h2>What happened</h2>" in page and "<strong>database</strong>" in page
+        assert "<script>" not in page
+        status, _, html = await get(scene.page_url)
+        assert "Past incidents" in html and "Resolved" in html
+
+
+def test_markdown_is_sanitised() -> None:
+    html = render(
+        "[x](javascript:alert(1)) <img src=x onerror=alert(1)> *ok* [docs](https://a.example)"
+    )
+    assert 'href="javascript' not in html and "<img" not in html and "<em>ok</em>" in html
+    assert '<a href="https://a.example" rel="nofollow noopener noreferrer">docs</a>' in html
