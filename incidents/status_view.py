@@ -7,6 +7,7 @@ emails use (`incidents.wording.title`), so a page and a mail never name an incid
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
@@ -29,6 +30,7 @@ from incidents.public_status import (
     site_status,
     stage_of,
 )
+from incidents.uptime import DayStat, DayState, uptime
 
 N_ = wording.N_
 
@@ -52,12 +54,21 @@ STAGE_WORDS: Mapping[Stage, str] = {
     Stage.MONITORING: N_("Monitoring"),
     Stage.RESOLVED: N_("Resolved"),
 }
-PERIODS: tuple[tuple[str, str], ...] = (
-    ("24h", N_("24 hours")),
-    ("7d", N_("7 days")),
-    ("30d", N_("30 days")),
-    ("90d", N_("90 days")),
+# (key, words, calendar days ending today): uptime comes from whole days of the rollups, so
+# the shortest period is today so far rather than a rolling 24 hours.
+PERIODS: tuple[tuple[str, str, int], ...] = (
+    ("today", N_("today"), 1),
+    ("7d", N_("7 days"), 7),
+    ("30d", N_("30 days"), 30),
+    ("90d", N_("90 days"), 90),
 )
+_BAR_STATES: Mapping[DayState, str] = {
+    DayState.DOWN: "down",
+    DayState.DEGRADED: "degraded",
+    DayState.MAINTENANCE: "maintenance",
+    DayState.OPERATIONAL: "ok",
+    DayState.NO_DATA: "none",
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,16 +77,6 @@ class SiteInput:
     label: str  # how people name it
     in_maintenance: bool = False
     maintenance_until: datetime | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class DayFigure:
-    """One calendar day of a site, from the rollups: None where no day was recorded."""
-
-    downtime_seconds: float
-    degraded_seconds: float
-    maintenance_seconds: float
-    incidents: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -173,13 +174,12 @@ def build_status(
     sites: Sequence[SiteInput],
     incidents: Sequence[Incident],
     timelines: Mapping[int, Sequence[TimelineEntry]],
-    days: Mapping[str, Sequence[tuple[date, DayFigure | None]]],
-    uptime: Mapping[str, Mapping[str, float | None]],
+    days: Mapping[str, Sequence[DayStat]],
     maintenance: Sequence[tuple[str, datetime, datetime, str]] = (),
 ) -> StatusView:
     """`incidents`: the client's open ones and those resolved in the history span;
-    `days[site]`: 90 (day, figure or None) pairs, oldest first;
-    `uptime[site][period]`: a share 0..1, or None when nothing was recorded;
+    `days[site]`: the site's daily rollups, oldest first, ending today (the bars, and the
+    uptime of each period through `incidents.uptime`, the one definition);
     `maintenance`: (site key, start, end, public reason) of windows in force or ahead."""
     _ = gettext
     labels = {site.key: site.label for site in sites}
@@ -193,10 +193,10 @@ def build_status(
                 label=site.label,
                 status=status,
                 status_text=_(STATUS_WORDS[status]),
-                bars=tuple(_bar(day, figure, _) for day, figure in days.get(site.key, ())),
+                bars=tuple(_bar(stat, _) for stat in days.get(site.key, ())),
                 uptime=tuple(
-                    (key, _(words), _percent(uptime.get(site.key, {}).get(key), language))
-                    for key, words in PERIODS
+                    (key, _(words), _percent(_uptime(days.get(site.key, ()), count), language))
+                    for key, words, count in PERIODS
                 ),
             )
         )
@@ -284,27 +284,25 @@ def _incident_view(
     )
 
 
-def _bar(day: date, figure: DayFigure | None, _: wording.Gettext) -> Bar:
-    if figure is None:
-        return Bar(day=day, state="none", tooltip=_("%(day)s: no data") % {"day": day.isoformat()})
-    minutes = round(figure.downtime_seconds / 60)
-    if figure.downtime_seconds > 0:
-        state = "down"
-    elif figure.degraded_seconds > 0:
-        state = "degraded"
-    elif figure.maintenance_seconds > 0:
-        state = "maintenance"
-    else:
-        state = "ok"
-    values = {"day": day.isoformat(), "minutes": minutes, "count": figure.incidents}
+def _uptime(stats: Sequence[DayStat], count: int) -> float | None:
+    return uptime(stats[-count:]) if stats else None
+
+
+def _bar(stat: DayStat, _: wording.Gettext) -> Bar:
+    day = stat.day.isoformat()
+    if stat.worst is DayState.NO_DATA:
+        return Bar(day=stat.day, state="none", tooltip=_("%(day)s: no data") % {"day": day})
+    values = {"day": day, "minutes": round(stat.downtime_minutes), "count": stat.incidents}
     tooltip = _("%(day)s: %(minutes)s min down, %(count)s incidents") % values
-    if figure.maintenance_seconds > 0:
-        maintained = {"minutes": round(figure.maintenance_seconds / 60)}
+    if stat.maintenance_seconds > 0:
+        maintained = {"minutes": round(stat.maintenance_seconds / 60)}
         tooltip += "; " + _("%(minutes)s min maintenance") % maintained
-    return Bar(day=day, state=state, tooltip=tooltip)
+    return Bar(day=stat.day, state=_BAR_STATES[stat.worst], tooltip=tooltip)
 
 
 def _percent(share: float | None, language: str) -> str:
     if share is None:
         return "-"
-    return f"{format_decimal(share * 100, format='0.00', locale=language)} %"
+    # Rounded down: a site that was down for a minute never reads "100.00 %".
+    shown = math.floor(share * 10_000) / 100
+    return f"{format_decimal(shown, format='0.00', locale=language)} %"

@@ -48,6 +48,14 @@ async def test_page_shows_banner_sites_incident_and_public_update_only(
         assert f"{SHOP} is down" in html  # the title the client's mails use
         assert PUBLIC_UPDATE in html and "Identified" in html
         assert len(re.findall(r'<li class="bar bar-', html)) == 2 * 90
+        # Today's bars and uptime come from the rollups: the shop is down, the blog is not.
+        shop_html, blog_html = html.split(f">{BLOG}</h3>")
+        today = re.findall(r'<li class="bar bar-(\w+)" title="([^"]*)"', shop_html)[-1]
+        assert today[0] == "down" and "1 incidents" in today[1]
+        # (The blog's probes reach the rollups as they are flushed: ok or not yet counted.)
+        assert re.findall(r'<li class="bar bar-(\w+)"', blog_html)[-1] in ("ok", "none")
+        shop_today = re.search(r"<dt>Uptime today</dt><dd>([^<]*)</dd>", shop_html)
+        assert shop_today is not None and shop_today[1] not in ("100.00 %", "-")
         assert_nothing_internal(html)
 
         status, content_type, page = await get(f"{scene.page_url}/incidents/{scene.incident.id}")

@@ -15,11 +15,10 @@ import asyncio
 import hmac
 import json
 import xml.etree.ElementTree as ET
-from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 from urllib.parse import quote
 from zoneinfo import ZoneInfo
 
@@ -30,12 +29,12 @@ from incidents.i18n import translations
 from incidents.message_text import utc_iso
 from incidents.public_status import PageStatus
 from incidents.status_view import (
-    DayFigure,
     IncidentView,
     SiteInput,
     StatusView,
     build_status,
 )
+from incidents.uptime import DayStat
 from monitor.clock import Clock
 from monitor.config.models import ClientConfig, MonitorConfig
 from monitor.desk import IncidentDesk
@@ -61,29 +60,6 @@ _IMPACT = {
     PageStatus.PARTIAL_OUTAGE: "major",
     PageStatus.MAJOR_OUTAGE: "critical",
 }
-
-
-class DailyFigures(Protocol):
-    """Where the daily bars and uptime figures come from (the rollups): one definition of
-    uptime for the page, the report and Grafana."""
-
-    async def days(
-        self, site: str, *, first: date, last: date
-    ) -> Mapping[date, DayFigure]: ...  # pragma: no cover - a protocol
-
-    async def uptime(
-        self, site: str, *, now: datetime
-    ) -> Mapping[str, float | None]: ...  # pragma: no cover - a protocol
-
-
-class NoFigures:
-    """No rollups: every bar says "no data" and every uptime "-"."""
-
-    async def days(self, site: str, *, first: date, last: date) -> Mapping[date, DayFigure]:
-        return {}
-
-    async def uptime(self, site: str, *, now: datetime) -> Mapping[str, float | None]:
-        return {}
 
 
 @dataclass
@@ -117,7 +93,6 @@ class StatusPages:
         store: Store,
         desk: IncidentDesk,
         clock: Clock,
-        figures: DailyFigures | None = None,
         refresh: float = 15.0,
     ) -> None:
         locale_dir = config.notifications.locale_dir
@@ -138,7 +113,6 @@ class StatusPages:
         self._store = store
         self._desk = desk
         self._clock = clock
-        self._figures = figures or NoFigures()
         self._refresh = refresh
         self._snapshots: dict[str, _Snapshot] = {}
         self._locks: dict[str, asyncio.Lock] = {}
@@ -264,8 +238,7 @@ class StatusPages:
         today = now.astimezone(client.tz).date()
         first = today - timedelta(days=HISTORY_DAYS - 1)
         sites: list[SiteInput] = []
-        days: dict[str, list[tuple[date, DayFigure | None]]] = {}
-        uptime: dict[str, Mapping[str, float | None]] = {}
+        days: dict[str, list[DayStat]] = {}
         maintenance: list[tuple[str, datetime, datetime, str]] = []
         for site in config.sites:
             key = f"{config.id}/{site.id}"
@@ -278,12 +251,8 @@ class StatusPages:
                     maintenance_until=window[1] if window else None,
                 )
             )
-            figures = await self._figures.days(key, first=first, last=today)
-            days[key] = [
-                (first + timedelta(days=n), figures.get(first + timedelta(days=n)))
-                for n in range(HISTORY_DAYS)
-            ]
-            uptime[key] = await self._figures.uptime(key, now=now)
+            # The rollups: the bars and every uptime figure, as the report and Grafana see them.
+            days[key] = await self._store.daily_stats(key, first=first, last=today, now=now)
             for start, end, reason in await self._maintenance(key, now):
                 maintenance.append((key, start, end, reason))
         catalog = translations(config.language, client.locale_dir)
@@ -297,7 +266,6 @@ class StatusPages:
             incidents=incidents,
             timelines=timelines,
             days=days,
-            uptime=uptime,
             maintenance=maintenance,
         )
         base = f"/status/{quote(config.id)}"
