@@ -4,7 +4,9 @@ snapshot that is rebuilt on change rather than per request."""
 
 from __future__ import annotations
 
+import asyncio
 import re
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +21,7 @@ from tests.status_helpers import (
     PUBLIC_UPDATE,
     SHOP,
     STATUS_KEY,
+    TOKEN,
     api_post,
     status_scene,
 )
@@ -200,3 +203,46 @@ def test_markdown_is_sanitised() -> None:
     )
     assert 'href="javascript' not in html and "<img" not in html and "<em>ok</em>" in html
     assert '<a href="https://a.example" rel="nofollow noopener noreferrer">docs</a>' in html
+
+
+async def _cli(*args: str) -> tuple[int, str]:
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "monitor",
+        *args,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
+    out, _ = await asyncio.wait_for(process.communicate(), 30)
+    assert process.returncode is not None
+    return process.returncode, out.decode()
+
+
+async def test_cli_posts_staged_updates_internal_notes_and_postmortems(
+    tmp_path: Path, aiohttp_server: Any
+) -> None:
+    async with status_scene(tmp_path, aiohttp_server) as scene:
+        where = ("--url", scene.running.url, "--token", TOKEN)
+        number = str(scene.incident.id)
+        code, out = await _cli(
+            "update", number, "--by", "kim", "--text", "Fix deployed.", "--stage", "monitoring",
+            *where,
+        )  # fmt: skip
+        assert code == 0, out
+        code, out = await _cli(
+            "update", number, "--by", "kim", "--text", "kim's private aside", "--internal", *where
+        )
+        assert code == 0, out
+        status, _, html = await get(scene.page_url)
+        assert "Fix deployed." in html and "Monitoring" in html
+        assert "private aside" not in html
+        code, out = await _cli("resolve", number, "--by", "kim", "--force", *where)
+        assert code == 0, out
+        (tmp_path / "pm.md").write_text("# Cause\n\nA *full* disk.\n")
+        code, out = await _cli(
+            "postmortem", number, "--by", "kim", "--file", str(tmp_path / "pm.md"), *where
+        )
+        assert code == 0, out
+        status, _, page = await get(f"{scene.page_url}/incidents/{number}")
+        assert "<h1>Cause</h1>" in page and "<em>full</em>" in page
