@@ -12,8 +12,10 @@ from typing import Any
 
 import aiohttp
 import feedparser
+import pytest
 
 from incidents.markdown_html import render
+from monitor.config import ConfigError, load_config_text
 from tests.status_helpers import (
     BLOG,
     INTERNAL_NOTE,
@@ -246,3 +248,24 @@ async def test_cli_posts_staged_updates_internal_notes_and_postmortems(
         assert code == 0, out
         status, _, page = await get(f"{scene.page_url}/incidents/{number}")
         assert "<h1>Cause</h1>" in page and "<em>full</em>" in page
+
+
+@pytest.mark.parametrize(
+    ("page", "field", "words"),
+    [
+        ("{public: false}", "status_page", "needs access_key"),
+        ("{public: true, accent: red}", "status_page.accent", "such as #0b5394"),
+        ("{public: true, logo_url: 'http://a.example/l.png'}", "status_page.logo_url", "https"),
+        ("{public: true, domain: 'not a host'}", "status_page.domain", "host name"),
+    ],
+)
+def test_status_page_config_errors_say_where_and_how(page: str, field: str, words: str) -> None:
+    text = (
+        "clients:\n  - id: acme\n    status_page: " + page + "\n"
+        "    sites: [{id: shop, url: 'https://shop.example', checks: [{id: home}]}]\n"
+    )
+    with pytest.raises(ConfigError) as caught:
+        load_config_text(text, filename="monitor.yaml", environ={})
+    (problem,) = caught.value.problems
+    assert problem.line == 3 and problem.path == f"clients[0].{field}", problem
+    assert words in problem.message
