@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import re
 import sys
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -269,3 +270,25 @@ def test_status_page_config_errors_say_where_and_how(page: str, field: str, word
     (problem,) = caught.value.problems
     assert problem.line == 3 and problem.path == f"clients[0].{field}", problem
     assert words in problem.message
+
+
+async def test_scheduled_maintenance_is_listed(tmp_path: Path, aiohttp_server: Any) -> None:
+    async with status_scene(tmp_path, aiohttp_server) as scene:
+        now = scene.running.monitor.desk.now()
+        window = {
+            "site": "acme/blog",
+            "starts_at": (now + timedelta(hours=2)).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "ends_at": (now + timedelta(hours=3)).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "reason": "Server upgrade",
+            "by": OPERATOR,
+        }
+        status, body = await api_post(scene.running, "/api/maintenance", window)
+        assert status == 201, body
+        status, _, html = await get(scene.page_url)
+        assert "Scheduled maintenance" in html and "Server upgrade" in html
+        async with aiohttp.ClientSession() as http:
+            async with http.get(f"{scene.page_url}/summary.json") as response:
+                summary = await response.json()
+        (planned,) = summary["scheduled_maintenances"]
+        assert planned["status"] == "scheduled" and planned["components"] == [{"name": BLOG}]
+        assert_nothing_internal(html)
