@@ -75,7 +75,7 @@ def probe_counts(
     return {key: (probes, failures) for key, (probes, failures) in counts.items()}
 
 
-def _upsert(conn: AsyncConnection, values: list[dict[str, Any]], added: Sequence[str]) -> Any:
+def _upsert(conn: AsyncConnection, added: Sequence[str]) -> Any:
     insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
     stmt = insert(daily_rollups)
     return stmt.on_conflict_do_update(
@@ -86,18 +86,38 @@ def _upsert(conn: AsyncConnection, values: list[dict[str, Any]], added: Sequence
 
 _ZEROES = {"probes": 0, "failures": 0, "down_seconds": 0.0, "degraded_seconds": 0.0, "incidents": 0}
 
+# Plain driver SQL, like the history insert it rides with: one row per check and site in a
+# flush, and SQLAlchemy's per-row parameter processing would cost more than the upsert.
+_COUNTS_SQL = (
+    "INSERT INTO daily_rollups (scope, day, site, probes, failures, down_seconds, "
+    "degraded_seconds, incidents) VALUES ({}, {}, {}, {}, {}, 0, 0, 0) "
+    "ON CONFLICT (scope, day) DO UPDATE SET probes = daily_rollups.probes + excluded.probes, "
+    "failures = daily_rollups.failures + excluded.failures"
+)
+_COUNTS_SQLITE = _COUNTS_SQL.format("?", "?", "?", "?", "?")
+_COUNTS_POSTGRESQL = _COUNTS_SQL.format("$1", "$2", "$3", "$4", "$5")
+
 
 async def add_probe_counts(
     conn: AsyncConnection, counts: dict[tuple[str, date, str], tuple[int, int]]
 ) -> None:
+    """Add probes and failures per (scope, day, site), in the caller's transaction."""
     if not counts:
         return
     # Sorted, so two processes flushing at once take row locks in one order (no deadlock).
-    values = [
-        {**_ZEROES, "scope": scope, "day": day, "site": site, "probes": p, "failures": f}
-        for (scope, day, site), (p, f) in sorted(counts.items())
-    ]
-    await conn.execute(_upsert(conn, values, ("probes", "failures")), values)
+    ordered = sorted(counts.items())
+    if conn.dialect.name == "sqlite":
+        sqlite_rows = [
+            (scope, day.isoformat(), site, probes, failures)
+            for (scope, day, site), (probes, failures) in ordered
+        ]
+        await conn.exec_driver_sql(_COUNTS_SQLITE, sqlite_rows)
+    else:
+        rows = [
+            (scope, day, site, probes, failures)
+            for (scope, day, site), (probes, failures) in ordered
+        ]
+        await conn.exec_driver_sql(_COUNTS_POSTGRESQL, rows)
 
 
 def _touched(start: datetime, end: datetime, tz: tzinfo) -> set[date]:
@@ -115,15 +135,16 @@ def span_days(
     state: SpanState,
     windows: Sequence[Window],
     tz: tzinfo,
+    counted_before: bool,
 ) -> dict[date, tuple[DayAmounts, int]]:
     """What the part [start, end) of an incident opened at `opened_at` adds per day: its
-    seconds, and 1 incident on each day no earlier part of it touched."""
+    seconds, and 1 incident on each day no earlier part of it touched. `counted_before`:
+    the parts from its opening to `start` are in the rollups already."""
     amounts = day_amounts(
         spans=[Span(start, end, state)], windows=windows, start=start, end=end, tz=tz
     )
-    new_days = _touched(start, end, tz) - (
-        _touched(opened_at, start, tz) if start > opened_at else set()
-    )
+    earlier = _touched(opened_at, start, tz) if counted_before else set()
+    new_days = _touched(start, end, tz) - earlier
     found: dict[date, tuple[DayAmounts, int]] = {}
     for day in sorted(set(amounts) | new_days):
         found[day] = (
@@ -177,7 +198,13 @@ async def advance(
     tz = zone_of(incident.client)
     windows = await site_windows(conn, incident.site, start=start, end=end)
     added = span_days(
-        opened_at=incident.opened_at, start=start, end=end, state=state, windows=windows, tz=tz
+        opened_at=incident.opened_at,
+        start=start,
+        end=end,
+        state=state,
+        windows=windows,
+        tz=tz,
+        counted_before=row.rollup_since is not None,
     )
     values = [
         {
@@ -192,9 +219,7 @@ async def advance(
         for day, (amounts, count) in added.items()
     ]
     if values:
-        await conn.execute(
-            _upsert(conn, values, ("down_seconds", "degraded_seconds", "incidents")), values
-        )
+        await conn.execute(_upsert(conn, ("down_seconds", "degraded_seconds", "incidents")), values)
     await conn.execute(
         sa.update(incidents)
         .where(incidents.c.id == incident.id)
@@ -239,6 +264,7 @@ async def daily_stats(
                     state=span,
                     windows=windows,
                     tz=tz,
+                    counted_before=since is not None,
                 )
     maintenance = (
         day_amounts(spans=[], windows=windows, start=period_start, end=observed_end, tz=tz)

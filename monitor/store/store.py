@@ -241,12 +241,35 @@ class Store:
                             incident = await _save_incident(conn, incident, updated_at=written_at)
                         if transition.timeline:
                             await _append_timeline(conn, incident, transition.timeline)
-                        if notify is not None and incident is not None and worth_telling:
-                            incident = await _notified(conn, incident, notify, now=written_at)
+                        if incident is not None:
+                            incident = await self._told_and_rolled(
+                                conn,
+                                incident,
+                                notify=notify if worth_telling else None,
+                                changed=transition.incident_changed,
+                                at=written_at,
+                            )
                         await self._append_history(conn, [*batch, history])
             except BaseException:
                 self._pending[:0] = batch
                 raise
+        return incident
+
+    async def _told_and_rolled(
+        self,
+        conn: AsyncConnection,
+        incident: Incident,
+        *,
+        notify: Notify | None,
+        changed: bool,
+        at: datetime,
+    ) -> Incident:
+        """Queue what `notify` says about the written incident and, when it changed, add
+        its part since the last write to the daily rollups."""
+        if notify is not None:
+            incident = await _notified(conn, incident, notify, now=at)
+        if changed:
+            await rollups.advance(conn, incident, at=at, zone_of=self._zone_of)
         return incident
 
     async def list_incidents(self, *, open_only: bool = False, limit: int = 100) -> list[Incident]:
@@ -321,6 +344,7 @@ class Store:
                     await _append_timeline(conn, incident, timeline)
                 if notify is not None:
                     incident = await _notified(conn, incident, notify, now=now)
+                await rollups.advance(conn, incident, at=now, zone_of=self._zone_of)
         return incident
 
     # --- daily rollups (see monitor.store.rollups and incidents.uptime) ---
@@ -711,6 +735,8 @@ class Store:
             await conn.exec_driver_sql(_INSERT_HISTORY_SQLITE, codec.sqlite_history_rows(rows))
         else:
             await conn.exec_driver_sql(_INSERT_HISTORY_POSTGRESQL, list(rows))
+        counts = rollups.probe_counts(((row[0], row[1], row[2]) for row in rows), self._zone_of)
+        await rollups.add_probe_counts(conn, counts)
         to_trim: list[str] = []
         inserts, trim_every = self._inserts, self._trim_every
         for row in rows:
