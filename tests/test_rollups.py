@@ -18,9 +18,10 @@ from hypothesis import strategies as st
 
 from checks.result import Outcome
 from incidents.model import CheckState, Headline, Incident, IncidentStatus, Transition
+from incidents.recurring_maintenance import Weekly, occurrences
 from incidents.severity import Severity
-from incidents.uptime import DayStat, DayState, day_bounds, uptime
-from monitor.store import Store
+from incidents.uptime import DayStat, DayState, Window, day_bounds, uptime
+from monitor.store import Calendars, Store
 from monitor.store.engine import create_engine
 from monitor.store.migrate import alembic_config
 from tests.helpers import head_revision
@@ -62,6 +63,7 @@ class History:
     incidents: tuple[PlannedIncident, ...]
     probes: tuple[tuple[datetime, bool], ...]  # (at, ok)
     now: datetime
+    weekly: str | None = None  # a recurring window from the YAML, e.g. "sun 02:00-04:00"
 
 
 @st.composite
@@ -98,7 +100,23 @@ def histories(draw: st.DrawFn) -> History:
     )
     latest = max([*(slot(p) for p in points), *(at for at, _ in probes)], default=start)
     now = latest + draw(st.integers(1, 12 * 30)) * STEP
-    return History(first, tuple(windows), tuple(incidents), tuple(sorted(probes)), now)
+    # Both of these meet a change of the clocks on the DST weekends.
+    weekly = draw(st.sampled_from([None, "sun 02:00-04:00", "sat 23:00-01:00"]))
+    return History(first, tuple(windows), tuple(incidents), tuple(sorted(probes)), now, weekly)
+
+
+def in_weekly(weekly: str | None, minute: datetime, tz: tzinfo) -> bool:
+    """By the wall clock: the window's day and hours, or past midnight after its day."""
+    if weekly is None:
+        return False
+    local = minute.astimezone(tz)
+    recurrence = Weekly.parse(weekly)
+    day, clock = local.weekday(), local.time()
+    if recurrence.start < recurrence.end:
+        return day in recurrence.days and recurrence.start <= clock < recurrence.end
+    return (day in recurrence.days and clock >= recurrence.start) or (
+        (day - 1) % 7 in recurrence.days and clock < recurrence.end
+    )
 
 
 async def _write(store: Store, site: str, history: History) -> None:
@@ -198,7 +216,8 @@ def reference(history: History, *, first: date, last: date, tz: tzinfo) -> list[
         down = degraded = held = 0.0
         minute = start
         while observed and minute < min(end, history.now):
-            if any(s <= minute < e for s, e in history.windows):
+            stored = any(s <= minute < e for s, e in history.windows)
+            if stored or in_weekly(history.weekly, minute, tz):
                 held += 60
             elif state_at(minute) == "down":
                 down += 60
@@ -237,7 +256,14 @@ def reference(history: History, *, first: date, last: date, tz: tzinfo) -> list[
 
 async def _check(database_url: str, history: History) -> None:
     store = await Store.open(database_url)
-    store.use_time_zones(lambda client: BERLIN)
+    weekly = Weekly.parse(history.weekly) if history.weekly else None
+
+    def recurring(site: str, start: datetime, end: datetime) -> list[Window]:
+        if weekly is None:
+            return []
+        return [Window(*span) for span in occurrences(weekly, BERLIN, start=start, end=end)]
+
+    store.use_calendars(Calendars(zone_of=lambda client: BERLIN, recurring_of=recurring))
     try:
         site = f"c{next(_sites)}/shop"  # a new site per example: examples share the database
         await _write(store, site, history)
@@ -248,6 +274,15 @@ async def _check(database_url: str, history: History) -> None:
         down = sum(s.down_seconds for s in expected)
         counted = sum(s.observed_seconds - s.maintenance_seconds for s in expected)
         assert uptime(found) == (pytest.approx(1 - down / counted) if counted else None)
+        # The gauge's bulk read gives the figure of the last n days' DayStats.
+        today = history.now.astimezone(BERLIN).date()
+        stats = await store.daily_stats(
+            site, first=today - timedelta(days=89), last=today, now=history.now
+        )
+        ratios = (await store.uptime_ratios([site], now=history.now))[site]
+        for n in (1, 7, 30, 90):
+            figure = uptime(stats[-n:])
+            assert ratios[n] == (None if figure is None else pytest.approx(figure)), n
     finally:
         await store.close()
 
@@ -290,7 +325,7 @@ async def test_0007_upgrades_a_database_at_0006_and_counts_an_open_incident_from
         await engine.dispose()
 
     store = await Store.open(database_url)  # migrates to the head
-    store.use_time_zones(lambda client: BERLIN)
+    store.use_calendars(Calendars(zone_of=lambda client: BERLIN))
     try:
         async with store.engine.connect() as conn:
             version = (await conn.execute(sa.text("SELECT version_num FROM alembic_version"))).all()
