@@ -292,3 +292,13 @@ async def test_scheduled_maintenance_is_listed(tmp_path: Path, aiohttp_server: A
         (planned,) = summary["scheduled_maintenances"]
         assert planned["status"] == "scheduled" and planned["components"] == [{"name": BLOG}]
         assert_nothing_internal(html)
+
+
+async def test_a_readers_query_never_reaches_the_shared_snapshot(
+    tmp_path: Path, aiohttp_server: Any
+) -> None:
+    async with status_scene(tmp_path, aiohttp_server) as scene:
+        status, _, first = await get(f"{scene.page_url}?key=%22%3E%3Cscript%3Eevil")
+        assert status == 200 and "evil" not in first
+        status, _, later = await get(scene.page_url)
+        assert status == 200 and "evil" not in later and "?key=" not in later

@@ -64,6 +64,7 @@ _IMPACT = {
 
 @dataclass
 class _Snapshot:
+    client: _Client
     revision: int
     built: float  # clock.monotonic() of the build
     view: StatusView
@@ -172,7 +173,7 @@ class StatusPages:
             if not found:
                 raise web.HTTPNotFound(text="no such incident on this page")
             page = snapshot.pages[number] = self._render(
-                "incident.html.j2", request, snapshot.view, incident=found[0]
+                "incident.html.j2", snapshot.client, snapshot.view, incident=found[0]
             )
         return _response(page, "text/html")
 
@@ -192,20 +193,17 @@ class StatusPages:
     async def _snapshot_for(
         self, request: web.Request, *, client_id: str | None = None
     ) -> _Snapshot:
-        from_domain = client_id is not None
-        client_id = client_id or request.match_info["client"]
-        client = self._clients.get(client_id)
-        if client is None or not (from_domain or self._allowed(client, request)):
+        client = self._clients.get(client_id or request.match_info["client"])
+        if client is None or not self._allowed(client, request):
             raise web.HTTPNotFound(text="no status page here")
-        if from_domain and not self._allowed(client, request):
-            raise web.HTTPNotFound(text="no status page here")
-        snapshot = self._snapshots.get(client_id)
+        snapshot = self._snapshots.get(client.config.id)
         if snapshot is None or self._stale(snapshot):
-            lock = self._locks.setdefault(client_id, asyncio.Lock())
-            async with lock:
-                snapshot = self._snapshots.get(client_id)
+            # One build per change, however many readers arrive meanwhile: they wait for it.
+            async with self._locks.setdefault(client.config.id, asyncio.Lock()):
+                snapshot = self._snapshots.get(client.config.id)
                 if snapshot is None or self._stale(snapshot):
-                    snapshot = self._snapshots[client_id] = await self._build(client, request)
+                    snapshot = await self._build(client)
+                    self._snapshots[client.config.id] = snapshot
         return snapshot
 
     def _allowed(self, client: _Client, request: web.Request) -> bool:
@@ -226,7 +224,7 @@ class StatusPages:
             or self._clock.monotonic() - snapshot.built >= self._refresh
         )
 
-    async def _build(self, client: _Client, request: web.Request) -> _Snapshot:
+    async def _build(self, client: _Client) -> _Snapshot:
         revision = self._desk.revision
         now = self._clock.now()
         config = client.config
@@ -271,10 +269,11 @@ class StatusPages:
         base = f"/status/{quote(config.id)}"
         self.builds += 1
         return _Snapshot(
+            client=client,
             revision=revision,
             built=self._clock.monotonic(),
             view=view,
-            html=self._render("status.html.j2", request, view),
+            html=self._render("status.html.j2", client, view),
             summary=json.dumps(
                 summary(view, client_id=config.id, base=base, tz=client.tz)
             ).encode(),
@@ -292,19 +291,18 @@ class StatusPages:
         ]
         return found
 
-    def _render(self, template: str, request: web.Request, view: StatusView, **extra: Any) -> bytes:
-        client = request.match_info.get("client") or self._domains.get(
-            _host_name(request.headers.get("Host", "")), ""
-        )
-        key = request.query.get("key")
-        # The key travels on in the page's own links, so a private page's reader can follow them.
-        suffix = f"?key={quote(key, safe='')}" if key else ""
-        page = self._clients[client].config.status_page
+    def _render(self, template: str, client: _Client, view: StatusView, **extra: Any) -> bytes:
+        page = client.config.status_page
+        key = page.access_key if page is not None and not page.public else None
+        # A private page's links carry its key on, so its reader can follow them. Taken from
+        # the config, never from the request: whatever a reader adds to a link is not
+        # written into the snapshot everyone else is served.
+        suffix = f"?key={quote(key.get_secret_value(), safe='')}" if key else ""
         return (
             self._env.get_template(template)
             .render(
                 v=view,
-                base=f"/status/{quote(client)}",
+                base=f"/status/{quote(client.config.id)}",
                 suffix=suffix,
                 logo_url=page.logo_url if page else None,
                 **extra,
