@@ -104,3 +104,46 @@ def test_the_latest_postmortem_counts() -> None:
     ]
     assert postmortem(entries) == "two"
     assert postmortem([]) is None
+
+
+def test_a_german_client_reads_its_page_in_german() -> None:
+    from datetime import date
+    from zoneinfo import ZoneInfo
+
+    from incidents.i18n import translations
+    from incidents.status_view import SiteInput, build_status
+    from incidents.uptime import DayStat, DayState
+
+    day = date(2026, 12, 4)
+    stat = DayStat(
+        day=day,
+        probes=100,
+        failures=10,
+        observed_seconds=36_000,
+        down_seconds=360,
+        degraded_seconds=0,
+        maintenance_seconds=0,
+        incidents=1,
+        worst=DayState.DOWN,
+    )
+    view = build_status(
+        title="Acme",
+        language="de",
+        gettext=translations("de").gettext,
+        tz=ZoneInfo("Europe/Berlin"),
+        now=T0,
+        sites=[SiteInput(key="acme/shop", label="Acme Shop")],
+        incidents=[incident(Outcome.HTTP_5XX)],
+        timelines={},
+        days={"acme/shop": [stat]},
+    )
+    assert view.banner == "Schwerer Ausfall"
+    assert (
+        view.active[0].title == "Acme Shop ist nicht erreichbar"
+        or "Acme Shop" in view.active[0].title
+    )
+    (site,) = view.sites
+    assert site.bars[0].state == "down"
+    assert site.bars[0].tooltip == "2026-12-04: 6 Min. ausgefallen, 1 Vorfälle"
+    # 360 s down of 36,000 observed: 99 %, in German digits, rounded down.
+    assert site.uptime[0] == ("today", "heute", "99,00 %")
