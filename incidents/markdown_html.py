@@ -14,8 +14,14 @@ _TAGS = {
 }  # fmt: skip
 
 
-def render(markdown: str) -> str:
-    html = _RENDERER.render(markdown)
+def render(markdown: str, *, heading_below: int = 2) -> str:
+    """`heading_below`: the level of the page's heading it sits under; the Markdown's own
+    headings are moved below it (# becomes h3 under an h2), keeping the page's outline."""
+    tokens = _RENDERER.parse(markdown)
+    for token in tokens:
+        if token.type in ("heading_open", "heading_close"):
+            token.tag = f"h{min(6, int(token.tag[1]) + heading_below)}"
+    html = _RENDERER.renderer.render(tokens, _RENDERER.options, {})
     return nh3.clean(
         html,
         tags=_TAGS,

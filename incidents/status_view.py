@@ -293,7 +293,7 @@ def _bar(stat: DayStat, _: wording.Gettext) -> Bar:
     if stat.worst is DayState.NO_DATA:
         return Bar(day=stat.day, state="none", tooltip=_("%(day)s: no data") % {"day": day})
     values = {"day": day, "minutes": round(stat.downtime_minutes), "count": stat.incidents}
-    tooltip = _("%(day)s: %(minutes)s min down, %(count)s incidents") % values
+    tooltip = _("%(day)s: %(minutes)s min down, incidents: %(count)s") % values
     if stat.maintenance_seconds > 0:
         maintained = {"minutes": round(stat.maintenance_seconds / 60)}
         tooltip += "; " + _("%(minutes)s min maintenance") % maintained

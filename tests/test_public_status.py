@@ -144,6 +144,6 @@ def test_a_german_client_reads_its_page_in_german() -> None:
     )
     (site,) = view.sites
     assert site.bars[0].state == "down"
-    assert site.bars[0].tooltip == "2026-12-04: 6 Min. ausgefallen, 1 Vorfälle"
+    assert site.bars[0].tooltip == "2026-12-04: 6 Min. ausgefallen, Vorfälle: 1"
     # 360 s down of 36,000 observed: 99 %, in German digits, rounded down.
     assert site.uptime[0] == ("today", "heute", "99,00 %")

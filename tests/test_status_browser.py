@@ -69,7 +69,9 @@ async def test_a_reader_sees_banner_sites_bars_and_the_public_update(
         assert await bars.count() == 90
         box = await bars.nth(0).bounding_box()
         assert box is not None and box["width"] > 0 and box["height"] > 10  # drawn, visible
-        assert (await bars.nth(89).get_attribute("title") or "").endswith(("no data", "incidents"))
+        # Today's bar: the shop is down, and its tooltip says so in words.
+        assert await bars.nth(89).get_attribute("class") == "bar bar-down"
+        assert (await bars.nth(89).get_attribute("title") or "").endswith(", incidents: 1")
         active = page.locator("section", has=page.get_by_role("heading", name="Active incidents"))
         text = await active.inner_text()
         assert f"{SHOP} is down" in text
