@@ -276,6 +276,10 @@ async def _check(database_url: str, history: History) -> None:
         down = sum(s.down_seconds for s in expected)
         counted = sum(s.observed_seconds - s.maintenance_seconds for s in expected)
         assert uptime(found) == (pytest.approx(1 - down / counted) if counted else None)
+        # The site's one check has the site's probes and failures, and no seconds.
+        checks = await store.daily_stats(f"{site}/home", first=first, last=last, now=history.now)
+        assert [(c.probes, c.failures) for c in checks] == [(s.probes, s.failures) for s in found]
+        assert not any(c.down_seconds or c.degraded_seconds or c.incidents for c in checks)
         # The gauge's bulk read gives the figure of the last n days' DayStats.
         today = history.now.astimezone(BERLIN).date()
         stats = await store.daily_stats(
