@@ -28,7 +28,13 @@ BLOG = "Acme Blog"
 
 
 def status_config(
-    tmp_path: Path, *, shop_url: str, blog_url: str, public: bool = True, domain: str | None = None
+    tmp_path: Path,
+    *,
+    shop_url: str,
+    blog_url: str,
+    public: bool = True,
+    domain: str | None = None,
+    database_url: str | None = None,
 ) -> MonitorConfig:
     page: dict[str, Any] = {"public": public, "title": "Acme service status"}
     if not public:
@@ -36,7 +42,7 @@ def status_config(
     if domain:
         page["domain"] = domain
     document = {
-        "database": {"url": f"sqlite+aiosqlite:///{tmp_path}/monitor.db"},
+        "database": {"url": database_url or f"sqlite+aiosqlite:///{tmp_path}/monitor.db"},
         "server": {"port": 0},
         "scheduler": {"sla_tick": "100ms"},
         "defaults": {
@@ -99,7 +105,12 @@ async def api_post(running: Running, path: str, body: dict[str, Any]) -> tuple[i
 
 @asynccontextmanager
 async def status_scene(
-    tmp_path: Path, aiohttp_server: Any, *, public: bool = True, domain: str | None = None
+    tmp_path: Path,
+    aiohttp_server: Any,
+    *,
+    public: bool = True,
+    domain: str | None = None,
+    database_url: str | None = None,
 ) -> AsyncIterator[StatusScene]:
     shop, blog = Target(), Target()
     shop.set("/", status=500)
@@ -111,6 +122,7 @@ async def status_scene(
         blog_url=str(blog_server.make_url("")).rstrip("/"),
         public=public,
         domain=domain,
+        database_url=database_url,
     )
     async with running_monitor(config) as running:
 

@@ -69,8 +69,10 @@ async def test_page_shows_banner_sites_incident_and_public_update_only(
         assert_nothing_internal(page)
 
 
-async def test_summary_json_is_shaped_like_statuspage(tmp_path: Path, aiohttp_server: Any) -> None:
-    async with status_scene(tmp_path, aiohttp_server) as scene:
+async def test_summary_json_is_shaped_like_statuspage(
+    tmp_path: Path, aiohttp_server: Any, database_url: str
+) -> None:
+    async with status_scene(tmp_path, aiohttp_server, database_url=database_url) as scene:
         async with aiohttp.ClientSession() as http:
             async with http.get(f"{scene.page_url}/summary.json") as response:
                 assert response.status == 200
@@ -177,9 +179,9 @@ async def test_update_stage_and_public_flag_are_validated(
 
 
 async def test_postmortem_of_a_resolved_incident_is_rendered_safely(
-    tmp_path: Path, aiohttp_server: Any
+    tmp_path: Path, aiohttp_server: Any, database_url: str
 ) -> None:
-    async with status_scene(tmp_path, aiohttp_server) as scene:
+    async with status_scene(tmp_path, aiohttp_server, database_url=database_url) as scene:
         path = f"/api/incidents/{scene.incident.id}/postmortem"
         text = "## What happened\n\nThe **database** filled up.<script>alert(1)</script>"
         status, body = await api_post(scene.running, path, {"by": OPERATOR, "text": text})
