@@ -3,7 +3,7 @@ VENV ?= .venv
 PYTHON ?= python3
 BIN = $(VENV)/bin
 
-.PHONY: demo run test lint typecheck unit bench bench-blackbox bench-scale install install-test schema lock
+.PHONY: demo run test lint typecheck unit bench bench-blackbox bench-scale bench-status install install-test schema lock
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -67,3 +67,7 @@ bench-blackbox: install-test
 
 bench-scale: install-test
 	$(BIN)/python -m bench.scale $(BENCH_ARGS)
+
+# A burst of status-page readers while 10,000 checks run, beside nginx serving the page as a file.
+bench-status: install-test
+	$(BIN)/python -m bench.status_burst $(BENCH_ARGS)

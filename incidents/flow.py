@@ -29,6 +29,7 @@ from datetime import datetime, timedelta
 from incidents.messages import ClientInfo, MessageContext, compose_email, compose_webhook
 from incidents.model import Incident, IncidentStatus, TimelineEntry, TimelineKind
 from incidents.outgoing import Audience, MessageKind, Outgoing
+from incidents.public_status import Stage
 from incidents.severity import Severity
 from incidents.sla import (
     SlaContext,
@@ -210,21 +211,57 @@ def acknowledge(incident: Incident, *, now: datetime, by: str, sla: SlaContext) 
 
 
 def post_update(
-    incident: Incident, *, now: datetime, by: str, text: str, sla: SlaContext
+    incident: Incident,
+    *,
+    now: datetime,
+    by: str,
+    text: str,
+    sla: SlaContext,
+    public: bool = True,
+    stage: Stage | None = None,
 ) -> Change:
-    """An operator's update to the client: emailed, and it resets the update cadence."""
+    """An operator's update. Public (the default): emailed to the client, shown on its status
+    page with `stage`, and it resets the update cadence. Not public: an internal note, kept on
+    the timeline for the team only (no mail, no cadence)."""
     _require_open(incident, by)
     if not text.strip():
         raise ValueError("an update needs text for the client")
-    updated = record_client_update(incident, at=now, ctx=sla)
     first_line = text.strip().splitlines()[0][:120]
+    # Whether it is public is the entry's kind: CLIENT_UPDATE always is, INTERNAL_NOTE never.
+    evidence: dict[str, object] = {"text": text, "by": by}
+    if stage is not None:
+        evidence["stage"] = stage.value
+    if not public:
+        note = TimelineEntry(
+            at=now,
+            kind=TimelineKind.INTERNAL_NOTE,
+            message=f"internal note by {by}: {first_line}",
+            evidence={**evidence, "public": False},
+        )
+        return Change(incident=incident, timeline=(note,))
+    updated = record_client_update(incident, at=now, ctx=sla)
     entry = TimelineEntry(
         at=now,
         kind=TimelineKind.CLIENT_UPDATE,
         message=f"client update by {by}: {first_line}",
-        evidence={"text": text, "by": by},
+        evidence=evidence,
     )
     return Change(incident=updated, timeline=(entry,))
+
+
+def attach_postmortem(incident: Incident, *, now: datetime, by: str, text: str) -> Change:
+    """The post-mortem (Markdown) of a resolved incident; a later one replaces it on the page."""
+    if incident.is_open:
+        raise ValueError(f"{incident.ref} is still open: a post-mortem follows its resolution")
+    if not text.strip():
+        raise ValueError("a post-mortem needs text")
+    entry = TimelineEntry(
+        at=now,
+        kind=TimelineKind.POSTMORTEM,
+        message=f"post-mortem by {by}",
+        evidence={"text": text, "by": by},
+    )
+    return Change(incident=incident, timeline=(entry,))
 
 
 class StillFailing(ValueError):

@@ -30,6 +30,8 @@ class TimelineKind(enum.StrEnum):
     ONCALL_NOTIFIED = "oncall_notified"  # Severity 2+: told in (or at the next) business hours
     ACKNOWLEDGED = "acknowledged"  # an operator took it: the first response
     CLIENT_UPDATE = "client_update"  # an operator's update, emailed to the client
+    INTERNAL_NOTE = "internal_note"  # an operator's note for the team: never shown to clients
+    POSTMORTEM = "postmortem"  # the post-mortem of a resolved incident (Markdown, public)
     UPDATE_REMINDER = "update_reminder"  # on-call reminded that a client update falls due soon
     RESPONSE_BREACHED = "response_breached"  # no response by response_due_at (recorded once)
     UPDATE_OVERDUE = "update_overdue"  # no client update by next_update_due_at (once per due)

@@ -39,6 +39,8 @@ from monitor.outbox_worker import OutboxWorker
 from monitor.runtime import Listener, Monitor, new_http_transport, new_session
 from monitor.server import DEGRADED_LOOP_LAG, create_app, create_metrics_app
 from monitor.store import Store
+from monitor.uptime_gauge import UptimeGauge, calendars_of
+from monitor.web.status import StatusPages
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +52,7 @@ class Running:
     registry: CollectorRegistry
     url: str  # base URL of the monitor's own HTTP server
     outbox: OutboxWorker
+    status: StatusPages  # the client status pages it serves (/status)
 
 
 @asynccontextmanager
@@ -68,6 +71,7 @@ async def running_monitor(
     store = await Store.open(
         config.database.url, history_per_check=config.scheduler.history_per_check
     )
+    store.use_calendars(calendars_of(config))
     registry = CollectorRegistry()
     ProcessCollector(registry=registry)
     PlatformCollector(registry=registry)
@@ -104,8 +108,13 @@ async def running_monitor(
         on_outbox=outbox.kick,
     )
     holder.append(monitor)
+    # The sites this process probes: with several processes each exports its own.
+    uptime = UptimeGauge(store=store, sites=lambda: monitor.ownership.held, clock=clock)
+    registry.register(uptime)
+    uptime_stopping = asyncio.Event()
     runners: list[web.AppRunner] = []
     url = ""
+    status = StatusPages(config=config, store=store, desk=monitor.desk, clock=clock)
     try:
         if serve:
             url = await _serve(
@@ -116,6 +125,7 @@ async def running_monitor(
                 health=lambda: _health(monitor),
                 monitor=monitor,
                 exposition=metrics.exposition,
+                status=status,
             )
         task = asyncio.create_task(monitor.run())
         started = asyncio.ensure_future(monitor.started())
@@ -124,15 +134,30 @@ async def running_monitor(
             started.cancel()
             task.result()
         outbox_task = asyncio.create_task(outbox.run())
+        uptime_task = asyncio.create_task(
+            uptime.run(
+                every=config.scheduler.uptime_refresh.total_seconds(), stopping=uptime_stopping
+            )
+        )
         # The configuration, the checks and their state live as long as the process: out of
         # the garbage collector's full passes, which would otherwise walk them all (about
         # 0.4 s with 50,000 checks, a stall that delays every probe in flight). No collection
         # first: that would be the same stall; the little start-up garbage waits for exit.
         gc.freeze()
         try:
-            yield Running(monitor=monitor, store=store, registry=registry, url=url, outbox=outbox)
+            yield Running(
+                monitor=monitor,
+                store=store,
+                registry=registry,
+                url=url,
+                outbox=outbox,
+                status=status,
+            )
         finally:
             gc.unfreeze()
+            uptime_stopping.set()
+            uptime_task.cancel()
+            await asyncio.gather(uptime_task, return_exceptions=True)
             monitor.stop()
             await task
             # Whatever the last probes caused is delivered now if it can be, else next start.
@@ -190,6 +215,7 @@ async def _serve(
     health: Callable[[], dict[str, Any]],
     monitor: Monitor,
     exposition: Callable[[], Iterable[bytes]],
+    status: StatusPages,
 ) -> str:
     """Start the HTTP listener(s), appending each runner to `runners` for cleanup; return the
     main listener's URL."""
@@ -215,6 +241,7 @@ async def _serve(
         server=server,
         exposition=exposition,
         middlewares=[guard.middleware],
+        status=status,
     )
     url = await _start(app, runners, server.host, server.port, guard, runner_args)
     log.info(

@@ -151,8 +151,25 @@ def _parser() -> argparse.ArgumentParser:
     update = incident_command("update", "post a client update (emailed; resets the update clock)")
     update.add_argument("--by", required=True)
     update.add_argument("--text", required=True, help="what the client reads")
+    update.add_argument(
+        "--stage",
+        choices=("investigating", "identified", "monitoring"),
+        help="the stage shown with it on the client's status page",
+    )
+    update.add_argument(
+        "--internal",
+        action="store_true",
+        help="an internal note: not mailed, never on the status page (public: false)",
+    )
     update.add_argument("--json", action="store_true", help="print the whole incident")
     update.set_defaults(handler=_update)
+
+    postmortem = incident_command(
+        "postmortem", "attach a post-mortem (Markdown) to a resolved incident"
+    )
+    postmortem.add_argument("--by", required=True)
+    postmortem.add_argument("--file", required=True, help="the Markdown file ('-': stdin)")
+    postmortem.set_defaults(handler=_postmortem)
 
     resolve = incident_command("resolve", "resolve an incident by hand")
     resolve.add_argument("--by", required=True)
@@ -369,9 +386,21 @@ def _ack(args: argparse.Namespace) -> int:
 
 
 def _update(args: argparse.Namespace) -> int:
-    body = {"by": args.by, "text": args.text}
+    body: dict[str, Any] = {"by": args.by, "text": args.text, "public": not args.internal}
+    if args.stage:
+        body["stage"] = args.stage
     path = f"/api/incidents/{args.incident}/updates"
     return _operator(args, "POST", path, body, show=_done("updated", args.by))
+
+
+def _postmortem(args: argparse.Namespace) -> int:
+    try:
+        text = sys.stdin.read() if args.file == "-" else Path(args.file).read_text()
+    except OSError as exc:
+        print(f"monitor postmortem: cannot read {args.file}: {exc.strerror}", file=sys.stderr)
+        return EXIT_USAGE
+    body = {"by": args.by, "text": text}
+    return _operator(args, "POST", f"/api/incidents/{args.incident}/postmortem", body)
 
 
 def _resolve(args: argparse.Namespace) -> int:

@@ -22,6 +22,7 @@ from incidents.flow import (
     acknowledge,
     after_engine,
     after_tick,
+    attach_postmortem,
     during_maintenance,
     next_wakeup,
     notifications,
@@ -30,6 +31,7 @@ from incidents.flow import (
 )
 from incidents.model import Incident, TimelineEntry, TimelineKind, Transition
 from incidents.outgoing import Outgoing
+from incidents.public_status import Stage
 from incidents.recurring_maintenance import RecurringWindow, recurring_in_force
 from incidents.sla import SlaContext
 from monitor.clients import ClientContext, client_contexts, message_context, notify_policy
@@ -91,6 +93,9 @@ class IncidentDesk:
         self._recurring = recurring_windows(config)  # by site, from the YAML
         self._wake = asyncio.Event()
         self._maintenance_loaded = float("-inf")
+        # Moves on with every incident or maintenance change this process makes: status page
+        # snapshots are rebuilt when it has moved (not on every request).
+        self.revision = 0
 
     async def load(self) -> None:
         """Maintenance windows; incidents come with the sites this process adopts."""
@@ -222,6 +227,7 @@ class IncidentDesk:
         else:
             self._open.pop(site, None)
         if incident is not None and timeline:
+            self.revision += 1
             self._count(incident, timeline)
             self._on_change(incident, timeline)
             self._on_outbox()
@@ -300,11 +306,37 @@ class IncidentDesk:
             incident_id, lambda i, now: acknowledge(i, now=now, by=by, sla=self._sla(i))
         )
 
-    async def post_update(self, incident_id: int, *, by: str, text: str) -> Incident:
+    async def post_update(
+        self,
+        incident_id: int,
+        *,
+        by: str,
+        text: str,
+        public: bool = True,
+        stage: Stage | None = None,
+    ) -> Incident:
         return await self._act(
             incident_id,
-            lambda i, now: post_update(i, now=now, by=by, text=text, sla=self._sla(i)),
+            lambda i, now: post_update(
+                i, now=now, by=by, text=text, sla=self._sla(i), public=public, stage=stage
+            ),
         )
+
+    async def attach_postmortem(self, incident_id: int, *, by: str, text: str) -> Incident:
+        """The post-mortem of a resolved incident, shown on the client's status page."""
+        stored = await self._store.get_incident(incident_id)
+        if stored is None:
+            raise ActionError(f"no incident {incident_id}", status=404)
+        try:
+            change = attach_postmortem(stored, now=self._clock.now(), by=by, text=text)
+        except ValueError as exc:
+            raise ActionError(str(exc), status=409 if stored.is_open else 400) from exc
+        # Not through _save: the site may have a newer open incident, which must stay ours.
+        saved = await self._store.save_incident(
+            change.incident, timeline=change.timeline, now=self._clock.now()
+        )
+        self.revision += 1
+        return saved
 
     async def resolve(
         self, incident_id: int, *, by: str, note: str = "", force: bool = False
@@ -386,6 +418,8 @@ class IncidentDesk:
         by_site: dict[str, list[MaintenanceWindow]] = {}
         for window in windows:
             by_site.setdefault(window.site, []).append(window)
+        if by_site != self._maintenance:
+            self.revision += 1
         self._maintenance = by_site
 
     # -- internals -------------------------------------------------------------------------

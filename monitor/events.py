@@ -28,6 +28,8 @@ class EventKind(enum.StrEnum):
     ONCALL_NOTIFIED = "oncall_notified"
     INCIDENT_ACKNOWLEDGED = "incident_acknowledged"
     CLIENT_UPDATE = "client_update"
+    INTERNAL_NOTE = "internal_note"  # an operator's note for the team (not for the client)
+    POSTMORTEM = "postmortem"  # a post-mortem was attached to a resolved incident
     SLA_REMINDER = "sla_reminder"  # a client update falls due soon
     SLA_BREACHED = "sla_breached"  # response target breached, or a client update overdue
     MAINTENANCE_STARTED = "maintenance_started"  # an open incident's clocks paused

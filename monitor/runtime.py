@@ -708,6 +708,8 @@ _ENTRY_EVENTS: dict[TimelineKind, tuple[EventKind, str]] = {
     TimelineKind.ONCALL_NOTIFIED: (EventKind.ONCALL_NOTIFIED, "on-call notified"),
     TimelineKind.ACKNOWLEDGED: (EventKind.INCIDENT_ACKNOWLEDGED, "incident acknowledged"),
     TimelineKind.CLIENT_UPDATE: (EventKind.CLIENT_UPDATE, "client update posted"),
+    TimelineKind.INTERNAL_NOTE: (EventKind.INTERNAL_NOTE, "internal note posted"),
+    TimelineKind.POSTMORTEM: (EventKind.POSTMORTEM, "post-mortem attached"),
     TimelineKind.UPDATE_REMINDER: (EventKind.SLA_REMINDER, "client update due soon"),
     TimelineKind.RESPONSE_BREACHED: (EventKind.SLA_BREACHED, "response target breached"),
     TimelineKind.UPDATE_OVERDUE: (EventKind.SLA_BREACHED, "client update overdue"),

@@ -1,8 +1,9 @@
 """The monitor's own HTTP server: /metrics, /healthz, and the operator API under /api.
 
 Reads: incidents (with timeline and SLA clocks), the triage queue, maintenance windows.
-Changes: acknowledge, post a client update, resolve by hand (refused while checks still fail
-unless forced), add or cancel a maintenance window. Every
+Changes: acknowledge, post an update (public with a stage, or an internal note), resolve by
+hand (refused while checks still fail unless forced), attach a post-mortem to a resolved
+incident, add or cancel a maintenance window. Every
 /api call needs the bearer token (reads too, unless `api.protect_reads: false`); it is compared
 in constant time, and a missing or wrong one gets 401.
 
@@ -21,12 +22,13 @@ import json
 import re
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
 from aiohttp import web
 from aiohttp.typedefs import Middleware
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
+from incidents.public_status import Stage
 from incidents.recurring_maintenance import describe
 from monitor.config.models import ApiConfig, ServerConfig
 from monitor.desk import ActionError, IncidentDesk
@@ -55,6 +57,11 @@ SECURITY_HEADERS = {
 LOOPBACK_HOSTS = frozenset({"localhost", "127.0.0.1", "[::1]"})
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 
+
+class StatusRoutes(Protocol):
+    def add_routes(self, app: web.Application) -> None: ...  # pragma: no cover - a protocol
+
+
 HealthProbe = Callable[[], dict[str, Any]]
 Exposition = Callable[[], Iterable[bytes]]
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -79,10 +86,12 @@ def create_app(
     server: ServerConfig | None = None,
     exposition: Exposition | None = None,
     middlewares: Sequence[Middleware] = (),
+    status: StatusRoutes | None = None,
 ) -> web.Application:
     """`exposition`, when given, writes /metrics in chunks (see Metrics.exposition); without
     it /metrics is the registry's plain text exposition. `server` names the Host headers
-    /api accepts; `middlewares` run first (the connection guard's)."""
+    /api accepts; `middlewares` run first (the connection guard's); `status` adds the client
+    status pages (monitor.web.status), which answer any Host (a client's own domain)."""
     app = web.Application(
         middlewares=[*middlewares, _json_errors, _host_check, _auth], client_max_size=MAX_BODY
     )
@@ -104,6 +113,9 @@ def create_app(
     app.router.add_get("/api/maintenance", _list_maintenance)
     app.router.add_post("/api/maintenance", _add_maintenance)
     app.router.add_delete("/api/maintenance/{id:\\d{1,18}}", _cancel_maintenance)
+    app.router.add_post("/api/incidents/{id:\\d{1,18}}/postmortem", _postmortem)
+    if status is not None:
+        status.add_routes(app)
     return app
 
 
@@ -344,10 +356,47 @@ async def _acknowledge(request: web.Request) -> web.Response:
 async def _post_update(request: web.Request) -> web.Response:
     return await _act(
         request,
-        lambda desk, iid, body: desk.post_update(iid, by=body["by"].strip(), text=body["text"]),
+        lambda desk, iid, body: desk.post_update(
+            iid,
+            by=body["by"].strip(),
+            text=body["text"],
+            public=_public(body),
+            stage=_stage(body),
+        ),
         "by",
         "text",
     )
+
+
+def _public(body: dict[str, Any]) -> bool:
+    value = body.get("public", True)
+    if not isinstance(value, bool):
+        raise ActionError("'public' must be true (shown on the status page) or false", status=400)
+    return value
+
+
+def _stage(body: dict[str, Any]) -> Stage | None:
+    value = body.get("stage")
+    if value is None:
+        return None
+    # "resolved" is what resolving does; an update cannot claim it for an open incident.
+    stages = [stage for stage in Stage if stage is not Stage.RESOLVED]
+    if value not in stages:
+        words = ", ".join(stage.value for stage in stages)
+        raise ActionError(f"'stage' must be one of {words}", status=400)
+    return Stage(value)
+
+
+async def _postmortem(request: web.Request) -> web.Response:
+    try:
+        incident_id = _incident_id(request)
+        body = await _body(request, "by", "text")
+        incident = await request.app[DESK_KEY].attach_postmortem(
+            incident_id, by=body["by"].strip(), text=body["text"]
+        )
+    except ActionError as exc:
+        return _error(exc.status, str(exc))
+    return web.json_response(incident_dict(incident))
 
 
 async def _resolve(request: web.Request) -> web.Response:

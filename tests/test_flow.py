@@ -1009,3 +1009,15 @@ def test_life_cycle_of_one_incident() -> None:
     assert final.status is IncidentStatus.RESOLVED
     assert final.responded_at == london(MON, "10:30")
     assert final.last_update_at == london(MON, "14:45")
+
+
+def test_an_internal_note_mails_nobody_and_keeps_the_cadence() -> None:
+    desk = Desk()
+    desk.probe(E500, now=london(SAT, "09:00"))
+    before = desk.current
+    change = post_update(
+        before, now=london(SAT, "10:00"), by="alice", text="db01 again", sla=desk.sla, public=False
+    )
+    assert [entry.kind for entry in change.timeline] == [TimelineKind.INTERNAL_NOTE]
+    assert change.incident == before  # no response recorded, no cadence reset
+    assert change.timeline[0].evidence == {"text": "db01 again", "by": "alice", "public": False}

@@ -209,6 +209,77 @@ EmailAddress = Annotated[
 ]
 
 
+_ACCENT = re.compile(r"^#[0-9a-fA-F]{6}$")
+_DOMAIN = re.compile(r"^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$")
+
+
+class StatusPageConfig(_Model):
+    public: bool = Field(
+        default=False,
+        description="true: /status/<client> needs no login. false: the link must carry "
+        "?key=<access_key>.",
+    )
+    title: str | None = Field(
+        default=None, max_length=120, description="Page title; defaults to the client's name."
+    )
+    logo_url: str | None = Field(
+        default=None, description="An https URL of the client's logo, shown in the header."
+    )
+    accent: str | None = Field(
+        default=None,
+        description="Accent colour of the header, e.g. #0b5394 (dark enough for white text).",
+    )
+    domain: str | None = Field(
+        default=None,
+        description="A host name of the client's (a CNAME to this monitor), e.g. "
+        "status.acme.example: requests for it serve this page at /.",
+    )
+    access_key: SecretStr | None = Field(
+        default=None,
+        description="Required for a private page: write ${ACME_STATUS_KEY}; the link is "
+        "/status/<client>?key=<it>.",
+    )
+
+    @field_validator("logo_url")
+    @classmethod
+    def _https_logo(cls, value: str | None) -> str | None:
+        if value is not None and urlsplit(value).scheme != "https":
+            raise ValueError(
+                f"must be an https URL such as https://acme.example/logo.png (got {value!r})"
+            )
+        return value
+
+    @field_validator("accent")
+    @classmethod
+    def _hex_colour(cls, value: str | None) -> str | None:
+        if value is not None and not _ACCENT.match(value):
+            raise ValueError(f"must be a colour such as #0b5394 (got {value!r})")
+        return value
+
+    @field_validator("domain")
+    @classmethod
+    def _host_name(cls, value: str | None) -> str | None:
+        if value is not None and not _DOMAIN.match(value.lower()):
+            raise ValueError(f"must be a host name such as status.acme.example (got {value!r})")
+        return value.lower() if value is not None else None
+
+    @field_validator("access_key")
+    @classmethod
+    def _empty_is_none(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and not value.get_secret_value().strip():
+            return None
+        return value
+
+    @model_validator(mode="after")
+    def _private_needs_key(self) -> StatusPageConfig:
+        if not self.public and self.access_key is None:
+            raise ValueError(
+                "a private status page (public: false) needs access_key, e.g. "
+                "access_key: ${ACME_STATUS_KEY}; or set public: true"
+            )
+        return self
+
+
 class ClientConfig(_Model):
     id: Slug
     name: str | None = None
@@ -231,6 +302,10 @@ class ClientConfig(_Model):
         "catalog in notifications.locale_dir.",
     )
     sites: list[SiteConfig] = Field(min_length=1)
+    status_page: StatusPageConfig | None = Field(
+        default=None,
+        description="A status page at /status/<client id> (none without this section).",
+    )
     maintenance: list[RecurringWindowSpec] = Field(
         default_factory=list,
         description="Recurring maintenance windows of every site of this client, in its time "
@@ -524,6 +599,11 @@ class SchedulerConfig(_Model):
         default=timedelta(seconds=15),
         description="How often SLA clocks are checked for reminders, breaches and deferred "
         "on-call notices.",
+    )
+    uptime_refresh: Interval = Field(
+        default=timedelta(seconds=60),
+        description="How often the uptime gauge (monitor_site_uptime_ratio) is read from the "
+        "daily rollups; scrapes in between get the figures of the last read.",
     )
 
 

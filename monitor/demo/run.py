@@ -153,6 +153,7 @@ def demo_config(
                         "hours": {day: ["00:00-24:00"] for day in DAYS},
                     },
                     "contacts": ["owner@demo-shop.example"],
+                    "status_page": {"public": True, "title": "Demo Shop status"},
                     "sites": [
                         {
                             "id": "shop",
@@ -218,6 +219,7 @@ async def run_demo(*, speed: float = 1.0, keep: str | None = None, quiet: bool =
                     f"monitor serving {running.url}/metrics and {running.url}/api/incidents "
                     f"(header 'Authorization: Bearer {token}')"
                 )
+                say(f"status page: {running.url}/status/demo (served while the demo runs)")
                 await run_timeline(
                     faults,
                     speed=speed,

@@ -13,7 +13,7 @@ import logging
 import operator
 from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import asynccontextmanager
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
 import sqlalchemy as sa
@@ -24,7 +24,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from checks.result import Outcome, ProbeResult
 from incidents.model import CheckState, Incident, IncidentStatus, TimelineEntry, Transition
 from incidents.outgoing import NoticeKind, Outgoing
-from monitor.store import codec, leases
+from incidents.uptime import DayStat
+from monitor.store import codec, leases, rollups
 from monitor.store import confirmations as cf
 from monitor.store import maintenance as mw
 from monitor.store import outbox as ob
@@ -86,6 +87,13 @@ class Store:
         # Sites whose lease rows exist (they are never deleted): claim_sites skips them.
         self._lease_rows: set[str] = set()
         self._health = StoreHealth()
+        self._calendars = rollups.Calendars()
+
+    def use_calendars(self, calendars: rollups.Calendars) -> None:
+        """Count daily rollups in each client's time zone and leave out each site's recurring
+        maintenance windows too (by default: every client in UTC, stored windows only). Set
+        before the first write."""
+        self._calendars = calendars
 
     @classmethod
     async def open(
@@ -234,16 +242,47 @@ class Store:
                             incident = await _save_incident(conn, incident, updated_at=written_at)
                         if transition.timeline:
                             await _append_timeline(conn, incident, transition.timeline)
-                        if notify is not None and incident is not None and worth_telling:
-                            incident = await _notified(conn, incident, notify, now=written_at)
+                        if incident is not None:
+                            incident = await self._told_and_rolled(
+                                conn,
+                                incident,
+                                notify=notify if worth_telling else None,
+                                changed=transition.incident_changed,
+                                at=written_at,
+                            )
                         await self._append_history(conn, [*batch, history])
             except BaseException:
                 self._pending[:0] = batch
                 raise
         return incident
 
-    async def list_incidents(self, *, open_only: bool = False, limit: int = 100) -> list[Incident]:
-        """Incidents, newest first."""
+    async def _told_and_rolled(
+        self,
+        conn: AsyncConnection,
+        incident: Incident,
+        *,
+        notify: Notify | None,
+        changed: bool,
+        at: datetime,
+    ) -> Incident:
+        """Queue what `notify` says about the written incident and, when it changed, add
+        its part since the last write to the daily rollups."""
+        if notify is not None:
+            incident = await _notified(conn, incident, notify, now=at)
+        if changed:
+            await rollups.advance(conn, incident, at=at, calendars=self._calendars)
+        return incident
+
+    async def list_incidents(
+        self,
+        *,
+        open_only: bool = False,
+        limit: int = 100,
+        client: str | None = None,
+        resolved_since: datetime | None = None,
+    ) -> list[Incident]:
+        """Incidents, newest first; of one `client`; with `resolved_since`, the open ones and
+        those resolved at or after it."""
         query = (
             sa.select(incidents)
             .order_by(incidents.c.opened_at.desc(), incidents.c.id.desc())
@@ -251,6 +290,15 @@ class Store:
         )
         if open_only:
             query = query.where(incidents.c.status == IncidentStatus.OPEN.value)
+        if client is not None:
+            query = query.where(incidents.c.client == client)
+        if resolved_since is not None:
+            query = query.where(
+                sa.or_(
+                    incidents.c.status == IncidentStatus.OPEN.value,
+                    incidents.c.resolved_at >= resolved_since,
+                )
+            )
         with translated("listing incidents"):
             rows = await self._fetch(query)
         return [codec.incident_from_row(row) for row in rows]
@@ -269,6 +317,22 @@ class Store:
         with translated(f"reading the timeline of incident {incident_id}"):
             rows = await self._fetch(query)
         return [codec.timeline_from_row(row) for row in rows]
+
+    async def timelines(self, incident_ids: Sequence[int]) -> dict[int, list[TimelineEntry]]:
+        """The timelines of several incidents at once, each oldest first."""
+        found: dict[int, list[TimelineEntry]] = {incident_id: [] for incident_id in incident_ids}
+        if not found:
+            return found
+        query = (
+            sa.select(timeline)
+            .where(timeline.c.incident_id.in_(sorted(found)))
+            .order_by(timeline.c.id)
+        )
+        with translated("reading incident timelines"):
+            rows = await self._fetch(query)
+        for row in rows:
+            found[row["incident_id"]].append(codec.timeline_from_row(row))
+        return found
 
     async def recent_results(self, check_key: str, *, limit: int = 50) -> list[HistoryRow]:
         """The check's latest stored results, newest first."""
@@ -314,7 +378,76 @@ class Store:
                     await _append_timeline(conn, incident, timeline)
                 if notify is not None:
                     incident = await _notified(conn, incident, notify, now=now)
+                await rollups.advance(conn, incident, at=now, calendars=self._calendars)
         return incident
+
+    # --- daily rollups (see monitor.store.rollups and incidents.uptime) ---
+
+    async def daily_stats(
+        self, scope: str, *, first: date, last: date, now: datetime
+    ) -> list[DayStat]:
+        """One DayStat per calendar day `first`..`last` (inclusive) of `scope`, a site
+        ("client/site") or a check ("client/site/check"), in its client's time zone.
+
+        Fields (incidents.uptime has the definition of uptime they serve):
+        - probes, failures: results recorded that day (failures: any outcome but ok);
+        - observed_seconds: the day's length (23, 24 or 25 h on DST days), cut at `now` for
+          today; 0 on a day with no probe and no incident (worst "no_data"), and in the future;
+        - down_seconds: time outside maintenance in an open incident of the site whose
+          headline says it is down (incidents.wording.is_down), up to `now`;
+        - degraded_seconds: time outside maintenance and down in an open incident that is not
+          down (a slow page, a failing part);
+        - maintenance_seconds: time of observed days in the site's stored maintenance windows;
+        - incidents: incidents of the site open at some point of the day;
+        - worst: "down" > "degraded" > "maintenance" > "operational", or "no_data".
+        For a check only probes, failures, observed_seconds and worst are filled in; its
+        seconds and incidents are 0 (incidents belong to sites).
+
+        Reads the rollup rows of the period, the site's open incident and its windows in the
+        period: no scan of history. Times are those of results and incident writes.
+        """
+        if last < first:
+            raise ValueError(f"daily_stats of {scope}: last ({last}) is before first ({first})")
+        await self.flush_history()
+        with translated(f"reading the daily rollups of {scope}"):
+            async with self._connect() as conn:
+                open_incident = None
+                if scope.count("/") == 1:
+                    open_incident = await rollups.open_incident(conn, scope)
+                return await rollups.daily_stats(
+                    conn,
+                    scope,
+                    first=first,
+                    last=last,
+                    now=now,
+                    calendars=self._calendars,
+                    open_incident=open_incident,
+                )
+
+    async def uptime_ratios(
+        self, sites: Sequence[str], *, now: datetime, periods: Sequence[int] = (1, 7, 30, 90)
+    ) -> dict[str, dict[int, float | None]]:
+        """Uptime (incidents.uptime) of each site ("client/site") over its client's last n
+        calendar days, today up to `now` included, for each n of `periods`: equal to
+        `uptime(daily_stats(site, first=today - (n - 1) days, last=today, now=now))`, read
+        for all sites in a few statements (for the gauge). None: nothing observed."""
+        if not sites:
+            return {}
+        await self.flush_history()
+        with translated("reading uptime of every site"):
+            async with self._connect() as conn:
+                return await rollups.uptime_ratios(
+                    conn, sites, now=now, calendars=self._calendars, periods=periods
+                )
+
+    async def purge_rollups(self, *, today: date) -> int:
+        """Delete rollup rows older than the retention (400 days before `today`)."""
+        with translated("purging daily rollups"):
+            async with self._write() as conn:
+                result = await conn.execute(
+                    rollups.purge_query(before=rollups.retention_start(today))
+                )
+                return int(result.rowcount)
 
     # --- the outbox (see monitor.store.outbox for the lifecycle of a row) ---
 
@@ -641,6 +774,10 @@ class Store:
             await conn.exec_driver_sql(_INSERT_HISTORY_SQLITE, codec.sqlite_history_rows(rows))
         else:
             await conn.exec_driver_sql(_INSERT_HISTORY_POSTGRESQL, list(rows))
+        counts = rollups.probe_counts(
+            ((row[0], row[1], row[2]) for row in rows), self._calendars.zone_of
+        )
+        await rollups.add_probe_counts(conn, counts, zone_of=self._calendars.zone_of)
         to_trim: list[str] = []
         inserts, trim_every = self._inserts, self._trim_every
         for row in rows:

@@ -1,0 +1,1 @@
+"""The monitor's web pages (status pages under /status), server-rendered with Jinja2."""
