@@ -192,6 +192,13 @@ class PlanSpec(_Model):
         default=(),
         description="Severities whose SLA clocks run 24x7 instead of in business hours.",
     )
+    availability_target: float = Field(
+        default=99.9,
+        gt=0,
+        le=100,
+        description="The uptime promised, in percent (e.g. 99.9): what the monthly report "
+        "measures each site's uptime against (incidents.uptime has the definition).",
+    )
     description: str | None = Field(default=None, description="For people reading the config.")
 
 

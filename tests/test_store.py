@@ -145,6 +145,7 @@ async def test_migrations_create_the_schema_and_reopening_changes_nothing(
             "workers": 0,
             "site_leases": 0,
             "confirmations": 0,
+            "daily_rollups": 0,
         }
         await open_incident(store)
     finally:

@@ -13,7 +13,7 @@ import logging
 import operator
 from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import asynccontextmanager
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
 import sqlalchemy as sa
@@ -24,7 +24,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from checks.result import Outcome, ProbeResult
 from incidents.model import CheckState, Incident, IncidentStatus, TimelineEntry, Transition
 from incidents.outgoing import NoticeKind, Outgoing
-from monitor.store import codec, leases
+from incidents.uptime import DayStat
+from monitor.store import codec, leases, rollups
 from monitor.store import confirmations as cf
 from monitor.store import maintenance as mw
 from monitor.store import outbox as ob
@@ -86,6 +87,12 @@ class Store:
         # Sites whose lease rows exist (they are never deleted): claim_sites skips them.
         self._lease_rows: set[str] = set()
         self._health = StoreHealth()
+        self._zone_of: rollups.ZoneOf = rollups.utc_zone
+
+    def use_time_zones(self, zone_of: rollups.ZoneOf) -> None:
+        """Count daily rollups in each client's calendar: `zone_of(client_id)` is its time
+        zone (the default counts every client in UTC). Set before the first write."""
+        self._zone_of = zone_of
 
     @classmethod
     async def open(
@@ -315,6 +322,69 @@ class Store:
                 if notify is not None:
                     incident = await _notified(conn, incident, notify, now=now)
         return incident
+
+    # --- daily rollups (see monitor.store.rollups and incidents.uptime) ---
+
+    async def daily_stats(
+        self, scope: str, *, first: date, last: date, now: datetime
+    ) -> list[DayStat]:
+        """One DayStat per calendar day `first`..`last` (inclusive) of `scope`, a site
+        ("client/site") or a check ("client/site/check"), in its client's time zone.
+
+        Fields (incidents.uptime has the definition of uptime they serve):
+        - probes, failures: results recorded that day (failures: any outcome but ok);
+        - observed_seconds: the day's length (23, 24 or 25 h on DST days), cut at `now` for
+          today; 0 on a day with no probe and no incident (worst "no_data"), and in the future;
+        - down_seconds: time outside maintenance in an open incident of the site whose
+          headline says it is down (incidents.wording.is_down), up to `now`;
+        - degraded_seconds: time outside maintenance and down in an open incident that is not
+          down (a slow page, a failing part);
+        - maintenance_seconds: time of observed days in the site's stored maintenance windows;
+        - incidents: incidents of the site open at some point of the day;
+        - worst: "down" > "degraded" > "maintenance" > "operational", or "no_data".
+        For a check only probes, failures, observed_seconds and worst are filled in; its
+        seconds and incidents are 0 (incidents belong to sites).
+
+        Reads the rollup rows of the period, the site's open incident and its windows in the
+        period: no scan of history. Times are those of results and incident writes.
+        """
+        if last < first:
+            raise ValueError(f"daily_stats of {scope}: last ({last}) is before first ({first})")
+        await self.flush_history()
+        tz = self._zone_of(rollups.client_of(scope))
+        with translated(f"reading the daily rollups of {scope}"):
+            async with self._connect() as conn:
+                open_incident = None
+                if scope.count("/") == 1:
+                    query = sa.select(incidents).where(
+                        incidents.c.site == scope,
+                        incidents.c.status == IncidentStatus.OPEN.value,
+                    )
+                    row = (await conn.execute(query)).mappings().first()
+                    if row is not None:
+                        open_incident = (
+                            codec.incident_from_row(row),
+                            row["rollup_state"],
+                            row["rollup_since"],
+                        )
+                return await rollups.daily_stats(
+                    conn,
+                    scope,
+                    first=first,
+                    last=last,
+                    now=now,
+                    tz=tz,
+                    open_incident=open_incident,
+                )
+
+    async def purge_rollups(self, *, today: date) -> int:
+        """Delete rollup rows older than the retention (400 days before `today`)."""
+        with translated("purging daily rollups"):
+            async with self._write() as conn:
+                result = await conn.execute(
+                    rollups.purge_query(before=rollups.retention_start(today))
+                )
+                return int(result.rowcount)
 
     # --- the outbox (see monitor.store.outbox for the lifecycle of a row) ---
 

@@ -113,6 +113,10 @@ incidents = sa.Table(
     # Clocks paused by a maintenance window of the site (revision 0004).
     sa.Column("paused_since", UTCDateTime, nullable=True),
     sa.Column("paused_until", UTCDateTime, nullable=True),
+    # The part of the incident not yet added to daily_rollups: its state ("down" or
+    # "degraded", incidents.uptime.SpanState) since when (revision 0007); None once resolved.
+    sa.Column("rollup_state", sa.Text, nullable=True),
+    sa.Column("rollup_since", UTCDateTime, nullable=True),
     # The database, not the engine, guarantees one open incident per site: two processes
     # racing to open one for the same site cannot both win.
     sa.Index(
@@ -261,6 +265,24 @@ confirmations = sa.Table(
     sa.Index("ix_confirmations_status_expires_at", "status", "expires_at"),
 )
 
+# Per site ("client/site") or check ("client/site/check") and calendar day of its client
+# (revision 0007, see monitor.store.rollups): what the daily bars and uptime are read from.
+daily_rollups = sa.Table(
+    "daily_rollups",
+    metadata,
+    sa.Column("scope", sa.Text, nullable=False),
+    sa.Column("day", sa.Date, nullable=False),
+    sa.Column("site", sa.Text, nullable=False),
+    sa.Column("probes", sa.Integer, nullable=False, server_default=sa.text("0")),
+    sa.Column("failures", sa.Integer, nullable=False, server_default=sa.text("0")),
+    sa.Column("down_seconds", sa.Float, nullable=False, server_default=sa.text("0")),
+    sa.Column("degraded_seconds", sa.Float, nullable=False, server_default=sa.text("0")),
+    sa.Column("incidents", sa.Integer, nullable=False, server_default=sa.text("0")),
+    sa.PrimaryKeyConstraint("scope", "day"),
+    sa.Index("ix_daily_rollups_day", "day"),
+    sa.Index("ix_daily_rollups_site_day", "site", "day"),
+)
+
 ALL_TABLES = (
     incidents,
     timeline,
@@ -271,4 +293,5 @@ ALL_TABLES = (
     workers,
     site_leases,
     confirmations,
+    daily_rollups,
 )
