@@ -30,6 +30,7 @@ from zoneinfo import ZoneInfo
 
 from incidents.model import Incident, TimelineEntry, TimelineKind
 from incidents.severity import Severity
+from incidents.uptime import DayStat, uptime
 
 __all__ = [
     "IncidentLine",
@@ -80,6 +81,17 @@ class SiteFigures:
     availability: float | None  # percent, e.g. 99.95; None: no time counted (all maintenance)
     downtime_seconds: float
     maintenance_seconds: float
+
+    @classmethod
+    def from_stats(cls, site: str, stats: Sequence[DayStat]) -> SiteFigures:
+        """The month of `site` from its days, by the one uptime definition."""
+        share = uptime(stats)
+        return cls(
+            site=site,
+            availability=None if share is None else share * 100,
+            downtime_seconds=sum(s.down_seconds for s in stats),
+            maintenance_seconds=sum(s.maintenance_seconds for s in stats),
+        )
 
 
 @dataclass(frozen=True, slots=True)

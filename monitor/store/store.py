@@ -277,6 +277,27 @@ class Store:
             rows = await self._fetch(query)
         return [codec.timeline_from_row(row) for row in rows]
 
+    async def client_incidents_between(
+        self, client: str, *, start: datetime, end: datetime
+    ) -> list[Incident]:
+        """The client's incidents open at some time in [start, end), oldest first (the
+        monthly report's)."""
+        query = (
+            sa.select(incidents)
+            .where(
+                incidents.c.client == client,
+                incidents.c.opened_at < end,
+                sa.or_(
+                    incidents.c.resolved_at.is_(None),
+                    incidents.c.resolved_at >= start,
+                ),
+            )
+            .order_by(incidents.c.opened_at, incidents.c.id)
+        )
+        with translated(f"listing the incidents of {client}"):
+            rows = await self._fetch(query)
+        return [codec.incident_from_row(row) for row in rows]
+
     async def recent_results(self, check_key: str, *, limit: int = 50) -> list[HistoryRow]:
         """The check's latest stored results, newest first."""
         await self.flush_history()

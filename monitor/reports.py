@@ -1,0 +1,183 @@
+"""The monthly service report from the database: `monitor report` and the monthly mail.
+
+Gathers what `incidents.report.compose_report` needs (the client's incidents of the month
+with their timelines, stored and recurring maintenance windows, each site's days from the
+daily rollups, the plan's availability target) and renders it as HTML, JSON or PDF. The PDF
+is the HTML printed by WeasyPrint (HTML and CSS through Pango: Debian's libpango-1.0-0).
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
+
+from incidents import i18n, wording
+from incidents.report import (
+    MonthlyReport,
+    ReportIncident,
+    ReportWindow,
+    SiteFigures,
+    compose_report,
+    month_bounds,
+)
+from incidents.report_render import render_html, report_json
+from incidents.severity import Severity
+from monitor.clients import display_names, message_context
+from monitor.config.models import ClientConfig, MonitorConfig
+from monitor.desk import recurring_windows
+from monitor.store import Store
+
+__all__ = [
+    "ReportFormat",
+    "RenderedReport",
+    "build_report",
+    "find_client",
+    "render_report",
+    "write_report",
+]
+
+# A recurrence that yields more occurrences than this in one month is misconfigured (every
+# minute?); the report lists this many rather than loop without end.
+MAX_OCCURRENCES = 1000
+
+
+class ReportFormat(enum.StrEnum):
+    HTML = "html"
+    JSON = "json"
+    PDF = "pdf"
+
+
+@dataclass(frozen=True, slots=True)
+class RenderedReport:
+    report: MonthlyReport
+    html: str  # the mail's body and the PDF's source
+    language: str
+
+
+def find_client(config: MonitorConfig, client_id: str) -> ClientConfig:
+    """The configured client `client_id`; ValueError naming the ones there are."""
+    for client in config.clients:
+        if client.id == client_id:
+            return client
+    known = ", ".join(client.id for client in config.clients)
+    raise ValueError(f"no client {client_id!r} in the configuration ({known})")
+
+
+async def build_report(
+    store: Store, config: MonitorConfig, *, client_id: str, month: str, now: datetime
+) -> RenderedReport:
+    """The report of `month` ("YYYY-MM") for `client_id`, as of `now` (a month not over yet
+    is reported so far). Raises ValueError for an unknown client or a malformed month."""
+    client = find_client(config, client_id)
+    zone = ZoneInfo(client.business_hours.timezone)
+    start, end = month_bounds(month, zone)
+    names = display_names(client)
+    sites = {f"{client.id}/{site.id}": names[f"{client.id}/{site.id}"] for site in client.sites}
+    language = client.language
+    ctx = message_context(config)
+    catalog = i18n.translations(language, ctx.locale_dir)
+
+    incidents = await store.client_incidents_between(client.id, start=start, end=end)
+    items = [ReportIncident(i, tuple(await store.timeline(i.id or 0))) for i in incidents]
+    titles = {
+        i.id or 0: wording.title(i.headline, gettext=catalog.gettext, locale=language)
+        for i in incidents
+        if i.headline is not None
+    }
+    stored = await store.list_maintenance(include_past=True, now=now)
+    windows = [ReportWindow(w.site, w.starts_at, w.ends_at) for w in stored if w.site in sites]
+    windows += _recurring(config, sites=sites, start=start, end=end)
+    last_day = (end - timedelta(days=1)).date()
+    figures = {
+        site: SiteFigures.from_stats(
+            site, await store.daily_stats(site, first=start.date(), last=last_day, now=now)
+        )
+        for site in sites
+    }
+    report = compose_report(
+        client_name=client.label,
+        month=month,
+        timezone=client.business_hours.timezone,
+        incidents=items,
+        windows=windows,
+        figures=figures,
+        site_names=sites,
+        availability_target=config.plans[client.plan].availability_target,
+        cadence=frozenset(
+            s for s in Severity if config.sla_policy.targets(s).update_every is not None
+        ),
+        titles=titles,
+        now=now,
+    )
+    html = render_html(
+        report,
+        language=language,
+        client_id=client.id,
+        locale_dir=ctx.locale_dir,
+        templates_dir=ctx.templates_dir,
+        branding=ctx.branding,
+    )
+    return RenderedReport(report=report, html=html, language=language)
+
+
+def _recurring(
+    config: MonitorConfig, *, sites: dict[str, str], start: datetime, end: datetime
+) -> list[ReportWindow]:
+    found: list[ReportWindow] = []
+    for site, recurrences in recurring_windows(config).items():
+        if site not in sites:
+            continue
+        for recurrence in recurrences:
+            at = start
+            for _ in range(MAX_OCCURRENCES):
+                span = recurrence.next_span(at)
+                if span is None or span[0] >= end:
+                    break
+                found.append(ReportWindow(site, span[0], span[1]))
+                at = span[1]
+    return found
+
+
+def render_report(rendered: RenderedReport, fmt: ReportFormat) -> bytes:
+    """The report as the bytes of a file in `fmt`."""
+    if fmt is ReportFormat.JSON:
+        return (json.dumps(report_json(rendered.report), indent=2) + "\n").encode()
+    if fmt is ReportFormat.HTML:
+        return rendered.html.encode()
+    return pdf(rendered.html)
+
+
+def pdf(html: str) -> bytes:
+    """`html` printed to PDF. Nothing is fetched: the report's HTML refers to no file, and a
+    logo URL (the agency's branding) is left out rather than fetched from the network."""
+    # Imported here: WeasyPrint loads Pango when imported, which only the PDF needs.
+    import weasyprint
+    from weasyprint.urls import URLFetcher
+
+    # No protocol allowed: a fetch fails (and the image is left out) instead of going out.
+    fetcher = URLFetcher(allowed_protocols=())
+    data: bytes = weasyprint.HTML(string=html, url_fetcher=fetcher).write_pdf()
+    return data
+
+
+async def write_report(
+    url: str,
+    config: MonitorConfig,
+    *,
+    client_id: str,
+    month: str,
+    fmt: ReportFormat,
+    now: datetime,
+) -> bytes:
+    """`monitor report`: the report of `month` read from the database at `url`."""
+    store = await Store.open(url)
+    zones = {c.id: ZoneInfo(c.business_hours.timezone) for c in config.clients}
+    store.use_time_zones(lambda client: zones.get(client, UTC))
+    try:
+        rendered = await build_report(store, config, client_id=client_id, month=month, now=now)
+    finally:
+        await store.close()
+    return render_report(rendered, fmt)
