@@ -23,9 +23,10 @@ from incidents.messages import _environment
 from incidents.report import IncidentLine, MonthlyReport, Verdict
 from incidents.wording import N_, Gettext
 
-__all__ = ["TEMPLATE", "report_json", "render_html", "subject"]
+__all__ = ["TEMPLATE", "TEXT_TEMPLATE", "report_json", "render_html", "subject"]
 
 TEMPLATE = "report.html.j2"
+TEXT_TEMPLATE = "report.txt.j2"  # the monthly mail's text part
 NO_BRANDING = Branding()
 
 VERDICT_LABEL = {
@@ -53,9 +54,11 @@ def render_html(
     locale_dir: Path | None = None,
     templates_dir: Path | None = None,
     branding: Branding = NO_BRANDING,
+    template: str = TEMPLATE,
 ) -> str:
     """The report as one HTML document in `language` (templates and catalogs as for mails:
-    a configured templates folder may replace `report.html.j2` per client or language)."""
+    a configured templates folder may replace `report.html.j2` per client or language);
+    with `template=TEXT_TEMPLATE`, the mail's short text part."""
     env = _environment(
         language,
         locale_dir=None if locale_dir is None else str(locale_dir),
@@ -63,7 +66,7 @@ def render_html(
         client_id=client_id,
     )
     _ = i18n.translations(language, locale_dir).gettext
-    return env.get_template(TEMPLATE).render(
+    return env.get_template(template).render(
         r=_view(report, language=language, gettext=_),
         subject=subject(report, gettext=_, language=language),
         brand=branding,

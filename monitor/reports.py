@@ -8,13 +8,17 @@ is the HTML printed by WeasyPrint (HTML and CSS through Pango: Debian's libpango
 
 from __future__ import annotations
 
+import asyncio
 import enum
 import json
+import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from incidents import i18n, wording
+from incidents.calendar_spec import build_calendar
+from incidents.outgoing import Attachment, Audience, NoticeKind, OutgoingEmail
 from incidents.report import (
     MonthlyReport,
     ReportIncident,
@@ -23,7 +27,8 @@ from incidents.report import (
     compose_report,
     month_bounds,
 )
-from incidents.report_render import render_html, report_json
+from incidents.report_render import TEXT_TEMPLATE, render_html, report_json, subject
+from incidents.report_schedule import due_report_month
 from incidents.severity import Severity
 from monitor.clients import display_names, message_context
 from monitor.config.models import ClientConfig, MonitorConfig
@@ -35,9 +40,14 @@ __all__ = [
     "RenderedReport",
     "build_report",
     "find_client",
+    "monthly_enabled",
+    "queue_monthly_reports",
     "render_report",
+    "report_message_id",
     "write_report",
 ]
+
+log = logging.getLogger(__name__)
 
 # A recurrence that yields more occurrences than this in one month is misconfigured (every
 # minute?); the report lists this many rather than loop without end.
@@ -139,6 +149,62 @@ def _recurring(
                 found.append(ReportWindow(site, span[0], span[1]))
                 at = span[1]
     return found
+
+
+def monthly_enabled(config: MonitorConfig, client: ClientConfig) -> bool:
+    """The client's `reports.monthly`, else the top-level one."""
+    return (client.reports or config.reports).monthly
+
+
+def report_message_id(client_id: str, month: str, domain: str) -> str:
+    """One Message-ID per client and month, the same in every process and after a restart:
+    the outbox takes a Message-ID once, so the report is sent once."""
+    return f"<report.{client_id}.{month}@{domain}>"
+
+
+async def queue_monthly_reports(store: Store, config: MonitorConfig, *, now: datetime) -> int:
+    """Queue the monthly report of every client that wants one and whose report is due at
+    `now` (incidents.report_schedule) and not queued yet; the number queued. The PDF is
+    printed in a worker thread, so probes are not held up while it is made."""
+    ctx = message_context(config)
+    queued = 0
+    for client in config.clients:
+        if not monthly_enabled(config, client) or not client.contacts:
+            continue
+        zone = ZoneInfo(client.business_hours.timezone)
+        month = due_report_month(now, business=build_calendar(client.business_hours), zone=zone)
+        if month is None:
+            continue
+        message_id = report_message_id(client.id, month, ctx.sender_domain)
+        if await store.notice_queued(message_id):
+            continue
+        rendered = await build_report(store, config, client_id=client.id, month=month, now=now)
+        document = await asyncio.to_thread(pdf, rendered.html)
+        text = render_html(
+            rendered.report,
+            language=rendered.language,
+            client_id=client.id,
+            locale_dir=ctx.locale_dir,
+            templates_dir=ctx.templates_dir,
+            template=TEXT_TEMPLATE,
+        )
+        catalog = i18n.translations(rendered.language, ctx.locale_dir)
+        mail = OutgoingEmail(
+            kind=NoticeKind.MONTHLY_REPORT,
+            audience=Audience.CLIENT,
+            incident_id=None,
+            to=tuple(client.contacts),
+            subject=subject(rendered.report, gettext=catalog.gettext, language=rendered.language),
+            text=text,
+            html=rendered.html,
+            message_id=message_id,
+            attachments=(Attachment(f"service-report-{month}.pdf", "application/pdf", document),),
+        )
+        # Another process may have queued it meanwhile: then this one is dropped.
+        if await store.queue_notice([mail], now=now):
+            queued += 1
+            log.info("monthly report %s of %s queued", month, client.id)
+    return queued
 
 
 def render_report(rendered: RenderedReport, fmt: ReportFormat) -> bytes:

@@ -52,6 +52,7 @@ from monitor.store.tables import (
     check_state,
     incidents,
     maintenance_windows,
+    outbox,
     timeline,
 )
 
@@ -456,6 +457,12 @@ class Store:
         except DuplicateNotification:
             return False
         return True
+
+    async def notice_queued(self, message_id: str) -> bool:
+        """Whether a notice with this Message-ID is in the outbox (pending, sent or failed)."""
+        query = sa.select(outbox.c.id).where(outbox.c.dedupe_key == message_id).limit(1)
+        with translated("looking up a notice"):
+            return bool(await self._fetch(query))
 
     async def latest_notices(
         self, kinds: Sequence[NoticeKind], *, limit: int = 1
