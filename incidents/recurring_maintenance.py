@@ -220,6 +220,28 @@ def recurring_in_force(windows: Iterable[RecurringWindow], now: datetime) -> lis
     return [span for window in windows if (span := window.in_force(now)) is not None]
 
 
+def occurrences(
+    recurrence: Recurrence, zone: tzinfo, *, start: datetime, end: datetime
+) -> list[Span]:
+    """Every occurrence of `recurrence` in `zone` that overlaps [start, end), oldest first:
+    what the daily rollups leave out of a period as maintenance."""
+    found: set[Span] = set()
+    if isinstance(recurrence, Weekly):
+        day = start.astimezone(zone).date() - timedelta(days=1)
+        while _local(day, time(), zone) < end:
+            if day.weekday() in recurrence.days:
+                end_day = day if recurrence.end > recurrence.start else day + timedelta(days=1)
+                found.add(
+                    (_local(day, recurrence.start, zone), _local(end_day, recurrence.end, zone))
+                )
+            day += timedelta(days=1)
+    else:
+        runs = croniter(recurrence.expression, (start - recurrence.duration).astimezone(zone))
+        while (begins := runs.get_next(datetime).astimezone(UTC)) < end:
+            found.add((begins, begins + recurrence.duration))
+    return sorted(span for span in found if span[1] > start and span[0] < end)
+
+
 def describe(spec: Any) -> str:
     """How `monitor maintenance list` names a recurring window."""
     recurrence = spec.recurrence() if isinstance(spec, RecurringWindowSpec) else spec

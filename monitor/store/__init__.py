@@ -24,9 +24,11 @@ from monitor.store.outbox_errors import (
     OutboxItemNotFound,
     OutboxItemNotPending,
 )
+from monitor.store.rollups import Calendars
 from monitor.store.store import Store
 
 __all__ = [
+    "Calendars",
     "Channel",
     "ConfirmationAnswer",
     "ConfirmationRequest",

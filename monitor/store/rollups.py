@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta, tzinfo
 from typing import Any
 
@@ -37,18 +38,35 @@ from incidents.uptime import (
     days_of,
     local_day,
     span_state,
+    uptime,
     worst_of,
 )
+from monitor.store import codec
 from monitor.store.tables import daily_rollups, incidents, maintenance_windows
 
 RETENTION_DAYS = 400
 
 # Client id -> its calendar's time zone. Unknown clients count in UTC.
 ZoneOf = Callable[[str], tzinfo]
+# (site key, start, end) -> the site's recurring windows (from the YAML) overlapping it.
+RecurringOf = Callable[[str, datetime, datetime], list[Window]]
 
 
 def utc_zone(client: str) -> tzinfo:
     return UTC
+
+
+def no_recurring(site: str, start: datetime, end: datetime) -> list[Window]:
+    return []
+
+
+@dataclass(frozen=True, slots=True)
+class Calendars:
+    """What the rollups need from the config: each client's time zone and each site's
+    recurring maintenance windows (stored one-off windows the store reads itself)."""
+
+    zone_of: ZoneOf = utc_zone
+    recurring_of: RecurringOf = no_recurring
 
 
 def client_of(key: str) -> str:
@@ -75,7 +93,7 @@ def probe_counts(
     return {key: (probes, failures) for key, (probes, failures) in counts.items()}
 
 
-def _upsert(conn: AsyncConnection, values: list[dict[str, Any]], added: Sequence[str]) -> Any:
+def _upsert(conn: AsyncConnection, added: Sequence[str]) -> Any:
     insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
     stmt = insert(daily_rollups)
     return stmt.on_conflict_do_update(
@@ -86,18 +104,46 @@ def _upsert(conn: AsyncConnection, values: list[dict[str, Any]], added: Sequence
 
 _ZEROES = {"probes": 0, "failures": 0, "down_seconds": 0.0, "degraded_seconds": 0.0, "incidents": 0}
 
+# Plain driver SQL, like the history insert it rides with: one row per check and site in a
+# flush, and SQLAlchemy's per-row parameter processing would cost more than the upsert.
+_COUNTS_SQL = (
+    "INSERT INTO daily_rollups (scope, day, site, day_seconds, probes, failures, "
+    "down_seconds, degraded_seconds, incidents) VALUES ({}, {}, {}, {}, {}, {}, 0, 0, 0) "
+    "ON CONFLICT (scope, day) DO UPDATE SET probes = daily_rollups.probes + excluded.probes, "
+    "failures = daily_rollups.failures + excluded.failures"
+)
+_COUNTS_SQLITE = _COUNTS_SQL.format("?", "?", "?", "?", "?", "?")
+_COUNTS_POSTGRESQL = _COUNTS_SQL.format("$1", "$2", "$3", "$4", "$5", "$6")
+
+
+def day_seconds(day: date, tz: tzinfo) -> float:
+    start, end = day_bounds(day, tz)
+    return (end - start).total_seconds()
+
 
 async def add_probe_counts(
-    conn: AsyncConnection, counts: dict[tuple[str, date, str], tuple[int, int]]
+    conn: AsyncConnection,
+    counts: dict[tuple[str, date, str], tuple[int, int]],
+    *,
+    zone_of: ZoneOf,
 ) -> None:
+    """Add probes and failures per (scope, day, site), in the caller's transaction."""
     if not counts:
         return
     # Sorted, so two processes flushing at once take row locks in one order (no deadlock).
-    values = [
-        {**_ZEROES, "scope": scope, "day": day, "site": site, "probes": p, "failures": f}
-        for (scope, day, site), (p, f) in sorted(counts.items())
-    ]
-    await conn.execute(_upsert(conn, values, ("probes", "failures")), values)
+    ordered = sorted(counts.items())
+    if conn.dialect.name == "sqlite":
+        sqlite_rows = [
+            (scope, day.isoformat(), site, day_seconds(day, zone_of(client_of(site))), p, f)
+            for (scope, day, site), (p, f) in ordered
+        ]
+        await conn.exec_driver_sql(_COUNTS_SQLITE, sqlite_rows)
+    else:
+        rows = [
+            (scope, day, site, day_seconds(day, zone_of(client_of(site))), p, f)
+            for (scope, day, site), (p, f) in ordered
+        ]
+        await conn.exec_driver_sql(_COUNTS_POSTGRESQL, rows)
 
 
 def _touched(start: datetime, end: datetime, tz: tzinfo) -> set[date]:
@@ -115,15 +161,16 @@ def span_days(
     state: SpanState,
     windows: Sequence[Window],
     tz: tzinfo,
+    counted_before: bool,
 ) -> dict[date, tuple[DayAmounts, int]]:
     """What the part [start, end) of an incident opened at `opened_at` adds per day: its
-    seconds, and 1 incident on each day no earlier part of it touched."""
+    seconds, and 1 incident on each day no earlier part of it touched. `counted_before`:
+    the parts from its opening to `start` are in the rollups already."""
     amounts = day_amounts(
         spans=[Span(start, end, state)], windows=windows, start=start, end=end, tz=tz
     )
-    new_days = _touched(start, end, tz) - (
-        _touched(opened_at, start, tz) if start > opened_at else set()
-    )
+    earlier = _touched(opened_at, start, tz) if counted_before else set()
+    new_days = _touched(start, end, tz) - earlier
     found: dict[date, tuple[DayAmounts, int]] = {}
     for day in sorted(set(amounts) | new_days):
         found[day] = (
@@ -137,13 +184,15 @@ def span_days(
 
 
 async def site_windows(
-    conn: AsyncConnection, site: str, *, start: datetime, end: datetime
+    conn: AsyncConnection, site: str, *, start: datetime, end: datetime, calendars: Calendars
 ) -> list[Window]:
+    """The site's maintenance windows overlapping [start, end): stored and recurring."""
     table = maintenance_windows
     query = sa.select(table.c.starts_at, table.c.ends_at).where(
         table.c.site == site, table.c.ends_at > start, table.c.starts_at < end
     )
-    return [Window(row.starts_at, row.ends_at) for row in await conn.execute(query)]
+    stored = [Window(row.starts_at, row.ends_at) for row in await conn.execute(query)]
+    return stored + calendars.recurring_of(site, start, end)
 
 
 def pending_span(
@@ -156,7 +205,7 @@ def pending_span(
 
 
 async def advance(
-    conn: AsyncConnection, incident: Incident, *, at: datetime, zone_of: ZoneOf
+    conn: AsyncConnection, incident: Incident, *, at: datetime, calendars: Calendars
 ) -> None:
     """Add the part of `incident` (just written, at `at`) since its last write to the
     rollups, and note where the next part starts and in which state."""
@@ -174,10 +223,16 @@ async def advance(
     start, state = pending_span(incident, state=row.rollup_state, since=row.rollup_since)
     end = incident.resolved_at if incident.resolved_at is not None else at
     end = max(start, end)
-    tz = zone_of(incident.client)
-    windows = await site_windows(conn, incident.site, start=start, end=end)
+    tz = calendars.zone_of(incident.client)
+    windows = await site_windows(conn, incident.site, start=start, end=end, calendars=calendars)
     added = span_days(
-        opened_at=incident.opened_at, start=start, end=end, state=state, windows=windows, tz=tz
+        opened_at=incident.opened_at,
+        start=start,
+        end=end,
+        state=state,
+        windows=windows,
+        tz=tz,
+        counted_before=row.rollup_since is not None,
     )
     values = [
         {
@@ -185,6 +240,7 @@ async def advance(
             "scope": incident.site,
             "day": day,
             "site": incident.site,
+            "day_seconds": day_seconds(day, tz),
             "down_seconds": amounts.down_seconds,
             "degraded_seconds": amounts.degraded_seconds,
             "incidents": count,
@@ -192,9 +248,7 @@ async def advance(
         for day, (amounts, count) in added.items()
     ]
     if values:
-        await conn.execute(
-            _upsert(conn, values, ("down_seconds", "degraded_seconds", "incidents")), values
-        )
+        await conn.execute(_upsert(conn, ("down_seconds", "degraded_seconds", "incidents")), values)
     await conn.execute(
         sa.update(incidents)
         .where(incidents.c.id == incident.id)
@@ -212,7 +266,7 @@ async def daily_stats(
     first: date,
     last: date,
     now: datetime,
-    tz: tzinfo,
+    calendars: Calendars,
     open_incident: tuple[Incident, str | None, datetime | None] | None,
 ) -> list[DayStat]:
     """See Store.daily_stats."""
@@ -220,6 +274,7 @@ async def daily_stats(
         daily_rollups.c.scope == scope, daily_rollups.c.day >= first, daily_rollups.c.day <= last
     )
     rows = {row.day: row for row in await conn.execute(query)}
+    tz = calendars.zone_of(client_of(scope))
     period_start, _ = day_bounds(first, tz)
     _, period_end = day_bounds(last, tz)
     observed_end = min(period_end, now)
@@ -227,7 +282,9 @@ async def daily_stats(
     pending: dict[date, tuple[DayAmounts, int]] = {}
     windows: list[Window] = []
     if is_site and observed_end > period_start:
-        windows = await site_windows(conn, scope, start=period_start, end=observed_end)
+        windows = await site_windows(
+            conn, scope, start=period_start, end=observed_end, calendars=calendars
+        )
         if open_incident is not None:
             incident, state, since = open_incident
             start, span = pending_span(incident, state=state, since=since)
@@ -239,6 +296,7 @@ async def daily_stats(
                     state=span,
                     windows=windows,
                     tz=tz,
+                    counted_before=since is not None,
                 )
     maintenance = (
         day_amounts(spans=[], windows=windows, start=period_start, end=observed_end, tz=tz)
@@ -282,3 +340,135 @@ def purge_query(*, before: date) -> sa.Delete:
 
 def retention_start(today: date) -> date:
     return today - timedelta(days=RETENTION_DAYS)
+
+
+# Sites per statement of the bulk uptime read: far below either database's parameter limit.
+_SITES_CHUNK = 500
+
+
+async def uptime_ratios(
+    conn: AsyncConnection,
+    sites: Sequence[str],
+    *,
+    now: datetime,
+    calendars: Calendars,
+    periods: Sequence[int],
+) -> dict[str, dict[int, float | None]]:
+    """incidents.uptime.uptime of each site over the last n calendar days of its client
+    (today, up to `now`, is the last), for each n of `periods`: the same figure as
+    `uptime(daily_stats(...)[-n:])`, read in a few statements for all sites.
+
+    A site with neither an open incident nor a maintenance window in the period is summed in
+    SQL; the others (few) go through daily_stats."""
+    longest = max(periods)
+    found: dict[str, dict[int, float | None]] = {}
+    by_zone: dict[tzinfo, list[str]] = defaultdict(list)
+    for site in sites:
+        by_zone[calendars.zone_of(client_of(site))].append(site)
+    open_sites = set(
+        (
+            await conn.execute(sa.select(incidents.c.site).where(incidents.c.status == "open"))
+        ).scalars()
+    )
+    for tz, zone_sites in by_zone.items():
+        today = local_day(now, tz)
+        first = today - timedelta(days=longest - 1)
+        period_start, _ = day_bounds(first, tz)
+        today_start, _ = day_bounds(today, tz)
+        stored = set(
+            (
+                await conn.execute(
+                    sa.select(maintenance_windows.c.site)
+                    .where(
+                        maintenance_windows.c.ends_at > period_start,
+                        maintenance_windows.c.starts_at < now,
+                    )
+                    .distinct()
+                )
+            ).scalars()
+        )
+        slow = [
+            site
+            for site in zone_sites
+            if site in open_sites
+            or site in stored
+            or calendars.recurring_of(site, period_start, now)
+        ]
+        for site in slow:
+            stats = await daily_stats(
+                conn,
+                site,
+                first=first,
+                last=today,
+                now=now,
+                calendars=calendars,
+                open_incident=await open_incident(conn, site),
+            )
+            found[site] = {n: uptime(stats[-n:]) for n in periods}
+        fast = sorted(set(zone_sites) - set(slow))
+        for start in range(0, len(fast), _SITES_CHUNK):
+            chunk = fast[start : start + _SITES_CHUNK]
+            found.update(
+                await _summed(
+                    conn, chunk, today=today, today_start=today_start, now=now, periods=periods
+                )
+            )
+    return found
+
+
+async def _summed(
+    conn: AsyncConnection,
+    sites: Sequence[str],
+    *,
+    today: date,
+    today_start: datetime,
+    now: datetime,
+    periods: Sequence[int],
+) -> dict[str, dict[int, float | None]]:
+    table = daily_rollups
+    columns: list[Any] = [table.c.site]
+    for n in periods:
+        since = table.c.day >= today - timedelta(days=n - 1)
+        columns.append(sa.func.sum(sa.case((since, table.c.day_seconds), else_=0.0)))
+        columns.append(sa.func.sum(sa.case((since, table.c.down_seconds), else_=0.0)))
+    # Only rows of the site's own scope (not its checks'), of days before today: today is
+    # cut at `now`, below.
+    query = (
+        sa.select(*columns)
+        .where(
+            table.c.scope == table.c.site,
+            table.c.site.in_(sites),
+            table.c.day >= today - timedelta(days=max(periods) - 1),
+            table.c.day < today,
+        )
+        .group_by(table.c.site)
+    )
+    past = {row[0]: row[1:] for row in await conn.execute(query)}
+    today_query = sa.select(table.c.site, table.c.down_seconds).where(
+        table.c.scope == table.c.site, table.c.site.in_(sites), table.c.day == today
+    )
+    today_down = {row.site: row.down_seconds for row in await conn.execute(today_query)}
+    today_seconds = max(0.0, (now - today_start).total_seconds())
+    found: dict[str, dict[int, float | None]] = {}
+    for site in sites:
+        sums = past.get(site)
+        ratios: dict[int, float | None] = {}
+        for index, n in enumerate(periods):
+            observed = float(sums[2 * index] or 0.0) if sums else 0.0
+            down = float(sums[2 * index + 1] or 0.0) if sums else 0.0
+            if site in today_down:
+                observed += today_seconds
+                down += today_down[site]
+            ratios[n] = None if observed <= 0 else max(0.0, 1.0 - down / observed)
+        found[site] = ratios
+    return found
+
+
+async def open_incident(
+    conn: AsyncConnection, site: str
+) -> tuple[Incident, str | None, datetime | None] | None:
+    query = sa.select(incidents).where(incidents.c.site == site, incidents.c.status == "open")
+    row = (await conn.execute(query)).mappings().first()
+    if row is None:
+        return None
+    return codec.incident_from_row(row), row["rollup_state"], row["rollup_since"]

@@ -88,12 +88,13 @@ class Store:
         # Sites whose lease rows exist (they are never deleted): claim_sites skips them.
         self._lease_rows: set[str] = set()
         self._health = StoreHealth()
-        self._zone_of: rollups.ZoneOf = rollups.utc_zone
+        self._calendars = rollups.Calendars()
 
-    def use_time_zones(self, zone_of: rollups.ZoneOf) -> None:
-        """Count daily rollups in each client's calendar: `zone_of(client_id)` is its time
-        zone (the default counts every client in UTC). Set before the first write."""
-        self._zone_of = zone_of
+    def use_calendars(self, calendars: rollups.Calendars) -> None:
+        """Count daily rollups in each client's time zone and leave out each site's recurring
+        maintenance windows too (by default: every client in UTC, stored windows only). Set
+        before the first write."""
+        self._calendars = calendars
 
     @classmethod
     async def open(
@@ -242,12 +243,35 @@ class Store:
                             incident = await _save_incident(conn, incident, updated_at=written_at)
                         if transition.timeline:
                             await _append_timeline(conn, incident, transition.timeline)
-                        if notify is not None and incident is not None and worth_telling:
-                            incident = await _notified(conn, incident, notify, now=written_at)
+                        if incident is not None:
+                            incident = await self._told_and_rolled(
+                                conn,
+                                incident,
+                                notify=notify if worth_telling else None,
+                                changed=transition.incident_changed,
+                                at=written_at,
+                            )
                         await self._append_history(conn, [*batch, history])
             except BaseException:
                 self._pending[:0] = batch
                 raise
+        return incident
+
+    async def _told_and_rolled(
+        self,
+        conn: AsyncConnection,
+        incident: Incident,
+        *,
+        notify: Notify | None,
+        changed: bool,
+        at: datetime,
+    ) -> Incident:
+        """Queue what `notify` says about the written incident and, when it changed, add
+        its part since the last write to the daily rollups."""
+        if notify is not None:
+            incident = await _notified(conn, incident, notify, now=at)
+        if changed:
+            await rollups.advance(conn, incident, at=at, calendars=self._calendars)
         return incident
 
     async def list_incidents(self, *, open_only: bool = False, limit: int = 100) -> list[Incident]:
@@ -343,6 +367,7 @@ class Store:
                     await _append_timeline(conn, incident, timeline)
                 if notify is not None:
                     incident = await _notified(conn, incident, notify, now=now)
+                await rollups.advance(conn, incident, at=now, calendars=self._calendars)
         return incident
 
     # --- daily rollups (see monitor.store.rollups and incidents.uptime) ---
@@ -373,30 +398,35 @@ class Store:
         if last < first:
             raise ValueError(f"daily_stats of {scope}: last ({last}) is before first ({first})")
         await self.flush_history()
-        tz = self._zone_of(rollups.client_of(scope))
         with translated(f"reading the daily rollups of {scope}"):
             async with self._connect() as conn:
                 open_incident = None
                 if scope.count("/") == 1:
-                    query = sa.select(incidents).where(
-                        incidents.c.site == scope,
-                        incidents.c.status == IncidentStatus.OPEN.value,
-                    )
-                    row = (await conn.execute(query)).mappings().first()
-                    if row is not None:
-                        open_incident = (
-                            codec.incident_from_row(row),
-                            row["rollup_state"],
-                            row["rollup_since"],
-                        )
+                    open_incident = await rollups.open_incident(conn, scope)
                 return await rollups.daily_stats(
                     conn,
                     scope,
                     first=first,
                     last=last,
                     now=now,
-                    tz=tz,
+                    calendars=self._calendars,
                     open_incident=open_incident,
+                )
+
+    async def uptime_ratios(
+        self, sites: Sequence[str], *, now: datetime, periods: Sequence[int] = (1, 7, 30, 90)
+    ) -> dict[str, dict[int, float | None]]:
+        """Uptime (incidents.uptime) of each site ("client/site") over its client's last n
+        calendar days, today up to `now` included, for each n of `periods`: equal to
+        `uptime(daily_stats(site, first=today - (n - 1) days, last=today, now=now))`, read
+        for all sites in a few statements (for the gauge). None: nothing observed."""
+        if not sites:
+            return {}
+        await self.flush_history()
+        with translated("reading uptime of every site"):
+            async with self._connect() as conn:
+                return await rollups.uptime_ratios(
+                    conn, sites, now=now, calendars=self._calendars, periods=periods
                 )
 
     async def purge_rollups(self, *, today: date) -> int:
@@ -739,6 +769,10 @@ class Store:
             await conn.exec_driver_sql(_INSERT_HISTORY_SQLITE, codec.sqlite_history_rows(rows))
         else:
             await conn.exec_driver_sql(_INSERT_HISTORY_POSTGRESQL, list(rows))
+        counts = rollups.probe_counts(
+            ((row[0], row[1], row[2]) for row in rows), self._calendars.zone_of
+        )
+        await rollups.add_probe_counts(conn, counts, zone_of=self._calendars.zone_of)
         to_trim: list[str] = []
         inserts, trim_every = self._inserts, self._trim_every
         for row in rows:

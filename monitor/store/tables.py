@@ -273,6 +273,8 @@ daily_rollups = sa.Table(
     sa.Column("scope", sa.Text, nullable=False),
     sa.Column("day", sa.Date, nullable=False),
     sa.Column("site", sa.Text, nullable=False),
+    # The day's length in its client's zone (23, 24 or 25 h): what sums of observed time add.
+    sa.Column("day_seconds", sa.Float, nullable=False),
     sa.Column("probes", sa.Integer, nullable=False, server_default=sa.text("0")),
     sa.Column("failures", sa.Integer, nullable=False, server_default=sa.text("0")),
     sa.Column("down_seconds", sa.Float, nullable=False, server_default=sa.text("0")),

@@ -31,6 +31,7 @@ def upgrade() -> None:
         sa.Column("scope", sa.Text(), nullable=False),
         sa.Column("day", sa.Date(), nullable=False),
         sa.Column("site", sa.Text(), nullable=False),
+        sa.Column("day_seconds", sa.Float(), nullable=False),
         sa.Column("probes", sa.Integer(), nullable=False, server_default=sa.text("0")),
         sa.Column("failures", sa.Integer(), nullable=False, server_default=sa.text("0")),
         sa.Column("down_seconds", sa.Float(), nullable=False, server_default=sa.text("0")),
