@@ -80,7 +80,7 @@ def _view(report: MonthlyReport, *, language: str, gettext: Gettext) -> dict[str
         return "" if at is None else mt.local_time(at, zone, locale=language)
 
     def percent(value: float | None) -> str:
-        return "" if value is None else f"{format_decimal(value, '0.00#', locale=language)} %"
+        return "" if value is None else f"{format_decimal(value, '0.00', locale=language)} %"
 
     def minutes(value: float) -> str:
         return f"{format_decimal(round(value), '#,##0', locale=language)} min"

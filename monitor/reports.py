@@ -19,6 +19,7 @@ from zoneinfo import ZoneInfo
 from incidents import i18n, wording
 from incidents.calendar_spec import build_calendar
 from incidents.outgoing import Attachment, Audience, NoticeKind, OutgoingEmail
+from incidents.recurring_maintenance import occurrences
 from incidents.report import (
     MonthlyReport,
     ReportIncident,
@@ -30,10 +31,11 @@ from incidents.report import (
 from incidents.report_render import TEXT_TEMPLATE, render_html, report_json, subject
 from incidents.report_schedule import due_report_month
 from incidents.severity import Severity
+from incidents.uptime import Window
 from monitor.clients import display_names, message_context
 from monitor.config.models import ClientConfig, MonitorConfig
 from monitor.desk import recurring_windows
-from monitor.store import Store
+from monitor.store import Store, rollups
 
 __all__ = [
     "ReportFormat",
@@ -44,14 +46,11 @@ __all__ = [
     "queue_monthly_reports",
     "render_report",
     "report_message_id",
+    "rollup_calendars",
     "write_report",
 ]
 
 log = logging.getLogger(__name__)
-
-# A recurrence that yields more occurrences than this in one month is misconfigured (every
-# minute?); the report lists this many rather than loop without end.
-MAX_OCCURRENCES = 1000
 
 
 class ReportFormat(enum.StrEnum):
@@ -136,19 +135,29 @@ async def build_report(
 def _recurring(
     config: MonitorConfig, *, sites: dict[str, str], start: datetime, end: datetime
 ) -> list[ReportWindow]:
-    found: list[ReportWindow] = []
-    for site, recurrences in recurring_windows(config).items():
-        if site not in sites:
-            continue
-        for recurrence in recurrences:
-            at = start
-            for _ in range(MAX_OCCURRENCES):
-                span = recurrence.next_span(at)
-                if span is None or span[0] >= end:
-                    break
-                found.append(ReportWindow(site, span[0], span[1]))
-                at = span[1]
-    return found
+    return [
+        ReportWindow(site, begins, ends)
+        for site, windows in recurring_windows(config).items()
+        if site in sites
+        for window in windows
+        for begins, ends in occurrences(window.recurrence, window.zone, start=start, end=end)
+    ]
+
+
+def rollup_calendars(config: MonitorConfig) -> rollups.Calendars:
+    """What the daily rollups need from `config`: each client's time zone and each site's
+    recurring windows."""
+    zones = {c.id: ZoneInfo(c.business_hours.timezone) for c in config.clients}
+    recurring = recurring_windows(config)
+
+    def recurring_of(site: str, start: datetime, end: datetime) -> list[Window]:
+        return [
+            Window(begins, ends)
+            for window in recurring.get(site, ())
+            for begins, ends in occurrences(window.recurrence, window.zone, start=start, end=end)
+        ]
+
+    return rollups.Calendars(zone_of=lambda c: zones.get(c, UTC), recurring_of=recurring_of)
 
 
 def monthly_enabled(config: MonitorConfig, client: ClientConfig) -> bool:
@@ -240,8 +249,7 @@ async def write_report(
 ) -> bytes:
     """`monitor report`: the report of `month` read from the database at `url`."""
     store = await Store.open(url)
-    zones = {c.id: ZoneInfo(c.business_hours.timezone) for c in config.clients}
-    store.use_time_zones(lambda client: zones.get(client, UTC))
+    store.use_calendars(rollup_calendars(config))
     try:
         rendered = await build_report(store, config, client_id=client_id, month=month, now=now)
     finally:

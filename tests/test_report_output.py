@@ -32,7 +32,7 @@ from incidents.sla import start_clocks as sla_start
 from monitor.cli import main
 from monitor.config import load_config
 from monitor.reports import ReportFormat, write_report
-from monitor.store import Store
+from monitor.store import Store, rollups
 
 BERLIN = ZoneInfo("Europe/Berlin")
 CTX = SlaContext(business=build_calendar(BusinessHoursSpec(timezone="Europe/Berlin")))
@@ -200,7 +200,7 @@ async def report(tmp_path: Path, url: str, fmt: ReportFormat, *, language: str =
 async def test_the_json_report_field_by_field(
     store: Store, database_url: str, tmp_path: Path
 ) -> None:
-    store.use_time_zones(lambda client: BERLIN)
+    store.use_calendars(rollups.Calendars(zone_of=lambda client: BERLIN))
     await november(store)
     data = json.loads(await report(tmp_path, database_url, ReportFormat.JSON))
 
@@ -267,7 +267,7 @@ async def test_the_json_report_field_by_field(
 async def test_the_pdf_opens_and_shows_the_figures(
     store: Store, database_url: str, tmp_path: Path
 ) -> None:
-    store.use_time_zones(lambda client: BERLIN)
+    store.use_calendars(rollups.Calendars(zone_of=lambda client: BERLIN))
     await november(store)
     document = tmp_path / "report.pdf"
     document.write_bytes(await report(tmp_path, database_url, ReportFormat.PDF))
@@ -281,7 +281,9 @@ async def test_the_pdf_opens_and_shows_the_figures(
     ).stdout
     for figure in (
         "Service report November 2026",
+        "99.23 %",  # the shop's availability, from the rollups
         "99.90 %",  # the target
+        "330 min",  # the shop's downtime
         "INC-1: Acme Shop is down",
         "INC-2: Acme Blog: pages load slowly",
         "Tue 3 Nov 2026 12:00 CET: met",  # the Sev1's response aim
@@ -294,7 +296,7 @@ async def test_the_pdf_opens_and_shows_the_figures(
 async def test_a_german_client_reads_its_report_in_german(
     store: Store, database_url: str, tmp_path: Path
 ) -> None:
-    store.use_time_zones(lambda client: BERLIN)
+    store.use_calendars(rollups.Calendars(zone_of=lambda client: BERLIN))
     await november(store)
     html = (await report(tmp_path, database_url, ReportFormat.HTML, language="de")).decode()
     assert '<html lang="de">' in html
@@ -318,3 +320,28 @@ def test_monitor_report_writes_the_file_and_refuses_bad_arguments(
     assert "month must be YYYY-MM" in capsys.readouterr().err
     assert main(["report", "--config", config, "--client", "zeta", "--month", "2026-11"]) == 2
     assert "no client 'zeta' in the configuration (acme)" in capsys.readouterr().err
+
+
+async def test_availability_and_downtime_come_from_the_daily_rollups(
+    store: Store, database_url: str, tmp_path: Path
+) -> None:
+    store.use_calendars(rollups.Calendars(zone_of=lambda client: BERLIN))
+    await november(store)
+    data = json.loads(await report(tmp_path, database_url, ReportFormat.JSON))
+    shop, blog = data["sites"]
+    # 30 days observed, 2 h of them maintenance, 5.5 h down: 1 - 5.5 / 718.
+    assert shop["name"] == "Acme Shop"
+    assert shop["availability"] == pytest.approx(100 * (1 - 5.5 / 718))
+    assert (shop["target"], shop["target_met"]) == (99.9, False)
+    assert (shop["downtime_minutes"], shop["maintenance_minutes"]) == (330.0, 120.0)
+    # Slow pages are degraded, not down: the blog kept its target.
+    assert blog == {
+        "name": "Acme Blog",
+        "availability": 100.0,
+        "target": 99.9,
+        "target_met": True,
+        "downtime_minutes": 0.0,
+        "maintenance_minutes": 0.0,
+    }
+    html = (await report(tmp_path, database_url, ReportFormat.HTML, language="de")).decode()
+    assert "99,23 %" in html
