@@ -345,3 +345,43 @@ async def test_availability_and_downtime_come_from_the_daily_rollups(
     }
     html = (await report(tmp_path, database_url, ReportFormat.HTML, language="de")).decode()
     assert "99,23 %" in html
+
+
+async def test_the_store_lists_the_client_incidents_that_overlap_the_month(store: Store) -> None:
+    october = await open_incident(
+        store,
+        site="acme/shop",
+        severity=Severity.MAJOR,
+        outcome=Outcome.SLOW,
+        at=berlin("2026-10-20T10:00"),
+    )
+    await step(
+        store,
+        _resolved(october, berlin("2026-10-31T23:59")),
+        TimelineKind.RESOLVED,
+        berlin("2026-10-31T23:59"),
+    )
+    running = await open_incident(
+        store,
+        site="acme/shop",
+        severity=Severity.CRITICAL,
+        outcome=Outcome.HTTP_5XX,
+        at=berlin("2026-10-31T23:00"),
+    )
+    await open_incident(
+        store,
+        site="acme/blog",
+        severity=Severity.CRITICAL,
+        outcome=Outcome.HTTP_5XX,
+        at=berlin("2026-12-01T00:00"),
+    )
+    found = await store.client_incidents_between(
+        "acme", start=berlin("2026-11-01T00:00"), end=berlin("2026-12-01T00:00")
+    )
+    assert [incident.id for incident in found] == [running.id]
+    assert (
+        await store.client_incidents_between(
+            "zeta", start=berlin("2026-11-01T00:00"), end=berlin("2026-12-01T00:00")
+        )
+        == []
+    )
