@@ -6,17 +6,20 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
+from aiohttp.test_utils import TestServer
 from prometheus_client import CollectorRegistry
 
-from monitor.config import load_config
+from monitor.app import running_monitor
+from monitor.config import load_config, load_config_text
 from monitor.config.models import MonitorConfig
 from monitor.delivery.mail import SmtpMailer, SmtpSettings
 from monitor.metrics import Metrics
 from monitor.outbox_worker import OutboxWorker
 from monitor.reports import queue_monthly_reports
 from monitor.store import Store
-from tests.helpers import ShiftedClock
+from tests.helpers import ShiftedClock, Target, eventually
 from tests.smtp_helpers import Inbox, smtpd
 
 BEFORE = datetime(2026, 12, 1, 7, 59, tzinfo=UTC)  # Tue 1 Dec 08:59 in Berlin
@@ -111,3 +114,36 @@ async def test_no_report_for_a_client_without_monthly_reports_or_contacts(
     )
     assert await queue_monthly_reports(store, quiet, now=DUE) == 0
     assert await store.outbox_counts() == {"pending": 0, "sent": 0, "failed": 0}
+
+
+async def test_a_running_monitor_mails_the_report_on_the_first_working_day(
+    aiohttp_server: Any, tmp_path: Path
+) -> None:
+    target = Target()
+    server: TestServer = await aiohttp_server(target.app())
+    inbox = Inbox()
+    async with smtpd(inbox) as smtp_port:
+        config = load_config_text(
+            f"""
+database: {{url: "sqlite+aiosqlite:///{tmp_path}/m.db"}}
+server: {{port: 0}}
+reports: {{monthly: true}}
+notifications:
+  sender: "Agency Support <support@agency.example>"
+  smtp: {{host: 127.0.0.1, port: {smtp_port}, security: none, timeout: 2s}}
+  poll_interval: 100ms
+clients:
+  - id: acme
+    name: Acme GmbH
+    business_hours: {{timezone: Europe/Berlin}}
+    contacts: [it@acme.example]
+    sites:
+      - {{id: shop, name: Acme Shop, url: "{str(server.make_url("")).rstrip("/")}",
+         checks: [{{id: home, url: /}}]}}
+"""
+        )
+        async with running_monitor(config, clock=ShiftedClock(DUE), serve=False):
+            mail = await eventually(lambda: inbox.messages())
+    assert [m["Subject"] for m in mail] == ["Service report November 2026: Acme GmbH"]
+    (attachment,) = list(mail[0].iter_attachments())
+    assert attachment.get_content().startswith(b"%PDF-")
