@@ -38,6 +38,7 @@ from monitor.outbox_worker import OutboxWorker
 from monitor.runtime import Listener, Monitor, new_http_transport, new_session
 from monitor.server import DEGRADED_LOOP_LAG, create_app, create_metrics_app
 from monitor.store import Store
+from monitor.uptime_gauge import UptimeGauge, calendars_of
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +68,7 @@ async def running_monitor(
     store = await Store.open(
         config.database.url, history_per_check=config.scheduler.history_per_check
     )
+    store.use_calendars(calendars_of(config))
     registry = CollectorRegistry()
     ProcessCollector(registry=registry)
     PlatformCollector(registry=registry)
@@ -103,6 +105,10 @@ async def running_monitor(
         on_outbox=outbox.kick,
     )
     holder.append(monitor)
+    # The sites this process probes: with several processes each exports its own.
+    uptime = UptimeGauge(store=store, sites=lambda: monitor.ownership.held, clock=clock)
+    registry.register(uptime)
+    uptime_stopping = asyncio.Event()
     runners: list[web.AppRunner] = []
     url = ""
     try:
@@ -123,6 +129,11 @@ async def running_monitor(
             started.cancel()
             task.result()
         outbox_task = asyncio.create_task(outbox.run())
+        uptime_task = asyncio.create_task(
+            uptime.run(
+                every=config.scheduler.uptime_refresh.total_seconds(), stopping=uptime_stopping
+            )
+        )
         # The configuration, the checks and their state live as long as the process: out of
         # the garbage collector's full passes, which would otherwise walk them all (about
         # 0.4 s with 50,000 checks, a stall that delays every probe in flight). No collection
@@ -132,6 +143,9 @@ async def running_monitor(
             yield Running(monitor=monitor, store=store, registry=registry, url=url, outbox=outbox)
         finally:
             gc.unfreeze()
+            uptime_stopping.set()
+            uptime_task.cancel()
+            await asyncio.gather(uptime_task, return_exceptions=True)
             monitor.stop()
             await task
             # Whatever the last probes caused is delivered now if it can be, else next start.

@@ -167,10 +167,13 @@ def test_uptime_and_incident_dashboards_filter_by_client_and_site() -> None:
         assert site == 'label_values(probe_success{client=~"$client"}, site)'
     uptime = load_dashboard(GRAFANA / "dashboards" / "uptime-overview.json")
     exprs = " ".join(expr for _, expr in panel_exprs(uptime))
-    for window in ("24h", "7d", "30d"):
-        assert f'avg_over_time(probe_success{{client=~"$client", site=~"$site"}}[{window}])' in (
-            exprs
-        )
+    # The uptime panels show the one uptime (incidents.uptime), as the status page does.
+    for window in ("24h", "7d", "30d", "90d"):
+        assert (
+            'max by (client, site) (monitor_site_uptime_ratio{client=~"$client", '
+            f'site=~"$site", window="{window}"}})'
+        ) in exprs
+    assert "avg_over_time(probe_success" not in exprs
 
 
 # ---------------------------------------------------------------------------- promtool
@@ -256,7 +259,7 @@ def monitor_config(*, shop: URL, blog: str, api: str, tmp_path: Path) -> str:
     return f"""
 database: {{url: "sqlite+aiosqlite:///{tmp_path}/m.db"}}
 server: {{port: 0}}
-scheduler: {{sla_tick: 100ms}}
+scheduler: {{sla_tick: 100ms, uptime_refresh: 200ms}}
 defaults: {{interval: 200ms, timeout: 2s, failures_to_open: 2, successes_to_resolve: 2}}
 notifications:
   outbox_dir: {tmp_path / "outbox"}

@@ -15,6 +15,7 @@ import sqlalchemy as sa
 from alembic import command
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from prometheus_client import CollectorRegistry
 
 from checks.result import Outcome
 from incidents.model import CheckState, Headline, Incident, IncidentStatus, Transition
@@ -24,6 +25,7 @@ from incidents.uptime import DayStat, DayState, Window, day_bounds, uptime
 from monitor.store import Calendars, Store
 from monitor.store.engine import create_engine
 from monitor.store.migrate import alembic_config
+from monitor.uptime_gauge import UptimeGauge
 from tests.helpers import head_revision
 from tests.test_store import failing_state, probe
 from tests.test_store_shared import OLD_INCIDENTS
@@ -354,3 +356,57 @@ async def test_0007_upgrades_a_database_at_0006_and_counts_an_open_incident_from
         assert uptime([after]) == 0.0
     finally:
         await store.close()
+
+
+class FixedClock:
+    def __init__(self, at: datetime) -> None:
+        self.at = at
+
+    def now(self) -> datetime:
+        return self.at
+
+    def monotonic(self) -> float:
+        return 0.0
+
+    async def sleep(self, seconds: float) -> None:
+        await asyncio.sleep(0)
+
+
+async def test_the_gauge_serves_the_rollups_uptime_and_rows_past_retention_go(
+    store: Store,
+) -> None:
+    now = datetime(2026, 6, 10, 12, 0, tzinfo=UTC)  # clients count in UTC by default
+    old = now - timedelta(days=401)
+    history = History(
+        first=now.date(),
+        windows=(),
+        incidents=(
+            PlannedIncident(
+                opened=now - timedelta(hours=2),
+                changes=((now - timedelta(hours=2), "down"),),
+                resolved=now - timedelta(hours=1),
+            ),
+        ),
+        probes=((old, True), (now - timedelta(hours=3), True)),
+        now=now,
+    )
+    await _write(store, "acme/shop", history)
+    await _write(store, "acme/blog", replace(history, incidents=()))
+    sites = ["acme/blog", "acme/quiet", "acme/shop"]
+    gauge = UptimeGauge(store=store, sites=lambda: sites, clock=FixedClock(now))
+    registry = CollectorRegistry()
+    registry.register(gauge)
+
+    def value(site: str, window: str) -> float | None:
+        labels = {"client": "acme", "site": site, "window": window}
+        return registry.get_sample_value("monitor_site_uptime_ratio", labels)
+
+    assert value("shop", "24h") is None  # nothing read yet: a scrape never reads the database
+    await gauge.refresh()
+    # Observed since midnight (12 h), one of them down.
+    for window in ("24h", "7d", "30d", "90d"):
+        assert value("shop", window) == pytest.approx(11 / 12)
+        assert value("blog", window) == 1.0
+        assert value("quiet", window) is None  # never observed: no figure, not 100 %
+    [kept] = await store.daily_stats("acme/shop", first=old.date(), last=old.date(), now=now)
+    assert kept.probes == 0  # the row of 401 days ago went with the refresh

@@ -541,6 +541,11 @@ class SchedulerConfig(_Model):
         description="How often SLA clocks are checked for reminders, breaches and deferred "
         "on-call notices.",
     )
+    uptime_refresh: Interval = Field(
+        default=timedelta(seconds=60),
+        description="How often the uptime gauge (monitor_site_uptime_ratio) is read from the "
+        "daily rollups; scrapes in between get the figures of the last read.",
+    )
 
 
 class ClusterConfig(_Model):
