@@ -13,7 +13,7 @@ import enum
 import json
 import logging
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from incidents import i18n, wording
@@ -31,11 +31,11 @@ from incidents.report import (
 from incidents.report_render import TEXT_TEMPLATE, render_html, report_json, subject
 from incidents.report_schedule import due_report_month
 from incidents.severity import Severity
-from incidents.uptime import Window
 from monitor.clients import display_names, message_context
 from monitor.config.models import ClientConfig, MonitorConfig
 from monitor.desk import recurring_windows
-from monitor.store import Store, rollups
+from monitor.store import Store
+from monitor.uptime_gauge import calendars_of
 
 __all__ = [
     "ReportFormat",
@@ -46,7 +46,6 @@ __all__ = [
     "queue_monthly_reports",
     "render_report",
     "report_message_id",
-    "rollup_calendars",
     "write_report",
 ]
 
@@ -144,22 +143,6 @@ def _recurring(
     ]
 
 
-def rollup_calendars(config: MonitorConfig) -> rollups.Calendars:
-    """What the daily rollups need from `config`: each client's time zone and each site's
-    recurring windows."""
-    zones = {c.id: ZoneInfo(c.business_hours.timezone) for c in config.clients}
-    recurring = recurring_windows(config)
-
-    def recurring_of(site: str, start: datetime, end: datetime) -> list[Window]:
-        return [
-            Window(begins, ends)
-            for window in recurring.get(site, ())
-            for begins, ends in occurrences(window.recurrence, window.zone, start=start, end=end)
-        ]
-
-    return rollups.Calendars(zone_of=lambda c: zones.get(c, UTC), recurring_of=recurring_of)
-
-
 def monthly_enabled(config: MonitorConfig, client: ClientConfig) -> bool:
     """The client's `reports.monthly`, else the top-level one."""
     return (client.reports or config.reports).monthly
@@ -249,7 +232,7 @@ async def write_report(
 ) -> bytes:
     """`monitor report`: the report of `month` read from the database at `url`."""
     store = await Store.open(url)
-    store.use_calendars(rollup_calendars(config))
+    store.use_calendars(calendars_of(config))
     try:
         rendered = await build_report(store, config, client_id=client_id, month=month, now=now)
     finally:
