@@ -34,7 +34,7 @@ from incidents.severity import Severity
 from monitor.clients import display_names, message_context
 from monitor.config.models import ClientConfig, MonitorConfig
 from monitor.desk import recurring_windows
-from monitor.store import Store
+from monitor.store import Store, StoreError
 from monitor.uptime_gauge import calendars_of
 
 __all__ = [
@@ -157,7 +157,9 @@ def report_message_id(client_id: str, month: str, domain: str) -> str:
 async def queue_monthly_reports(store: Store, config: MonitorConfig, *, now: datetime) -> int:
     """Queue the monthly report of every client that wants one and whose report is due at
     `now` (incidents.report_schedule) and not queued yet; the number queued. The PDF is
-    printed in a worker thread, so probes are not held up while it is made."""
+    printed in a worker thread, so probes are not held up while it is made. A client whose
+    report cannot be made (say a broken custom template) is logged and tried again at the
+    next call; the others are not held up by it. The store being away is raised."""
     ctx = message_context(config)
     queued = 0
     for client in config.clients:
@@ -170,33 +172,46 @@ async def queue_monthly_reports(store: Store, config: MonitorConfig, *, now: dat
         message_id = report_message_id(client.id, month, ctx.sender_domain)
         if await store.notice_queued(message_id):
             continue
-        rendered = await build_report(store, config, client_id=client.id, month=month, now=now)
-        document = await asyncio.to_thread(pdf, rendered.html)
-        text = render_html(
-            rendered.report,
-            language=rendered.language,
-            client_id=client.id,
-            locale_dir=ctx.locale_dir,
-            templates_dir=ctx.templates_dir,
-            template=TEXT_TEMPLATE,
-        )
-        catalog = i18n.translations(rendered.language, ctx.locale_dir)
-        mail = OutgoingEmail(
-            kind=NoticeKind.MONTHLY_REPORT,
-            audience=Audience.CLIENT,
-            incident_id=None,
-            to=tuple(client.contacts),
-            subject=subject(rendered.report, gettext=catalog.gettext, language=rendered.language),
-            text=text,
-            html=rendered.html,
-            message_id=message_id,
-            attachments=(Attachment(f"service-report-{month}.pdf", "application/pdf", document),),
-        )
+        try:
+            mail = await _report_mail(store, config, client, month=month, now=now)
+        except StoreError:
+            raise
+        except Exception:  # noqa: BLE001 - one client's report must not stop the others'
+            log.exception("the monthly report %s of %s could not be made", month, client.id)
+            continue
         # Another process may have queued it meanwhile: then this one is dropped.
         if await store.queue_notice([mail], now=now):
             queued += 1
             log.info("monthly report %s of %s queued", month, client.id)
     return queued
+
+
+async def _report_mail(
+    store: Store, config: MonitorConfig, client: ClientConfig, *, month: str, now: datetime
+) -> OutgoingEmail:
+    ctx = message_context(config)
+    rendered = await build_report(store, config, client_id=client.id, month=month, now=now)
+    document = await asyncio.to_thread(pdf, rendered.html)
+    text = render_html(
+        rendered.report,
+        language=rendered.language,
+        client_id=client.id,
+        locale_dir=ctx.locale_dir,
+        templates_dir=ctx.templates_dir,
+        template=TEXT_TEMPLATE,
+    )
+    catalog = i18n.translations(rendered.language, ctx.locale_dir)
+    return OutgoingEmail(
+        kind=NoticeKind.MONTHLY_REPORT,
+        audience=Audience.CLIENT,
+        incident_id=None,
+        to=tuple(client.contacts),
+        subject=subject(rendered.report, gettext=catalog.gettext, language=rendered.language),
+        text=text,
+        html=rendered.html,
+        message_id=report_message_id(client.id, month, ctx.sender_domain),
+        attachments=(Attachment(f"service-report-{month}.pdf", "application/pdf", document),),
+    )
 
 
 def render_report(rendered: RenderedReport, fmt: ReportFormat) -> bytes:

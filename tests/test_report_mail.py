@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import pytest
 from aiohttp.test_utils import TestServer
 from prometheus_client import CollectorRegistry
 
@@ -147,3 +148,26 @@ clients:
     assert [m["Subject"] for m in mail] == ["Service report November 2026: Acme GmbH"]
     (attachment,) = list(mail[0].iter_attachments())
     assert attachment.get_content().startswith(b"%PDF-")
+
+
+async def test_a_client_whose_report_cannot_be_made_does_not_hold_up_the_others(
+    store: Store, database_url: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # acme's own report template is broken (an operator's custom template); zeta's is fine.
+    templates = tmp_path / "templates"
+    (templates / "acme").mkdir(parents=True)
+    (templates / "acme" / "report.html.j2").write_text("{{ no_such_value }}")
+    settings = config(tmp_path, database_url)
+    acme, zeta = settings.clients
+    both = settings.model_copy(
+        update={
+            "notifications": settings.notifications.model_copy(
+                update={"templates_dir": str(templates)}
+            ),
+            "clients": [acme, zeta.model_copy(update={"reports": None})],
+        }
+    )
+    assert await queue_monthly_reports(store, both, now=DUE) == 1
+    assert await store.notice_queued("<report.zeta.2026-11@agency.example>")
+    assert not await store.notice_queued("<report.acme.2026-11@agency.example>")
+    assert "the monthly report 2026-11 of acme could not be made" in caplog.text
