@@ -39,6 +39,17 @@ class NoticeKind(enum.StrEnum):
     CONNECTIVITY_LOST = "connectivity_lost"  # every canary failed: failures are not counted
     CONNECTIVITY_RESTORED = "connectivity_restored"
     MASS_FAILURE = "mass_failure"  # many sites started failing at once: client mails held
+    # To a client, not on-call: the monthly service report (incidents.report), with its PDF.
+    MONTHLY_REPORT = "monthly_report"
+
+
+@dataclass(frozen=True, slots=True)
+class Attachment:
+    """A file attached to an email, e.g. the monthly report's PDF."""
+
+    filename: str  # plain ASCII, e.g. "service-report-2026-11.pdf"
+    content_type: str  # "application/pdf"
+    data: bytes
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,6 +71,7 @@ class OutgoingEmail:
     in_reply_to: str | None = None
     references: tuple[str, ...] = ()
     not_before: datetime | None = None
+    attachments: tuple[Attachment, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

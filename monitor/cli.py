@@ -205,6 +205,14 @@ def _parser() -> argparse.ArgumentParser:
     maintenance.add_argument("--json", action="store_true", help="list: one JSON document")
     maintenance.set_defaults(handler=_maintenance, full_help=maintenance.format_help)
 
+    report = commands.add_parser("report", help="a client's monthly service report")
+    report.add_argument("--config", default=DEFAULT_CONFIG)
+    report.add_argument("--client", required=True, help="a client id of the config")
+    report.add_argument("--month", required=True, help="YYYY-MM, in the client's time zone")
+    report.add_argument("--format", choices=("html", "json", "pdf"), default="html")
+    report.add_argument("--output", help="write to this file (default: standard output)")
+    report.set_defaults(handler=_report)
+
     schema = commands.add_parser("schema", help="print the config's JSON Schema")
     schema.add_argument("--write", action="store_true", help="write config/monitor.schema.json")
     schema.set_defaults(handler=_schema)
@@ -305,6 +313,33 @@ def _sla(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"monitor sla: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    return 0
+
+
+def _report(args: argparse.Namespace) -> int:
+    from monitor.clock import SystemClock
+    from monitor.reports import ReportFormat, write_report
+
+    config = load_config(args.config)
+    try:
+        data = _asyncio_run(
+            write_report(
+                config.database.url,
+                config,
+                client_id=args.client,
+                month=args.month,
+                fmt=ReportFormat(args.format),
+                now=SystemClock().now(),
+            )
+        )
+    except ValueError as exc:
+        print(f"monitor report: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    if args.output:
+        Path(args.output).write_bytes(data)
+    else:
+        sys.stdout.buffer.write(data)
+        sys.stdout.flush()
     return 0
 
 

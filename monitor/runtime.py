@@ -38,6 +38,7 @@ from monitor.local_faults import EVENT_LOOP_LAG, LocalFaults
 from monitor.loop_lag import LoopLagMonitor
 from monitor.metrics import Metrics
 from monitor.ownership import Identity, SiteOwnership
+from monitor.reports import monthly_enabled, queue_monthly_reports
 from monitor.scheduler import Scheduler
 from monitor.store import (
     DuplicateOpenIncident,
@@ -59,6 +60,9 @@ REPROBE_DELAY = 1.0
 TIMEOUT_STALL_SHARE = 0.2
 # Recent-history rows of healthy probes are written in one batch this often.
 HISTORY_FLUSH_SECONDS = 1.0
+# How often to look whether a monthly report is due (monitor.reports): it is due for a whole
+# month, so a few minutes late is on time.
+REPORT_CHECK_SECONDS = 300.0
 
 
 def new_session(*, max_connections: int) -> aiohttp.ClientSession:
@@ -216,6 +220,7 @@ class Monitor:
             asyncio.create_task(self.ownership.run(stopping=stopping)),
             asyncio.create_task(self._confirmer.serve(stopping=stopping)),
             asyncio.create_task(self.connectivity.run(stopping=stopping)),
+            asyncio.create_task(self._monthly_reports()),
         ]
         self._started.set()
         try:
@@ -225,6 +230,7 @@ class Monitor:
             self._lag.stop()
             stopping.set()
             tasks[1].cancel()  # the history flush loop; flushed once more below
+            tasks[-1].cancel()  # the monthly reports: a report half made is made again
             await asyncio.gather(*tasks, return_exceptions=True)
             await self._flush_history()
             await self.ownership.retire()
@@ -247,6 +253,16 @@ class Monitor:
 
     def _keys_of(self, sites: set[str]) -> list[str]:
         return [key for site in sites for key in self._site_keys.get(site, ())]
+
+    async def _monthly_reports(self) -> None:
+        if not any(monthly_enabled(self.config, client) for client in self.config.clients):
+            return
+        while True:
+            try:
+                await queue_monthly_reports(self._store, self.config, now=self._clock.now())
+            except Exception:  # noqa: BLE001 - tried again at the next check
+                log.exception("queueing the monthly reports failed; trying again later")
+            await self._clock.sleep(REPORT_CHECK_SECONDS)
 
     async def _flush_history_periodically(self) -> None:
         while True:

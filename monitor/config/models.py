@@ -280,6 +280,14 @@ class StatusPageConfig(_Model):
         return self
 
 
+class ReportsConfig(_Model):
+    monthly: bool = Field(
+        default=False,
+        description="Mail the monthly service report (HTML with a PDF attached) to the "
+        "client's contacts on the first working day of each month, for the month before.",
+    )
+
+
 class ClientConfig(_Model):
     id: Slug
     name: str | None = None
@@ -300,6 +308,9 @@ class ClientConfig(_Model):
         pattern=r"^[a-z]{2,3}(_[A-Z]{2})?$",
         description="Language of this client's emails: en, de, or any language with a "
         "catalog in notifications.locale_dir.",
+    )
+    reports: ReportsConfig | None = Field(
+        default=None, description="This client's reports; left out: the top-level `reports`."
     )
     sites: list[SiteConfig] = Field(min_length=1)
     status_page: StatusPageConfig | None = Field(
@@ -716,6 +727,10 @@ class MonitorConfig(_Model):
         "open no incidents and on-call is paged once.",
     )
     mass_failure: MassFailureConfig = MassFailureConfig()
+    reports: ReportsConfig = Field(
+        default_factory=ReportsConfig,
+        description="Client reports, for every client that does not set its own `reports`.",
+    )
     clients: list[ClientConfig] = Field(min_length=1)
 
     @field_validator("plans")

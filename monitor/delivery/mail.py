@@ -82,7 +82,8 @@ MAIL_POLICY = _MailPolicy(linesep="\r\n")
 def build_email(
     message: OutgoingEmail, *, sender: str, date: datetime, reply_to: str | None = None
 ) -> EmailMessage:
-    """The MIME message for `message`: multipart/alternative (text, then HTML), UTF-8.
+    """The MIME message for `message`: multipart/alternative (text, then HTML), UTF-8;
+    multipart/mixed around it when the message has attachments.
 
     `sender` is the From header ("Agency Support <support@agency.example>"); `reply_to`, when
     given, the Reply-To of client mails (the agency's `reply_to`); `date` must be
@@ -121,6 +122,12 @@ def build_email(
     _check_addresses(mime, "To", expected=len(message.to))
     mime.set_content(message.text, charset="utf-8", cte="quoted-printable")
     mime.add_alternative(message.html, subtype="html", charset="utf-8", cte="quoted-printable")
+    for attachment in message.attachments:
+        maintype, _, subtype = attachment.content_type.partition("/")
+        _check_header("attachment filename", attachment.filename)
+        mime.add_attachment(
+            attachment.data, maintype=maintype, subtype=subtype, filename=attachment.filename
+        )
     return mime
 
 

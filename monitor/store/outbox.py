@@ -25,6 +25,7 @@ Idempotency-Key (at least once, as after a crash of a single process).
 
 from __future__ import annotations
 
+import base64
 import enum
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -38,6 +39,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from incidents.model import Incident
 from incidents.outgoing import (
+    Attachment,
     Audience,
     MessageKind,
     NoticeKind,
@@ -131,6 +133,16 @@ def outbox_values(message: Outgoing, *, incident_id: int | None, now: datetime) 
             "in_reply_to": message.in_reply_to,
             "references": list(message.references),
         }
+        if message.attachments:
+            # Kept in the row with the mail, so a retry sends the very same file.
+            payload["attachments"] = [
+                {
+                    "filename": a.filename,
+                    "content_type": a.content_type,
+                    "data": base64.b64encode(a.data).decode("ascii"),
+                }
+                for a in message.attachments
+            ]
     else:
         key = message.idempotency_key
         channel, audience = Channel.WEBHOOK, None
@@ -189,6 +201,10 @@ def _message_from_row(row: RowMapping) -> OutgoingEmail | OutgoingWebhook:
             message_id=payload["message_id"],
             in_reply_to=payload["in_reply_to"],
             references=tuple(payload["references"]),
+            attachments=tuple(
+                Attachment(a["filename"], a["content_type"], base64.b64decode(a["data"]))
+                for a in payload.get("attachments", ())
+            ),
         )
     return OutgoingWebhook(
         kind=kind,

@@ -52,6 +52,7 @@ from monitor.store.tables import (
     check_state,
     incidents,
     maintenance_windows,
+    outbox,
     timeline,
 )
 
@@ -334,6 +335,27 @@ class Store:
             found[row["incident_id"]].append(codec.timeline_from_row(row))
         return found
 
+    async def client_incidents_between(
+        self, client: str, *, start: datetime, end: datetime
+    ) -> list[Incident]:
+        """The client's incidents open at some time in [start, end), oldest first (the
+        monthly report's)."""
+        query = (
+            sa.select(incidents)
+            .where(
+                incidents.c.client == client,
+                incidents.c.opened_at < end,
+                sa.or_(
+                    incidents.c.resolved_at.is_(None),
+                    incidents.c.resolved_at >= start,
+                ),
+            )
+            .order_by(incidents.c.opened_at, incidents.c.id)
+        )
+        with translated(f"listing the incidents of {client}"):
+            rows = await self._fetch(query)
+        return [codec.incident_from_row(row) for row in rows]
+
     async def recent_results(self, check_key: str, *, limit: int = 50) -> list[HistoryRow]:
         """The check's latest stored results, newest first."""
         await self.flush_history()
@@ -498,6 +520,12 @@ class Store:
         except DuplicateNotification:
             return False
         return True
+
+    async def notice_queued(self, message_id: str) -> bool:
+        """Whether a notice with this Message-ID is in the outbox (pending, sent or failed)."""
+        query = sa.select(outbox.c.id).where(outbox.c.dedupe_key == message_id).limit(1)
+        with translated("looking up a notice"):
+            return bool(await self._fetch(query))
 
     async def latest_notices(
         self, kinds: Sequence[NoticeKind], *, limit: int = 1
