@@ -446,8 +446,8 @@ async def _summed(
     query = (
         sa.select(*columns)
         .where(
-            table.c.scope == table.c.site,
-            table.c.site.in_(sites),
+            # A site's own rows have the site as scope: the primary key finds them alone.
+            table.c.scope.in_(sites),
             table.c.day >= today - timedelta(days=max(periods) - 1),
             table.c.day < today,
         )
@@ -455,7 +455,7 @@ async def _summed(
     )
     past = {row[0]: row[1:] for row in await conn.execute(query)}
     today_query = sa.select(table.c.site, table.c.down_seconds).where(
-        table.c.scope == table.c.site, table.c.site.in_(sites), table.c.day == today
+        table.c.scope.in_(sites), table.c.day == today
     )
     today_down = {row.site: row.down_seconds for row in await conn.execute(today_query)}
     today_seconds = max(0.0, (now - today_start).total_seconds())
