@@ -115,10 +115,10 @@ http {{
     fastcgi_temp_path {dir}/fastcgi;
     uwsgi_temp_path {dir}/uwsgi;
     scgi_temp_path {dir}/scgi;
-    default_type text/plain;
+    {http}
     server {{
         listen 127.0.0.1:{port} backlog=4096;
-        location = / {{ return 200 "{body}"; }}
+        {server}
     }}
 }}
 """
@@ -127,24 +127,33 @@ http {{
 @contextmanager
 def nginx() -> Iterator[Server]:
     """Our own nginx on a free loopback port; `/` answers 200 with a 300-byte body."""
+    with tempfile.TemporaryDirectory(prefix="bench-nginx-") as folder:
+        server = f'location = / {{ return 200 "{BODY}"; }}'
+        with nginx_in(folder, http="default_type text/plain;", server=server) as running:
+            yield running
+
+
+@contextmanager
+def nginx_in(folder: str, *, http: str, server: str) -> Iterator[Server]:
+    """Our own nginx on a free loopback port with NGINX_CONF, `http` and `server` filled in,
+    its prefix (config, pid, logs, temp files) in `folder`."""
     exe = binary("nginx")
     if exe is None:
         raise SetupError("nginx is not installed (apt-get install -y nginx)")
     port = free_port()
-    with tempfile.TemporaryDirectory(prefix="bench-nginx-") as folder:
-        conf = Path(folder, "nginx.conf")
-        conf.write_text(NGINX_CONF.format(dir=folder, port=port, body=BODY))
-        # -e: the error log before the config is read would otherwise go to /var/log/nginx.
-        process = subprocess.Popen(
-            [exe, "-p", folder, "-c", str(conf), "-e", f"{folder}/error.log"],
-            stdin=subprocess.DEVNULL,
-            start_new_session=True,  # Ctrl-C reaches us, and we stop it in order
-        )
-        try:
-            wait_listening(port, process=process, name="nginx")
-            yield Server(pid=process.pid, port=port)
-        finally:
-            stop(process)
+    conf = Path(folder, "nginx.conf")
+    conf.write_text(NGINX_CONF.format(dir=folder, port=port, http=http, server=server))
+    # -e: the error log before the config is read would otherwise go to /var/log/nginx.
+    process = subprocess.Popen(
+        [exe, "-p", folder, "-c", str(conf), "-e", f"{folder}/error.log"],
+        stdin=subprocess.DEVNULL,
+        start_new_session=True,  # Ctrl-C reaches us, and we stop it in order
+    )
+    try:
+        wait_listening(port, process=process, name="nginx")
+        yield Server(pid=process.pid, port=port)
+    finally:
+        stop(process)
 
 
 BLACKBOX_CONF = """\

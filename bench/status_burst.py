@@ -34,36 +34,14 @@ from bench.servers import (
     ROOT,
     Server,
     SetupError,
-    binary,
     ensure_installed,
     free_port,
     nginx,
+    nginx_in,
     stop,
-    wait_listening,
 )
 
 LAG_P99_MS = 100.0
-STATIC_CONF = """\
-daemon off;
-master_process on;
-worker_processes 1;
-pid {dir}/nginx.pid;
-error_log {dir}/error.log warn;
-events {{ worker_connections 4096; }}
-http {{
-    access_log off;
-    client_body_temp_path {dir}/body;
-    proxy_temp_path {dir}/proxy;
-    fastcgi_temp_path {dir}/fastcgi;
-    uwsgi_temp_path {dir}/uwsgi;
-    scgi_temp_path {dir}/scgi;
-    types {{ text/html html; }}
-    server {{
-        listen 127.0.0.1:{port} backlog=4096;
-        root {dir}/www;
-    }}
-}}
-"""
 
 
 # --- the monitor process -----------------------------------------------------------------
@@ -212,10 +190,6 @@ def _pct(values: Any, q: float) -> float:
 
 @contextmanager
 def static_nginx(body: bytes) -> Iterator[Server]:
-    exe = binary("nginx")
-    if exe is None:
-        raise SetupError("nginx is not installed (apt-get install -y nginx)")
-    port = free_port()
     with tempfile.TemporaryDirectory(prefix="bench-static-") as folder:
         # nginx's workers run as another user: the folder must be theirs to read.
         os.chmod(folder, 0o755)
@@ -223,18 +197,9 @@ def static_nginx(body: bytes) -> Iterator[Server]:
         page = Path(folder, "www", "status.html")
         page.write_bytes(body)
         page.chmod(0o644)
-        conf = Path(folder, "nginx.conf")
-        conf.write_text(STATIC_CONF.format(dir=folder, port=port))
-        process = subprocess.Popen(
-            [exe, "-p", folder, "-c", str(conf), "-e", f"{folder}/error.log"],
-            stdin=subprocess.DEVNULL,
-            start_new_session=True,
-        )
-        try:
-            wait_listening(port, process=process, name="nginx")
-            yield Server(pid=process.pid, port=port)
-        finally:
-            stop(process)
+        http, server = "types { text/html html; }", f"root {folder}/www;"
+        with nginx_in(folder, http=http, server=server) as running:
+            yield running
 
 
 def _burst(url: str, *, rate: float, duration: float) -> dict[str, Any]:
