@@ -99,20 +99,7 @@ def load_sections(
     data = source.data if isinstance(source.data, dict) else {}
     source.data = {key: value for key, value in data.items() if key in model.model_fields}
     issues = [issue for issue in source.issues if _declared(issue.loc, model)]
-    result: SectionsT | None = None
-    try:
-        result = model.model_validate(source.data, context=_context(source.data))
-    except ValidationError as exc:
-        known = [issue.loc for issue in issues if issue.replaces_value]
-        issues += [
-            issue
-            for issue in _translate(exc, source)
-            if not any(issue.loc[: len(loc)] == loc for loc in known)
-        ]
-    if issues or result is None:
-        ordered = sorted(issues, key=lambda issue: issue.line or 0)
-        raise ConfigError([_to_problem(issue, filename, source.secrets) for issue in ordered])
-    return result
+    return _validated(model, source, issues, filename)
 
 
 def _declared(loc: Loc, model: type[BaseModel]) -> bool:
@@ -164,23 +151,30 @@ def load_config_text(
     source = _read_yaml(text, environ=os.environ if environ is None else environ)
     if isinstance(source, _Issue):
         raise ConfigError([_to_problem(source, filename)])
-    issues = source.issues + _duplicate_ids(source)
-    config: MonitorConfig | None = None
+    return _validated(MonitorConfig, source, source.issues + _duplicate_ids(source), filename)
+
+
+def _validated(
+    model: type[SectionsT], source: _Source, issues: list[_Issue], filename: str
+) -> SectionsT:
+    """`source.data` validated by `model`; else ConfigError with `issues` (found while
+    reading) and pydantic's, in line order."""
+    result: SectionsT | None = None
     try:
-        config = MonitorConfig.model_validate(source.data, context=_context(source.data))
+        result = model.model_validate(source.data, context=_context(source.data))
     except ValidationError as exc:
         # An issue found while reading (a missing variable, a duplicate key) explains the
         # node better than whatever pydantic makes of the placeholder left there.
-        known = [issue.loc for issue in source.issues if issue.replaces_value]
-        issues += [
+        known = [issue.loc for issue in issues if issue.replaces_value]
+        issues = issues + [
             issue
             for issue in _translate(exc, source)
             if not any(issue.loc[: len(loc)] == loc for loc in known)
         ]
-    if issues or config is None:
+    if issues or result is None:
         ordered = sorted(issues, key=lambda issue: issue.line or 0)
         raise ConfigError([_to_problem(issue, filename, source.secrets) for issue in ordered])
-    return config
+    return result
 
 
 @dataclass(frozen=True, slots=True)

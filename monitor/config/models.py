@@ -209,6 +209,17 @@ EmailAddress = Annotated[
 ]
 
 
+def _blank_is_none(value: SecretStr | None) -> SecretStr | None:
+    # `${MONITOR_API_TOKEN:-}` with the variable unset means "no secret", never "the empty
+    # secret", which an empty Authorization header or `?key=` would match.
+    if value is not None and not value.get_secret_value().strip():
+        return None
+    return value
+
+
+OptionalSecret = Annotated[SecretStr | None, AfterValidator(_blank_is_none)]
+
+
 _ACCENT = re.compile(r"^#[0-9a-fA-F]{6}$")
 _DOMAIN = re.compile(r"^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$")
 
@@ -234,7 +245,7 @@ class StatusPageConfig(_Model):
         description="A host name of the client's (a CNAME to this monitor), e.g. "
         "status.acme.example: requests for it serve this page at /.",
     )
-    access_key: SecretStr | None = Field(
+    access_key: OptionalSecret = Field(
         default=None,
         description="Required for a private page: write ${ACME_STATUS_KEY}; the link is "
         "/status/<client>?key=<it>.",
@@ -262,13 +273,6 @@ class StatusPageConfig(_Model):
         if value is not None and not _DOMAIN.match(value.lower()):
             raise ValueError(f"must be a host name such as status.acme.example (got {value!r})")
         return value.lower() if value is not None else None
-
-    @field_validator("access_key")
-    @classmethod
-    def _empty_is_none(cls, value: SecretStr | None) -> SecretStr | None:
-        if value is not None and not value.get_secret_value().strip():
-            return None
-        return value
 
     @model_validator(mode="after")
     def _private_needs_key(self) -> StatusPageConfig:
@@ -508,7 +512,7 @@ class OncallConfig(_Model):
 
 
 class ApiConfig(_Model):
-    token: SecretStr | None = Field(
+    token: OptionalSecret = Field(
         default=None,
         description="Bearer token for every /api call that changes something: write "
         "${MONITOR_API_TOKEN}. Without it those calls are refused (401).",
@@ -519,15 +523,6 @@ class ApiConfig(_Model):
         "names, URLs and probe evidence). false opens the GET calls to anyone who can reach "
         "server.host.",
     )
-
-    @field_validator("token")
-    @classmethod
-    def _empty_is_none(cls, value: SecretStr | None) -> SecretStr | None:
-        # `${MONITOR_API_TOKEN:-}` with the variable unset means "no token", never "the
-        # empty token", which an empty Authorization header would match.
-        if value is not None and not value.get_secret_value().strip():
-            return None
-        return value
 
 
 class DatabaseConfig(_Model):
