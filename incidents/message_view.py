@@ -239,7 +239,7 @@ def build_view(
         opened_at=when(incident.opened_at) or "",
         since=mt.local_time(since_at, tz, locale=language),
         resolved_at=when(end),
-        duration=_span(end - since_at, _) if end is not None else None,
+        duration=localized_span(end - since_at, _) if end is not None else None,
         response_aim_at=when(incident.response_aim_at),
         response_due_at=when(incident.response_due_at),
         responded_at=when(incident.responded_at),
@@ -320,7 +320,7 @@ def _affected(incident: Incident, *, names: Mapping[str, str], _: wording.Gettex
     return ", ".join(parts)
 
 
-def _span(delta: timedelta, _: wording.Gettext) -> str:
+def localized_span(delta: timedelta, _: wording.Gettext) -> str:
     """A length for people in their language: `45 min`, `2 h 5 min`, `3 d 4 h`."""
     minutes = abs(int(delta.total_seconds())) // 60
     days, rest = divmod(minutes, 24 * 60)

@@ -183,7 +183,7 @@ def compose_email(
     )
     subject = _subject(kind, incident=incident, title=view.title, now=now, tz=tz, _=catalog.gettext)
     template = "client" if audience is Audience.CLIENT else "oncall"
-    env = _environment(
+    env = template_environment(
         language,
         locale_dir=None if ctx.locale_dir is None else str(ctx.locale_dir),
         templates_dir=None if ctx.templates_dir is None else str(ctx.templates_dir),
@@ -375,9 +375,11 @@ def _loader(templates_dir: str | None, *, client_id: str, language: str) -> jinj
 
 
 @cache
-def _environment(
+def template_environment(
     language: str, *, locale_dir: str | None, templates_dir: str | None, client_id: str
 ) -> jinja2.Environment:
+    """The templates of one client's mails and reports, theirs before the shipped ones, with
+    gettext in `language`; one per argument set (cached)."""
     # Autoescape is on for *.html.j2 only, so the text bodies show characters as they are.
     env = jinja2.Environment(
         loader=_loader(templates_dir, client_id=client_id, language=language),

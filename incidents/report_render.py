@@ -18,8 +18,8 @@ from babel.numbers import format_decimal
 
 from incidents import i18n
 from incidents import message_text as mt
-from incidents.message_view import SEVERITY_LABEL, Branding, _span
-from incidents.messages import _environment
+from incidents.message_view import SEVERITY_LABEL, Branding, localized_span
+from incidents.messages import template_environment
 from incidents.report import IncidentLine, MonthlyReport, Verdict
 from incidents.wording import N_, Gettext
 
@@ -59,7 +59,7 @@ def render_html(
     """The report as one HTML document in `language` (templates and catalogs as for mails:
     a configured templates folder may replace `report.html.j2` per client or language);
     with `template=TEXT_TEMPLATE`, the mail's short text part."""
-    env = _environment(
+    env = template_environment(
         language,
         locale_dir=None if locale_dir is None else str(locale_dir),
         templates_dir=None if templates_dir is None else str(templates_dir),
@@ -86,7 +86,7 @@ def _view(report: MonthlyReport, *, language: str, gettext: Gettext) -> dict[str
         return f"{format_decimal(round(value), '#,##0', locale=language)} min"
 
     def length(delta: timedelta | None) -> str:
-        return "" if delta is None else _span(delta, gettext)
+        return "" if delta is None else localized_span(delta, gettext)
 
     def verdict(value: Verdict) -> dict[str, str]:
         return {"value": value.value, "label": gettext(VERDICT_LABEL[value])}
