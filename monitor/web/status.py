@@ -410,20 +410,19 @@ def atom_feed(view: StatusView, *, base: str, now: datetime) -> bytes:
     author = sub(feed, "author")
     sub(author, "name", view.title)
     for incident in (*view.active, *view.history):
-        for number, update in enumerate(reversed(incident.updates), start=1):
+        page = f"{base}/incidents/{incident.number}"
+        # An incident without public updates still gets one entry (number 0): its opening.
+        entries = [
+            (number, update.stage_text, update.at, update.text)
+            for number, update in enumerate(reversed(incident.updates), start=1)
+        ] or [(0, incident.stage_text, incident.opened_at, incident.title)]
+        for number, stage, at, text in entries:
             entry = sub(feed, "entry")
-            sub(entry, "id", f"tag:status,2026:{base}/incidents/{incident.number}/{number}")
-            sub(entry, "title", f"{update.stage_text}: {incident.title}")
-            sub(entry, "updated", utc_iso(update.at))
-            sub(entry, "link", href=f"{base}/incidents/{incident.number}", rel="alternate")
-            sub(entry, "content", update.text, type="text")
-        if not incident.updates:
-            entry = sub(feed, "entry")
-            sub(entry, "id", f"tag:status,2026:{base}/incidents/{incident.number}/0")
-            sub(entry, "title", f"{incident.stage_text}: {incident.title}")
-            sub(entry, "updated", utc_iso(incident.opened_at))
-            sub(entry, "link", href=f"{base}/incidents/{incident.number}", rel="alternate")
-            sub(entry, "content", incident.title, type="text")
+            sub(entry, "id", f"tag:status,2026:{page}/{number}")
+            sub(entry, "title", f"{stage}: {incident.title}")
+            sub(entry, "updated", utc_iso(at))
+            sub(entry, "link", href=page, rel="alternate")
+            sub(entry, "content", text, type="text")
     body: bytes = ET.tostring(feed, encoding="utf-8", xml_declaration=True)
     return body
 
