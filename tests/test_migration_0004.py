@@ -7,32 +7,16 @@ from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import sqlalchemy as sa
-from alembic import command
 
 from checks.result import Evidence, Outcome, ProbeResult
 from incidents.model import CheckState, TimelineEntry, TimelineKind, Transition
 from monitor.store import Store
-from monitor.store.engine import create_engine
-from monitor.store.migrate import alembic_config
-from monitor.store.tables import UTCDateTime
+from tests.migration_helpers import database_at, old_open_incident
 
 T0 = datetime(2026, 11, 23, 10, 0, tzinfo=UTC)
 SITE = "acme/shop"
 HOME = "acme/shop/home"
 
-INCIDENTS_0003 = sa.table(
-    "incidents",
-    sa.column("id", sa.Integer),
-    sa.column("client", sa.Text),
-    sa.column("site", sa.Text),
-    sa.column("title", sa.Text),
-    sa.column("severity", sa.Integer),
-    sa.column("status", sa.Text),
-    sa.column("opened_at", UTCDateTime),
-    sa.column("failing_checks", sa.JSON),
-    sa.column("checks", sa.JSON),
-    sa.column("updated_at", UTCDateTime),
-)
 CHECK_STATE_0003 = sa.table(
     "check_state",
     sa.column("check_key", sa.Text),
@@ -45,36 +29,17 @@ CHECK_STATE_0003 = sa.table(
 
 
 async def test_0004_upgrades_a_database_at_0003_with_rows_in_place(database_url: str) -> None:
-    engine = create_engine(database_url)
-    try:
-        async with engine.begin() as conn:
-            await conn.run_sync(lambda sync: command.upgrade(alembic_config(sync), "0003"))
-            await conn.execute(
-                sa.insert(INCIDENTS_0003).values(
-                    id=5,
-                    client="acme",
-                    site=SITE,
-                    title="shop is down",
-                    severity=1,
-                    status="open",
-                    opened_at=T0,
-                    failing_checks=[HOME],
-                    checks=[HOME],
-                    updated_at=T0,
-                )
-            )
-            await conn.execute(
-                sa.insert(CHECK_STATE_0003).values(
-                    check_key=HOME,
-                    recent=[1, 1],
-                    successes=0,
-                    failing=True,
-                    severity=1,
-                    last_outcome="http_5xx",
-                )
-            )
-    finally:
-        await engine.dispose()
+    state_0003 = {
+        "check_key": HOME,
+        "recent": [1, 1],
+        "successes": 0,
+        "failing": True,
+        "severity": 1,
+        "last_outcome": "http_5xx",
+    }
+    await database_at(
+        database_url, "0003", old_open_incident(5, opened_at=T0), (CHECK_STATE_0003, state_0003)
+    )
 
     store = await Store.open(database_url)
     try:

@@ -12,7 +12,6 @@ from zoneinfo import ZoneInfo
 
 import pytest
 import sqlalchemy as sa
-from alembic import command
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry
@@ -23,12 +22,10 @@ from incidents.recurring_maintenance import Weekly, occurrences
 from incidents.severity import Severity
 from incidents.uptime import DayStat, DayState, Window, day_bounds, uptime
 from monitor.store import Calendars, Store
-from monitor.store.engine import create_engine
-from monitor.store.migrate import alembic_config
 from monitor.uptime_gauge import UptimeGauge
 from tests.helpers import head_revision
+from tests.migration_helpers import database_at, old_open_incident
 from tests.test_store import failing_state, probe
-from tests.test_store_shared import OLD_INCIDENTS
 
 BERLIN = ZoneInfo("Europe/Berlin")
 STEP = timedelta(minutes=5)
@@ -309,26 +306,7 @@ async def test_0007_upgrades_a_database_at_0006_and_counts_an_open_incident_from
     database_url: str,
 ) -> None:
     opened = datetime(2026, 10, 24, 22, 0, tzinfo=UTC)  # Sunday 00:00 in Berlin, a 25 h day
-    engine = create_engine(database_url)
-    try:
-        async with engine.begin() as conn:
-            await conn.run_sync(lambda sync: command.upgrade(alembic_config(sync), "0006"))
-            await conn.execute(
-                sa.insert(OLD_INCIDENTS).values(
-                    id=9,
-                    client="acme",
-                    site="acme/shop",
-                    title="shop is down",
-                    severity=1,
-                    status="open",
-                    opened_at=opened,
-                    failing_checks=["acme/shop/home"],
-                    checks=["acme/shop/home"],
-                    updated_at=opened,
-                )
-            )
-    finally:
-        await engine.dispose()
+    await database_at(database_url, "0006", old_open_incident(9, opened_at=opened))
 
     store = await Store.open(database_url)  # migrates to the head
     store.use_calendars(Calendars(zone_of=lambda client: BERLIN))

@@ -7,16 +7,13 @@ from dataclasses import replace
 from datetime import timedelta
 
 import sqlalchemy as sa
-from alembic import command
 
 from checks.result import Outcome
 from incidents.model import CheckState, Headline, TimelineKind, Transition
 from monitor.store import Store
-from monitor.store.engine import create_engine
-from monitor.store.migrate import alembic_config
 from tests.helpers import head_revision
+from tests.migration_helpers import database_at, old_open_incident
 from tests.test_store import HOME, SITE, T0, entry, failing_state, new_incident, probe
-from tests.test_store_shared import OLD_INCIDENTS
 
 BEFORE = T0 - timedelta(minutes=3)  # the first failure, before the incident opened
 HEADLINE = Headline(
@@ -60,26 +57,7 @@ async def test_the_headline_and_first_failure_are_stored_and_read_back(database_
 async def test_0005_adds_the_columns_and_keeps_older_incidents_without_a_headline(
     database_url: str,
 ) -> None:
-    engine = create_engine(database_url)
-    try:
-        async with engine.begin() as conn:
-            await conn.run_sync(lambda sync: command.upgrade(alembic_config(sync), "0003"))
-            await conn.execute(
-                sa.insert(OLD_INCIDENTS).values(
-                    id=7,
-                    client="acme",
-                    site=SITE,
-                    title="shop is down",
-                    severity=1,
-                    status="open",
-                    opened_at=T0,
-                    failing_checks=[HOME],
-                    checks=[HOME],
-                    updated_at=T0,
-                )
-            )
-    finally:
-        await engine.dispose()
+    await database_at(database_url, "0003", old_open_incident(7, opened_at=T0))
 
     store = await Store.open(database_url)  # migrates to the head
     try:

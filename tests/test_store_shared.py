@@ -17,7 +17,6 @@ from datetime import UTC, datetime, timedelta
 import pytest
 import sqlalchemy as sa
 from aiosmtpd.smtp import SMTP, Envelope, Session
-from alembic import command
 from prometheus_client import CollectorRegistry
 
 from checks.result import Evidence, Outcome, ProbeResult
@@ -43,10 +42,10 @@ from monitor.store import (
     Store,
     leases,
 )
-from monitor.store.engine import SQLITE_BEGIN, create_engine
-from monitor.store.migrate import alembic_config
-from monitor.store.tables import UTCDateTime, outbox
+from monitor.store.engine import SQLITE_BEGIN
+from monitor.store.tables import outbox
 from tests.helpers import ShiftedClock, eventually
+from tests.migration_helpers import database_at, old_open_incident
 from tests.smtp_helpers import Inbox, smtpd
 
 T0 = datetime(2024, 6, 3, 10, 0, tzinfo=UTC)
@@ -831,44 +830,11 @@ async def test_confirmation_claims_are_disjoint_expire_and_are_purged(
 
 # --- the migration ---
 
-OLD_INCIDENTS = sa.table(
-    "incidents",
-    sa.column("id", sa.Integer),
-    sa.column("client", sa.Text),
-    sa.column("site", sa.Text),
-    sa.column("title", sa.Text),
-    sa.column("severity", sa.Integer),
-    sa.column("status", sa.Text),
-    sa.column("opened_at", UTCDateTime),
-    sa.column("failing_checks", sa.JSON),
-    sa.column("checks", sa.JSON),
-    sa.column("updated_at", UTCDateTime),
-)
-
 
 async def test_0003_upgrades_a_database_at_0002_and_versions_its_incidents(
     database_url: str,
 ) -> None:
-    engine = create_engine(database_url)
-    try:
-        async with engine.begin() as conn:
-            await conn.run_sync(lambda sync: command.upgrade(alembic_config(sync), "0002"))
-            await conn.execute(
-                sa.insert(OLD_INCIDENTS).values(
-                    id=3,
-                    client="acme",
-                    site=SITE,
-                    title="shop is down",
-                    severity=1,
-                    status="open",
-                    opened_at=T0,
-                    failing_checks=[HOME],
-                    checks=[HOME],
-                    updated_at=T0,
-                )
-            )
-    finally:
-        await engine.dispose()
+    await database_at(database_url, "0002", old_open_incident(3, opened_at=T0))
 
     store = await Store.open(database_url)
     try:

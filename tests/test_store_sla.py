@@ -9,7 +9,6 @@ from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 import sqlalchemy as sa
-from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 
@@ -33,10 +32,9 @@ from monitor.store import (
     OutboxStatus,
     Store,
 )
-from monitor.store.engine import create_engine
-from monitor.store.migrate import alembic_config
 from monitor.store.tables import UTCDateTime, metadata
 from tests.helpers import head_revision
+from tests.migration_helpers import database_at, old_open_incident
 
 T0 = datetime(2024, 6, 3, 10, 0, tzinfo=UTC)
 SITE = "acme/shop"
@@ -165,20 +163,6 @@ async def record_opening(
 
 # --- migration 0002 ---
 
-OLD_INCIDENTS = sa.table(  # the incidents table as revision 0001 made it
-    "incidents",
-    sa.column("id", sa.Integer),
-    sa.column("client", sa.Text),
-    sa.column("site", sa.Text),
-    sa.column("title", sa.Text),
-    sa.column("severity", sa.Integer),
-    sa.column("status", sa.Text),
-    sa.column("opened_at", UTCDateTime),
-    sa.column("resolved_at", UTCDateTime),
-    sa.column("failing_checks", sa.JSON),
-    sa.column("checks", sa.JSON),
-    sa.column("updated_at", UTCDateTime),
-)
 OLD_TIMELINE = sa.table(
     "timeline",
     sa.column("incident_id", sa.Integer),
@@ -191,32 +175,12 @@ OLD_TIMELINE = sa.table(
 async def test_0002_upgrades_a_database_at_0001_and_keeps_its_incidents(
     database_url: str,
 ) -> None:
-    engine = create_engine(database_url)
-    try:
-        async with engine.begin() as conn:
-            await conn.run_sync(lambda sync: command.upgrade(alembic_config(sync), "0001"))
-            await conn.execute(
-                sa.insert(OLD_INCIDENTS).values(
-                    id=7,
-                    client="acme",
-                    site=SITE,
-                    title="shop.acme.example is down",
-                    severity=1,
-                    status="open",
-                    opened_at=T0,
-                    resolved_at=None,
-                    failing_checks=[HOME],
-                    checks=[HOME],
-                    updated_at=T0,
-                )
-            )
-            await conn.execute(
-                sa.insert(OLD_TIMELINE).values(
-                    incident_id=7, at=T0, kind="opened", message="opened"
-                )
-            )
-    finally:
-        await engine.dispose()
+    await database_at(
+        database_url,
+        "0001",
+        old_open_incident(7, opened_at=T0, title="shop.acme.example is down", resolved_at=None),
+        (OLD_TIMELINE, {"incident_id": 7, "at": T0, "kind": "opened", "message": "opened"}),
+    )
 
     store = await Store.open(database_url)
     try:
