@@ -14,11 +14,11 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import aiohttp
 import aiohttp.web
@@ -262,43 +262,12 @@ async def test_a_flood_under_a_low_file_limit_opens_no_incident_and_healthz_says
     target.set("/", body="healthy")
     server: TestServer = await aiohttp_server(target.app())
     port = free_port()
-    database = f"sqlite+aiosqlite:///{tmp_path}/m.db"
-    config = tmp_path / "monitor.yaml"
-    config.write_text(
-        yaml.safe_dump(
-            {
-                "database": {"url": database},
-                "server": {"host": "127.0.0.1", "port": port},
-                "defaults": {"interval": "100ms", "timeout": "2s", "failures_to_open": 1},
-                "clients": [
-                    {
-                        "id": "acme",
-                        "sites": [
-                            {
-                                "id": "shop",
-                                "url": str(server.make_url("/")),
-                                "checks": [{"id": "home", "url": "/"}],
-                            }
-                        ],
-                    }
-                ],
-            }
-        )
-    )
+    config, database = _flood_config(tmp_path, target=str(server.make_url("/")), port=port)
     log_path = tmp_path / "monitor.log"
-
-    def low_file_limit() -> None:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (_FLOOD_FILE_LIMIT, _FLOOD_FILE_LIMIT))
-
     base = f"http://127.0.0.1:{port}"
     flood: list[asyncio.StreamWriter] = []
     with log_path.open("wb") as log_file:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "monitor", "run", "--config", str(config)],
-            stdout=log_file,
-            stderr=subprocess.STDOUT,
-            preexec_fn=low_file_limit,  # noqa: PLW1509 - the limit is the point of the test
-        )
+        process = _run_with_low_file_limit(config, log_file)
         try:
             async with aiohttp.ClientSession() as session:
                 health = await eventually(lambda: _get(session, f"{base}/healthz"), timeout=20)
@@ -323,13 +292,7 @@ async def test_a_flood_under_a_low_file_limit_opens_no_incident_and_healthz_says
             assert process.wait(timeout=30) == 0
     log = log_path.read_text()
     assert "Too many open files" not in log and "out of system resource" not in log, log
-    store = await Store.open(database)
-    try:
-        assert await store.list_incidents() == []
-        history = await store.recent_results("acme/shop/home")
-        assert history and all(row.outcome is Outcome.OK for row in history)
-    finally:
-        await store.close()
+    await _assert_no_incident_and_every_probe_ok(database)
 
 
 # Descriptors the monitor inherits and never uses: with them the connection cap (a quarter of
@@ -344,46 +307,14 @@ async def test_probes_out_of_descriptors_open_no_incident_and_healthz_says_why(
     target.set("/", body="healthy")
     server: TestServer = await aiohttp_server(target.app())
     port = free_port()
-    database = f"sqlite+aiosqlite:///{tmp_path}/m.db"
-    config = tmp_path / "monitor.yaml"
-    config.write_text(
-        yaml.safe_dump(
-            {
-                "database": {"url": database},
-                "server": {"host": "127.0.0.1", "port": port},
-                "defaults": {"interval": "100ms", "timeout": "2s", "failures_to_open": 1},
-                "clients": [
-                    {
-                        "id": "acme",
-                        "sites": [
-                            {
-                                "id": "shop",
-                                "url": str(server.make_url("/")),
-                                "checks": [{"id": "home", "url": "/"}],
-                            }
-                        ],
-                    }
-                ],
-            }
-        )
-    )
+    config, database = _flood_config(tmp_path, target=str(server.make_url("/")), port=port)
     log_path = tmp_path / "monitor.log"
-
-    def low_file_limit() -> None:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (_FLOOD_FILE_LIMIT, _FLOOD_FILE_LIMIT))
-
     base = f"http://127.0.0.1:{port}"
     flood: list[asyncio.StreamWriter] = []
     taken = [os.open(os.devnull, os.O_RDONLY) for _ in range(_TAKEN_ELSEWHERE)]
     try:
         with log_path.open("wb") as log_file:
-            process = subprocess.Popen(
-                [sys.executable, "-m", "monitor", "run", "--config", str(config)],
-                stdout=log_file,
-                stderr=subprocess.STDOUT,
-                pass_fds=taken,
-                preexec_fn=low_file_limit,  # noqa: PLW1509 - the limit is the point of the test
-            )
+            process = _run_with_low_file_limit(config, log_file, pass_fds=taken)
     finally:
         for fd in taken:
             os.close(fd)
@@ -423,6 +354,56 @@ async def test_probes_out_of_descriptors_open_no_incident_and_healthz_says_why(
     # Logged once for the whole run of them, however many were discarded.
     assert len([line for line in log.splitlines() if "(local_resource:" in line]) == 1
     assert "Too many open files" in log
+    await _assert_no_incident_and_every_probe_ok(database)
+
+
+def _flood_config(tmp_path: Path, *, target: str, port: int) -> tuple[Path, str]:
+    """A monitor.yaml of one check of `target` every 100 ms, opening an incident on its first
+    failure, its server on `port`; and its database URL."""
+    database = f"sqlite+aiosqlite:///{tmp_path}/m.db"
+    config = tmp_path / "monitor.yaml"
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "database": {"url": database},
+                "server": {"host": "127.0.0.1", "port": port},
+                "defaults": {"interval": "100ms", "timeout": "2s", "failures_to_open": 1},
+                "clients": [
+                    {
+                        "id": "acme",
+                        "sites": [
+                            {
+                                "id": "shop",
+                                "url": target,
+                                "checks": [{"id": "home", "url": "/"}],
+                            }
+                        ],
+                    }
+                ],
+            }
+        )
+    )
+    return config, database
+
+
+def _run_with_low_file_limit(
+    config: Path, log_file: IO[bytes], *, pass_fds: Sequence[int] = ()
+) -> subprocess.Popen[bytes]:
+    """`monitor run` in a process of its own, its file limit _FLOOD_FILE_LIMIT."""
+
+    def low_file_limit() -> None:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (_FLOOD_FILE_LIMIT, _FLOOD_FILE_LIMIT))
+
+    return subprocess.Popen(
+        [sys.executable, "-m", "monitor", "run", "--config", str(config)],
+        stdout=log_file,
+        stderr=subprocess.STDOUT,
+        pass_fds=pass_fds,
+        preexec_fn=low_file_limit,  # noqa: PLW1509 - the limit is the point of the test
+    )
+
+
+async def _assert_no_incident_and_every_probe_ok(database: str) -> None:
     store = await Store.open(database)
     try:
         assert await store.list_incidents() == []
