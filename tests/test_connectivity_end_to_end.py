@@ -17,7 +17,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 
 from monitor.app import Running, running_monitor
-from monitor.config import load_config_text
+from monitor.config import MonitorConfig, load_config_text
 from monitor.store import OutboxStatus
 from tests.helpers import ShiftedClock, Target, eventually, free_port
 from tests.smtp_helpers import Inbox, smtpd
@@ -277,6 +277,25 @@ async def six_targets(aiohttp_server: Any) -> list[tuple[Target, str]]:
     return out
 
 
+def six_sites_config(
+    targets: list[tuple[Target, str]], *, smtp_port: int, tmp_path: Path
+) -> MonitorConfig:
+    """A site per target and no canaries, so that mass failures are told by their number."""
+    return load_config_text(
+        config_yaml(
+            sites=[url for _, url in targets],
+            database=f"sqlite+aiosqlite:///{tmp_path}/m.db",
+            smtp_port=smtp_port,
+            tmp_path=tmp_path,
+        )
+    )
+
+
+def fail_every_site(targets: list[tuple[Target, str]]) -> None:
+    for target, _ in targets:
+        target.set("/", status=500)
+
+
 async def test_six_sites_failing_at_once_hold_client_mails_until_the_hold_ends(
     aiohttp_server: Any, tmp_path: Path
 ) -> None:
@@ -284,18 +303,10 @@ async def test_six_sites_failing_at_once_hold_client_mails_until_the_hold_ends(
     inbox = Inbox()
     clock = ShiftedClock(MONDAY_10)
     async with smtpd(inbox) as smtp_port:
-        config = load_config_text(
-            config_yaml(
-                sites=[url for _, url in targets],
-                database=f"sqlite+aiosqlite:///{tmp_path}/m.db",
-                smtp_port=smtp_port,
-                tmp_path=tmp_path,
-            )
-        )
+        config = six_sites_config(targets, smtp_port=smtp_port, tmp_path=tmp_path)
         async with running_monitor(config, clock=clock) as running:
             await eventually(lambda: all_healthy(running))
-            for target, _ in targets:
-                target.set("/", status=500)
+            fail_every_site(targets)
             incidents = await eventually(
                 lambda: _when(running.store.list_incidents(), lambda found: len(found) == 6)
             )
@@ -340,18 +351,10 @@ async def test_a_restart_during_a_mass_failure_asks_nobody_again_and_keeps_the_h
     inbox = Inbox()
     clock = ShiftedClock(MONDAY_10)
     async with smtpd(inbox) as smtp_port:
-        config = load_config_text(
-            config_yaml(
-                sites=[url for _, url in targets],
-                database=f"sqlite+aiosqlite:///{tmp_path}/m.db",
-                smtp_port=smtp_port,
-                tmp_path=tmp_path,
-            )
-        )
+        config = six_sites_config(targets, smtp_port=smtp_port, tmp_path=tmp_path)
         async with running_monitor(config, clock=clock) as running:
             await eventually(lambda: all_healthy(running))
-            for target, _ in targets:
-                target.set("/", status=500)
+            fail_every_site(targets)
             await eventually(lambda: len(mails(inbox, to=ONCALL, subject="PAGE")) == 6)
             assert len(mails(inbox, to=ONCALL, subject="Is it us?")) == 1
 
@@ -373,14 +376,7 @@ async def test_a_single_site_failing_is_never_held(aiohttp_server: Any, tmp_path
     targets = await six_targets(aiohttp_server)
     inbox = Inbox()
     async with smtpd(inbox) as smtp_port:
-        config = load_config_text(
-            config_yaml(
-                sites=[url for _, url in targets],
-                database=f"sqlite+aiosqlite:///{tmp_path}/m.db",
-                smtp_port=smtp_port,
-                tmp_path=tmp_path,
-            )
-        )
+        config = six_sites_config(targets, smtp_port=smtp_port, tmp_path=tmp_path)
         async with running_monitor(config, clock=ShiftedClock(MONDAY_10)) as running:
             await eventually(lambda: all_healthy(running))
             targets[0][0].set("/", status=500)
