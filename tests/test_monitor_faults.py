@@ -260,9 +260,8 @@ async def test_a_flood_under_a_low_file_limit_opens_no_incident_and_healthz_says
 ) -> None:
     target = Target()
     target.set("/", body="healthy")
-    server: TestServer = await aiohttp_server(target.app())
     port = free_port()
-    config, database = _flood_config(tmp_path, target=str(server.make_url("/")), port=port)
+    config, database = await _flood_config(tmp_path, aiohttp_server, target=target, port=port)
     log_path = tmp_path / "monitor.log"
     base = f"http://127.0.0.1:{port}"
     flood: list[asyncio.StreamWriter] = []
@@ -305,9 +304,8 @@ async def test_probes_out_of_descriptors_open_no_incident_and_healthz_says_why(
 ) -> None:
     target = Target()
     target.set("/", body="healthy")
-    server: TestServer = await aiohttp_server(target.app())
     port = free_port()
-    config, database = _flood_config(tmp_path, target=str(server.make_url("/")), port=port)
+    config, database = await _flood_config(tmp_path, aiohttp_server, target=target, port=port)
     log_path = tmp_path / "monitor.log"
     base = f"http://127.0.0.1:{port}"
     flood: list[asyncio.StreamWriter] = []
@@ -357,9 +355,12 @@ async def test_probes_out_of_descriptors_open_no_incident_and_healthz_says_why(
     await _assert_no_incident_and_every_probe_ok(database)
 
 
-def _flood_config(tmp_path: Path, *, target: str, port: int) -> tuple[Path, str]:
-    """A monitor.yaml of one check of `target` every 100 ms, opening an incident on its first
-    failure, its server on `port`; and its database URL."""
+async def _flood_config(
+    tmp_path: Path, aiohttp_server: Any, *, target: Target, port: int
+) -> tuple[Path, str]:
+    """`target` served on loopback, and a monitor.yaml of one check of it every 100 ms,
+    opening an incident on its first failure, its server on `port`; and its database URL."""
+    server: TestServer = await aiohttp_server(target.app())
     database = f"sqlite+aiosqlite:///{tmp_path}/m.db"
     config = tmp_path / "monitor.yaml"
     config.write_text(
@@ -374,7 +375,7 @@ def _flood_config(tmp_path: Path, *, target: str, port: int) -> tuple[Path, str]
                         "sites": [
                             {
                                 "id": "shop",
-                                "url": target,
+                                "url": str(server.make_url("/")),
                                 "checks": [{"id": "home", "url": "/"}],
                             }
                         ],
