@@ -153,7 +153,8 @@ class BusinessHoursSpec(_Model):
         try:
             ZoneInfo(value)
         except (ZoneInfoNotFoundError, ValueError):
-            message = f"unknown time zone {value!r} (use an IANA name such as Europe/Berlin)"
+            # The config loader shows a value once, from "(got ...)": not in the text again.
+            message = f"unknown time zone, use an IANA name such as Europe/Berlin (got {value!r})"
             close = difflib.get_close_matches(value, available_timezones(), n=1)
             if close:
                 message += f"; did you mean {close[0]}?"

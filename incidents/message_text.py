@@ -68,14 +68,20 @@ def clean_multiline(text: str, *, max_len: int) -> str:
     return cap("".join(kept).strip("\n"), max_len)
 
 
-def zone(name: str, *, owner: str) -> ZoneInfo:
-    """The IANA zone `name`; a clear error naming `owner` when it does not exist."""
+def zone(name: str, *, owner: str | None = None) -> ZoneInfo:
+    """The IANA zone `name`; a clear error, naming `owner` when given, when it does not exist.
+    Config validators pass no owner: pydantic's error already names the field."""
     try:
         return ZoneInfo(name)
     except (ZoneInfoNotFoundError, ValueError) as exc:
-        raise ValueError(
-            f"{owner}: unknown time zone {name!r} (use an IANA name such as Europe/Berlin)"
-        ) from exc
+        if owner is None:
+            # Worded like the config's other errors, whose "(got ...)" the loader keeps.
+            message = f"unknown time zone, use an IANA name such as Europe/Berlin (got {name!r})"
+        else:
+            message = (
+                f"{owner}: unknown time zone {name!r} (use an IANA name such as Europe/Berlin)"
+            )
+        raise ValueError(message) from exc
 
 
 def _aware(at: datetime) -> datetime:

@@ -321,8 +321,11 @@ def _affected(incident: Incident, *, names: Mapping[str, str], _: wording.Gettex
 
 
 def localized_span(delta: timedelta, _: wording.Gettext) -> str:
-    """A length for people in their language: `45 min`, `2 h 5 min`, `3 d 4 h`."""
+    """A length for people in their language: `45 min`, `2 h 5 min`, `3 d 4 h`; under a
+    minute `less than a minute`, not `0 min`."""
     minutes = abs(int(delta.total_seconds())) // 60
+    if minutes == 0:
+        return _("less than a minute")
     days, rest = divmod(minutes, 24 * 60)
     hours, mins = divmod(rest, 60)
     values = {"days": days, "hours": hours, "minutes": mins}

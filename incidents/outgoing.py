@@ -33,8 +33,9 @@ class MessageKind(enum.StrEnum):
 
 
 class NoticeKind(enum.StrEnum):
-    """Mails to on-call about the monitor itself, not about an incident (their outbox rows
-    have no incident; see incidents.connectivity)."""
+    """Mails that are not about one incident (their outbox rows have no incident): to on-call
+    about the monitor itself (see incidents.connectivity), and to a client its monthly service
+    report."""
 
     CONNECTIVITY_LOST = "connectivity_lost"  # every canary failed: failures are not counted
     CONNECTIVITY_RESTORED = "connectivity_restored"

@@ -15,6 +15,11 @@ keep /healthz from answering. `ConnectionGuard` wraps the server's protocol fact
                                        after each answer
 
 The limit is the smaller of `server.max_connections` and a quarter of the soft RLIMIT_NOFILE.
+That quarter alone does not protect the probes when the rest of the process already holds most
+descriptors (55 of 64 in use by probes, and 16 connections would take the rest): so a connection
+is also over the limit while fewer than FILES_KEPT_FREE descriptors are free. Then the quietest
+idle connection makes room for it as above; with none idle, the server still keeps up to
+SERVED_WHEN_SHORT connections, so that /healthz is answered while the probes are short.
 While the guard has had to close connections (within FULL_HOLD), /healthz says degraded: a flood
 the monitor holds off is still worth an operator's look.
 """
@@ -23,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import resource
 import time
 from collections.abc import Awaitable, Callable
@@ -39,7 +45,35 @@ SERVER_SHARE_OF_FILES = 4
 # How long /healthz keeps saying the server was full after it last closed a connection for it.
 FULL_HOLD = 60.0
 
+# Descriptors the server leaves free for probes, the database and the mail connections: it
+# holds no more connections once fewer than these are free.
+FILES_KEPT_FREE = 32
+
+# Connections the server still holds while descriptors are short and none is idle: enough to
+# answer /healthz (and a scrape) beside a request in progress.
+SERVED_WHEN_SHORT = 4
+
+# Counting descriptors lists /proc/self/fd (0.4 ms at 1,000): the count of those that are not
+# the server's connections is refreshed at most this often; its own are counted exactly.
+RECOUNT_EVERY = 0.1
+
+_FD_DIR = "/proc/self/fd"
+
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def open_descriptors() -> int | None:
+    """How many descriptors the process has open; None where /proc is not there."""
+    try:
+        return len(os.listdir(_FD_DIR)) - 1  # not the one listdir opened to read the directory
+    except OSError:
+        return None
+
+
+def file_limit() -> int | None:
+    """The soft RLIMIT_NOFILE; None when unlimited."""
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    return None if soft == resource.RLIM_INFINITY else soft
 
 
 def connection_limit(configured: int) -> int:
@@ -60,13 +94,23 @@ class ConnectionGuard:
         *,
         header_timeout: float,
         monotonic: Callable[[], float] = time.monotonic,
+        files: int | None = None,
+        keep_free: int = FILES_KEPT_FREE,
+        count_open: Callable[[], int | None] = open_descriptors,
     ) -> None:
         self.limit = limit
         self.header_timeout = header_timeout
+        self.files = files if files is not None else file_limit()  # None: not counted
+        self.keep_free = keep_free
         self.evicted = 0  # idle connections closed to admit a new one
         self.refused = 0  # new connections closed because every slot was inside a request
         self._monotonic = monotonic
+        self._count_open = count_open
         self._full_at: float | None = None
+        self._full_of = ""  # what made the server full last: for /healthz
+        # Descriptors open that are not the server's connections, and when they were counted.
+        self._others = 0
+        self._counted_at: float | None = None
         # Insertion order is the order of last activity: the first idle entry is evicted.
         self._open: dict[_Guarded, None] = {}
         self._by_handler: dict[asyncio.BaseProtocol, _Guarded] = {}
@@ -83,8 +127,8 @@ class ConnectionGuard:
         if ago > FULL_HOLD:
             return None
         return (
-            f"HTTP server full {ago:.0f} s ago: at its limit of {self.limit} connections "
-            f"(server.max_connections), {self.evicted} idle closed, {self.refused} refused"
+            f"HTTP server full {ago:.0f} s ago: {self._full_of}, "
+            f"{self.evicted} idle closed, {self.refused} refused"
         )
 
     def protocol_factory(self, inner: Callable[[], asyncio.Protocol]) -> Callable[[], Any]:
@@ -104,25 +148,54 @@ class ConnectionGuard:
             self._touch(guarded)
 
     def _admit(self, guarded: _Guarded) -> bool:
-        if len(self._open) >= self.limit:
+        at_limit = len(self._open) >= self.limit
+        short = not at_limit and self._files_short()
+        if at_limit or short:
             self._full_at = self._monotonic()
+            self._full_of = (
+                f"at its limit of {self.limit} connections (server.max_connections)"
+                if at_limit
+                else f"fewer than {self.keep_free} of {self.files} descriptors free "
+                "(kept for probes)"
+            )
             idle = next((c for c in self._open if c.busy == 0), None)
             if idle is None:
-                self.refused += 1
-                return False
-            self.evicted += 1
-            if self.evicted == 1 or self.evicted % 1000 == 0:
-                log.warning(
-                    "HTTP server at its limit of %d connections (server.max_connections): "
-                    "each new one closes the idle connection quiet longest; %d closed so far",
-                    self.limit,
-                    self.evicted,
-                )
-            self._forget(idle)
-            idle.close()
+                if at_limit or len(self._open) >= SERVED_WHEN_SHORT:
+                    self.refused += 1
+                    return False
+            else:
+                self._evict(idle)
         self._open[guarded] = None
         self._by_handler[guarded.inner] = guarded
         return True
+
+    def _evict(self, idle: _Guarded) -> None:
+        self.evicted += 1
+        if self.evicted == 1 or self.evicted % 1000 == 0:
+            log.warning(
+                "HTTP server full (%s): each new connection closes the idle one quiet "
+                "longest; %d closed so far",
+                self._full_of,
+                self.evicted,
+            )
+        self._forget(idle)
+        idle.close()
+
+    def _files_short(self) -> bool:
+        """Whether admitting one more connection (its descriptor is already open) leaves
+        fewer than `keep_free` descriptors free."""
+        if self.files is None:
+            return False
+        now = self._monotonic()
+        if self._counted_at is None or now - self._counted_at >= RECOUNT_EVERY:
+            counted = self._count_open()
+            if counted is None:
+                self.files = None  # no /proc: the quarter of the limit is all there is
+                return False
+            self._others = counted - len(self._open) - 1  # the new connection is ours
+            self._counted_at = now
+        in_use = self._others + len(self._open) + 1
+        return self.files - in_use < self.keep_free
 
     def _touch(self, guarded: _Guarded) -> None:
         if guarded in self._open:

@@ -127,15 +127,13 @@ class OutboxWorker:
         if not claim.holds(item.id, self._clock.now()):
             # The claim ran out (the database was away, the loop stalled): another worker may
             # be sending it now; it is theirs, or ours again at the next claim.
-            log.warning(
-                "outbox: INC-%s %s: claim lost, left to others", item.incident_id, item.kind
-            )
+            log.warning("outbox: %s: claim lost, left to others", _about(item))
             claim.ids.discard(item.id)  # and no longer renewed
             return
         try:
             await self._deliver(item)
         except Exception as exc:  # noqa: BLE001 - one bad row must not block the others
-            log.error("outbox: INC-%s %s: %s", item.incident_id, item.kind, exc)
+            log.error("outbox: %s: %s", _about(item), exc)
             await self._retry_later(
                 item, error=f"{type(exc).__name__}: {exc}", at=self._clock.now()
             )
@@ -178,21 +176,14 @@ class OutboxWorker:
             if exc.permanent:
                 await self._store.mark_failed(item.id, error=error, at=now)
                 self._metrics.notifications_failed.labels(channel=channel).inc()
-                log.error(
-                    "outbox: %s %s of INC-%s failed for good: %s",
-                    channel,
-                    item.kind,
-                    item.incident_id,
-                    error,
-                )
+                log.error("outbox: %s %s failed for good: %s", channel, _about(item), error)
                 return
             delay = await self._retry_later(item, error=error, at=now, at_least=exc.retry_after)
             self._metrics.notification_retries.labels(channel=channel).inc()
             log.warning(
-                "outbox: %s %s of INC-%s not delivered (attempt %d), retrying in %.0fs: %s",
+                "outbox: %s %s not delivered (attempt %d), retrying in %.0fs: %s",
                 channel,
-                item.kind,
-                item.incident_id,
+                _about(item),
                 item.attempts + 1,
                 delay,
                 error,
@@ -200,7 +191,7 @@ class OutboxWorker:
             return
         await self._store.mark_sent(item.id, at=now)
         self._metrics.notifications_sent.labels(channel=channel).inc()
-        log.info("outbox: sent %s %s of INC-%s", channel, item.kind, item.incident_id)
+        log.info("outbox: sent %s %s", channel, _about(item))
 
     async def _retry_later(
         self, item: OutboxItem, *, error: str, at: datetime, at_least: float | None = None
@@ -216,3 +207,11 @@ class OutboxWorker:
     async def _refresh_gauges(self) -> None:
         counts = await self._store.outbox_counts()
         self._metrics.outbox_pending.set(counts.get("pending", 0))
+
+
+def _about(item: OutboxItem) -> str:
+    """What a row is, for a log line: `opened of INC-42`, or `notice monthly_report` for a row
+    without an incident (about the monitor itself, or a client's monthly report)."""
+    if item.incident_id is None:
+        return f"notice {item.kind}"
+    return f"{item.kind} of INC-{item.incident_id}"

@@ -407,7 +407,7 @@ def test_business_duration_as_a_yaml_field() -> None:
         (
             {"timezone": "Europe/Berln"},
             ("timezone",),
-            "unknown time zone 'Europe/Berln' (use an IANA name such as Europe/Berlin)",
+            "unknown time zone, use an IANA name such as Europe/Berlin (got 'Europe/Berln')",
         ),
         (
             {"hours": {"mon": ["9-5"]}},

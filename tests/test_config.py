@@ -521,3 +521,22 @@ def test_smtp_login_over_plain_text_is_a_config_error_unless_the_relay_is_local(
     assert (
         config.notifications.smtp is not None and config.notifications.smtp.security == "starttls"
     )
+
+
+@pytest.mark.parametrize(
+    ("text", "path"),
+    [
+        ("agency:\n  timezone: Mars/Base\n", "agency.timezone"),
+        (
+            "clients:\n  - id: acme\n    business_hours:\n      timezone: Mars/Base\n",
+            "clients[0].business_hours.timezone",
+        ),
+    ],
+)
+def test_unknown_time_zone_names_the_field_once(text: str, path: str) -> None:
+    [problem] = [p for p in problems_of_text(text, {}) if "time zone" in p.message]
+    assert problem.path == path
+    assert str(problem) == (
+        f"monitor.yaml:{problem.line}: {path}: "
+        "unknown time zone, use an IANA name such as Europe/Berlin (got 'Mars/Base')"
+    )

@@ -2,17 +2,25 @@
 
 from __future__ import annotations
 
+import logging
 from datetime import UTC, datetime, timedelta
 
+import pytest
 import sqlalchemy as sa
 from alembic import command
+from prometheus_client import CollectorRegistry
 
 from incidents.connectivity import ConnectivityLost, ConnectivityRestored
 from incidents.connectivity_notices import as_webhook, connectivity_lost, connectivity_restored
 from incidents.messages import MessageContext
 from incidents.outgoing import Audience, MessageKind, NoticeKind, OutgoingEmail
+from monitor.delivery.mail import SmtpMailer, SmtpSettings
+from monitor.metrics import Metrics
+from monitor.outbox_worker import OutboxWorker
 from monitor.store import OutboxStatus, Store
 from monitor.store.migrate import alembic_config
+from tests.helpers import ShiftedClock
+from tests.smtp_helpers import Inbox, smtpd
 from tests.test_store import open_incident
 
 T0 = datetime(2026, 12, 4, 19, 0, tzinfo=UTC)
@@ -102,3 +110,49 @@ async def test_0006_downgrades_dropping_only_notices(database_url: str) -> None:
         assert version == [("0005",)]
     finally:
         await store.close()
+
+
+async def test_the_outbox_worker_logs_a_notice_as_a_notice_not_as_inc_none(
+    store: Store, caplog: pytest.LogCaptureFixture
+) -> None:
+    lost = connectivity_lost(ConnectivityLost(since=T0, canaries=("uplink",)), ctx=CTX)
+    restored = connectivity_restored(
+        ConnectivityRestored(since=T0, at=T0 + timedelta(minutes=3), canary="uplink"), ctx=CTX
+    )
+    assert await store.queue_notice([lost], now=T0)
+    assert await store.queue_notice([restored], now=T0)
+    # The first delivery fails for a moment: its retry line names the notice too.
+    inbox = Inbox(data_reply="451 try again later")
+    caplog.set_level(logging.INFO, logger="monitor.outbox_worker")
+    clock = ShiftedClock(T0)
+    async with smtpd(inbox) as port:
+        worker = OutboxWorker(
+            store=store,
+            mailer=SmtpMailer(
+                SmtpSettings(
+                    host="127.0.0.1",
+                    port=port,
+                    security="none",
+                    username=None,
+                    password=None,
+                    timeout=5.0,
+                    sender="Monitor <monitor@agency.example>",
+                )
+            ),
+            webhooks=None,
+            clock=clock,
+            metrics=Metrics(CollectorRegistry()),
+        )
+        assert await worker.deliver_due() == 2
+        inbox.data_reply = None
+        clock.advance(timedelta(hours=1))  # past any retry delay
+        assert await worker.deliver_due() == 2
+    assert len(inbox.received) == 2
+    lines = [r.getMessage() for r in caplog.records if r.name == "monitor.outbox_worker"]
+    assert "INC-None" not in "\n".join(lines)
+    for kind in ("connectivity_lost", "connectivity_restored"):
+        assert any(
+            line.startswith(f"outbox: email notice {kind} not delivered (attempt 1)")
+            for line in lines
+        ), lines
+        assert f"outbox: sent email notice {kind}" in lines

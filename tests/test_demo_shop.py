@@ -5,12 +5,14 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import aiohttp
 import pytest
 from pytest_aiohttp import AiohttpClient
 from yarl import URL
 
+from monitor.cli import main as cli_main
 from monitor.demo import (
     DEMO_DURATION,
     DEMO_PHASES,
@@ -708,3 +710,17 @@ async def test_run_timeline_with_custom_phases_and_bad_speed() -> None:
 
     with pytest.raises(ValueError, match="speed must be above 0"):
         await run_timeline(faults, speed=0, clock_monotonic=clock.monotonic, sleep=clock.sleep)
+
+
+def test_demo_help_and_readme_state_the_scripts_real_length(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    with pytest.raises(SystemExit):
+        cli_main(["demo", "--help"])
+    help_text = " ".join(capsys.readouterr().out.split())  # argparse wraps lines
+    seconds = f"{DEMO_DURATION:g} s"
+    assert f"runs the {seconds} script" in help_text
+    assert f"in {DEMO_DURATION / 2:g} s" in help_text
+    readme = " ".join((Path(__file__).parent.parent / "README.md").read_text().split())
+    assert f"({seconds} at the default speed)" in readme
+    assert f"({seconds} of script, about 2 min)" in readme

@@ -482,6 +482,26 @@ def test_resolved_says_how_long_it_lasted_and_carries_the_operator_note() -> Non
 
 
 @pytest.mark.parametrize(
+    ("language", "lasted"),
+    [
+        ("en", "It lasted less than a minute,"),
+        ("de", "Die Störung dauerte weniger als eine Minute,"),
+    ],
+)
+def test_an_incident_under_a_minute_lasted_less_than_a_minute_not_0_min(
+    language: str, lasted: str
+) -> None:
+    incident = replace(RESOLVED, failing_since=T0, resolved_at=T0 + timedelta(seconds=59))
+    mail = email(MessageKind.RESOLVED, incident=incident, client=replace(CLIENT, language=language))
+    for body in (mail.text, mail.html):
+        assert lasted in body
+        assert "0 min" not in body and "0 Min." not in body
+    # A minute on, the minutes count again.
+    later = replace(incident, resolved_at=T0 + timedelta(seconds=60))
+    assert "1 min" in email(MessageKind.RESOLVED, incident=later).text
+
+
+@pytest.mark.parametrize(
     ("severity", "meaning"),
     [
         (

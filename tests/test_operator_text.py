@@ -210,8 +210,16 @@ def test_operator_sections_are_read_without_the_rest_of_the_files_variables(
     [
         (("port: 9999", "port: ${PORT}"), ":3: server.port: environment variable PORT is not set"),
         (("port: 9999", "port: many"), ":3: server.port: must be a valid integer"),
-        (("timezone: Europe/Berlin", "timezone: Mars"), ":5: agency.timezone: agency.timezone"),
-        (("America/New_York", "Nowhere"), ":12: clients[0].business_hours.timezone: "),
+        (
+            ("timezone: Europe/Berlin", "timezone: Mars"),
+            ":5: agency.timezone: unknown time zone, use an IANA name such as Europe/Berlin "
+            "(got 'Mars')",
+        ),
+        (
+            ("America/New_York", "Nowhere"),
+            ":12: clients[0].business_hours.timezone: unknown time zone, use an IANA name such "
+            "as Europe/Berlin (got 'Nowhere')",
+        ),
     ],
 )
 def test_problems_in_the_sections_read_are_reported_with_their_line(

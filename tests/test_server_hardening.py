@@ -23,7 +23,12 @@ from aiohttp import web
 from monitor.app import Running, running_monitor
 from monitor.config import load_config, load_config_text
 from monitor.config.models import MonitorConfig
-from monitor.http_guard import ConnectionGuard, GuardedSite
+from monitor.http_guard import (
+    SERVED_WHEN_SHORT,
+    ConnectionGuard,
+    GuardedSite,
+    open_descriptors,
+)
 from tests.helpers import Target, eventually, free_port
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -412,6 +417,62 @@ async def test_a_full_server_closes_the_quietest_idle_connection_never_one_in_a_
         for reader in (busy_reader, second_reader):
             answer = await asyncio.wait_for(reader.readuntil(b"done"), timeout=5)
             assert answer.startswith(b"HTTP/1.1 200")
+    finally:
+        for _, writer in connections:
+            writer.close()
+        await runner.cleanup()
+
+
+async def test_short_of_descriptors_the_server_keeps_a_few_connections_and_evicts_idle_ones() -> (
+    None
+):
+    release = asyncio.Event()
+    inside = 0
+
+    async def slow(request: web.Request) -> web.Response:
+        nonlocal inside
+        inside += 1
+        await release.wait()
+        return web.Response(text="done")
+
+    open_now = open_descriptors()
+    if open_now is None:
+        pytest.skip("no /proc/self/fd to count descriptors")
+    # Far below the connection limit, but every connection leaves fewer than 40 free.
+    guard = ConnectionGuard(100, header_timeout=60, files=open_now + 40, keep_free=40)
+    app = web.Application(middlewares=[guard.middleware])
+    app.router.add_get("/slow", slow)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = GuardedSite(runner, "127.0.0.1", 0, guard=guard)
+    await site.start()
+    request = b"GET /slow HTTP/1.1\r\nHost: localhost\r\n\r\n"
+    connections: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = []
+
+    async def connect() -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        connections.append(await asyncio.open_connection("127.0.0.1", site.port))
+        return connections[-1]
+
+    try:
+        busy = []
+        while len(busy) < SERVED_WHEN_SHORT:
+            reader, writer = await connect()
+            writer.write(request)
+            busy.append(reader)
+            await eventually(lambda: inside == len(busy))
+        refused_reader, _ = await connect()  # short, and every connection inside a request
+        await asyncio.wait_for(_closed(refused_reader), timeout=5)
+        assert (guard.refused, guard.open_connections) == (1, SERVED_WHEN_SHORT)
+        reason = guard.full_reason()
+        assert reason is not None and f"fewer than 40 of {open_now + 40} descriptors" in reason
+        release.set()
+        for reader in busy:
+            answer = await asyncio.wait_for(reader.readuntil(b"done"), timeout=5)
+            assert answer.startswith(b"HTTP/1.1 200")
+        # Answered, the connections are idle: a new one closes the quietest of them.
+        await connect()
+        await asyncio.wait_for(_closed(busy[0]), timeout=5)
+        assert (guard.evicted, guard.open_connections) == (1, SERVED_WHEN_SHORT)
     finally:
         for _, writer in connections:
             writer.close()

@@ -490,7 +490,7 @@ class AgencyConfig(_Model):
     @field_validator("timezone")
     @classmethod
     def _known_zone(cls, value: str) -> str:
-        zone(value, owner="agency.timezone")
+        zone(value)
         return value
 
 
@@ -881,7 +881,7 @@ class _ZoneOnly(BaseModel):
     @field_validator("timezone")
     @classmethod
     def _known_zone(cls, value: str) -> str:
-        zone(value, owner="business_hours.timezone")
+        zone(value)
         return value
 
 
