@@ -106,6 +106,7 @@ CAUSE = TimelineEntry(
 STATE = {
     MessageKind.OPENED: INCIDENT,
     MessageKind.ESCALATED: INCIDENT,
+    MessageKind.SITE_DOWN: INCIDENT,
     MessageKind.UPDATE: RESPONDED,
     MessageKind.RESOLVED: RESOLVED,
     MessageKind.PAGE: INCIDENT,
@@ -150,6 +151,7 @@ def email(
 SUBJECTS = {
     MessageKind.OPENED: "[INC-42] Severity 1: shop.acme.example is down",
     MessageKind.ESCALATED: "[INC-42] Escalated to Severity 1: shop.acme.example is down",
+    MessageKind.SITE_DOWN: "[INC-42] Now the whole site: shop.acme.example is down",
     MessageKind.UPDATE: "[INC-42] Update: shop.acme.example is down",
     MessageKind.RESOLVED: "[INC-42] Resolved: shop.acme.example is down",
     MessageKind.PAGE: "[INC-42] PAGE Severity 1: shop.acme.example is down",
@@ -301,6 +303,7 @@ def test_client_kinds_and_on_call_kinds() -> None:
     assert client_kinds == {
         MessageKind.OPENED,
         MessageKind.ESCALATED,
+        MessageKind.SITE_DOWN,
         MessageKind.UPDATE,
         MessageKind.RESOLVED,
     }
