@@ -14,8 +14,10 @@ Who hears what:
   an escalation to Severity 1 pages again. Severity 2 and lower tell on-call at once inside
   the client's business hours, otherwise at the next opening (`after_tick` sends it then).
 - The client hears of an opening when its severity is in `email_client_on_open`, of an
-  escalation (which opens the client's thread if the opening was not mailed), of every update
-  an operator posts, and of the resolution (asking them to confirm) once their thread exists.
+  escalation (which opens the client's thread if the opening was not mailed), once of the
+  whole site being down when a part opened the incident at the same severity (SITE_DOWN), of
+  every update an operator posts, and of the resolution (asking them to confirm) once their
+  thread exists.
 - On-call hears of reminders before a client update falls due, overdue updates and a
   breached response target.
 """
