@@ -14,8 +14,10 @@ Who hears what:
   an escalation to Severity 1 pages again. Severity 2 and lower tell on-call at once inside
   the client's business hours, otherwise at the next opening (`after_tick` sends it then).
 - The client hears of an opening when its severity is in `email_client_on_open`, of an
-  escalation (which opens the client's thread if the opening was not mailed), of every update
-  an operator posts, and of the resolution (asking them to confirm) once their thread exists.
+  escalation (which opens the client's thread if the opening was not mailed), once of the
+  whole site being down when a part opened the incident at the same severity (SITE_DOWN), of
+  every update an operator posts, and of the resolution (asking them to confirm) once their
+  thread exists.
 - On-call hears of reminders before a client update falls due, overdue updates and a
   breached response target.
 """
@@ -26,6 +28,7 @@ from collections.abc import Collection, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
+from incidents import wording
 from incidents.messages import ClientInfo, MessageContext, compose_email, compose_webhook
 from incidents.model import Incident, IncidentStatus, TimelineEntry, TimelineKind
 from incidents.outgoing import Audience, MessageKind, Outgoing
@@ -50,6 +53,8 @@ from incidents.sla import (
 
 # Marks (in Incident.sla_marks) saying a thread has its first mail, so later mails reply to it.
 THREAD_MARK = {Audience.CLIENT: "thread:client", Audience.ONCALL: "thread:oncall"}
+# Marks that a client mail has named the whole site down, so its retitle is told once.
+SITE_DOWN_MARK = "client:site_down"
 
 _ONCALL_MAIL = {
     TimelineKind.ONCALL_PAGED: MessageKind.PAGE,
@@ -376,19 +381,19 @@ def notifications(
                 first_in_thread=first,
             )
         )
-        if first:
-            state = replace(state, sla_marks=state.sla_marks | {THREAD_MARK[audience]})
+        marks = {THREAD_MARK[audience]} if first else set()
+        if audience is Audience.CLIENT and _site_down(state):
+            marks.add(SITE_DOWN_MARK)
+        if not marks <= state.sla_marks:
+            state = replace(state, sla_marks=state.sla_marks | marks)
 
     cause = _evidence_entry(timeline)
     client_thread = THREAD_MARK[Audience.CLIENT] in state.sla_marks
     for entry in timeline:
         kind = entry.kind
-        if kind is TimelineKind.OPENED and state.severity in policy.email_client_on_open:
-            email(MessageKind.OPENED, entry)
-        elif kind is TimelineKind.ESCALATED and (
-            client_thread or state.severity in policy.email_client_on_open
-        ):
-            email(MessageKind.ESCALATED, entry)
+        told = _client_mail(entry, state, client_thread=client_thread, policy=policy)
+        if told is not None:
+            email(told, entry)
         elif kind is TimelineKind.CLIENT_UPDATE:
             text = str((entry.evidence or {}).get("text", entry.message))
             email(MessageKind.UPDATE, cause, text)
@@ -412,8 +417,46 @@ def notifications(
 
 
 _CLIENT_KINDS = frozenset(
-    {MessageKind.OPENED, MessageKind.ESCALATED, MessageKind.UPDATE, MessageKind.RESOLVED}
+    {
+        MessageKind.OPENED,
+        MessageKind.ESCALATED,
+        MessageKind.SITE_DOWN,
+        MessageKind.UPDATE,
+        MessageKind.RESOLVED,
+    }
 )
+
+
+def _client_mail(
+    entry: TimelineEntry, incident: Incident, *, client_thread: bool, policy: NotifyPolicy
+) -> MessageKind | None:
+    """The client mail an engine entry calls for: the opening, an escalation (which opens the
+    thread if the opening was not mailed), or the whole site down after a part failed."""
+    on_open = incident.severity in policy.email_client_on_open
+    if entry.kind is TimelineKind.OPENED:
+        return MessageKind.OPENED if on_open else None
+    if entry.kind is TimelineKind.ESCALATED:
+        return MessageKind.ESCALATED if client_thread or on_open else None
+    if entry.kind is TimelineKind.CHECK_FAILED and client_thread:
+        # Same severity, so no escalation: the retitle alone tells the client.
+        return MessageKind.SITE_DOWN if _now_site_down(incident, entry) else None
+    return None
+
+
+def _site_down(incident: Incident) -> bool:
+    return incident.headline is not None and wording.is_down(incident.headline)
+
+
+def _now_site_down(incident: Incident, entry: TimelineEntry) -> bool:
+    """`entry` (another check confirmed failing) retitled the incident "<site> is down", and no
+    client mail has said so yet. Only a check that takes the title becomes its headline's."""
+    headline = incident.headline
+    return (
+        headline is not None
+        and headline.check == entry.check
+        and wording.is_down(headline)
+        and SITE_DOWN_MARK not in incident.sla_marks
+    )
 
 
 def _evidence_entry(timeline: Sequence[TimelineEntry]) -> TimelineEntry | None:

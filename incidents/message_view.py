@@ -41,6 +41,17 @@ SEVERITY_MEANING = {
     Severity.LOW: N_("Minor cosmetic issues, small feature improvements, or general questions."),
 }
 
+# Severity 1 when the site is not down: the service page's "complete service outage" would not
+# be true, so the mail says why this incident is rated so and what that rating does.
+CRITICAL_PART_MEANING = N_(
+    "We rate it %(severity)s because %(part)s is a critical part of your site: it goes ahead of "
+    "all other work, and our on-call team was alerted at once, day or night."
+)
+CRITICAL_SITE_MEANING = N_(
+    "We rate it %(severity)s because it affects your whole site: it goes ahead of all other "
+    "work, and our on-call team was alerted at once, day or night."
+)
+
 # What each outcome means to someone who does not read probe codes (on-call, with the code).
 OUTCOME_TEXT = {
     Outcome.OK: "the page answered as expected",
@@ -229,7 +240,7 @@ def build_view(
         affected=mt.sanitize_header_text(_affected(incident, names=names, _=_)),
         severity=int(incident.severity),
         severity_label=_(SEVERITY_LABEL[incident.severity]),
-        severity_meaning=_(SEVERITY_MEANING[incident.severity]),
+        severity_meaning=_severity_meaning(incident, _=_),
         client_id=mt.sanitize_header_text(client_id),
         client_name=mt.sanitize_header_text(client_name),
         is_open=incident.is_open,
@@ -274,6 +285,20 @@ def build_view(
         resolved_by_hand=by_hand,
         resolved_while_failing=bool(hand.get("forced")),
     )
+
+
+def _severity_meaning(incident: Incident, *, _: wording.Gettext) -> str:
+    """The service page's words for the severity, where they are true of this incident."""
+    headline = incident.headline
+    if incident.severity is not Severity.CRITICAL or headline is None or wording.is_down(headline):
+        return _(SEVERITY_MEANING[incident.severity])
+    values = {
+        "severity": _(SEVERITY_LABEL[incident.severity]),
+        "part": mt.sanitize_header_text(headline.part),
+    }
+    if headline.availability:  # the whole site, but not down (e.g. every page slow)
+        return _(CRITICAL_SITE_MEANING) % values
+    return _(CRITICAL_PART_MEANING) % values
 
 
 def _cadence(

@@ -34,7 +34,7 @@ from incidents.message_view import Branding, build_view
 from incidents.model import Incident, TimelineEntry
 from incidents.outgoing import Audience, MessageKind, OutgoingEmail, OutgoingWebhook
 from incidents.severity import Severity
-from incidents.wording import Gettext
+from incidents.wording import N_, Gettext
 
 __all__ = [
     "AUDIENCE",
@@ -50,6 +50,7 @@ __all__ = [
 AUDIENCE: dict[MessageKind, Audience] = {
     MessageKind.OPENED: Audience.CLIENT,
     MessageKind.ESCALATED: Audience.CLIENT,
+    MessageKind.SITE_DOWN: Audience.CLIENT,
     MessageKind.UPDATE: Audience.CLIENT,
     MessageKind.RESOLVED: Audience.CLIENT,
     MessageKind.PAGE: Audience.ONCALL,
@@ -260,6 +261,15 @@ def compose_webhook(
     )
 
 
+_CLIENT_SUBJECT = {
+    MessageKind.OPENED: N_("%(ref)s Severity %(severity)s: %(title)s"),
+    MessageKind.ESCALATED: N_("%(ref)s Escalated to Severity %(severity)s: %(title)s"),
+    MessageKind.SITE_DOWN: N_("%(ref)s Now the whole site: %(title)s"),
+    MessageKind.UPDATE: N_("%(ref)s Update: %(title)s"),
+    MessageKind.RESOLVED: N_("%(ref)s Resolved: %(title)s"),
+}
+
+
 def _subject(
     kind: MessageKind,
     *,
@@ -277,16 +287,10 @@ def _subject(
             raise ValueError(f"{incident.ref}: a {kind.value} mail needs {what}")
         return mt.short_local_time(at, tz, now=now)
 
+    client_line = _CLIENT_SUBJECT.get(kind)
+    if client_line is not None:  # in the client's language
+        return sanitize_header_text(_(client_line) % values, max_len=SUBJECT_CHARS)
     match kind:
-        # The client's kinds, in the client's language (`_` is English for on-call).
-        case MessageKind.OPENED:
-            line = _("%(ref)s Severity %(severity)s: %(title)s") % values
-        case MessageKind.ESCALATED:
-            line = _("%(ref)s Escalated to Severity %(severity)s: %(title)s") % values
-        case MessageKind.UPDATE:
-            line = _("%(ref)s Update: %(title)s") % values
-        case MessageKind.RESOLVED:
-            line = _("%(ref)s Resolved: %(title)s") % values
         case MessageKind.PAGE:
             line = f"{ref} PAGE Severity {sev}: {title}"
         case MessageKind.NOTIFY:

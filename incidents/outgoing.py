@@ -22,6 +22,7 @@ class MessageKind(enum.StrEnum):
     # to the client
     OPENED = "opened"
     ESCALATED = "escalated"
+    SITE_DOWN = "site_down"  # a part failed first; now the whole site is down (same severity)
     UPDATE = "update"  # an operator's update
     RESOLVED = "resolved"  # asks the client to confirm
     # to on-call

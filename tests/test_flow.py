@@ -19,6 +19,7 @@ from checks.result import Evidence, Outcome, ProbeResult
 from incidents.calendar import BusinessCalendar
 from incidents.engine import apply_result
 from incidents.flow import (
+    SITE_DOWN_MARK,
     THREAD_MARK,
     Change,
     NotifyPolicy,
@@ -143,20 +144,25 @@ class Desk:
         return self.incident
 
     def probe(
-        self, result: ProbeResult, *, now: datetime, severity: Severity | None = None
+        self,
+        result: ProbeResult,
+        *,
+        now: datetime,
+        severity: Severity | None = None,
+        check: CheckRef = HOME,
     ) -> Step:
         if severity is None and not result.ok:
             severity = SEVERITIES.severity_for(result.outcome)
         before = self.incident if self.incident is not None and self.incident.is_open else None
         transition = apply_result(
             now=now,
-            check=HOME,
+            check=check,
             result=result,
             severity=severity,
-            state=self.states.get(HOME.key, CheckState(key=HOME.key)),
+            state=self.states.get(check.key, CheckState(key=check.key)),
             incident=before,
         )
-        self.states[HOME.key] = transition.state
+        self.states[check.key] = transition.state
         assert transition.incident is not None, "every probe of these tests concerns an incident"
         change = after_engine(
             before=before,
@@ -1021,3 +1027,68 @@ def test_an_internal_note_mails_nobody_and_keeps_the_cadence() -> None:
     assert [entry.kind for entry in change.timeline] == [TimelineKind.INTERNAL_NOTE]
     assert change.incident == before  # no response recorded, no cadence reset
     assert change.timeline[0].evidence == {"text": "db01 again", "by": "alice", "public": False}
+
+
+# --- the whole site down after a part failed first ------------------------------------------
+
+CHECKOUT = replace(HOME, key="acme/shop/checkout", name="Checkout", availability=False)
+
+
+def test_the_site_going_down_after_a_part_tells_the_client_once_in_its_thread() -> None:
+    desk = Desk()
+    opened_at = london(MON, "10:00")
+    [opening] = emails(desk.probe(E500, now=opened_at, check=CHECKOUT).out, Audience.CLIENT)
+    assert (
+        opening.subject == "[INC-42] Severity 1: shop.acme.example: Checkout unreachable (HTTP 500)"
+    )
+
+    # The home page fails as severely a minute later: no escalation, the title becomes "down".
+    down = desk.probe(E500, now=london(MON, "10:01"))
+    assert down.kinds == [TimelineKind.CHECK_FAILED]
+    assert down.incident.title == "shop.acme.example is down"
+    [told] = emails(down.out, Audience.CLIENT)
+    assert told.kind is MessageKind.SITE_DOWN
+    assert told.subject == "[INC-42] Now the whole site: shop.acme.example is down"
+    assert (told.in_reply_to, told.references) == (
+        client_root(opened_at),
+        (client_root(opened_at),),
+    )
+    assert "now affects your whole site" in told.text
+    assert "The whole site (shop.acme.example)" in told.text
+    assert emails(down.out, Audience.ONCALL) == []  # on-call was paged already
+
+    # The home page recovers and fails again while checkout still fails: the client knows.
+    desk.probe(OK, now=london(MON, "10:05"))
+    again = desk.probe(E500, now=london(MON, "10:06"))
+    assert again.kinds == [TimelineKind.CHECK_FAILED]
+    assert again.incident.title == "shop.acme.example is down"
+    assert emails(again.out, Audience.CLIENT) == []
+    assert [m.kind for m in emails(desk.sent, Audience.CLIENT)] == [
+        MessageKind.OPENED,
+        MessageKind.SITE_DOWN,
+    ]
+
+
+def test_a_retitle_that_is_not_the_site_down_stays_on_the_timeline() -> None:
+    desk = Desk()
+    desk.probe(E500, now=london(MON, "10:00"), check=CHECKOUT)
+    # The whole site turns slow: the title says so, but nothing is down that was not.
+    slow = desk.probe(SLOW, now=london(MON, "10:01"))
+    assert slow.kinds == [TimelineKind.CHECK_FAILED]
+    assert slow.incident.title.startswith("shop.acme.example: pages load slowly")
+    assert emails(slow.out, Audience.CLIENT) == []
+
+
+@pytest.mark.parametrize("marked", [True, False], ids=["marked", "opened before the mark"])
+def test_a_site_opened_down_is_not_told_again_when_a_part_fails_too(marked: bool) -> None:
+    desk = Desk()
+    opened = desk.probe(E500, now=london(MON, "10:00"))
+    assert SITE_DOWN_MARK in opened.incident.sla_marks
+    if not marked:  # its opening mail went out before the mark existed
+        desk.incident = replace(
+            opened.incident, sla_marks=opened.incident.sla_marks - {SITE_DOWN_MARK}
+        )
+    later = desk.probe(E500, now=london(MON, "10:01"), check=CHECKOUT)
+    assert later.kinds == [TimelineKind.CHECK_FAILED]
+    assert later.incident.title == "shop.acme.example is down"
+    assert emails(later.out, Audience.CLIENT) == []

@@ -15,6 +15,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from checks.result import Evidence, Outcome
+from incidents import i18n
 from incidents.messages import (
     AUDIENCE,
     ClientInfo,
@@ -106,6 +107,7 @@ CAUSE = TimelineEntry(
 STATE = {
     MessageKind.OPENED: INCIDENT,
     MessageKind.ESCALATED: INCIDENT,
+    MessageKind.SITE_DOWN: INCIDENT,
     MessageKind.UPDATE: RESPONDED,
     MessageKind.RESOLVED: RESOLVED,
     MessageKind.PAGE: INCIDENT,
@@ -150,6 +152,7 @@ def email(
 SUBJECTS = {
     MessageKind.OPENED: "[INC-42] Severity 1: shop.acme.example is down",
     MessageKind.ESCALATED: "[INC-42] Escalated to Severity 1: shop.acme.example is down",
+    MessageKind.SITE_DOWN: "[INC-42] Now the whole site: shop.acme.example is down",
     MessageKind.UPDATE: "[INC-42] Update: shop.acme.example is down",
     MessageKind.RESOLVED: "[INC-42] Resolved: shop.acme.example is down",
     MessageKind.PAGE: "[INC-42] PAGE Severity 1: shop.acme.example is down",
@@ -301,6 +304,7 @@ def test_client_kinds_and_on_call_kinds() -> None:
     assert client_kinds == {
         MessageKind.OPENED,
         MessageKind.ESCALATED,
+        MessageKind.SITE_DOWN,
         MessageKind.UPDATE,
         MessageKind.RESOLVED,
     }
@@ -521,6 +525,57 @@ def test_the_severity_meaning_from_the_service_page(severity: Severity, meaning:
     assert f"What Severity {int(severity)} ({severity.name.title()}) means" in mail.text
     assert meaning in mail.text
     assert meaning in mail.html
+
+
+SERVICE_PAGE_CRITICAL = "Complete service outage or severe data loss. Business operations halted."
+CHECKOUT_HEADLINE = replace(
+    HEADLINE, check="acme/shop/checkout", part="Checkout", availability=False, step="pay"
+)
+CHECKOUT_FAILING = replace(
+    INCIDENT,
+    title="shop.acme.example: Checkout is failing (the pay step answers with an error, HTTP 500)",
+    headline=CHECKOUT_HEADLINE,
+    failing_checks=frozenset({"acme/shop/checkout"}),
+    checks=frozenset({"acme/shop/checkout"}),
+)
+
+
+def test_severity_1_of_a_part_says_why_it_is_critical_not_that_the_service_is_out() -> None:
+    mail = email(MessageKind.OPENED, incident=CHECKOUT_FAILING)
+    because = (
+        "We rate it Severity 1 (Critical) because Checkout is a critical part of your site: it "
+        "goes ahead of all other work, and our on-call team was alerted at once, day or night."
+    )
+    for body in (mail.text, mail.html):
+        assert SERVICE_PAGE_CRITICAL not in body
+        assert because in " ".join(body.split())
+    german = email(
+        MessageKind.OPENED, incident=CHECKOUT_FAILING, client=replace(CLIENT, language="de")
+    )
+    weil = (
+        "Wir stufen sie als Schweregrad 1 (kritisch) ein, weil Checkout ein kritischer Teil Ihrer "
+        "Website ist: Die Störung geht aller anderen Arbeit vor"
+    )
+    for body in (german.text, german.html):
+        assert weil in " ".join(body.split())
+        assert "Complete service outage" not in body
+
+
+def test_severity_1_of_the_whole_site_slow_says_it_affects_the_whole_site() -> None:
+    slow = replace(HEADLINE, outcome=Outcome.SLOW, status=200, latency=7.2, slow_after=5.0)
+    incident = replace(INCIDENT, title="shop.acme.example: pages load slowly", headline=slow)
+    text = " ".join(email(MessageKind.OPENED, incident=incident).text.split())
+    assert "We rate it Severity 1 (Critical) because it affects your whole site:" in text
+    assert SERVICE_PAGE_CRITICAL not in text
+
+
+def test_severity_1_of_the_site_down_keeps_the_service_pages_words_in_both_languages() -> None:
+    assert SERVICE_PAGE_CRITICAL in email(MessageKind.OPENED).text
+    german = email(MessageKind.OPENED, client=replace(CLIENT, language="de"))
+    translated = i18n.translations("de").gettext(SERVICE_PAGE_CRITICAL)
+    assert translated != SERVICE_PAGE_CRITICAL
+    assert translated in " ".join(german.text.split())
+    assert "critical part of your site" not in email(MessageKind.OPENED).text
 
 
 def test_next_step_wording_follows_the_clocks() -> None:

@@ -1,0 +1,115 @@
+"""A part fails first, then the whole site: the client hears of the site being down once, in
+the incident's thread, before the resolution (real loopback site, store, outbox and SMTP)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from email.message import EmailMessage
+from typing import Any
+
+import pytest
+from aiohttp.test_utils import TestServer
+
+from incidents.model import TimelineKind
+from monitor.app import running_monitor
+from monitor.config import load_config_text
+from tests.helpers import Target, eventually
+from tests.smtp_helpers import Inbox, smtpd
+
+CONTACT = "ops@acme.example"
+
+
+def config_yaml(*, url: str, database: str, smtp_port: int, outbox: str) -> str:
+    return f"""
+database: {{url: "{database}"}}
+server: {{port: 0}}
+defaults: {{interval: 100ms, timeout: 2s, failures_to_open: 2, successes_to_resolve: 2}}
+notifications:
+  sender: "Agency Support <support@agency.example>"
+  smtp: {{host: 127.0.0.1, port: {smtp_port}, security: none, timeout: 2s}}
+  outbox_dir: {outbox}
+  retry_initial: 100ms
+  retry_max: 500ms
+  poll_interval: 100ms
+oncall:
+  emails: [oncall@agency.example]
+clients:
+  - id: acme
+    name: Acme Ltd
+    contacts: [{CONTACT}]
+    business_hours: {{timezone: Europe/London}}
+    sites:
+      - id: shop
+        name: shop.acme.example
+        url: {url}
+        checks:
+          - id: home
+            url: /
+          - id: checkout
+            name: Checkout
+            url: /checkout
+"""
+
+
+@pytest.fixture
+async def target(aiohttp_server: Any) -> AsyncIterator[tuple[Target, str]]:
+    target = Target()
+    server: TestServer = await aiohttp_server(target.app())
+    yield target, str(server.make_url("")).rstrip("/")
+
+
+def client_mails(inbox: Inbox) -> list[EmailMessage]:
+    return [m for m in inbox.messages() if CONTACT in str(m["To"])]
+
+
+def subject(mail: EmailMessage) -> str:
+    return " ".join(str(mail["Subject"]).split())  # a long subject arrives folded
+
+
+async def test_the_client_hears_once_when_a_failing_part_becomes_the_site_down(
+    target: tuple[Target, str], database_url: str, tmp_path: Any
+) -> None:
+    shop, url = target
+    inbox = Inbox()
+    async with smtpd(inbox) as smtp_port:
+        config = load_config_text(
+            config_yaml(
+                url=url,
+                database=database_url,
+                smtp_port=smtp_port,
+                outbox=str(tmp_path / "outbox"),
+            )
+        )
+        async with running_monitor(config) as running:
+            shop.set("/checkout", status=500)
+            [opening] = await eventually(lambda: client_mails(inbox), timeout=15)
+            [incident] = await running.store.list_incidents(open_only=True)
+            ref = f"[INC-{incident.id}]"
+            assert subject(opening) == (
+                f"{ref} Severity 1: shop.acme.example: Checkout unreachable (HTTP 500)"
+            )
+
+            shop.set("/", status=500)  # the whole site fails: as severe, so no escalation
+            await eventually(lambda: len(client_mails(inbox)) >= 2, timeout=15)
+            told = client_mails(inbox)[1]
+            assert subject(told) == f"{ref} Now the whole site: shop.acme.example is down"
+            assert told["In-Reply-To"] == opening["Message-ID"]
+            assert opening["Message-ID"] in str(told["References"])
+            text = told.get_body(("plain",))
+            assert text is not None
+            body = text.get_content()
+            assert "now affects your whole site" in body
+            assert "The whole site (shop.acme.example)" in body
+
+            shop.set("/", status=200)
+            shop.set("/checkout", status=200)
+            await eventually(lambda: len(client_mails(inbox)) >= 3, timeout=15)
+            assert incident.id is not None
+            kinds = [entry.kind for entry in await running.store.timeline(incident.id)]
+            assert kinds.count(TimelineKind.ESCALATED) == 0
+    subjects = [subject(m) for m in client_mails(inbox)]
+    assert subjects == [
+        f"{ref} Severity 1: shop.acme.example: Checkout unreachable (HTTP 500)",
+        f"{ref} Now the whole site: shop.acme.example is down",
+        f"{ref} Resolved: shop.acme.example is down",
+    ]
