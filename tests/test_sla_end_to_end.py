@@ -3,6 +3,7 @@ the clock moved forward, operator actions through the API, and delivery that los
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
@@ -104,13 +105,12 @@ async def api(
         return response.status, await response.json()
 
 
-async def test_incident_life_cycle_with_sla_clocks_and_emails(
-    target: tuple[Target, str], pager: tuple[list[dict[str, Any]], str], tmp_path: Any
-) -> None:
-    shop, url = target
-    hooks, hook_url = pager
-    inbox = Inbox()
-    clock = ShiftedClock(MONDAY_10)
+@contextlib.asynccontextmanager
+async def shop_monitor(
+    url: str, hook_url: str, tmp_path: Any, inbox: Inbox, clock: ShiftedClock
+) -> AsyncIterator[Running]:
+    """The monitor on one site, `shop` at `url`, on the shifted `clock`, mailing through a
+    real SMTP server into `inbox` and paging `hook_url`."""
     async with smtpd(inbox) as smtp_port:
         config = load_config_text(
             config_yaml(
@@ -122,118 +122,118 @@ async def test_incident_life_cycle_with_sla_clocks_and_emails(
             )
         )
         async with running_monitor(config, clock=clock) as running:
-            shop.set("/", status=500)
-            [incident] = await eventually(lambda: running.store.list_incidents(open_only=True))
-            assert incident.response_due_at == MONDAY_10.replace(hour=14) or (
-                incident.response_due_at is not None
-                and incident.response_due_at - incident.opened_at == timedelta(hours=4)
-            )
+            yield running
 
-            # The client hears at once, and on-call is paged by mail and by webhook.
-            opened = (await eventually(lambda: mails(inbox, to="ops@acme.example")))[0]
-            assert str(opened["Subject"]).startswith(f"[INC-{incident.id}] Severity 1:")
-            page = (await eventually(lambda: mails(inbox, to="oncall@agency.example")))[0]
-            assert "PAGE" in str(page["Subject"])
-            await eventually(lambda: hooks)
-            assert hooks[0]["body"]["incident_id"] == incident.id
-            assert hooks[0]["body"]["severity"] == 1
 
-            # Changes need the token.
-            status, body = await api(
-                running, "POST", f"/api/incidents/{incident.id}/acknowledge", {"by": "x"}, token=""
-            )
-            assert status == 401 and "token" in body["error"]
-            status, body = await api(
-                running,
-                "POST",
-                f"/api/incidents/{incident.id}/acknowledge",
-                {"by": "wrong"},
-                token="nope",
-            )
-            assert status == 401
+async def test_incident_life_cycle_with_sla_clocks_and_emails(
+    target: tuple[Target, str], pager: tuple[list[dict[str, Any]], str], tmp_path: Any
+) -> None:
+    shop, url = target
+    hooks, hook_url = pager
+    inbox = Inbox()
+    clock = ShiftedClock(MONDAY_10)
+    async with shop_monitor(url, hook_url, tmp_path, inbox, clock) as running:
+        shop.set("/", status=500)
+        [incident] = await eventually(lambda: running.store.list_incidents(open_only=True))
+        assert incident.response_due_at == MONDAY_10.replace(hour=14) or (
+            incident.response_due_at is not None
+            and incident.response_due_at - incident.opened_at == timedelta(hours=4)
+        )
 
-            # The queue holds it until someone responds.
-            status, body = await api(running, "GET", "/api/queue")
-            assert [item["id"] for item in body["queue"]] == [incident.id]
-            status, acked = await api(
-                running, "POST", f"/api/incidents/{incident.id}/acknowledge", {"by": "alice"}
-            )
-            assert status == 200 and acked["clocks"]["acknowledged_by"] == "alice"
-            status, body = await api(running, "GET", "/api/queue")
-            assert body["queue"] == []
-            sev1 = {"client": "acme", "severity": "1"}
-            responded = running.registry.get_sample_value(
-                "monitor_incident_time_to_respond_seconds_count", sev1
-            )
-            assert responded == 1
-            due = datetime.fromisoformat(
-                acked["clocks"]["next_update_due_at"].replace("Z", "+00:00")
-            )
-            responded = datetime.fromisoformat(
-                acked["clocks"]["responded_at"].replace("Z", "+00:00")
-            )
-            assert due - responded == timedelta(hours=4)  # Sev1: every 4 business hours
+        # The client hears at once, and on-call is paged by mail and by webhook.
+        opened = (await eventually(lambda: mails(inbox, to="ops@acme.example")))[0]
+        assert str(opened["Subject"]).startswith(f"[INC-{incident.id}] Severity 1:")
+        page = (await eventually(lambda: mails(inbox, to="oncall@agency.example")))[0]
+        assert "PAGE" in str(page["Subject"])
+        await eventually(lambda: hooks)
+        assert hooks[0]["body"]["incident_id"] == incident.id
+        assert hooks[0]["body"]["severity"] == 1
 
-            # 35 minutes before the update falls due, on-call is reminded; at the due time the
-            # update is overdue, recorded once on the timeline and mailed to on-call.
-            clock.advance(due - clock.now() - timedelta(minutes=29))
-            await eventually(
-                lambda: mails(inbox, to="oncall@agency.example", kind_in_subject="Reminder")
-            )
-            clock.advance(timedelta(minutes=30))
-            await eventually(
-                lambda: mails(inbox, to="oncall@agency.example", kind_in_subject="OVERDUE")
-            )
-            kinds = [e.kind for e in await running.store.timeline(incident.id)]  # type: ignore[arg-type]
-            assert kinds.count(TimelineKind.UPDATE_OVERDUE) == 1
-            assert kinds.count(TimelineKind.UPDATE_REMINDER) == 1
+        # Changes need the token.
+        status, body = await api(
+            running, "POST", f"/api/incidents/{incident.id}/acknowledge", {"by": "x"}, token=""
+        )
+        assert status == 401 and "token" in body["error"]
+        status, body = await api(
+            running,
+            "POST",
+            f"/api/incidents/{incident.id}/acknowledge",
+            {"by": "wrong"},
+            token="nope",
+        )
+        assert status == 401
 
-            # An operator's update is mailed to the client and resets the cadence.
-            status, updated = await api(
-                running,
-                "POST",
-                f"/api/incidents/{incident.id}/updates",
-                {
-                    "by": "alice",
-                    "text": "We found the failing payment plugin and are rolling back.",
-                },
-            )
-            assert status == 200
-            new_due = datetime.fromisoformat(
-                updated["clocks"]["next_update_due_at"].replace("Z", "+00:00")
-            )
-            assert new_due > due
-            update_mail = (
-                await eventually(
-                    lambda: mails(inbox, to="ops@acme.example", kind_in_subject="Update")
-                )
-            )[0]
-            assert "rolling back" in update_mail.get_body(("plain",)).get_content()  # type: ignore[union-attr]
+        # The queue holds it until someone responds.
+        status, body = await api(running, "GET", "/api/queue")
+        assert [item["id"] for item in body["queue"]] == [incident.id]
+        status, acked = await api(
+            running, "POST", f"/api/incidents/{incident.id}/acknowledge", {"by": "alice"}
+        )
+        assert status == 200 and acked["clocks"]["acknowledged_by"] == "alice"
+        status, body = await api(running, "GET", "/api/queue")
+        assert body["queue"] == []
+        sev1 = {"client": "acme", "severity": "1"}
+        responded = running.registry.get_sample_value(
+            "monitor_incident_time_to_respond_seconds_count", sev1
+        )
+        assert responded == 1
+        due = datetime.fromisoformat(acked["clocks"]["next_update_due_at"].replace("Z", "+00:00"))
+        responded = datetime.fromisoformat(acked["clocks"]["responded_at"].replace("Z", "+00:00"))
+        assert due - responded == timedelta(hours=4)  # Sev1: every 4 business hours
 
-            # Recovery resolves it and the client is asked to confirm.
-            shop.set("/", status=200)
-            await eventually(
-                lambda: mails(inbox, to="ops@acme.example", kind_in_subject="Resolved")
-            )
+        # 35 minutes before the update falls due, on-call is reminded; at the due time the
+        # update is overdue, recorded once on the timeline and mailed to on-call.
+        clock.advance(due - clock.now() - timedelta(minutes=29))
+        await eventually(
+            lambda: mails(inbox, to="oncall@agency.example", kind_in_subject="Reminder")
+        )
+        clock.advance(timedelta(minutes=30))
+        await eventually(
+            lambda: mails(inbox, to="oncall@agency.example", kind_in_subject="OVERDUE")
+        )
+        kinds = [e.kind for e in await running.store.timeline(incident.id)]  # type: ignore[arg-type]
+        assert kinds.count(TimelineKind.UPDATE_OVERDUE) == 1
+        assert kinds.count(TimelineKind.UPDATE_REMINDER) == 1
 
-            resolved_count = running.registry.get_sample_value(
-                "monitor_incident_time_to_resolve_seconds_count", sev1
-            )
-            assert resolved_count == 1
+        # An operator's update is mailed to the client and resets the cadence.
+        status, updated = await api(
+            running,
+            "POST",
+            f"/api/incidents/{incident.id}/updates",
+            {
+                "by": "alice",
+                "text": "We found the failing payment plugin and are rolling back.",
+            },
+        )
+        assert status == 200
+        new_due = datetime.fromisoformat(
+            updated["clocks"]["next_update_due_at"].replace("Z", "+00:00")
+        )
+        assert new_due > due
+        update_mail = (
+            await eventually(lambda: mails(inbox, to="ops@acme.example", kind_in_subject="Update"))
+        )[0]
+        assert "rolling back" in update_mail.get_body(("plain",)).get_content()  # type: ignore[union-attr]
 
-            # Every client mail is in one thread: the opening mail is its root.
-            client_mails = mails(inbox, to="ops@acme.example")
-            assert len(client_mails) == 3
-            root = str(opened["Message-ID"])
-            opened_utc = incident.opened_at.astimezone(UTC)
-            assert (
-                root
-                == f"<incident-{incident.id}.{opened_utc:%Y%m%dT%H%M%SZ}.client@agency.example>"
-            )
-            for later in client_mails[1:]:
-                assert str(later["In-Reply-To"]) == root
-                assert root in str(later["References"])
-            assert len({str(m["Message-ID"]) for m in inbox.messages()}) == len(inbox.messages())
+        # Recovery resolves it and the client is asked to confirm.
+        shop.set("/", status=200)
+        await eventually(lambda: mails(inbox, to="ops@acme.example", kind_in_subject="Resolved"))
+
+        resolved_count = running.registry.get_sample_value(
+            "monitor_incident_time_to_resolve_seconds_count", sev1
+        )
+        assert resolved_count == 1
+
+        # Every client mail is in one thread: the opening mail is its root.
+        client_mails = mails(inbox, to="ops@acme.example")
+        assert len(client_mails) == 3
+        root = str(opened["Message-ID"])
+        opened_utc = incident.opened_at.astimezone(UTC)
+        assert root == f"<incident-{incident.id}.{opened_utc:%Y%m%dT%H%M%SZ}.client@agency.example>"
+        for later in client_mails[1:]:
+            assert str(later["In-Reply-To"]) == root
+            assert root in str(later["References"])
+        assert len({str(m["Message-ID"]) for m in inbox.messages()}) == len(inbox.messages())
 
 
 async def test_smtp_down_while_three_incidents_open_loses_nothing_and_sends_once(
@@ -290,83 +290,73 @@ async def test_a_two_hour_window_pauses_an_open_incidents_clocks_and_its_reminde
     _, hook_url = pager
     inbox = Inbox()
     clock = ShiftedClock(MONDAY_10)
-    async with smtpd(inbox) as smtp_port:
-        config = load_config_text(
-            config_yaml(
-                sites={"shop": url},
-                database=f"sqlite+aiosqlite:///{tmp_path}/m.db",
-                smtp_port=smtp_port,
-                hook_url=hook_url,
-                outbox=str(tmp_path / "outbox"),
-            )
+    async with shop_monitor(url, hook_url, tmp_path, inbox, clock) as running:
+        desk = running.monitor.desk
+        shop.set("/", status=500)
+        [incident] = await eventually(lambda: running.store.list_incidents(open_only=True))
+        status, acked = await api(
+            running, "POST", f"/api/incidents/{incident.id}/acknowledge", {"by": "alice"}
         )
-        async with running_monitor(config, clock=clock) as running:
-            desk = running.monitor.desk
-            shop.set("/", status=500)
-            [incident] = await eventually(lambda: running.store.list_incidents(open_only=True))
-            status, acked = await api(
-                running, "POST", f"/api/incidents/{incident.id}/acknowledge", {"by": "alice"}
-            )
-            assert status == 200
-            stored = await running.store.get_incident(incident.id)  # type: ignore[arg-type]
-            assert stored is not None and stored.next_update_due_at is not None
-            due = stored.next_update_due_at  # about 14:00: 4 business hours on
-            starts, ends = MONDAY_10 + timedelta(hours=3), MONDAY_10 + timedelta(hours=5)
-            assert starts < due - timedelta(minutes=30) and due < ends  # reminder and due inside
-            status, window = await api(
-                running,
-                "POST",
-                "/api/maintenance",
-                {
-                    "site": "acme/shop",
-                    "starts_at": _z(starts),
-                    "ends_at": _z(ends),
-                    "reason": "PHP upgrade",
-                    "by": "alice",
-                },
-            )
-            assert status == 201, window
+        assert status == 200
+        stored = await running.store.get_incident(incident.id)  # type: ignore[arg-type]
+        assert stored is not None and stored.next_update_due_at is not None
+        due = stored.next_update_due_at  # about 14:00: 4 business hours on
+        starts, ends = MONDAY_10 + timedelta(hours=3), MONDAY_10 + timedelta(hours=5)
+        assert starts < due - timedelta(minutes=30) and due < ends  # reminder and due inside
+        status, window = await api(
+            running,
+            "POST",
+            "/api/maintenance",
+            {
+                "site": "acme/shop",
+                "starts_at": _z(starts),
+                "ends_at": _z(ends),
+                "reason": "PHP upgrade",
+                "by": "alice",
+            },
+        )
+        assert status == 201, window
 
-            async def timeline() -> list[Any]:
-                return await running.store.timeline(incident.id)  # type: ignore[arg-type]
+        async def timeline() -> list[Any]:
+            return await running.store.timeline(incident.id)  # type: ignore[arg-type]
 
-            # The window begins: the clocks pause, the timeline says so.
-            clock.advance(starts + timedelta(seconds=30) - clock.now())
-            await desk.tick()
-            started = [e for e in await timeline() if e.kind is TimelineKind.MAINTENANCE_STARTED]
-            assert [e.at for e in started] == [starts]
-            status, body = await api(running, "GET", f"/api/incidents/{incident.id}")
-            assert body["clocks"]["paused_since"] == _z(starts)
-            assert body["clocks"]["paused_until"] == _z(ends)
+        # The window begins: the clocks pause, the timeline says so.
+        clock.advance(starts + timedelta(seconds=30) - clock.now())
+        await desk.tick()
+        started = [e for e in await timeline() if e.kind is TimelineKind.MAINTENANCE_STARTED]
+        assert [e.at for e in started] == [starts]
+        status, body = await api(running, "GET", f"/api/incidents/{incident.id}")
+        assert body["clocks"]["paused_since"] == _z(starts)
+        assert body["clocks"]["paused_until"] == _z(ends)
 
-            # Past the reminder and the old due time, inside the window: nothing fires.
-            clock.advance(due + timedelta(minutes=10) - clock.now())
-            await desk.tick()
-            kinds = [e.kind for e in await timeline()]
-            assert TimelineKind.UPDATE_REMINDER not in kinds
-            assert TimelineKind.UPDATE_OVERDUE not in kinds
-            sev1 = {"client": "acme", "severity": "1"}
-            assert not running.registry.get_sample_value("monitor_incident_updates_overdue", sev1)
+        # Past the reminder and the old due time, inside the window: nothing fires.
+        clock.advance(due + timedelta(minutes=10) - clock.now())
+        await desk.tick()
+        kinds = [e.kind for e in await timeline()]
+        assert TimelineKind.UPDATE_REMINDER not in kinds
+        assert TimelineKind.UPDATE_OVERDUE not in kinds
+        sev1 = {"client": "acme", "severity": "1"}
+        assert not running.registry.get_sample_value("monitor_incident_updates_overdue", sev1)
 
-            # The window ends: the due time has moved by the 2 paused hours.
-            clock.advance(ends + timedelta(seconds=30) - clock.now())
-            await desk.tick()
-            entries = await timeline()
-            ended = [e for e in entries if e.kind is TimelineKind.MAINTENANCE_ENDED]
-            assert [e.at for e in ended] == [ends]
-            resumed = await running.store.get_incident(incident.id)  # type: ignore[arg-type]
-            assert resumed is not None and resumed.paused_since is None
-            assert resumed.next_update_due_at == due + timedelta(hours=2)
-            assert not mails(inbox, to="oncall@agency.example", kind_in_subject="Reminder")
+        # The window ends: the due time has moved by the 2 paused hours.
+        clock.advance(ends + timedelta(seconds=30) - clock.now())
+        await desk.tick()
+        entries = await timeline()
+        ended = [e for e in entries if e.kind is TimelineKind.MAINTENANCE_ENDED]
+        assert [e.at for e in ended] == [ends]
+        resumed = await running.store.get_incident(incident.id)  # type: ignore[arg-type]
+        assert resumed is not None and resumed.paused_since is None
+        assert resumed.next_update_due_at == due + timedelta(hours=2)
+        assert not mails(inbox, to="oncall@agency.example", kind_in_subject="Reminder")
 
-            # The moved reminder fires at its new time, once.
-            clock.advance(due + timedelta(hours=2) - timedelta(minutes=29) - clock.now())
-            await eventually(
-                lambda: mails(inbox, to="oncall@agency.example", kind_in_subject="Reminder")
-            )
-            kinds = [e.kind for e in await timeline()]
-            assert kinds.count(TimelineKind.UPDATE_REMINDER) == 1
-            assert TimelineKind.UPDATE_OVERDUE not in kinds
+        # The moved reminder fires at its new time, once.
+        clock.advance(due + timedelta(hours=2) - timedelta(minutes=29) - clock.now())
+        await eventually(
+            lambda: mails(inbox, to="oncall@agency.example", kind_in_subject="Reminder")
+        )
+        kinds = [e.kind for e in await timeline()]
+        assert kinds.count(TimelineKind.UPDATE_REMINDER) == 1
+        assert TimelineKind.UPDATE_OVERDUE not in kinds
 
 
 def _z(moment: datetime) -> str:
