@@ -31,6 +31,18 @@ class Outcome(enum.StrEnum):
     # a redirect led into loopback, link-local, private or multicast addresses that the
     # check's own URL is not in (see checks.private_ranges); not followed
     REDIRECT_REFUSED = "redirect_refused"
+    # a dns check's name did not resolve: NXDOMAIN, SERVFAIL, no record of the type, or no
+    # answer in time
+    DNS_ERROR = "dns_error"
+    DNS_MISMATCH = "dns_mismatch"  # a dns check's answers are not the expected ones
+    # a domain check's registration runs out within its warning window (default 30 days)
+    DOMAIN_EXPIRING = "domain_expiring"
+    # ... within its urgent window (default 7 days)
+    DOMAIN_EXPIRING_SOON = "domain_expiring_soon"
+    DOMAIN_EXPIRED = "domain_expired"  # the registration's expiry date has passed
+    # a domain check could not learn the expiry date (the registry's RDAP server failed or
+    # did not say): nothing is known to be wrong with the site
+    DOMAIN_UNKNOWN = "domain_unknown"
 
     @property
     def is_failure(self) -> bool:
@@ -60,6 +72,7 @@ class Evidence:
     timings: dict[str, float] = field(default_factory=dict)  # seconds: connect, ttfb, total
     step: str | None = None  # the failing step of a multi-step check, if any
     tls_not_after: float | None = None  # Unix time the https certificate expires, if known
+    domain_not_after: float | None = None  # Unix time a domain's registration expires, if known
 
     def masked(self, secrets: Secrets) -> Evidence:
         """This evidence with every secret of the check masked (see `checks.scrub`)."""
@@ -74,6 +87,7 @@ class Evidence:
             timings=self.timings,
             step=self.step,
             tls_not_after=self.tls_not_after,
+            domain_not_after=self.domain_not_after,
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -92,6 +106,7 @@ class Evidence:
             "timings": dict(self.timings),
             "step": None if self.step is None else clean_line(self.step),
             "tls_not_after": self.tls_not_after,
+            "domain_not_after": self.domain_not_after,
         }
 
 

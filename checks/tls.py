@@ -120,11 +120,12 @@ def expiry_warning(*, not_after: float | None, now: datetime, window: timedelta)
         return None
     date = datetime.fromtimestamp(not_after, UTC).strftime("%Y-%m-%d")
     if left < 0:
-        return f"certificate expired {_span(-left)} ago ({date})"
-    return f"certificate expires in {_span(left)} ({date})"
+        return f"certificate expired {day_span(-left)} ago ({date})"
+    return f"certificate expires in {day_span(left)} ({date})"
 
 
-def _span(days: float) -> str:
+def day_span(days: float) -> str:
+    """`3 days`, `1 day`, `5 hours` or `less than an hour`: a span of `days` in words."""
     if days >= 1:
         whole = math.floor(days)
         return f"{whole} day" if whole == 1 else f"{whole} days"

@@ -66,6 +66,12 @@ OUTCOME_TEXT = {
     Outcome.BROKEN_ASSET: "an image, stylesheet or script of the page failed",
     Outcome.CERT_EXPIRING: "the TLS certificate expires soon",
     Outcome.REDIRECT_REFUSED: "the site redirected to an internal address",
+    Outcome.DNS_ERROR: "the name did not resolve (DNS)",
+    Outcome.DNS_MISMATCH: "DNS answered with other records than expected",
+    Outcome.DOMAIN_EXPIRING: "the domain registration expires within weeks",
+    Outcome.DOMAIN_EXPIRING_SOON: "the domain registration expires within days",
+    Outcome.DOMAIN_EXPIRED: "the domain registration has expired",
+    Outcome.DOMAIN_UNKNOWN: "the registry's RDAP lookup of the domain failed",
 }
 
 # The client's sentence for each outcome: plain words, nothing the target sent.
@@ -82,6 +88,12 @@ CLIENT_SENTENCE = {
     Outcome.BROKEN_ASSET: N_("The page loads, but an image, stylesheet or script on it is broken."),
     Outcome.CERT_EXPIRING: N_("The security certificate of the site expires soon."),
     Outcome.REDIRECT_REFUSED: N_("The site sent visitors on to an internal address."),
+    Outcome.DNS_ERROR: N_("The site's address could not be found on the internet (DNS)."),
+    Outcome.DNS_MISMATCH: N_("The site's address records (DNS) are not the expected ones."),
+    Outcome.DOMAIN_EXPIRING: N_("The registration of the domain name expires in a few weeks."),
+    Outcome.DOMAIN_EXPIRING_SOON: N_("The registration of the domain name expires in a few days."),
+    Outcome.DOMAIN_EXPIRED: N_("The registration of the domain name has expired."),
+    Outcome.DOMAIN_UNKNOWN: N_("We could not confirm when the domain name registration expires."),
 }
 
 ERROR_CHARS = 300

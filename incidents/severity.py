@@ -41,6 +41,15 @@ def _default_outcome_severity() -> dict[Outcome, Severity]:
         Outcome.SLOW: Severity.MAJOR,
         Outcome.BROKEN_ASSET: Severity.MODERATE,
         Outcome.CERT_EXPIRING: Severity.MODERATE,
+        # The site's own name not resolving is an outage; the monitor gives a dns check of
+        # another name (a mail host, a CDN alias) Severity 2 (monitor.config.models).
+        Outcome.DNS_ERROR: Severity.CRITICAL,
+        Outcome.DNS_MISMATCH: Severity.MAJOR,
+        Outcome.DOMAIN_EXPIRING: Severity.MODERATE,
+        Outcome.DOMAIN_EXPIRING_SOON: Severity.MAJOR,
+        Outcome.DOMAIN_EXPIRED: Severity.CRITICAL,
+        # The registry's lookup failed: something for the agency to look at, not an outage.
+        Outcome.DOMAIN_UNKNOWN: Severity.LOW,
     }
 
 

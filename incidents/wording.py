@@ -27,6 +27,7 @@ OUTAGE_OUTCOMES = frozenset(
         Outcome.TLS_ERROR,
         Outcome.UNEXPECTED_STATUS,
         Outcome.REDIRECT_REFUSED,
+        Outcome.DNS_ERROR,  # the site's own name (an availability dns check) resolves no more
     }
 )
 
@@ -120,6 +121,12 @@ def _how(headline: Headline, _: Gettext, values: dict[str, object]) -> str:
         Outcome.TLS_ERROR: N_("unreachable (the secure connection fails)"),
         Outcome.TOO_LARGE: N_("is failing (the answer is too large)"),
         Outcome.REDIRECT_REFUSED: N_("unreachable (it sends visitors to an internal address)"),
+        Outcome.DNS_ERROR: N_("cannot be found (its DNS name does not resolve)"),
+        Outcome.DNS_MISMATCH: N_("has unexpected DNS records"),
+        Outcome.DOMAIN_EXPIRING: N_("has a domain registration that expires soon"),
+        Outcome.DOMAIN_EXPIRING_SOON: N_("has a domain registration that expires in days"),
+        Outcome.DOMAIN_EXPIRED: N_("has an expired domain registration"),
+        Outcome.DOMAIN_UNKNOWN: N_("has a domain registration we could not check"),
     }
     return _(plain.get(outcome, N_("is failing")))
 
