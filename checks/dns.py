@@ -125,7 +125,7 @@ class DnsExpect(BaseModel):
 class DnsCheckSpec(ProbeSpec):
     """`kind: dns`: one record type of one name, through the system's or named resolvers."""
 
-    kind: Literal["dns"] = "dns"
+    kind: Literal["dns"]
     name: str | None = Field(
         default=None,
         description="The name to ask for, e.g. shop.example; default: the site's host.",

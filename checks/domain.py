@@ -44,7 +44,7 @@ _DAY = 86400.0
 class DomainCheckSpec(ProbeSpec):
     """`kind: domain`: the registration expiry of the site's domain."""
 
-    kind: Literal["domain"] = "domain"
+    kind: Literal["domain"]
     domain: str | None = Field(
         default=None,
         description="The registered domain, e.g. acme.example; default: the registrable "

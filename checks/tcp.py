@@ -59,7 +59,7 @@ async def system_resolve(host: str, port: int) -> list[str]:
 class TcpCheckSpec(ProbeSpec):
     """`kind: tcp`: a port that must accept a connection (and answer as expected)."""
 
-    kind: Literal["tcp"] = "tcp"
+    kind: Literal["tcp"]
     host: str | None = Field(
         default=None,
         description="Host name or IP address to connect to; default: the site's host.",

@@ -10,7 +10,8 @@ with each check's label text built once.
 Series (blackbox_exporter's names where the meaning is the same):
 
 - `probe_success`, `probe_http_status_code`, `probe_duration_seconds` (of the last probe that
-  measured one), `probe_ssl_earliest_cert_expiry`: gauges per check (client, site, check);
+  measured one), `probe_ssl_earliest_cert_expiry`, `probe_domain_expiry_timestamp_seconds`
+  (a `domain` check's registration expiry): gauges per check (client, site, check);
 - `monitor_probe_results_total`: probes completed per check and outcome;
 - `monitor_probe_duration_seconds`: a histogram per site (client, site), for percentiles
   (a histogram per check would be 14 series per check).
@@ -53,6 +54,8 @@ _HELP = {
     "request and the whole body.",
     "probe_ssl_earliest_cert_expiry": "When the check's TLS certificate expires (Unix time), "
     "from its last answer.",
+    "probe_domain_expiry_timestamp_seconds": "When the check's domain registration expires "
+    "(Unix time), from its last RDAP answer.",
     "monitor_probe_results": "Probes completed, by check and outcome class.",
     "monitor_probe_duration_seconds": "Wall time of each probe (connect, request and the "
     "whole body), by site.",
@@ -93,6 +96,7 @@ class CheckMetrics(Collector):
         self._status = array("l")
         self._duration = array("d")  # NaN: the last probe measured none
         self._cert = array("d")  # NaN: no certificate seen
+        self._domain = array("d")  # NaN: no registration expiry seen
         self._counts = array("I")  # len(_OUTCOMES) per check (2**32 probes: 136 years at 1/s)
         self._site_of = array("l")
         self._site_slot: dict[str, int] = {}
@@ -125,6 +129,8 @@ class CheckMetrics(Collector):
         self._counts[slot * len(_OUTCOMES) + _OUTCOME_SLOT[result.outcome]] += 1
         if evidence.tls_not_after is not None:
             self._cert[slot] = evidence.tls_not_after
+        if evidence.domain_not_after is not None:
+            self._domain[slot] = evidence.domain_not_after
 
     def forget(self, keys: Collection[str]) -> None:
         """Stop showing these checks' series (another process probes them now); the next
@@ -145,6 +151,7 @@ class CheckMetrics(Collector):
         self._status.append(0)
         self._duration.append(math.nan)
         self._cert.append(math.nan)
+        self._domain.append(math.nan)
         self._counts.extend(_NO_COUNTS)
         site_key = f"{client}/{site}"
         site_slot = self._site_slot.get(site_key)
@@ -169,6 +176,7 @@ class CheckMetrics(Collector):
             ("probe_http_status_code", self._status, False),
             ("probe_duration_seconds", self._duration, True),
             ("probe_ssl_earliest_cert_expiry", self._cert, True),
+            ("probe_domain_expiry_timestamp_seconds", self._domain, True),
         )
         for name, values, floats in gauges:
             yield _header(name, "gauge").encode()
@@ -245,6 +253,7 @@ class CheckMetrics(Collector):
                 "probe_http_status_code",
                 "probe_duration_seconds",
                 "probe_ssl_earliest_cert_expiry",
+                "probe_domain_expiry_timestamp_seconds",
             )
         }
         results = CounterMetricFamily(
@@ -265,6 +274,7 @@ class CheckMetrics(Collector):
             for name, series in (
                 ("probe_duration_seconds", self._duration),
                 ("probe_ssl_earliest_cert_expiry", self._cert),
+                ("probe_domain_expiry_timestamp_seconds", self._domain),
             ):
                 if not math.isnan(series[slot]):
                     gauges[name].add_metric(values, series[slot])

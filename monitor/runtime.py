@@ -15,12 +15,15 @@ from datetime import datetime, timedelta
 
 import aiohttp
 
+from checks.dns import DnsCheckSpec, probe_dns
+from checks.domain import DomainCheckSpec, probe_domain
 from checks.flow import FlowCheckSpec, probe_flow
 from checks.http import AiohttpTransport, HttpTransport, probe_http
 from checks.lean_http import LeanTransport
 from checks.page import PageCheckSpec, probe_page
 from checks.private_ranges import guarded_socket
 from checks.result import Outcome, ProbeResult
+from checks.tcp import TcpCheckSpec, probe_tcp
 from checks.tls import PeerCertResponse
 from incidents.engine import apply_result, settled_success
 from incidents.flow import resolved_by_hand
@@ -38,6 +41,7 @@ from monitor.local_faults import EVENT_LOOP_LAG, LocalFaults
 from monitor.loop_lag import LoopLagMonitor
 from monitor.metrics import Metrics
 from monitor.ownership import Identity, SiteOwnership
+from monitor.rdap_bootstrap import rdap_directory
 from monitor.reports import monthly_enabled, queue_monthly_reports
 from monitor.scheduler import Scheduler
 from monitor.store import (
@@ -114,6 +118,7 @@ class Monitor:
         self._session = session
         # `http` checks; page and flow checks keep the session (cookies, assets).
         self._http = http_transport if http_transport is not None else AiohttpTransport(session)
+        self._rdap = rdap_directory(config.rdap)  # for domain checks; read from disk once
         self._listeners = [log_event, *listeners]
         self._states: dict[str, CheckState] = {}
         self._by_key = {check.key: check for check in self.checks}
@@ -347,6 +352,18 @@ class Monitor:
         if isinstance(spec, PageCheckSpec):
             return await probe_page(
                 spec, session=self._session, now=self._clock.now, sleep=self._clock.sleep
+            )
+        if isinstance(spec, DnsCheckSpec):
+            return await probe_dns(spec, now=self._clock.now)
+        if isinstance(spec, TcpCheckSpec):
+            return await probe_tcp(spec, now=self._clock.now)
+        if isinstance(spec, DomainCheckSpec):
+            return await probe_domain(
+                spec,
+                session=self._session,
+                directory=self._rdap,
+                now=self._clock.now,
+                sleep=self._clock.sleep,
             )
         return await probe_http(
             spec, transport=self._http, now=self._clock.now, sleep=self._clock.sleep

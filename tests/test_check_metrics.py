@@ -163,3 +163,23 @@ def test_forgotten_checks_are_hidden_until_their_next_result() -> None:
 def test_buckets_must_increase() -> None:
     with pytest.raises(ValueError, match="increasing"):
         CheckMetrics(buckets=(1.0, 0.5))
+
+
+def test_a_domain_checks_expiry_is_a_gauge_of_its_own_and_rendered_as_collected() -> None:
+    metrics = CheckMetrics(buckets=(0.1, 1.0))
+    registry = CollectorRegistry()
+    registry.register(metrics)
+    expiring = ProbeResult(
+        outcome=Outcome.DOMAIN_EXPIRING,
+        started_at=T0,
+        latency=0.05,
+        evidence=Evidence(url="domain://acme.example", status=200, domain_not_after=1.9e9),
+    )
+    metrics.observe("acme/shop/domain", expiring)
+    metrics.observe("acme/shop/home", result(Outcome.OK, not_after=1.8e9))
+    domain, home = labels("acme", "shop", "domain"), labels("acme", "shop", "home")
+    for samples in (rendered(metrics), collected(registry)):
+        assert samples[("probe_domain_expiry_timestamp_seconds", domain)] == 1.9e9
+        assert ("probe_domain_expiry_timestamp_seconds", home) not in samples
+        assert ("probe_ssl_earliest_cert_expiry", domain) not in samples
+        assert samples[("probe_success", domain)] == 0

@@ -24,7 +24,13 @@ RECORDS = {
 
 def _spec(port: int, **fields: object) -> DnsCheckSpec:
     return DnsCheckSpec.model_validate(
-        {"name": "shop.acme.example", "resolvers": [f"127.0.0.1:{port}"], "timeout": "1s"} | fields
+        {
+            "kind": "dns",
+            "name": "shop.acme.example",
+            "resolvers": [f"127.0.0.1:{port}"],
+            "timeout": "1s",
+        }
+        | fields
     )
 
 

@@ -68,7 +68,9 @@ async def rdap(aiohttp_server: AiohttpServer) -> tuple[RdapDirectory, list[str]]
 
 
 async def _probe(directory: RdapDirectory, domain: str, **fields: object) -> ProbeResult:
-    spec = DomainCheckSpec.model_validate({"domain": domain, "timeout": "2s"} | fields)
+    spec = DomainCheckSpec.model_validate(
+        {"kind": "domain", "domain": domain, "timeout": "2s"} | fields
+    )
     waits: list[float] = []
 
     async def no_wait(seconds: float) -> None:

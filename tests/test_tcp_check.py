@@ -25,7 +25,7 @@ Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]
 
 def _spec(port: int, **fields: object) -> TcpCheckSpec:
     return TcpCheckSpec.model_validate(
-        {"host": "127.0.0.1", "port": port, "timeout": "2s"} | fields
+        {"kind": "tcp", "host": "127.0.0.1", "port": port, "timeout": "2s"} | fields
     )
 
 

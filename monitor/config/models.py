@@ -14,7 +14,7 @@ from collections.abc import Iterable
 from datetime import timedelta
 from email.utils import parseaddr
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 from urllib.parse import urljoin, urlsplit
 
 from pydantic import (
@@ -32,10 +32,14 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
+from checks.dns import DnsCheckSpec
+from checks.domain import DomainCheckSpec
 from checks.duration import Duration
 from checks.flow import FlowCheckSpec
 from checks.http import HttpCheckSpec
 from checks.page import PageCheckSpec
+from checks.rdap import BOOTSTRAP_URL, registrable_domain
+from checks.tcp import TcpCheckSpec
 from incidents.calendar_spec import BusinessHoursSpec
 from incidents.i18n import available_languages
 from incidents.message_text import zone
@@ -133,6 +137,9 @@ class CheckCommon(_Model):
         "e.g. 2 for an admin panel. A slow answer takes the less severe of the two.",
     )
 
+    # Fields this kind keeps at its own default instead of taking `defaults:`'s.
+    OWN_DEFAULTS: ClassVar[frozenset[str]] = frozenset()
+
 
 class HttpCheckConfig(HttpCheckSpec, CheckCommon):
     """`kind: http` (the default kind)."""
@@ -146,7 +153,27 @@ class FlowCheckConfig(FlowCheckSpec, CheckCommon):
     """`kind: flow`: steps in one session, e.g. a checkout or a contact form."""
 
 
-CHECK_KINDS = ("http", "page", "flow")
+class DnsCheckConfig(DnsCheckSpec, CheckCommon):
+    """`kind: dns`: one record of a name, e.g. the site's A record or its MX."""
+
+
+class TcpCheckConfig(TcpCheckSpec, CheckCommon):
+    """`kind: tcp`: a port that accepts (and answers), e.g. SMTP, IMAP, Redis."""
+
+
+class DomainCheckConfig(DomainCheckSpec, CheckCommon):
+    """`kind: domain`: the registration expiry of the site's domain, through RDAP."""
+
+    interval: Interval = Field(
+        default=timedelta(days=1),
+        description="How often to look the domain up; daily unless set here (`defaults:` "
+        "does not apply: registries limit their RDAP servers' rate).",
+    )
+
+    OWN_DEFAULTS: ClassVar[frozenset[str]] = frozenset({"interval"})
+
+
+CHECK_KINDS = ("http", "page", "flow", "dns", "tcp", "domain")
 
 
 def _check_kind(value: Any) -> str:
@@ -157,7 +184,10 @@ def _check_kind(value: Any) -> str:
 CheckConfig = Annotated[
     Annotated[HttpCheckConfig, Tag("http")]
     | Annotated[PageCheckConfig, Tag("page")]
-    | Annotated[FlowCheckConfig, Tag("flow")],
+    | Annotated[FlowCheckConfig, Tag("flow")]
+    | Annotated[DnsCheckConfig, Tag("dns")]
+    | Annotated[TcpCheckConfig, Tag("tcp")]
+    | Annotated[DomainCheckConfig, Tag("domain")],
     Discriminator(
         _check_kind,
         custom_error_type="check_kind",
@@ -187,6 +217,18 @@ class SiteConfig(_Model):
     @classmethod
     def _absolute_http_url(cls, value: str) -> str:
         return _absolute_http_url(value, example="https://shop.example")
+
+    @model_validator(mode="after")
+    def _domain_checks_know_their_domain(self) -> SiteConfig:
+        host = urlsplit(self.url).hostname or ""
+        for index, check in enumerate(self.checks):
+            if isinstance(check, DomainCheckConfig) and check.domain is None:
+                if registrable_domain(host) is None:
+                    raise ValueError(
+                        f"checks[{index}].domain: the site's host {host} has no registered "
+                        "domain to derive; write domain: acme.example"
+                    )
+        return self
 
     @property
     def label(self) -> str:
@@ -699,6 +741,44 @@ class MassFailureConfig(_Model):
     )
 
 
+class RdapConfig(_Model):
+    """Where `domain` checks look registrations up (see checks/rdap.py)."""
+
+    bootstrap_url: str = Field(
+        default=BOOTSTRAP_URL,
+        description="IANA's RDAP bootstrap file, which `monitor rdap-bootstrap --update` "
+        "downloads into bootstrap_file.",
+    )
+    bootstrap_file: str = Field(
+        default="rdap-dns.json",
+        description="The refreshed bootstrap file; while it does not exist, the one shipped "
+        "with the monitor is used. Probes never download it themselves.",
+    )
+    servers: dict[str, str] = Field(
+        default_factory=dict,
+        description="RDAP base URL per top-level domain, over the bootstrap's, e.g. "
+        "{de: 'https://rdap.denic.de/'}.",
+    )
+
+    @field_validator("bootstrap_url")
+    @classmethod
+    def _bootstrap_http_url(cls, value: str) -> str:
+        return _absolute_http_url(value, example=BOOTSTRAP_URL)
+
+    @field_validator("servers")
+    @classmethod
+    def _server_urls(cls, value: dict[str, str]) -> dict[str, str]:
+        problems = []
+        for tld, url in value.items():
+            try:
+                _absolute_http_url(url, example="https://rdap.example-registry.net/")
+            except ValueError as exc:
+                problems.append(f"{tld}: {exc}")
+        if problems:
+            raise ValueError("; ".join(problems))
+        return value
+
+
 class MonitorConfig(_Model):
     database: DatabaseConfig = DatabaseConfig()
     server: ServerConfig = ServerConfig()
@@ -722,6 +802,10 @@ class MonitorConfig(_Model):
         "open no incidents and on-call is paged once.",
     )
     mass_failure: MassFailureConfig = MassFailureConfig()
+    rdap: RdapConfig = Field(
+        default_factory=RdapConfig,
+        description="RDAP servers for `domain` checks: the bootstrap and per-TLD overrides.",
+    )
     reports: ReportsConfig = Field(
         default_factory=ReportsConfig,
         description="Client reports, for every client that does not set its own `reports`.",
@@ -783,7 +867,15 @@ class ConfiguredCheck(_Model):
 
     @property
     def host(self) -> str:
-        return urlsplit(self.spec.url).netloc
+        """What the scheduler's per-host limit counts by: the host (and port) probed."""
+        spec = self.spec
+        if isinstance(spec, DnsCheckConfig):
+            return spec.name or ""
+        if isinstance(spec, TcpCheckConfig):
+            return f"{spec.host}:{spec.port}"
+        if isinstance(spec, DomainCheckConfig):
+            return spec.domain or ""
+        return urlsplit(spec.url).netloc
 
     @property
     def interval_seconds(self) -> float:
@@ -801,9 +893,9 @@ def configured_checks(config: MonitorConfig) -> list[ConfiguredCheck]:
                 update = {
                     name: value
                     for name, value in inherited.items()
-                    if name not in check.model_fields_set
+                    if name not in check.model_fields_set and name not in check.OWN_DEFAULTS
                 }
-                update["url"] = urljoin(site.url, check.url)
+                update.update(_site_target(check, site))
                 spec = check.model_copy(update=update)
                 key = f"{client.id}/{site.id}/{check.id}"
                 out.append(
@@ -827,6 +919,25 @@ def configured_checks(config: MonitorConfig) -> list[ConfiguredCheck]:
                     )
                 )
     return out
+
+
+def _site_target(check: CheckConfig, site: SiteConfig) -> dict[str, Any]:
+    """What a check takes from its site: the URL its path joins, or the host it asks for."""
+    host = urlsplit(site.url).hostname or ""
+    if isinstance(check, DnsCheckConfig):
+        update: dict[str, Any] = {"name": check.name or host}
+        if check.max_answer_time is not None:
+            update["slow_after"] = check.max_answer_time
+        if check.severity is None and update["name"] != host:
+            # dns_error is Severity 1 for the site's own name (its visitors cannot reach it);
+            # another name (a mail host, a CDN alias) failing is Severity 2, like a mismatch.
+            update["severity"] = Severity.MAJOR
+        return update
+    if isinstance(check, TcpCheckConfig):
+        return {"host": check.host or host}
+    if isinstance(check, DomainCheckConfig):
+        return {"domain": check.domain or registrable_domain(host)}
+    return {"url": urljoin(site.url, check.url)}
 
 
 def availability_checks(site: SiteConfig) -> frozenset[str]:
