@@ -222,6 +222,17 @@ def _parser() -> argparse.ArgumentParser:
     schema = commands.add_parser("schema", help="print the config's JSON Schema")
     schema.add_argument("--write", action="store_true", help="write config/monitor.schema.json")
     schema.set_defaults(handler=_schema)
+
+    rdap = commands.add_parser(
+        "rdap-bootstrap", help="show or refresh the RDAP servers domain checks ask"
+    )
+    rdap.add_argument("--config", default=DEFAULT_CONFIG)
+    rdap.add_argument(
+        "--update",
+        action="store_true",
+        help="download rdap.bootstrap_url into rdap.bootstrap_file (replaced only if valid)",
+    )
+    rdap.set_defaults(handler=_rdap_bootstrap)
     return parser
 
 
@@ -278,6 +289,37 @@ def _check_config(args: argparse.Namespace) -> int:
     sites = sum(len(client.sites) for client in config.clients)
     checks = sum(len(site.checks) for client in config.clients for site in client.sites)
     print(f"{args.file}: OK ({len(config.clients)} clients, {sites} sites, {checks} checks)")
+    return 0
+
+
+def _rdap_bootstrap(args: argparse.Namespace) -> int:
+    import aiohttp
+
+    from monitor.rdap_bootstrap import rdap_directory, update_bootstrap
+
+    rdap = load_config(args.config).rdap
+    if args.update:
+
+        async def update() -> int:
+            async with aiohttp.ClientSession(trust_env=False) as session:
+                return await update_bootstrap(rdap, session=session)
+
+        try:
+            count = _asyncio_run(update())
+        except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
+            print(
+                f"monitor rdap-bootstrap: {rdap.bootstrap_url}: {exc or type(exc).__name__} "
+                f"({rdap.bootstrap_file} unchanged)",
+                file=sys.stderr,
+            )
+            return 1
+        print(f"{rdap.bootstrap_file}: {count} suffixes from {rdap.bootstrap_url}")
+        return 0
+    servers = rdap_directory(rdap).servers
+    source = rdap.bootstrap_file if Path(rdap.bootstrap_file).is_file() else "shipped bootstrap"
+    print(f"{len(servers)} suffixes ({source}, {len(rdap.servers)} from rdap.servers)")
+    for suffix in sorted(servers):
+        print(f"  {suffix}: {servers[suffix]}")
     return 0
 
 

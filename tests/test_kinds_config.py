@@ -3,6 +3,9 @@ and a fix, all at once; the JSON Schema rejects the same files and accepts the g
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
+
 import jsonschema
 import pytest
 import yaml
@@ -142,3 +145,17 @@ def test_the_schema_accepts_good_checks_and_rejects_bad_ones() -> None:
     ):
         with pytest.raises(jsonschema.ValidationError):
             jsonschema.validate(yaml.safe_load(bad), schema)
+
+
+def test_the_shipped_configs_commented_examples_validate_once_uncommented() -> None:
+    shipped = (Path(__file__).resolve().parent.parent / "config" / "monitor.yaml").read_text()
+    block = shipped[shipped.index("# More check kinds") :].splitlines()
+    example = re.compile(r"^( {10})# ((?:- id: |  \S).*)$")
+    uncommented = [m.group(1) + m.group(2) for line in block if (m := example.match(line))]
+    assert len(uncommented) >= 12
+    config = load_config_text(
+        shipped.replace("          # More check kinds", "\n".join(uncommented) + "\n          #"),
+        environ={},
+    )
+    kinds = {check.id: check.kind for site in config.clients[-1].sites for check in site.checks}
+    assert (kinds["mx"], kinds["smtp"], kinds["domain"]) == ("dns", "tcp", "domain")
