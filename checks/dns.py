@@ -37,8 +37,8 @@ import dns.resolver
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from checks.duration import Duration
-from checks.result import Evidence, Outcome, ProbeResult
-from checks.spec import ProbeSpec
+from checks.result import Outcome, ProbeResult, timed_result
+from checks.spec import ProbeSpec, Regex, check_each
 
 RecordType = Literal["A", "AAAA", "CNAME", "MX", "TXT", "NS", "CAA"]
 
@@ -105,21 +105,11 @@ class DnsExpect(BaseModel):
     contains: list[str] = Field(
         default_factory=list, description="Answers that must all be among those given."
     )
-    matches: str | None = Field(
+    matches: Regex | None = Field(
         default=None,
         description="A regular expression that at least one answer must contain a match "
         "of, e.g. '^v=spf1 .* -all$' for a TXT record.",
     )
-
-    @field_validator("matches")
-    @classmethod
-    def _compiles(cls, value: str | None) -> str | None:
-        if value is not None:
-            try:
-                re.compile(value)
-            except re.error as exc:
-                raise ValueError(f"is not a regular expression ({exc}): {value!r}") from None
-        return value
 
 
 class DnsCheckSpec(ProbeSpec):
@@ -151,14 +141,7 @@ class DnsCheckSpec(ProbeSpec):
     @field_validator("resolvers")
     @classmethod
     def _resolvers(cls, value: list[str]) -> list[str]:
-        problems = []
-        for index, entry in enumerate(value):
-            try:
-                parse_resolver(entry)
-            except ValueError as exc:
-                problems.append(f"[{index}] {exc}")
-        if problems:
-            raise ValueError("; ".join(problems))
+        check_each(((f"[{index}]", entry) for index, entry in enumerate(value)), parse_resolver)
         return value
 
     @property
@@ -329,15 +312,11 @@ def _result(
     error: str | None = None,
     answers: list[str] | None = None,
 ) -> ProbeResult:
-    shown = "\n".join((answers or [])[:_EXCERPT_ANSWERS])
-    return ProbeResult(
-        outcome=outcome,
+    return timed_result(
+        outcome,
         started_at=started_at,
-        latency=elapsed,
-        evidence=Evidence(
-            url=spec.target,
-            error=error,
-            body_excerpt=shown,
-            timings={"total": elapsed},
-        ),
+        elapsed=elapsed,
+        url=spec.target,
+        error=error,
+        excerpt="\n".join((answers or [])[:_EXCERPT_ANSWERS]),
     )

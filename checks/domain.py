@@ -32,7 +32,7 @@ from checks.classify import PROBE_ERRORS, one_line
 from checks.dns import valid_host_name
 from checks.duration import Duration
 from checks.rdap import RdapDirectory, domain_url, expiration
-from checks.result import Evidence, Outcome, ProbeResult
+from checks.result import Outcome, ProbeResult, timed_result
 from checks.spec import ProbeSpec
 from checks.tls import day_span
 
@@ -209,16 +209,13 @@ def _result(
     not_after: float | None = None,
     excerpt: str = "",
 ) -> ProbeResult:
-    return ProbeResult(
-        outcome=outcome,
+    return timed_result(
+        outcome,
         started_at=started_at,
-        latency=elapsed,
-        evidence=Evidence(
-            url=spec.target,
-            status=status,
-            error=error,
-            body_excerpt=excerpt,
-            timings={"total": elapsed},
-            domain_not_after=not_after,
-        ),
+        elapsed=elapsed,
+        url=spec.target,
+        error=error,
+        status=status,
+        excerpt=excerpt,
+        domain_not_after=not_after,
     )

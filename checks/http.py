@@ -58,7 +58,7 @@ from checks.redact import redact_text, redact_url
 from checks.redirects import open_following
 from checks.result import Evidence, Outcome, ProbeResult
 from checks.scrub import SENSITIVE_HEADERS, clean_line, clean_text, request_secrets
-from checks.spec import ProbeSpec
+from checks.spec import ProbeSpec, check_each
 from checks.tls import expiry_warning, response_not_after
 
 _log = logging.getLogger(__name__)
@@ -123,14 +123,7 @@ def validate_status_list(entries: list[int | str]) -> list[int | str]:
     """An `expect_status` list: every bad entry reported at once, so it is fixed in one go."""
     if not entries:
         raise ValueError('must list at least one status, e.g. [200] or ["200-399"]')
-    problems = []
-    for index, entry in enumerate(entries):
-        try:
-            parse_status_entry(entry)
-        except ValueError as exc:
-            problems.append(f"[{index}] {exc}")
-    if problems:
-        raise ValueError("; ".join(problems))
+    check_each(((f"[{index}]", entry) for index, entry in enumerate(entries)), parse_status_entry)
     return entries
 
 

@@ -129,3 +129,30 @@ class ProbeResult:
     @property
     def ok(self) -> bool:
         return self.outcome is Outcome.OK
+
+
+def timed_result(
+    outcome: Outcome,
+    *,
+    started_at: datetime,
+    elapsed: float,
+    url: str,
+    error: str | None = None,
+    status: int | None = None,
+    excerpt: str = "",
+    domain_not_after: float | None = None,
+) -> ProbeResult:
+    """A result whose one timing is the whole exchange, `elapsed` seconds (dns, domain)."""
+    return ProbeResult(
+        outcome=outcome,
+        started_at=started_at,
+        latency=elapsed,
+        evidence=Evidence(
+            url=url,
+            status=status,
+            error=error,
+            body_excerpt=excerpt,
+            timings={"total": elapsed},
+            domain_not_after=domain_not_after,
+        ),
+    )

@@ -38,7 +38,7 @@ from checks.duration import Duration
 from checks.private_ranges import AddressClass, address_class
 from checks.result import Evidence, FailureCause, Outcome, ProbeResult
 from checks.scrub import clean_text
-from checks.spec import ProbeSpec
+from checks.spec import ProbeSpec, Regex
 from checks.tls import expiry_warning, not_after_from_der
 
 EXCERPT_BYTES = 2048
@@ -78,7 +78,7 @@ class TcpCheckSpec(ProbeSpec):
         max_length=1024,
         description="A line to send once connected (CRLF is added), e.g. PING or QUIT.",
     )
-    expect: str | None = Field(
+    expect: Regex | None = Field(
         default=None,
         description="A regular expression the reply must contain a match of, e.g. '^220 ' "
         "for an SMTP banner or '\\+PONG' for Redis.",
@@ -104,16 +104,6 @@ class TcpCheckSpec(ProbeSpec):
             return str(ipaddress.ip_address(value.strip("[]")))
         except ValueError:
             return valid_host_name(value)
-
-    @field_validator("expect")
-    @classmethod
-    def _compiles(cls, value: str | None) -> str | None:
-        if value is not None:
-            try:
-                re.compile(value, re.MULTILINE)
-            except re.error as exc:
-                raise ValueError(f"is not a regular expression ({exc}): {value!r}") from None
-        return value
 
     @property
     def target(self) -> str:

@@ -10,7 +10,7 @@ import jsonschema
 import pytest
 import yaml
 
-from monitor.config import ConfigError, json_schema, load_config_text
+from monitor.config import ConfigError, configured_checks, json_schema, load_config_text
 
 SITE = """
 clients:
@@ -52,7 +52,7 @@ def test_a_bad_dns_check_names_each_field_with_its_line() -> None:
         "[1] must be a resolver's IP address with an optional port, such as 9.9.9.9"
         in (messages[1])
     )
-    assert "is not a regular expression" in messages[2]
+    assert "must be a regular expression" in messages[2]
 
 
 def test_a_bad_tcp_check_names_each_field_with_its_line() -> None:
@@ -75,7 +75,7 @@ def test_a_bad_tcp_check_names_each_field_with_its_line() -> None:
         (15, f"{CHECK}[2].port"),
     ]
     assert "must be less than or equal to 65535 (got 70000)" in found[0][3]
-    assert "is not a regular expression" in found[1][3]
+    assert "must be a regular expression" in found[1][3]
     assert "missing required key 'port'" in found[2][3]
 
 
@@ -159,3 +159,20 @@ def test_the_shipped_configs_commented_examples_validate_once_uncommented() -> N
     )
     kinds = {check.id: check.kind for site in config.clients[-1].sites for check in site.checks}
     assert (kinds["mx"], kinds["smtp"], kinds["domain"]) == ("dns", "tcp", "domain")
+
+
+def test_the_readme_example_loads_and_derives_its_targets() -> None:
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    section = readme[readme.index("## Check kinds: dns, domain, tcp") :]
+    match = re.search(r"```yaml\n(.*?)```", section, re.DOTALL)
+    assert match is not None
+    checks = {c.check_id: c for c in configured_checks(load_config_text(match[1], environ={}))}
+    assert {key: check.host for key, check in checks.items()} == {
+        "a-record": "www.acme.example",
+        "mx": "acme.example",
+        "spf": "acme.example",
+        "smtp": "mail.acme.example:25",
+        "redis": "10.0.0.12:6379",
+        "imaps": "www.acme.example:993",
+        "domain": "acme.example",
+    }

@@ -3,9 +3,7 @@ bootstrap from a (loopback) IANA stand-in, replacing the file only with a valid 
 
 from __future__ import annotations
 
-import asyncio
 import json
-import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
@@ -14,25 +12,10 @@ from aiohttp.test_utils import TestServer
 
 from monitor.config import load_config
 from monitor.rdap_bootstrap import rdap_directory
+from tests.test_cli import _run
 
-ROOT = Path(__file__).resolve().parent.parent
 AiohttpServer = Callable[[web.Application], Awaitable[TestServer]]
 BOOTSTRAP = {"version": "1.0", "services": [[["example", "test"], ["https://rdap.test/v1/"]]]}
-
-
-async def _monitor(*args: str) -> tuple[int, str, str]:
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "monitor",
-        *args,
-        cwd=ROOT,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    out, err = await asyncio.wait_for(process.communicate(), 30)
-    assert process.returncode is not None
-    return process.returncode, out.decode(), err.decode()
 
 
 async def test_update_writes_a_valid_bootstrap_and_keeps_the_old_one_otherwise(
@@ -63,12 +46,12 @@ clients:
           - {{id: domain, kind: domain}}
 """
     )
-    code, out, _ = await _monitor("rdap-bootstrap", "--config", str(config))
+    code, out, _ = await _run("rdap-bootstrap", "--config", str(config))
     assert code == 0
     assert "(shipped bootstrap, 1 from rdap.servers)" in out.splitlines()[0]
     assert "  com: https://rdap.verisign.com/com/v1/" in out
 
-    code, out, err = await _monitor("rdap-bootstrap", "--config", str(config), "--update")
+    code, out, err = await _run("rdap-bootstrap", "--config", str(config), "--update")
     assert code == 0, err
     assert out.strip() == f"{target}: 2 suffixes from {server.make_url('/rdap/dns.json')}"
     directory = rdap_directory(load_config(config).rdap)
@@ -79,7 +62,7 @@ clients:
     }
 
     answers["body"] = "<html>maintenance</html>"
-    code, _, err = await _monitor("rdap-bootstrap", "--config", str(config), "--update")
+    code, _, err = await _run("rdap-bootstrap", "--config", str(config), "--update")
     assert code == 1
     assert f"({target} unchanged)" in err
     assert json.loads(target.read_text()) == BOOTSTRAP

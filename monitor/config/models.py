@@ -39,6 +39,7 @@ from checks.flow import FlowCheckSpec
 from checks.http import HttpCheckSpec
 from checks.page import PageCheckSpec
 from checks.rdap import BOOTSTRAP_URL, registrable_domain
+from checks.spec import check_each
 from checks.tcp import TcpCheckSpec
 from incidents.calendar_spec import BusinessHoursSpec
 from incidents.i18n import available_languages
@@ -768,14 +769,10 @@ class RdapConfig(_Model):
     @field_validator("servers")
     @classmethod
     def _server_urls(cls, value: dict[str, str]) -> dict[str, str]:
-        problems = []
-        for tld, url in value.items():
-            try:
-                _absolute_http_url(url, example="https://rdap.example-registry.net/")
-            except ValueError as exc:
-                problems.append(f"{tld}: {exc}")
-        if problems:
-            raise ValueError("; ".join(problems))
+        check_each(
+            ((f"{tld}:", url) for tld, url in value.items()),
+            lambda url: _absolute_http_url(url, example="https://rdap.example-registry.net/"),
+        )
         return value
 
 
