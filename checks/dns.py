@@ -37,7 +37,7 @@ import dns.resolver
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from checks.duration import Duration
-from checks.result import Outcome, ProbeResult, timed_result
+from checks.result import FailureCause, Outcome, ProbeResult, timed_result
 from checks.spec import ProbeSpec, Regex, check_each
 
 RecordType = Literal["A", "AAAA", "CNAME", "MX", "TXT", "NS", "CAA"]
@@ -255,7 +255,12 @@ async def probe_dns(
     except dns.exception.DNSException as exc:
         elapsed = monotonic() - since
         return _result(
-            spec, Outcome.DNS_ERROR, started_at, elapsed, error=dns_error_text(spec, exc)
+            spec,
+            Outcome.DNS_ERROR,
+            started_at,
+            elapsed,
+            error=dns_error_text(spec, exc),
+            cause=resolver_cause(spec, exc),
         )
     elapsed = monotonic() - since
     answers = sorted(normal_form(rdata) for rdata in answer)
@@ -275,6 +280,18 @@ async def probe_dns(
             answers=answers,
         )
     return _result(spec, Outcome.OK, started_at, elapsed, answers=answers)
+
+
+def resolver_cause(spec: DnsCheckSpec, exc: dns.exception.DNSException) -> FailureCause | None:
+    """NAME_RESOLUTION when the system's resolver gave no answer at all (silence, SERVFAIL):
+    that may be our own resolver down, which `monitor.local_faults` tells apart once names of
+    several hosts fail together. Named resolvers, NXDOMAIN and a missing record are answers
+    about the name."""
+    if spec.resolvers:
+        return None
+    if isinstance(exc, dns.exception.Timeout | dns.resolver.NoNameservers):
+        return FailureCause.NAME_RESOLUTION
+    return None
 
 
 def dns_error_text(spec: DnsCheckSpec, exc: dns.exception.DNSException) -> str:
@@ -311,9 +328,11 @@ def _result(
     *,
     error: str | None = None,
     answers: list[str] | None = None,
+    cause: FailureCause | None = None,
 ) -> ProbeResult:
     return timed_result(
         outcome,
+        cause=cause,
         started_at=started_at,
         elapsed=elapsed,
         url=spec.target,

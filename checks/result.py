@@ -141,9 +141,11 @@ def timed_result(
     status: int | None = None,
     excerpt: str = "",
     domain_not_after: float | None = None,
+    cause: FailureCause | None = None,
 ) -> ProbeResult:
     """A result whose one timing is the whole exchange, `elapsed` seconds (dns, domain)."""
     return ProbeResult(
+        cause=cause,
         outcome=outcome,
         started_at=started_at,
         latency=elapsed,

@@ -386,7 +386,10 @@ def _seen(
     # never read, so nothing a check sent or received as a header can reach a mail.
     evidence: dict[str, Any] = cause.evidence or {}
     url = _str(evidence.get("url"))
-    shown_url = mt.display_url(url) if url else None
+    # Only a web page is shown as "Page:"; a dns, tcp or domain check's target (dns://...,
+    # tcp://...) is a probe's notation, which the error line gives on-call anyway.
+    is_page = url is not None and url.startswith(("http://", "https://"))
+    shown_url = mt.display_url(url) if url and is_page else None
     status = evidence.get("status")
     timings = evidence.get("timings")
     total = timings.get("total") if isinstance(timings, dict) else None

@@ -6,10 +6,12 @@ from __future__ import annotations
 import time
 from datetime import UTC, datetime
 
+import dns.exception
+import dns.resolver
 import pytest
 
-from checks.dns import DnsCheckSpec, normal_value, parse_resolver, probe_dns
-from checks.result import Outcome
+from checks.dns import DnsCheckSpec, normal_value, parse_resolver, probe_dns, resolver_cause
+from checks.result import FailureCause, Outcome
 from tests.dns_server import Mode, dns_server
 
 NOW = datetime(2026, 12, 4, 9, 0, tzinfo=UTC)
@@ -153,3 +155,15 @@ def test_expected_values_are_normalised_like_answers() -> None:
     assert normal_value("AAAA", "2001:DB8:0::1") == "2001:db8::1"
     assert normal_value("NS", "NS1.Example.") == "ns1.example"
     assert normal_value("MX", "10 Mail.Example.") == "10 mail.example"
+
+
+def test_only_silence_of_the_systems_resolver_may_be_our_own_fault() -> None:
+    system = DnsCheckSpec.model_validate({"kind": "dns", "name": "shop.acme.example"})
+    named = _spec(53)
+    silence = dns.exception.Timeout(timeout=1.0)
+    servfail = dns.resolver.NoNameservers()
+    nxdomain = dns.resolver.NXDOMAIN()
+    assert resolver_cause(system, silence) is FailureCause.NAME_RESOLUTION
+    assert resolver_cause(system, servfail) is FailureCause.NAME_RESOLUTION
+    assert resolver_cause(system, nxdomain) is None  # an answer about the name
+    assert resolver_cause(named, silence) is None  # the check chose that server

@@ -13,6 +13,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 
 from checks.result import Outcome
+from incidents.outgoing import Audience, OutgoingEmail
 from incidents.severity import Severity
 from monitor.app import running_monitor
 from monitor.config import configured_checks, load_config_text
@@ -44,7 +45,7 @@ async def _rdap_server(expires: datetime) -> TestServer:
 
 
 async def test_each_kind_opens_its_incident_and_the_domain_expiry_is_exported(
-    tmp_path: Path,
+    tmp_path: Path, database_url: str, scan_client_mails: list[OutgoingEmail]
 ) -> None:
     rdap = await _rdap_server(datetime.now(UTC) - timedelta(days=2))
     try:
@@ -52,7 +53,7 @@ async def test_each_kind_opens_its_incident_and_the_domain_expiry_is_exported(
             config = load_config_text(
                 f"""
 database:
-  url: sqlite+aiosqlite:///{tmp_path / "m.db"}
+  url: {database_url}
 server:
   port: 0
 notifications:
@@ -67,6 +68,7 @@ defaults:
 clients:
   - id: acme
     contacts: [it@acme.example]
+    language: de
     sites:
       - id: names
         url: https://shop.acme.example/
@@ -95,6 +97,9 @@ clients:
                 incidents = await eventually(
                     lambda: _all_three(running.store.list_incidents(open_only=True)), timeout=20
                 )
+                client_mails = await eventually(
+                    lambda: _client_mails(scan_client_mails, count=3), timeout=20
+                )
                 async with (
                     aiohttp.ClientSession() as http,
                     http.get(f"{running.url}/metrics") as response,
@@ -118,6 +123,16 @@ clients:
         in exposition
     )
     assert 'outcome="dns_mismatch"' in exposition
+    # The client reads plain German; no probe notation (dns://, tcp://) as a "page".
+    texts = "\n".join(mail.text for mail in client_mails)
+    assert "Die Registrierung des Domainnamens ist abgelaufen." in texts
+    assert "Die Adresseinträge (DNS) der Website sind nicht die erwarteten." in texts
+    assert "://" not in texts.replace("https://", "")
+
+
+def _client_mails(built: list[OutgoingEmail], *, count: int) -> list[OutgoingEmail] | None:
+    mails = [mail for mail in built if mail.audience is Audience.CLIENT]
+    return mails if len(mails) >= count else None
 
 
 async def _all_three(pending: object) -> list[object] | None:
