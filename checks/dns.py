@@ -217,7 +217,8 @@ def _listed(values: set[str]) -> str:
 
 def new_resolver(spec: DnsCheckSpec) -> dns.asyncresolver.Resolver:
     """A resolver for one probe: the check's servers (or the system's), no cache, the whole
-    probe bounded by `timeout`, SERVFAIL not retried (it is an answer worth reporting)."""
+    probe bounded by `timeout` and shared between the servers, SERVFAIL not retried (it is an
+    answer worth reporting)."""
     if spec.resolvers:
         resolver = dns.asyncresolver.Resolver(configure=False)
         resolver.nameservers = [
@@ -228,7 +229,8 @@ def new_resolver(spec: DnsCheckSpec) -> dns.asyncresolver.Resolver:
         resolver = dns.asyncresolver.Resolver()
     seconds = spec.timeout.total_seconds()
     resolver.lifetime = seconds
-    resolver.timeout = seconds
+    # Each server gets its share, so one that never answers leaves time to ask the next.
+    resolver.timeout = seconds / max(1, len(resolver.nameservers))
     resolver.retry_servfail = False
     resolver.cache = None
     return resolver

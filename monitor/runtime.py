@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import ssl
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import replace
@@ -119,6 +120,8 @@ class Monitor:
         # `http` checks; page and flow checks keep the session (cookies, assets).
         self._http = http_transport if http_transport is not None else AiohttpTransport(session)
         self._rdap = rdap_directory(config.rdap)  # for domain checks; read from disk once
+        # tcp checks with tls: the system's trust, loaded once rather than per probe.
+        self._tls = ssl.create_default_context()
         self._listeners = [log_event, *listeners]
         self._states: dict[str, CheckState] = {}
         self._by_key = {check.key: check for check in self.checks}
@@ -356,7 +359,7 @@ class Monitor:
         if isinstance(spec, DnsCheckSpec):
             return await probe_dns(spec, now=self._clock.now)
         if isinstance(spec, TcpCheckSpec):
-            return await probe_tcp(spec, now=self._clock.now)
+            return await probe_tcp(spec, now=self._clock.now, ssl_context=self._tls)
         if isinstance(spec, DomainCheckSpec):
             return await probe_domain(
                 spec,

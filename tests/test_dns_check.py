@@ -167,3 +167,15 @@ def test_only_silence_of_the_systems_resolver_may_be_our_own_fault() -> None:
     assert resolver_cause(system, servfail) is FailureCause.NAME_RESOLUTION
     assert resolver_cause(system, nxdomain) is None  # an answer about the name
     assert resolver_cause(named, silence) is None  # the check chose that server
+
+
+async def test_a_silent_first_resolver_leaves_time_for_the_second() -> None:
+    async with dns_server(RECORDS) as silent, dns_server(RECORDS) as answering:
+        silent.mode = Mode.SILENT
+        spec = _spec(silent.port, timeout="1s").model_copy(
+            update={"resolvers": [silent.address, answering.address]}
+        )
+        result = await probe_dns(spec, now=lambda: NOW)
+    assert result.outcome is Outcome.OK, result.evidence
+    assert silent.questions >= 1 and answering.questions >= 1
+    assert result.latency is not None and 0.4 < result.latency < 1
