@@ -101,6 +101,17 @@ def test_a_bad_domain_check_names_its_windows_and_an_underivable_domain() -> Non
     )
 
 
+def test_a_dns_check_of_a_site_on_an_ip_address_needs_a_name() -> None:
+    [(_, line, path, message)] = problems(
+        "          - {id: a, kind: dns}\n", url="http://[2001:db8::5]:8080/"
+    )
+    assert (line, path) == (5, "clients[0].sites[0]")
+    assert message.endswith(
+        "checks[0].name: the site's host 2001:db8::5 is an address, not a name to look up; "
+        "write name: shop.acme.example"
+    )
+
+
 def test_an_unknown_kind_lists_the_new_ones() -> None:
     [(_, line, path, message)] = problems("          - {id: ping, kind: icmp}\n")
     assert (line, path) == (8, f"{CHECK}[0]")

@@ -220,7 +220,7 @@ class SiteConfig(_Model):
         return _absolute_http_url(value, example="https://shop.example")
 
     @model_validator(mode="after")
-    def _domain_checks_know_their_domain(self) -> SiteConfig:
+    def _checks_can_take_their_target(self) -> SiteConfig:
         host = urlsplit(self.url).hostname or ""
         for index, check in enumerate(self.checks):
             if isinstance(check, DomainCheckConfig) and check.domain is None:
@@ -229,6 +229,11 @@ class SiteConfig(_Model):
                         f"checks[{index}].domain: the site's host {host} has no registered "
                         "domain to derive; write domain: acme.example"
                     )
+            if isinstance(check, DnsCheckConfig) and check.name is None and _is_ip(host):
+                raise ValueError(
+                    f"checks[{index}].name: the site's host {host} is an address, not a name "
+                    "to look up; write name: shop.acme.example"
+                )
         return self
 
     @property
@@ -414,6 +419,14 @@ class SmtpConfig(_Model):
                     "to a relay on localhost)"
                 )
         return self
+
+
+def _is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
 
 
 def is_loopback_host(host: str) -> bool:
