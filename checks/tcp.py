@@ -9,7 +9,9 @@ How a probe is judged, first match wins:
 3. the TLS handshake or the certificate fails                -> tls_error
 4. nothing complete within `timeout` (connect, TLS, reply)   -> timeout
 5. the reply does not match `expect` before the server stopped sending, the read cap
-   (`max_read_bytes`) or the timeout                         -> content_mismatch
+   (`max_read_bytes`) or the timeout                         -> unexpected_status
+   (a reply code or banner is the service's status line; clients read "The server refused
+   the request or answered unexpectedly.")
 6. the whole exchange took longer than `slow_after`          -> slow
 7. the certificate expires within `cert_expiry_warning`      -> cert_expiring
 8. otherwise                                                 -> ok
@@ -267,7 +269,7 @@ def _mismatch(spec: TcpCheckSpec, seen: _Seen, started_at: datetime, elapsed: fl
         why = "(the server sent nothing)"
     return _result(
         spec,
-        Outcome.CONTENT_MISMATCH,
+        Outcome.UNEXPECTED_STATUS,
         seen,
         started_at,
         elapsed,

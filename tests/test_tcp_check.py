@@ -59,13 +59,13 @@ async def test_an_smtp_banner_is_ok_and_a_quit_is_answered() -> None:
     assert "221" in quit_.evidence.body_excerpt
 
 
-async def test_a_banner_that_does_not_match_is_content_mismatch_without_waiting() -> None:
+async def test_a_banner_that_does_not_match_is_an_unexpected_status_without_waiting() -> None:
     async with smtpd(Inbox()) as port:
         result = await probe_tcp(
             _spec(port, send="QUIT", expect=r"^\+PONG", timeout="5s"), now=lambda: NOW
         )
     # The server closed after QUIT: the verdict comes then, not after the timeout.
-    assert result.outcome is Outcome.CONTENT_MISMATCH
+    assert result.outcome is Outcome.UNEXPECTED_STATUS
     assert result.latency is not None and result.latency < 2
     assert result.evidence.error == "expected a match of '^\\\\+PONG' in the reply"
 
@@ -81,7 +81,7 @@ async def test_a_reply_that_never_matches_is_a_mismatch_at_the_timeout() -> None
         result = await probe_tcp(
             _spec(port, send="PING", expect=r"\+PONG", timeout="300ms"), now=lambda: NOW
         )
-    assert result.outcome is Outcome.CONTENT_MISMATCH
+    assert result.outcome is Outcome.UNEXPECTED_STATUS
     assert result.evidence.body_excerpt == "-ERR unknown command\n"
 
 
@@ -117,7 +117,7 @@ async def test_the_read_is_capped_whatever_the_server_sends() -> None:
         result = await probe_tcp(
             _spec(port, expect="never", max_read_bytes=10_000), now=lambda: NOW
         )
-    assert result.outcome is Outcome.CONTENT_MISMATCH
+    assert result.outcome is Outcome.UNEXPECTED_STATUS
     assert result.evidence.error is not None and "before the read cap" in result.evidence.error
     assert len(result.evidence.body_excerpt) == 2048
 
