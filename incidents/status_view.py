@@ -54,10 +54,10 @@ STAGE_WORDS: Mapping[Stage, str] = {
     Stage.MONITORING: N_("Monitoring"),
     Stage.RESOLVED: N_("Resolved"),
 }
-# (key, words, calendar days ending today): uptime comes from whole days of the rollups, so
-# the shortest period is today so far rather than a rolling 24 hours.
+# (key, words, calendar days ending today): the longer periods are whole days of the rollups;
+# 0 is the rolling 24 hours up to now (given apart, see build_status).
 PERIODS: tuple[tuple[str, str, int], ...] = (
-    ("today", N_("today"), 1),
+    ("24h", N_("24 hours"), 0),
     ("7d", N_("7 days"), 7),
     ("30d", N_("30 days"), 30),
     ("90d", N_("90 days"), 90),
@@ -94,6 +94,7 @@ class SiteView:
     status_text: str
     bars: tuple[Bar, ...]
     uptime: tuple[tuple[str, str, str], ...]  # (period key, period words, "99.95 %" or "-")
+    ratios: tuple[tuple[str, float | None], ...] = ()  # (period key, share 0..1 or None)
 
 
 @dataclass(frozen=True, slots=True)
@@ -176,10 +177,12 @@ def build_status(
     timelines: Mapping[int, Sequence[TimelineEntry]],
     days: Mapping[str, Sequence[DayStat]],
     maintenance: Sequence[tuple[str, datetime, datetime, str]] = (),
+    rolling: Mapping[str, float | None] | None = None,
 ) -> StatusView:
     """`incidents`: the client's open ones and those resolved in the history span;
     `days[site]`: the site's daily rollups, oldest first, ending today (the bars, and the
-    uptime of each period through `incidents.uptime`, the one definition);
+    uptime of each period of days through `incidents.uptime`, the one definition);
+    `rolling[site]`: its uptime over the last 24 hours (incidents.uptime.rolling_uptime);
     `maintenance`: (site key, start, end, public reason) of windows in force or ahead."""
     _ = gettext
     labels = {site.key: site.label for site in sites}
@@ -187,6 +190,13 @@ def build_status(
     site_views = []
     for number, site in enumerate(sites, start=1):
         status = site_status(open_by_site.get(site.key), in_maintenance=site.in_maintenance)
+        shares = [
+            (
+                key,
+                _uptime(days.get(site.key, ()), count) if count else (rolling or {}).get(site.key),
+            )
+            for key, _words, count in PERIODS
+        ]
         site_views.append(
             SiteView(
                 number=number,
@@ -195,9 +205,10 @@ def build_status(
                 status_text=_(STATUS_WORDS[status]),
                 bars=tuple(_bar(stat, _) for stat in days.get(site.key, ())),
                 uptime=tuple(
-                    (key, _(words), _percent(_uptime(days.get(site.key, ()), count), language))
-                    for key, words, count in PERIODS
+                    (key, _(words), _percent(share, language))
+                    for (key, share), (_key, words, _count) in zip(shares, PERIODS, strict=True)
                 ),
+                ratios=tuple(shares),
             )
         )
     views = [

@@ -136,6 +136,7 @@ def test_a_german_client_reads_its_page_in_german() -> None:
         incidents=[incident(Outcome.HTTP_5XX)],
         timelines={},
         days={"acme/shop": [stat]},
+        rolling={"acme/shop": 0.995},
     )
     assert view.banner == "Schwerer Ausfall"
     assert (
@@ -145,5 +146,7 @@ def test_a_german_client_reads_its_page_in_german() -> None:
     (site,) = view.sites
     assert site.bars[0].state == "down"
     assert site.bars[0].tooltip == "2026-12-04: 6 Min. ausgefallen, Vorfälle: 1"
-    # 360 s down of 36,000 observed: 99 %, in German digits, rounded down.
-    assert site.uptime[0] == ("today", "heute", "99,00 %")
+    # The last 24 hours as given, in German digits, rounded down.
+    assert site.uptime[0] == ("24h", "24 Stunden", "99,50 %")
+    # 360 s down of 36,000 observed: 99 %.
+    assert site.uptime[1] == ("7d", "7 Tage", "99,00 %")

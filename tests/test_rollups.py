@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, timedelta, tzinfo
 from zoneinfo import ZoneInfo
@@ -21,7 +22,7 @@ from incidents.model import CheckState, Headline, Incident, IncidentStatus, Tran
 from incidents.recurring_maintenance import Weekly, occurrences
 from incidents.severity import Severity
 from incidents.uptime import DayStat, DayState, Window, day_bounds, uptime
-from monitor.store import Calendars, Store
+from monitor.store import Calendars, MaintenanceWindow, Store
 from monitor.uptime_gauge import UptimeGauge
 from tests.helpers import head_revision
 from tests.migration_helpers import database_at, old_open_incident
@@ -63,6 +64,9 @@ class History:
     probes: tuple[tuple[datetime, bool], ...]  # (at, ok)
     now: datetime
     weekly: str | None = None  # a recurring window from the YAML, e.g. "sun 02:00-04:00"
+    # The one-off windows are added after everything happened (for the past), and another one
+    # is added and cancelled: the rollups already counted must follow.
+    late_windows: bool = False
 
 
 @st.composite
@@ -101,7 +105,15 @@ def histories(draw: st.DrawFn) -> History:
     now = latest + draw(st.integers(1, 12 * 30)) * STEP
     # Both of these meet a change of the clocks on the DST weekends.
     weekly = draw(st.sampled_from([None, "sun 02:00-04:00", "sat 23:00-01:00"]))
-    return History(first, tuple(windows), tuple(incidents), tuple(sorted(probes)), now, weekly)
+    return History(
+        first,
+        tuple(windows),
+        tuple(incidents),
+        tuple(sorted(probes)),
+        now,
+        weekly,
+        late_windows=draw(st.booleans()),
+    )
 
 
 def in_weekly(weekly: str | None, minute: datetime, tz: tzinfo) -> bool:
@@ -122,15 +134,8 @@ async def _write(store: Store, site: str, history: History) -> None:
     """Write `history` through the store as the runtime would: windows first, then probes
     and incident changes in time order."""
     home = f"{site}/home"
-    for starts_at, ends_at in history.windows:
-        await store.add_maintenance(
-            site=site,
-            starts_at=starts_at,
-            ends_at=ends_at,
-            reason="planned",
-            created_by="ops",
-            now=starts_at,
-        )
+    if not history.late_windows:
+        await _add_windows(store, site, history.windows)
     events: list[tuple[datetime, int, object]] = []
     for at, ok in history.probes:
         events.append((at, 0, ok))
@@ -188,18 +193,65 @@ async def _write(store: Store, site: str, history: History) -> None:
                 now=at,
             )
             incident = None
+    if history.late_windows:
+        await _add_windows(store, site, history.windows)
+        # A window over the whole history, cancelled: nothing it held out stays held out.
+        [cancelled] = await _add_windows(
+            store, site, [(history.now - timedelta(days=DAYS + 2), history.now)]
+        )
+        assert await store.cancel_maintenance(cancelled.id) is not None
+
+
+async def _add_windows(
+    store: Store, site: str, windows: Iterable[tuple[datetime, datetime]]
+) -> list[MaintenanceWindow]:
+    return [
+        await store.add_maintenance(
+            site=site,
+            starts_at=starts_at,
+            ends_at=ends_at,
+            reason="planned",
+            created_by="ops",
+            now=starts_at,
+        )
+        for starts_at, ends_at in windows
+    ]
+
+
+def reference_rolling(history: History, *, tz: tzinfo) -> float | None:
+    """Minute by minute over the 24 hours up to `now`: a minute counts when its calendar day
+    has data (as for the days); maintenance is left out; down minutes count against it."""
+    start = history.now - timedelta(hours=24)
+    days = reference(
+        history, first=start.astimezone(tz).date(), last=history.now.astimezone(tz).date(), tz=tz
+    )
+    observed = {s.day for s in days if s.observed_seconds > 0}
+    counted = down = 0
+    minute = start
+    while minute < history.now:
+        if minute.astimezone(tz).date() in observed and not _held(history, minute, tz):
+            counted += 1
+            down += _state_at(history, minute) == "down"
+        minute += timedelta(minutes=1)
+    return None if counted == 0 else 1 - down / counted
+
+
+def _held(history: History, minute: datetime, tz: tzinfo) -> bool:
+    stored = any(s <= minute < e for s, e in history.windows)
+    return stored or in_weekly(history.weekly, minute, tz)
+
+
+def _state_at(history: History, minute: datetime) -> str | None:
+    for planned in history.incidents:
+        end = planned.resolved or history.now
+        if planned.opened <= minute < end:
+            return [state for at, state in planned.changes if at <= minute][-1]
+    return None
 
 
 def reference(history: History, *, first: date, last: date, tz: tzinfo) -> list[DayStat]:
     """Minute by minute: in a window is maintenance; else in an incident whose latest state
     is "down" is down; else in an incident is degraded."""
-
-    def state_at(minute: datetime) -> str | None:
-        for planned in history.incidents:
-            end = planned.resolved or history.now
-            if planned.opened <= minute < end:
-                return [state for at, state in planned.changes if at <= minute][-1]
-        return None
 
     stats = []
     day = first
@@ -215,12 +267,11 @@ def reference(history: History, *, first: date, last: date, tz: tzinfo) -> list[
         down = degraded = held = 0.0
         minute = start
         while observed and minute < min(end, history.now):
-            stored = any(s <= minute < e for s, e in history.windows)
-            if stored or in_weekly(history.weekly, minute, tz):
+            if _held(history, minute, tz):
                 held += 60
-            elif state_at(minute) == "down":
+            elif _state_at(history, minute) == "down":
                 down += 60
-            elif state_at(minute) is not None:
+            elif _state_at(history, minute) is not None:
                 degraded += 60
             minute += timedelta(minutes=1)
         worst = (
@@ -286,6 +337,12 @@ async def _check(database_url: str, history: History) -> None:
         for n in (1, 7, 30, 90):
             figure = uptime(stats[-n:])
             assert ratios[n] == (None if figure is None else pytest.approx(figure)), n
+        # The rolling 24 hours: the same definition over now - 24 h .. now.
+        rolling = (await store.rolling_uptimes([site], now=history.now))[site]
+        expected_rolling = reference_rolling(history, tz=BERLIN)
+        assert rolling == (
+            None if expected_rolling is None else pytest.approx(expected_rolling, abs=1e-9)
+        )
     finally:
         await store.close()
 

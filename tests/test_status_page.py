@@ -60,7 +60,7 @@ async def test_page_shows_banner_sites_incident_and_public_update_only(
         assert today[0] == "down" and today[1].endswith(", incidents: 1")
         # (The blog's probes reach the rollups as they are flushed: ok or not yet counted.)
         assert re.findall(r'<li class="bar bar-(\w+)"', blog_html)[-1] in ("ok", "none")
-        shop_today = re.search(r"<dt>Uptime today</dt><dd>([^<]*)</dd>", shop_html)
+        shop_today = re.search(r"<dt>Uptime 24 hours</dt><dd>([^<]*)</dd>", shop_html)
         assert shop_today is not None and shop_today[1] not in ("100.00 %", "-")
         assert_nothing_internal(html)
 
@@ -89,6 +89,10 @@ async def test_summary_json_is_shaped_like_statuspage(
             (SHOP, "major_outage"),
             (BLOG, "operational"),
         ]
+        # The shop is down now: less than all of the last 24 hours (rolling) were up.
+        shop_uptime = summary["components"][0]["uptime"]
+        assert set(shop_uptime) == {"24h", "7d", "30d", "90d"}
+        assert shop_uptime["24h"] is not None and shop_uptime["24h"] < 1.0
         (incident,) = summary["incidents"]
         assert incident["status"] == "identified"
         assert [u["body"] for u in incident["incident_updates"]] == [PUBLIC_UPDATE]

@@ -253,6 +253,8 @@ class StatusPages:
             days[key] = await self._store.daily_stats(key, first=first, last=today, now=now)
             for start, end, reason in await self._maintenance(key, now):
                 maintenance.append((key, start, end, reason))
+        # The last 24 hours, not calendar days: the figure Grafana's 24h panel shows.
+        rolling = await self._store.rolling_uptimes([site.key for site in sites], now=now)
         catalog = translations(config.language, client.locale_dir)
         view = build_status(
             title=client.title,
@@ -265,6 +267,7 @@ class StatusPages:
             timelines=timelines,
             days=days,
             maintenance=maintenance,
+            rolling=rolling,
         )
         base = f"/status/{quote(config.id)}"
         self.builds += 1
@@ -340,6 +343,9 @@ def summary(view: StatusView, *, client_id: str, base: str, tz: ZoneInfo) -> dic
                 "position": site.number,
                 "description": None,
                 "updated_at": updated,
+                # Not in Statuspage's shape: the page's uptime figures (0..1, null: no data),
+                # the last 24 hours and the client's last 7, 30 and 90 calendar days.
+                "uptime": dict(site.ratios),
             }
             for site in view.sites
         ],
