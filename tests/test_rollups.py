@@ -9,6 +9,7 @@ import itertools
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, timedelta, tzinfo
+from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -22,6 +23,7 @@ from incidents.model import CheckState, Headline, Incident, IncidentStatus, Tran
 from incidents.recurring_maintenance import Weekly, occurrences
 from incidents.severity import Severity
 from incidents.uptime import DayStat, DayState, Window, day_bounds, uptime
+from monitor.cli import main
 from monitor.store import Calendars, MaintenanceWindow, Store
 from monitor.uptime_gauge import UptimeGauge
 from tests.helpers import head_revision
@@ -449,3 +451,84 @@ async def test_the_gauge_serves_the_rollups_uptime_and_rows_past_retention_go(
         assert value("quiet", window) is None  # never observed: no figure, not 100 %
     [kept] = await store.daily_stats("acme/shop", first=old.date(), last=old.date(), now=now)
     assert kept.probes == 0  # the row of 401 days ago went with the refresh
+
+
+REBUILD_CONFIG = """\
+database: {{url: "{url}"}}
+clients:
+  - id: acme
+    name: Acme GmbH
+    business_hours: {{timezone: Europe/Berlin}}
+    sites:
+      - {{id: shop, name: Acme Shop, url: "https://shop.acme.example/", checks: [{{id: home}}]}}
+      - {{id: blog, name: Acme Blog, url: "https://blog.acme.example/", checks: [{{id: home}}]}}
+"""
+
+
+async def test_incidents_resolved_before_0007_are_counted_at_start_and_by_rollups_rebuild(
+    database_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    opened = datetime(2026, 6, 1, 7, 0, tzinfo=UTC)  # 09:00 in Berlin
+    await database_at(
+        database_url,
+        "0006",
+        old_open_incident(
+            1, opened_at=opened, status="resolved", resolved_at=opened + timedelta(hours=2)
+        ),
+        old_open_incident(
+            2,
+            opened_at=opened + timedelta(days=1),
+            site="acme/blog",
+            status="resolved",
+            resolved_at=opened + timedelta(days=1, minutes=30),
+        ),
+    )
+    first, now = date(2026, 6, 1), datetime(2026, 6, 10, 12, 0, tzinfo=UTC)
+
+    async def shop_and_blog() -> list[tuple[float, int, DayState]]:
+        store = await Store.open(database_url)
+        store.use_calendars(Calendars(zone_of=lambda client: BERLIN))
+        try:
+            shop = await store.daily_stats("acme/shop", first=first, last=first, now=now)
+            blog = await store.daily_stats(
+                "acme/blog", first=first, last=first + timedelta(days=1), now=now
+            )
+        finally:
+            await store.close()
+        return [(s.down_seconds, s.incidents, s.worst) for s in (*shop, *blog)]
+
+    uncounted = (0.0, 0, DayState.NO_DATA)
+    counted = [(7200.0, 1, DayState.DOWN), uncounted, (1800.0, 1, DayState.DOWN)]
+    # Migrated to the head, the old incidents are in no rollup yet.
+    assert await shop_and_blog() == [uncounted] * 3
+    store = await Store.open(database_url)
+    store.use_calendars(Calendars(zone_of=lambda client: BERLIN))
+    try:
+        # What the monitor does at start: count them, once.
+        assert await store.rebuild_rollups(now=now, all_sites=False) == ["acme/blog", "acme/shop"]
+        assert await store.rebuild_rollups(now=now, all_sites=False) == []
+        # The rolling 24 hours read their spans too.
+        rolling = await store.rolling_uptimes(["acme/shop"], now=opened + timedelta(hours=4))
+        # 13:00 in Berlin: the day is observed since midnight (13 h), 2 h of them down.
+        assert rolling == {"acme/shop": pytest.approx(1 - 2 / 13)}
+    finally:
+        await store.close()
+    assert await shop_and_blog() == counted
+
+    # `monitor rollups rebuild` recounts from the incidents: the same figures (it sets, never
+    # adds), however often it runs.
+    config = tmp_path / "monitor.yaml"
+    config.write_text(REBUILD_CONFIG.format(url=database_url))
+    base = ["rollups", "rebuild", "--config", str(config)]
+
+    def cli(*args: str) -> int:
+        return main([*base, *args])
+
+    for _ in range(2):
+        assert await asyncio.to_thread(cli, "--client", "acme", "--since", "2026-05-01") == 0
+        assert "rollups rebuilt for 2 sites" in capsys.readouterr().out
+        assert await shop_and_blog() == counted
+    assert await asyncio.to_thread(cli, "--since", "May") == 2
+    assert "--since must be a day such as 2026-01-31 (got 'May')" in capsys.readouterr().err
+    assert await asyncio.to_thread(cli, "--client", "zeta") == 2
+    assert "no client 'zeta'" in capsys.readouterr().err
