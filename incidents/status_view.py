@@ -24,6 +24,7 @@ from incidents.public_status import (
     PageStatus,
     PublicUpdate,
     Stage,
+    check_status,
     overall,
     postmortem,
     public_updates,
@@ -72,11 +73,29 @@ _BAR_STATES: Mapping[DayState, str] = {
 
 
 @dataclass(frozen=True, slots=True)
+class CheckInput:
+    key: str  # "client/site/check": never shown, used to match incidents
+    label: str  # its display name, as the client's mails name it
+    availability: bool  # failing means the site is down
+
+
+@dataclass(frozen=True, slots=True)
 class SiteInput:
     key: str  # "client/site": never shown, used to match incidents
     label: str  # how people name it
     in_maintenance: bool = False
     maintenance_until: datetime | None = None
+    checks: tuple[CheckInput, ...] = ()  # shown as its components (status_page.components)
+
+
+@dataclass(frozen=True, slots=True)
+class ComponentView:
+    """A named check of a site, shown under it with its own state."""
+
+    number: int  # position under its site
+    label: str
+    status: PageStatus
+    status_text: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,6 +114,7 @@ class SiteView:
     bars: tuple[Bar, ...]
     uptime: tuple[tuple[str, str, str], ...]  # (period key, period words, "99.95 %" or "-")
     ratios: tuple[tuple[str, float | None], ...] = ()  # (period key, share 0..1 or None)
+    components: tuple[ComponentView, ...] = ()  # its checks, when the page shows them
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,6 +169,7 @@ class StatusView:
 
 PAGE_WORDS: Mapping[str, str] = {
     "sites": N_("Sites"),
+    "components": N_("Parts of the site"),
     "active": N_("Active incidents"),
     "history": N_("Past incidents (90 days)"),
     "none_past": N_("No incidents in the last 90 days."),
@@ -189,7 +210,25 @@ def build_status(
     open_by_site = {i.site: i for i in incidents if i.is_open}
     site_views = []
     for number, site in enumerate(sites, start=1):
-        status = site_status(open_by_site.get(site.key), in_maintenance=site.in_maintenance)
+        incident = open_by_site.get(site.key)
+        status = site_status(incident, in_maintenance=site.in_maintenance)
+        components = []
+        for position, check in enumerate(site.checks, start=1):
+            state = check_status(
+                incident,
+                timelines.get(incident.id or 0, ()) if incident else (),
+                check=check.key,
+                availability=check.availability,
+                in_maintenance=site.in_maintenance,
+            )
+            components.append(
+                ComponentView(
+                    number=position,
+                    label=check.label,
+                    status=state,
+                    status_text=_(STATUS_WORDS[state]),
+                )
+            )
         shares = [
             (
                 key,
@@ -209,6 +248,7 @@ def build_status(
                     for (key, share), (_key, words, _count) in zip(shares, PERIODS, strict=True)
                 ),
                 ratios=tuple(shares),
+                components=tuple(components),
             )
         )
     views = [

@@ -13,6 +13,7 @@ from incidents.model import Headline, Incident, IncidentStatus, TimelineEntry, T
 from incidents.public_status import (
     PageStatus,
     Stage,
+    check_status,
     overall,
     postmortem,
     public_updates,
@@ -58,6 +59,38 @@ def test_site_status(
     open_incident: Incident | None, maintenance: bool, expected: PageStatus
 ) -> None:
     assert site_status(open_incident, in_maintenance=maintenance) is expected
+
+
+@pytest.mark.parametrize(
+    ("outcome", "availability", "failing", "maintenance", "expected"),
+    [
+        (Outcome.HTTP_5XX, True, True, False, PageStatus.MAJOR_OUTAGE),
+        (Outcome.SLOW, True, True, False, PageStatus.DEGRADED_PERFORMANCE),
+        (Outcome.HTTP_5XX, False, True, False, PageStatus.PARTIAL_OUTAGE),
+        (Outcome.SLOW, False, True, False, PageStatus.DEGRADED_PERFORMANCE),
+        # A check of the incident that is not failing (any more) is as its site would be.
+        (Outcome.HTTP_5XX, True, False, False, PageStatus.OPERATIONAL),
+        (Outcome.HTTP_5XX, True, False, True, PageStatus.UNDER_MAINTENANCE),
+    ],
+)
+def test_check_status(
+    outcome: Outcome, availability: bool, failing: bool, maintenance: bool, expected: PageStatus
+) -> None:
+    check = "acme/shop/x"
+    open_incident = replace(
+        incident(outcome), failing_checks=frozenset({check} if failing else set())
+    )
+    timeline = [
+        TimelineEntry(at=T0, kind=TimelineKind.OPENED, message="m", check=check, outcome=outcome)
+    ]
+    found = check_status(
+        open_incident,
+        timeline,
+        check=check,
+        availability=availability,
+        in_maintenance=maintenance,
+    )
+    assert found is expected
 
 
 def test_the_banner_is_the_worst_site() -> None:

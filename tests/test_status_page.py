@@ -5,6 +5,7 @@ snapshot that is rebuilt on change rather than per request."""
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 import sys
 from datetime import timedelta
@@ -97,6 +98,53 @@ async def test_summary_json_is_shaped_like_statuspage(
         assert incident["status"] == "identified"
         assert [u["body"] for u in incident["incident_updates"]] == [PUBLIC_UPDATE]
         assert_nothing_internal(str(summary))
+
+
+async def test_named_checks_are_components_with_their_own_state(
+    tmp_path: Path, aiohttp_server: Any, database_url: str
+) -> None:
+    async with status_scene(
+        tmp_path, aiohttp_server, database_url=database_url, components="checks"
+    ) as scene:
+        async with aiohttp.ClientSession() as http:
+            async with http.get(f"{scene.page_url}/summary.json") as response:
+                summary = await response.json()
+        # As Statuspage groups them: the site a group, its checks with its group_id.
+        assert [
+            (c["id"], c["name"], c["status"], c["group"], c["group_id"])
+            for c in summary["components"]
+        ] == [
+            ("site-1", SHOP, "major_outage", True, None),
+            ("site-1-check-1", "Home page", "major_outage", False, "site-1"),
+            ("site-1-check-2", "Shopping cart", "operational", False, "site-1"),
+            ("site-2", BLOG, "operational", True, None),
+            ("site-2-check-1", "Home", "operational", False, "site-2"),
+        ]
+        assert summary["components"][0]["components"] == ["site-1-check-1", "site-1-check-2"]
+        _, _, html = await get(scene.page_url)
+        shop_html = html.split(f">{BLOG}</h3>")[0]
+        found = re.findall(
+            r'<span class="component-name">([^<]*)</span> '
+            r'<span class="component-status status-(\w+)">([^<]*)</span>',
+            shop_html,
+        )
+        assert found == [
+            ("Home page", "major_outage", "Major outage"),
+            ("Shopping cart", "operational", "Operational"),
+        ]
+        for text in (html, str(summary)):
+            assert_nothing_internal(text)
+            assert "/cart" not in text and "cart" not in text.replace("Shopping cart", "")
+    # Without `components: checks`, a site is one component and not a group.
+    (tmp_path / "plain").mkdir()
+    async with status_scene(tmp_path / "plain", aiohttp_server) as scene:
+        status, _, body = await get(f"{scene.page_url}/summary.json")
+        plain = json.loads(body)["components"]
+        assert [(c["id"], c["group"], c["group_id"]) for c in plain] == [
+            ("site-1", False, None),
+            ("site-2", False, None),
+        ]
+        assert 'class="components"' not in (await get(scene.page_url))[2]
 
 
 async def test_atom_feed_parses_and_carries_public_updates(

@@ -251,6 +251,12 @@ class StatusPageConfig(_Model):
         description="Required for a private page: write ${ACME_STATUS_KEY}; the link is "
         "/status/<client>?key=<it>.",
     )
+    components: Literal["sites", "checks"] = Field(
+        default="sites",
+        description="sites: one component per site. checks: each site also lists its checks "
+        "as components with their own state, by display name (the check's name, else its id "
+        "in words; never its URL).",
+    )
 
     @field_validator("logo_url")
     @classmethod
