@@ -3,7 +3,7 @@ VENV ?= .venv
 PYTHON ?= python3
 BIN = $(VENV)/bin
 
-.PHONY: demo run test lint typecheck unit bench bench-blackbox bench-scale bench-status install install-test schema lock
+.PHONY: demo run test lint typecheck unit bench bench-blackbox bench-scale bench-status install install-test schema lock messages
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -56,6 +56,12 @@ test: lint typecheck unit
 
 schema: install
 	$(BIN)/monitor schema --write
+
+# incidents/locale/messages.pot from the code and templates (pybabel extract with babel.cfg,
+# sorted, no locations, no dates: the same code gives the same file; tests/test_i18n.py checks
+# it). Then translate the new entries in incidents/locale/de/LC_MESSAGES/messages.po.
+messages: install-test
+	$(BIN)/python .ci/extract_messages.py
 
 bench: install-test
 	$(BIN)/python -m bench.probe_throughput $(BENCH_ARGS)

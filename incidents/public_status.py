@@ -102,6 +102,32 @@ def site_status(incident: Incident | None, *, in_maintenance: bool) -> PageStatu
     return PageStatus.PARTIAL_OUTAGE
 
 
+# Timeline entries that say which outcome a check of the incident failed with.
+_FAILED_KINDS = frozenset({TimelineKind.OPENED, TimelineKind.CHECK_FAILED, TimelineKind.ESCALATED})
+
+
+def check_status(
+    incident: Incident | None,
+    timeline: Iterable[TimelineEntry],
+    *,
+    check: str,
+    availability: bool,
+    in_maintenance: bool,
+) -> PageStatus:
+    """One check of a site as a status-page component, from the site's open incident: a
+    failing availability check is a major outage (a slow one, degraded performance), a
+    failing part is a partial outage (slow: degraded); otherwise as its site."""
+    if incident is None or not incident.is_open or check not in incident.failing_checks:
+        return PageStatus.UNDER_MAINTENANCE if in_maintenance else PageStatus.OPERATIONAL
+    outcome = None
+    for entry in timeline:
+        if entry.check == check and entry.kind in _FAILED_KINDS and entry.outcome is not None:
+            outcome = entry.outcome
+    if outcome is Outcome.SLOW:
+        return PageStatus.DEGRADED_PERFORMANCE
+    return PageStatus.MAJOR_OUTAGE if availability else PageStatus.PARTIAL_OUTAGE
+
+
 def overall(statuses: Iterable[PageStatus]) -> PageStatus:
     return max(statuses, default=PageStatus.OPERATIONAL)
 

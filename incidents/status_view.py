@@ -24,6 +24,7 @@ from incidents.public_status import (
     PageStatus,
     PublicUpdate,
     Stage,
+    check_status,
     overall,
     postmortem,
     public_updates,
@@ -54,10 +55,10 @@ STAGE_WORDS: Mapping[Stage, str] = {
     Stage.MONITORING: N_("Monitoring"),
     Stage.RESOLVED: N_("Resolved"),
 }
-# (key, words, calendar days ending today): uptime comes from whole days of the rollups, so
-# the shortest period is today so far rather than a rolling 24 hours.
+# (key, words, calendar days ending today): the longer periods are whole days of the rollups;
+# 0 is the rolling 24 hours up to now (given apart, see build_status).
 PERIODS: tuple[tuple[str, str, int], ...] = (
-    ("today", N_("today"), 1),
+    ("24h", N_("24 hours"), 0),
     ("7d", N_("7 days"), 7),
     ("30d", N_("30 days"), 30),
     ("90d", N_("90 days"), 90),
@@ -72,11 +73,29 @@ _BAR_STATES: Mapping[DayState, str] = {
 
 
 @dataclass(frozen=True, slots=True)
+class CheckInput:
+    key: str  # "client/site/check": never shown, used to match incidents
+    label: str  # its display name, as the client's mails name it
+    availability: bool  # failing means the site is down
+
+
+@dataclass(frozen=True, slots=True)
 class SiteInput:
     key: str  # "client/site": never shown, used to match incidents
     label: str  # how people name it
     in_maintenance: bool = False
     maintenance_until: datetime | None = None
+    checks: tuple[CheckInput, ...] = ()  # shown as its components (status_page.components)
+
+
+@dataclass(frozen=True, slots=True)
+class ComponentView:
+    """A named check of a site, shown under it with its own state."""
+
+    number: int  # position under its site
+    label: str
+    status: PageStatus
+    status_text: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,6 +113,8 @@ class SiteView:
     status_text: str
     bars: tuple[Bar, ...]
     uptime: tuple[tuple[str, str, str], ...]  # (period key, period words, "99.95 %" or "-")
+    ratios: tuple[tuple[str, float | None], ...] = ()  # (period key, share 0..1 or None)
+    components: tuple[ComponentView, ...] = ()  # its checks, when the page shows them
 
 
 @dataclass(frozen=True, slots=True)
@@ -148,6 +169,7 @@ class StatusView:
 
 PAGE_WORDS: Mapping[str, str] = {
     "sites": N_("Sites"),
+    "components": N_("Parts of the site"),
     "active": N_("Active incidents"),
     "history": N_("Past incidents (90 days)"),
     "none_past": N_("No incidents in the last 90 days."),
@@ -176,17 +198,44 @@ def build_status(
     timelines: Mapping[int, Sequence[TimelineEntry]],
     days: Mapping[str, Sequence[DayStat]],
     maintenance: Sequence[tuple[str, datetime, datetime, str]] = (),
+    rolling: Mapping[str, float | None] | None = None,
 ) -> StatusView:
     """`incidents`: the client's open ones and those resolved in the history span;
     `days[site]`: the site's daily rollups, oldest first, ending today (the bars, and the
-    uptime of each period through `incidents.uptime`, the one definition);
+    uptime of each period of days through `incidents.uptime`, the one definition);
+    `rolling[site]`: its uptime over the last 24 hours (incidents.uptime.rolling_uptime);
     `maintenance`: (site key, start, end, public reason) of windows in force or ahead."""
     _ = gettext
     labels = {site.key: site.label for site in sites}
     open_by_site = {i.site: i for i in incidents if i.is_open}
     site_views = []
     for number, site in enumerate(sites, start=1):
-        status = site_status(open_by_site.get(site.key), in_maintenance=site.in_maintenance)
+        incident = open_by_site.get(site.key)
+        status = site_status(incident, in_maintenance=site.in_maintenance)
+        components = []
+        for position, check in enumerate(site.checks, start=1):
+            state = check_status(
+                incident,
+                timelines.get(incident.id or 0, ()) if incident else (),
+                check=check.key,
+                availability=check.availability,
+                in_maintenance=site.in_maintenance,
+            )
+            components.append(
+                ComponentView(
+                    number=position,
+                    label=check.label,
+                    status=state,
+                    status_text=_(STATUS_WORDS[state]),
+                )
+            )
+        shares = [
+            (
+                key,
+                _uptime(days.get(site.key, ()), count) if count else (rolling or {}).get(site.key),
+            )
+            for key, _words, count in PERIODS
+        ]
         site_views.append(
             SiteView(
                 number=number,
@@ -195,9 +244,11 @@ def build_status(
                 status_text=_(STATUS_WORDS[status]),
                 bars=tuple(_bar(stat, _) for stat in days.get(site.key, ())),
                 uptime=tuple(
-                    (key, _(words), _percent(_uptime(days.get(site.key, ()), count), language))
-                    for key, words, count in PERIODS
+                    (key, _(words), _percent(share, language))
+                    for (key, share), (_key, words, _count) in zip(shares, PERIODS, strict=True)
                 ),
+                ratios=tuple(shares),
+                components=tuple(components),
             )
         )
     views = [

@@ -21,7 +21,7 @@ a sequence of `Span`s, each in one state.
 from __future__ import annotations
 
 import enum
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta, tzinfo
 
@@ -197,6 +197,31 @@ def uptime(stats: Sequence[DayStat]) -> float | None:
     if counted <= 0:
         return None
     down = sum(s.down_seconds for s in stats)
+    return max(0.0, 1.0 - down / counted)
+
+
+def rolling_uptime(
+    *,
+    spans: Sequence[Span],
+    windows: Sequence[Window],
+    start: datetime,
+    end: datetime,
+    observed_days: Collection[date],
+    tz: tzinfo,
+) -> float | None:
+    """`uptime` of the stretch [start, end) (a rolling 24 hours, say) rather than of whole
+    days, by the same definition: a piece of a calendar day counts as observed when its day
+    is (see DayStat.observed_seconds), maintenance leaves the denominator, and only down time
+    outside maintenance counts against it. None without such time."""
+    counted = down = 0.0
+    for day, piece_start, piece_end in days_of(start, end, tz):
+        if day not in observed_days:
+            continue
+        amounts = _piece_amounts(spans, windows, piece_start, piece_end)
+        counted += (piece_end - piece_start).total_seconds() - amounts.maintenance_seconds
+        down += amounts.down_seconds
+    if counted <= 0:
+        return None
     return max(0.0, 1.0 - down / counted)
 
 

@@ -72,6 +72,14 @@ async def running_monitor(
         config.database.url, history_per_check=config.scheduler.history_per_check
     )
     store.use_calendars(calendars_of(config))
+    # Incidents resolved before the rollups existed (revision 0007) count from now on; once.
+    try:
+        recounted = await store.rebuild_rollups(now=clock.now(), all_sites=False)
+    except BaseException:
+        await store.close()
+        raise
+    if recounted:
+        log.info("daily rollups rebuilt for %d sites with older incidents", len(recounted))
     registry = CollectorRegistry()
     ProcessCollector(registry=registry)
     PlatformCollector(registry=registry)

@@ -12,12 +12,13 @@ import asyncio
 import enum
 import json
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from incidents import i18n, wording
 from incidents.calendar_spec import build_calendar
+from incidents.message_view import Branding
 from incidents.outgoing import Attachment, Audience, NoticeKind, OutgoingEmail
 from incidents.recurring_maintenance import occurrences
 from incidents.report import (
@@ -32,6 +33,7 @@ from incidents.report_render import TEXT_TEMPLATE, render_html, report_json, sub
 from incidents.report_schedule import due_report_month
 from incidents.severity import Severity
 from monitor.clients import display_names, message_context
+from monitor.config.logo import logo_data_url
 from monitor.config.models import ClientConfig, MonitorConfig
 from monitor.desk import recurring_windows
 from monitor.store import Store, StoreError
@@ -61,8 +63,9 @@ class ReportFormat(enum.StrEnum):
 @dataclass(frozen=True, slots=True)
 class RenderedReport:
     report: MonthlyReport
-    html: str  # the mail's body and the PDF's source
+    html: str  # the mail's body
     language: str
+    pdf_html: str  # the PDF's source: the same, with the agency's report_logo embedded
 
 
 def find_client(config: MonitorConfig, client_id: str) -> ClientConfig:
@@ -120,15 +123,24 @@ async def build_report(
         titles=titles,
         now=now,
     )
-    html = render_html(
-        report,
-        language=language,
-        client_id=client.id,
-        locale_dir=ctx.locale_dir,
-        templates_dir=ctx.templates_dir,
-        branding=ctx.branding,
+
+    def rendered(branding: Branding) -> str:
+        return render_html(
+            report,
+            language=language,
+            client_id=client.id,
+            locale_dir=ctx.locale_dir,
+            templates_dir=ctx.templates_dir,
+            branding=branding,
+        )
+
+    html = rendered(ctx.branding)
+    logo = config.agency.report_logo
+    # The PDF embeds its logo (a data: URL, read now): a mail's https logo is not fetched.
+    pdf_html = (
+        rendered(replace(ctx.branding, logo_url=logo_data_url(logo))) if logo is not None else html
     )
-    return RenderedReport(report=report, html=html, language=language)
+    return RenderedReport(report=report, html=html, language=language, pdf_html=pdf_html)
 
 
 def _recurring(
@@ -191,7 +203,7 @@ async def _report_mail(
 ) -> OutgoingEmail:
     ctx = message_context(config)
     rendered = await build_report(store, config, client_id=client.id, month=month, now=now)
-    document = await asyncio.to_thread(pdf, rendered.html)
+    document = await asyncio.to_thread(pdf, rendered.pdf_html)
     text = render_html(
         rendered.report,
         language=rendered.language,
@@ -220,18 +232,19 @@ def render_report(rendered: RenderedReport, fmt: ReportFormat) -> bytes:
         return (json.dumps(report_json(rendered.report), indent=2) + "\n").encode()
     if fmt is ReportFormat.HTML:
         return rendered.html.encode()
-    return pdf(rendered.html)
+    return pdf(rendered.pdf_html)
 
 
 def pdf(html: str) -> bytes:
-    """`html` printed to PDF. Nothing is fetched: the report's HTML refers to no file, and a
-    logo URL (the agency's branding) is left out rather than fetched from the network."""
+    """`html` printed to PDF. Nothing is fetched: images come as data: URLs (the agency's
+    `report_logo`); any other URL (an https logo of the mails) is left out, not fetched."""
     # Imported here: WeasyPrint loads Pango when imported, which only the PDF needs.
     import weasyprint
     from weasyprint.urls import URLFetcher
 
-    # No protocol allowed: a fetch fails (and the image is left out) instead of going out.
-    fetcher = URLFetcher(allowed_protocols=())
+    # Only data: URLs, which carry their bytes: anything else fails (and is left out)
+    # instead of going out to the network or reading a file the HTML names.
+    fetcher = URLFetcher(allowed_protocols=("data",))
     data: bytes = weasyprint.HTML(string=html, url_fetcher=fetcher).write_pdf()
     return data
 

@@ -1,10 +1,11 @@
 """`monitor_site_uptime_ratio{client,site,window}`: the uptime of incidents.uptime per site over
-its client's last 1, 7, 30 and 90 calendar days (window "24h", "7d", "30d", "90d"; today, up to
-now, is the last of them), for the Grafana uptime panels.
+the last 24 hours (window "24h": now - 24 h .. now, Store.rolling_uptimes) and its client's last
+7, 30 and 90 calendar days (window "7d", "30d", "90d"; today, up to now, is the last of them;
+Store.uptime_ratios), for the Grafana uptime panels.
 
-Read from the daily rollups every `every` seconds for all the process's sites at once
-(Store.uptime_ratios) and served from that cache at scrape time: a scrape never queries the
-database. The same loop deletes rollups past their retention once a day.
+Read every `every` seconds for all the process's sites at once and served from that cache at
+scrape time: a scrape never queries the database. The same loop deletes rollups past their
+retention once a day.
 """
 
 from __future__ import annotations
@@ -27,7 +28,9 @@ from monitor.store import Calendars, Store, StoreError
 
 log = logging.getLogger(__name__)
 
-PERIODS = {1: "24h", 7: "7d", 30: "30d", 90: "90d"}
+# Calendar days per window label; "24h" is a rolling 24 hours (ROLLING).
+PERIODS = {7: "7d", 30: "30d", 90: "90d"}
+ROLLING = "24h"
 
 
 def calendars_of(config: MonitorConfig) -> Calendars:
@@ -71,7 +74,7 @@ class UptimeGauge(Collector):
         self._store = store
         self._sites = sites
         self._clock = clock
-        self._values: dict[str, dict[int, float | None]] = {}
+        self._values: dict[str, dict[str, float | None]] = {}
         self._purged_on: date | None = None
 
     def collect(self) -> Iterator[Metric]:
@@ -79,14 +82,14 @@ class UptimeGauge(Collector):
             "monitor_site_uptime_ratio",
             "Share of the site's observed time, maintenance windows left out, in which it "
             "was not down (an open incident whose availability checks are not served at all; "
-            "a slow page or failing part is degraded, not down), over the client's last 1, 7, "
-            "30 or 90 calendar days up to now (window 24h, 7d, 30d, 90d).",
+            "a slow page or failing part is degraded, not down), over the last 24 hours "
+            "(window 24h) or the client's last 7, 30 or 90 calendar days up to now.",
             labels=("client", "site", "window"),
         )
         for key, ratios in sorted(self._values.items()):
             client, _, site = key.partition("/")
-            for days, label in PERIODS.items():
-                value = ratios.get(days)
+            for label in (ROLLING, *PERIODS.values()):
+                value = ratios.get(label)
                 if value is not None:
                     family.add_metric((client, site, label), value)
         yield family
@@ -95,7 +98,13 @@ class UptimeGauge(Collector):
         """Read every site's uptime from the rollups into the cache the scrapes read."""
         now = self._clock.now()
         sites = sorted(self._sites())
-        self._values = await self._store.uptime_ratios(sites, now=now, periods=tuple(PERIODS))
+        by_days = await self._store.uptime_ratios(sites, now=now, periods=tuple(PERIODS))
+        rolling = await self._store.rolling_uptimes(sites, now=now)
+        self._values = {
+            site: {ROLLING: rolling.get(site)}
+            | {PERIODS[n]: value for n, value in by_days.get(site, {}).items()}
+            for site in sites
+        }
         today = now.date()
         if self._purged_on != today:
             deleted = await self._store.purge_rollups(today=today)

@@ -35,8 +35,17 @@ def status_config(
     public: bool = True,
     domain: str | None = None,
     database_url: str | None = None,
+    components: str | None = None,
 ) -> MonitorConfig:
     page: dict[str, Any] = {"public": public, "title": "Acme service status"}
+    shop_checks: list[dict[str, Any]] = [{"id": "home", "url": "/"}]
+    if components is not None:
+        page["components"] = components
+        # A named part beside the home page (up): its own component, in its own state.
+        shop_checks = [
+            {"id": "home", "name": "Home page", "url": "/"},
+            {"id": "cart", "name": "Shopping cart", "url": "/cart", "role": "part"},
+        ]
     if not public:
         page["access_key"] = STATUS_KEY
     if domain:
@@ -68,7 +77,7 @@ def status_config(
                         "id": "shop",
                         "name": SHOP,
                         "url": shop_url,
-                        "checks": [{"id": "home", "url": "/"}],
+                        "checks": shop_checks,
                     },
                     {
                         "id": "blog",
@@ -111,6 +120,7 @@ async def status_scene(
     public: bool = True,
     domain: str | None = None,
     database_url: str | None = None,
+    components: str | None = None,
 ) -> AsyncIterator[StatusScene]:
     shop, blog = Target(), Target()
     shop.set("/", status=500)
@@ -123,6 +133,7 @@ async def status_scene(
         public=public,
         domain=domain,
         database_url=database_url,
+        components=components,
     )
     async with running_monitor(config) as running:
 

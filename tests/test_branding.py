@@ -120,6 +120,11 @@ async def test_the_configured_reply_to_reaches_the_written_mail(tmp_path: Path) 
         ({"logo_url": "http://agency.example/logo.png"}, "https://"),
         ({"timezone": "Mars/Base"}, "unknown time zone"),
         ({"reply_to": "not an address"}, "email address"),
+        ({"report_logo": "https://agency.example/logo.png"}, "nothing is fetched"),
+        ({"report_logo": "/nonexistent/logo.png"}, "cannot read /nonexistent/logo.png"),
+        ({"report_logo": "logo.bmp"}, "must be an image file ending in"),
+        ({"report_logo": "data:text/html;base64,PGI+"}, "data:image/png;base64"),
+        ({"report_logo": "data:image/png;base64,%%%"}, "data:image/png;base64"),
     ],
 )
 def test_bad_agency_settings_are_refused(agency: dict[str, str], problem: str) -> None:

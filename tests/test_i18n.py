@@ -4,6 +4,8 @@ language."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from dataclasses import replace
 from pathlib import Path
 
@@ -54,6 +56,16 @@ def test_every_msgid_in_use_has_a_german_translation() -> None:
     # Placeholders of each translation match its msgid's (python-format).
     problems = [(entry.id, errors) for entry, errors in catalog.check() if errors]
     assert problems == []
+
+
+def test_the_shipped_template_is_what_make_messages_extracts(tmp_path: Path) -> None:
+    extracted = tmp_path / "messages.pot"
+    subprocess.run(
+        [sys.executable, str(ROOT / ".ci" / "extract_messages.py"), str(extracted)], check=True
+    )
+    shipped = ROOT / "incidents" / "locale" / "messages.pot"
+    # `make messages` writes it; a msgid added to the code without it fails here.
+    assert extracted.read_text(encoding="utf-8") == shipped.read_text(encoding="utf-8")
 
 
 def test_a_german_client_gets_german_mails_in_the_same_thread() -> None:

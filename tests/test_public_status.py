@@ -13,6 +13,7 @@ from incidents.model import Headline, Incident, IncidentStatus, TimelineEntry, T
 from incidents.public_status import (
     PageStatus,
     Stage,
+    check_status,
     overall,
     postmortem,
     public_updates,
@@ -58,6 +59,38 @@ def test_site_status(
     open_incident: Incident | None, maintenance: bool, expected: PageStatus
 ) -> None:
     assert site_status(open_incident, in_maintenance=maintenance) is expected
+
+
+@pytest.mark.parametrize(
+    ("outcome", "availability", "failing", "maintenance", "expected"),
+    [
+        (Outcome.HTTP_5XX, True, True, False, PageStatus.MAJOR_OUTAGE),
+        (Outcome.SLOW, True, True, False, PageStatus.DEGRADED_PERFORMANCE),
+        (Outcome.HTTP_5XX, False, True, False, PageStatus.PARTIAL_OUTAGE),
+        (Outcome.SLOW, False, True, False, PageStatus.DEGRADED_PERFORMANCE),
+        # A check of the incident that is not failing (any more) is as its site would be.
+        (Outcome.HTTP_5XX, True, False, False, PageStatus.OPERATIONAL),
+        (Outcome.HTTP_5XX, True, False, True, PageStatus.UNDER_MAINTENANCE),
+    ],
+)
+def test_check_status(
+    outcome: Outcome, availability: bool, failing: bool, maintenance: bool, expected: PageStatus
+) -> None:
+    check = "acme/shop/x"
+    open_incident = replace(
+        incident(outcome), failing_checks=frozenset({check} if failing else set())
+    )
+    timeline = [
+        TimelineEntry(at=T0, kind=TimelineKind.OPENED, message="m", check=check, outcome=outcome)
+    ]
+    found = check_status(
+        open_incident,
+        timeline,
+        check=check,
+        availability=availability,
+        in_maintenance=maintenance,
+    )
+    assert found is expected
 
 
 def test_the_banner_is_the_worst_site() -> None:
@@ -136,6 +169,7 @@ def test_a_german_client_reads_its_page_in_german() -> None:
         incidents=[incident(Outcome.HTTP_5XX)],
         timelines={},
         days={"acme/shop": [stat]},
+        rolling={"acme/shop": 0.995},
     )
     assert view.banner == "Schwerer Ausfall"
     assert (
@@ -145,5 +179,7 @@ def test_a_german_client_reads_its_page_in_german() -> None:
     (site,) = view.sites
     assert site.bars[0].state == "down"
     assert site.bars[0].tooltip == "2026-12-04: 6 Min. ausgefallen, Vorfälle: 1"
-    # 360 s down of 36,000 observed: 99 %, in German digits, rounded down.
-    assert site.uptime[0] == ("today", "heute", "99,00 %")
+    # The last 24 hours as given, in German digits, rounded down.
+    assert site.uptime[0] == ("24h", "24 Stunden", "99,50 %")
+    # 360 s down of 36,000 observed: 99 %.
+    assert site.uptime[1] == ("7d", "7 Tage", "99,00 %")

@@ -5,6 +5,7 @@ opened by pdftotext, the HTML in the client's language."""
 
 from __future__ import annotations
 
+import base64
 import json
 import shutil
 import subprocess
@@ -14,6 +15,7 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
+from PIL import Image
 
 from checks.result import Evidence, Outcome, ProbeResult
 from incidents.calendar_spec import BusinessHoursSpec, build_calendar
@@ -291,6 +293,52 @@ async def test_the_pdf_opens_and_shows_the_figures(
         "Sun 15 Nov 2026 02:00 CET",  # the maintenance window
     ):
         assert figure in text, figure
+
+
+def pdf_images(document: Path) -> list[list[str]]:
+    """The rows of `pdfimages -list` (poppler-utils): one per image in the PDF."""
+    listing = subprocess.run(
+        ["pdfimages", "-list", str(document)],
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    ).stdout.splitlines()
+    return [line.split() for line in listing[2:] if line.strip()]
+
+
+@pytest.mark.parametrize("given_as", ["file", "data_url"])
+async def test_the_pdf_embeds_the_agency_logo_and_fetches_nothing(
+    store: Store, database_url: str, tmp_path: Path, given_as: str
+) -> None:
+    logo = tmp_path / "logo.png"
+    Image.new("RGB", (40, 20), (31, 78, 140)).save(logo)
+    data_url = "data:image/png;base64," + base64.b64encode(logo.read_bytes()).decode()
+    config_file(tmp_path, database_url)
+    path = tmp_path / "monitor.yaml"
+    # The mails' https logo too: the PDF never fetches it (a fetch would fail here anyway).
+    source = logo if given_as == "file" else data_url
+    agency = f'agency: {{logo_url: "https://logo.invalid/l.png", report_logo: "{source}"}}\n'
+    path.write_text(agency + path.read_text())
+    config = load_config(path)
+    await november(store)
+    document = tmp_path / "report.pdf"
+    document.write_bytes(
+        await write_report(
+            database_url, config, client_id="acme", month="2026-11", fmt=ReportFormat.PDF, now=NOW
+        )
+    )
+    [image] = pdf_images(document)
+    assert image[3:5] == ["40", "20"]  # width and height: the logo, and nothing else
+    # Without a report logo, the https one is left out of the PDF, not fetched.
+    path.write_text(path.read_text().replace(f', report_logo: "{source}"', ""))
+    config = load_config(path)
+    document.write_bytes(
+        await write_report(
+            database_url, config, client_id="acme", month="2026-11", fmt=ReportFormat.PDF, now=NOW
+        )
+    )
+    assert pdf_images(document) == []
 
 
 async def test_a_german_client_reads_its_report_in_german(

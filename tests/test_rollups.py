@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, timedelta, tzinfo
+from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -21,7 +23,8 @@ from incidents.model import CheckState, Headline, Incident, IncidentStatus, Tran
 from incidents.recurring_maintenance import Weekly, occurrences
 from incidents.severity import Severity
 from incidents.uptime import DayStat, DayState, Window, day_bounds, uptime
-from monitor.store import Calendars, Store
+from monitor.cli import main
+from monitor.store import Calendars, MaintenanceWindow, Store
 from monitor.uptime_gauge import UptimeGauge
 from tests.helpers import head_revision
 from tests.migration_helpers import database_at, old_open_incident
@@ -63,6 +66,9 @@ class History:
     probes: tuple[tuple[datetime, bool], ...]  # (at, ok)
     now: datetime
     weekly: str | None = None  # a recurring window from the YAML, e.g. "sun 02:00-04:00"
+    # The one-off windows are added after everything happened (for the past), and another one
+    # is added and cancelled: the rollups already counted must follow.
+    late_windows: bool = False
 
 
 @st.composite
@@ -101,7 +107,15 @@ def histories(draw: st.DrawFn) -> History:
     now = latest + draw(st.integers(1, 12 * 30)) * STEP
     # Both of these meet a change of the clocks on the DST weekends.
     weekly = draw(st.sampled_from([None, "sun 02:00-04:00", "sat 23:00-01:00"]))
-    return History(first, tuple(windows), tuple(incidents), tuple(sorted(probes)), now, weekly)
+    return History(
+        first,
+        tuple(windows),
+        tuple(incidents),
+        tuple(sorted(probes)),
+        now,
+        weekly,
+        late_windows=draw(st.booleans()),
+    )
 
 
 def in_weekly(weekly: str | None, minute: datetime, tz: tzinfo) -> bool:
@@ -122,15 +136,8 @@ async def _write(store: Store, site: str, history: History) -> None:
     """Write `history` through the store as the runtime would: windows first, then probes
     and incident changes in time order."""
     home = f"{site}/home"
-    for starts_at, ends_at in history.windows:
-        await store.add_maintenance(
-            site=site,
-            starts_at=starts_at,
-            ends_at=ends_at,
-            reason="planned",
-            created_by="ops",
-            now=starts_at,
-        )
+    if not history.late_windows:
+        await _add_windows(store, site, history.windows)
     events: list[tuple[datetime, int, object]] = []
     for at, ok in history.probes:
         events.append((at, 0, ok))
@@ -188,18 +195,65 @@ async def _write(store: Store, site: str, history: History) -> None:
                 now=at,
             )
             incident = None
+    if history.late_windows:
+        await _add_windows(store, site, history.windows)
+        # A window over the whole history, cancelled: nothing it held out stays held out.
+        [cancelled] = await _add_windows(
+            store, site, [(history.now - timedelta(days=DAYS + 2), history.now)]
+        )
+        assert await store.cancel_maintenance(cancelled.id) is not None
+
+
+async def _add_windows(
+    store: Store, site: str, windows: Iterable[tuple[datetime, datetime]]
+) -> list[MaintenanceWindow]:
+    return [
+        await store.add_maintenance(
+            site=site,
+            starts_at=starts_at,
+            ends_at=ends_at,
+            reason="planned",
+            created_by="ops",
+            now=starts_at,
+        )
+        for starts_at, ends_at in windows
+    ]
+
+
+def reference_rolling(history: History, *, tz: tzinfo) -> float | None:
+    """Minute by minute over the 24 hours up to `now`: a minute counts when its calendar day
+    has data (as for the days); maintenance is left out; down minutes count against it."""
+    start = history.now - timedelta(hours=24)
+    days = reference(
+        history, first=start.astimezone(tz).date(), last=history.now.astimezone(tz).date(), tz=tz
+    )
+    observed = {s.day for s in days if s.observed_seconds > 0}
+    counted = down = 0
+    minute = start
+    while minute < history.now:
+        if minute.astimezone(tz).date() in observed and not _held(history, minute, tz):
+            counted += 1
+            down += _state_at(history, minute) == "down"
+        minute += timedelta(minutes=1)
+    return None if counted == 0 else 1 - down / counted
+
+
+def _held(history: History, minute: datetime, tz: tzinfo) -> bool:
+    stored = any(s <= minute < e for s, e in history.windows)
+    return stored or in_weekly(history.weekly, minute, tz)
+
+
+def _state_at(history: History, minute: datetime) -> str | None:
+    for planned in history.incidents:
+        end = planned.resolved or history.now
+        if planned.opened <= minute < end:
+            return [state for at, state in planned.changes if at <= minute][-1]
+    return None
 
 
 def reference(history: History, *, first: date, last: date, tz: tzinfo) -> list[DayStat]:
     """Minute by minute: in a window is maintenance; else in an incident whose latest state
     is "down" is down; else in an incident is degraded."""
-
-    def state_at(minute: datetime) -> str | None:
-        for planned in history.incidents:
-            end = planned.resolved or history.now
-            if planned.opened <= minute < end:
-                return [state for at, state in planned.changes if at <= minute][-1]
-        return None
 
     stats = []
     day = first
@@ -215,12 +269,11 @@ def reference(history: History, *, first: date, last: date, tz: tzinfo) -> list[
         down = degraded = held = 0.0
         minute = start
         while observed and minute < min(end, history.now):
-            stored = any(s <= minute < e for s, e in history.windows)
-            if stored or in_weekly(history.weekly, minute, tz):
+            if _held(history, minute, tz):
                 held += 60
-            elif state_at(minute) == "down":
+            elif _state_at(history, minute) == "down":
                 down += 60
-            elif state_at(minute) is not None:
+            elif _state_at(history, minute) is not None:
                 degraded += 60
             minute += timedelta(minutes=1)
         worst = (
@@ -286,6 +339,12 @@ async def _check(database_url: str, history: History) -> None:
         for n in (1, 7, 30, 90):
             figure = uptime(stats[-n:])
             assert ratios[n] == (None if figure is None else pytest.approx(figure)), n
+        # The rolling 24 hours: the same definition over now - 24 h .. now.
+        rolling = (await store.rolling_uptimes([site], now=history.now))[site]
+        expected_rolling = reference_rolling(history, tz=BERLIN)
+        assert rolling == (
+            None if expected_rolling is None else pytest.approx(expected_rolling, abs=1e-9)
+        )
     finally:
         await store.close()
 
@@ -392,3 +451,84 @@ async def test_the_gauge_serves_the_rollups_uptime_and_rows_past_retention_go(
         assert value("quiet", window) is None  # never observed: no figure, not 100 %
     [kept] = await store.daily_stats("acme/shop", first=old.date(), last=old.date(), now=now)
     assert kept.probes == 0  # the row of 401 days ago went with the refresh
+
+
+REBUILD_CONFIG = """\
+database: {{url: "{url}"}}
+clients:
+  - id: acme
+    name: Acme GmbH
+    business_hours: {{timezone: Europe/Berlin}}
+    sites:
+      - {{id: shop, name: Acme Shop, url: "https://shop.acme.example/", checks: [{{id: home}}]}}
+      - {{id: blog, name: Acme Blog, url: "https://blog.acme.example/", checks: [{{id: home}}]}}
+"""
+
+
+async def test_incidents_resolved_before_0007_are_counted_at_start_and_by_rollups_rebuild(
+    database_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    opened = datetime(2026, 6, 1, 7, 0, tzinfo=UTC)  # 09:00 in Berlin
+    await database_at(
+        database_url,
+        "0006",
+        old_open_incident(
+            1, opened_at=opened, status="resolved", resolved_at=opened + timedelta(hours=2)
+        ),
+        old_open_incident(
+            2,
+            opened_at=opened + timedelta(days=1),
+            site="acme/blog",
+            status="resolved",
+            resolved_at=opened + timedelta(days=1, minutes=30),
+        ),
+    )
+    first, now = date(2026, 6, 1), datetime(2026, 6, 10, 12, 0, tzinfo=UTC)
+
+    async def shop_and_blog() -> list[tuple[float, int, DayState]]:
+        store = await Store.open(database_url)
+        store.use_calendars(Calendars(zone_of=lambda client: BERLIN))
+        try:
+            shop = await store.daily_stats("acme/shop", first=first, last=first, now=now)
+            blog = await store.daily_stats(
+                "acme/blog", first=first, last=first + timedelta(days=1), now=now
+            )
+        finally:
+            await store.close()
+        return [(s.down_seconds, s.incidents, s.worst) for s in (*shop, *blog)]
+
+    uncounted = (0.0, 0, DayState.NO_DATA)
+    counted = [(7200.0, 1, DayState.DOWN), uncounted, (1800.0, 1, DayState.DOWN)]
+    # Migrated to the head, the old incidents are in no rollup yet.
+    assert await shop_and_blog() == [uncounted] * 3
+    store = await Store.open(database_url)
+    store.use_calendars(Calendars(zone_of=lambda client: BERLIN))
+    try:
+        # What the monitor does at start: count them, once.
+        assert await store.rebuild_rollups(now=now, all_sites=False) == ["acme/blog", "acme/shop"]
+        assert await store.rebuild_rollups(now=now, all_sites=False) == []
+        # The rolling 24 hours read their spans too.
+        rolling = await store.rolling_uptimes(["acme/shop"], now=opened + timedelta(hours=4))
+        # 13:00 in Berlin: the day is observed since midnight (13 h), 2 h of them down.
+        assert rolling == {"acme/shop": pytest.approx(1 - 2 / 13)}
+    finally:
+        await store.close()
+    assert await shop_and_blog() == counted
+
+    # `monitor rollups rebuild` recounts from the incidents: the same figures (it sets, never
+    # adds), however often it runs.
+    config = tmp_path / "monitor.yaml"
+    config.write_text(REBUILD_CONFIG.format(url=database_url))
+    base = ["rollups", "rebuild", "--config", str(config)]
+
+    def cli(*args: str) -> int:
+        return main([*base, *args])
+
+    for _ in range(2):
+        assert await asyncio.to_thread(cli, "--client", "acme", "--since", "2026-05-01") == 0
+        assert "rollups rebuilt for 2 sites" in capsys.readouterr().out
+        assert await shop_and_blog() == counted
+    assert await asyncio.to_thread(cli, "--since", "May") == 2
+    assert "--since must be a day such as 2026-01-31 (got 'May')" in capsys.readouterr().err
+    assert await asyncio.to_thread(cli, "--client", "zeta") == 2
+    assert "no client 'zeta'" in capsys.readouterr().err

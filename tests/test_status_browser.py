@@ -96,7 +96,8 @@ async def test_a_reader_sees_banner_sites_bars_and_the_public_update(
 async def test_axe_finds_no_serious_violation(
     tmp_path: Path, aiohttp_server: Any, browser: Browser
 ) -> None:
-    async with status_scene(tmp_path, aiohttp_server) as scene:
+    # With the checks as components too: their states are text and colour both.
+    async with status_scene(tmp_path, aiohttp_server, components="checks") as scene:
         page = await browser.new_page()
         for url in (scene.page_url, f"{scene.page_url}/incidents/{scene.incident.id}"):
             await page.goto(url)

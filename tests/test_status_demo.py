@@ -53,6 +53,9 @@ async def test_demo_prints_and_serves_its_status_page() -> None:
             async def outage_shown() -> bool:
                 return "Major outage" in await _page(url)
 
+            # Its checks are components under the site, by name.
+            assert 'class="component-name">Home page<' in await _page(url)
+
             await eventually(outage_shown, timeout=10)
     finally:
         demo.terminate()

@@ -5,6 +5,7 @@ snapshot that is rebuilt on change rather than per request."""
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 import sys
 from datetime import timedelta
@@ -60,7 +61,7 @@ async def test_page_shows_banner_sites_incident_and_public_update_only(
         assert today[0] == "down" and today[1].endswith(", incidents: 1")
         # (The blog's probes reach the rollups as they are flushed: ok or not yet counted.)
         assert re.findall(r'<li class="bar bar-(\w+)"', blog_html)[-1] in ("ok", "none")
-        shop_today = re.search(r"<dt>Uptime today</dt><dd>([^<]*)</dd>", shop_html)
+        shop_today = re.search(r"<dt>Uptime 24 hours</dt><dd>([^<]*)</dd>", shop_html)
         assert shop_today is not None and shop_today[1] not in ("100.00 %", "-")
         assert_nothing_internal(html)
 
@@ -89,10 +90,61 @@ async def test_summary_json_is_shaped_like_statuspage(
             (SHOP, "major_outage"),
             (BLOG, "operational"),
         ]
+        # The shop is down now: less than all of the last 24 hours (rolling) were up.
+        shop_uptime = summary["components"][0]["uptime"]
+        assert set(shop_uptime) == {"24h", "7d", "30d", "90d"}
+        assert shop_uptime["24h"] is not None and shop_uptime["24h"] < 1.0
         (incident,) = summary["incidents"]
         assert incident["status"] == "identified"
         assert [u["body"] for u in incident["incident_updates"]] == [PUBLIC_UPDATE]
         assert_nothing_internal(str(summary))
+
+
+async def test_named_checks_are_components_with_their_own_state(
+    tmp_path: Path, aiohttp_server: Any, database_url: str
+) -> None:
+    async with status_scene(
+        tmp_path, aiohttp_server, database_url=database_url, components="checks"
+    ) as scene:
+        async with aiohttp.ClientSession() as http:
+            async with http.get(f"{scene.page_url}/summary.json") as response:
+                summary = await response.json()
+        # As Statuspage groups them: the site a group, its checks with its group_id.
+        assert [
+            (c["id"], c["name"], c["status"], c["group"], c["group_id"])
+            for c in summary["components"]
+        ] == [
+            ("site-1", SHOP, "major_outage", True, None),
+            ("site-1-check-1", "Home page", "major_outage", False, "site-1"),
+            ("site-1-check-2", "Shopping cart", "operational", False, "site-1"),
+            ("site-2", BLOG, "operational", True, None),
+            ("site-2-check-1", "Home", "operational", False, "site-2"),
+        ]
+        assert summary["components"][0]["components"] == ["site-1-check-1", "site-1-check-2"]
+        _, _, html = await get(scene.page_url)
+        shop_html = html.split(f">{BLOG}</h3>")[0]
+        found = re.findall(
+            r'<span class="component-name">([^<]*)</span> '
+            r'<span class="component-status status-(\w+)">([^<]*)</span>',
+            shop_html,
+        )
+        assert found == [
+            ("Home page", "major_outage", "Major outage"),
+            ("Shopping cart", "operational", "Operational"),
+        ]
+        for text in (html, str(summary)):
+            assert_nothing_internal(text)
+            assert "/cart" not in text and "cart" not in text.replace("Shopping cart", "")
+    # Without `components: checks`, a site is one component and not a group.
+    (tmp_path / "plain").mkdir()
+    async with status_scene(tmp_path / "plain", aiohttp_server) as scene:
+        status, _, body = await get(f"{scene.page_url}/summary.json")
+        plain = json.loads(body)["components"]
+        assert [(c["id"], c["group"], c["group_id"]) for c in plain] == [
+            ("site-1", False, None),
+            ("site-2", False, None),
+        ]
+        assert 'class="components"' not in (await get(scene.page_url))[2]
 
 
 async def test_atom_feed_parses_and_carries_public_updates(

@@ -48,6 +48,7 @@ from incidents.model import CheckRef
 from incidents.recurring_maintenance import RecurringWindowSpec
 from incidents.severity import Severity, SeverityPolicy
 from incidents.sla import DEFAULT_PLANS, PlanSpec, SlaPolicy
+from monitor.config.logo import logo_data_url
 
 SLUG_PATTERN = r"^[a-z0-9][a-z0-9_.-]{0,62}$"
 
@@ -298,6 +299,12 @@ class StatusPageConfig(_Model):
         description="Required for a private page: write ${ACME_STATUS_KEY}; the link is "
         "/status/<client>?key=<it>.",
     )
+    components: Literal["sites", "checks"] = Field(
+        default="sites",
+        description="sites: one component per site. checks: each site also lists its checks "
+        "as components with their own state, by display name (the check's name, else its id "
+        "in words; never its URL).",
+    )
 
     @field_validator("logo_url")
     @classmethod
@@ -512,6 +519,13 @@ class AgencyConfig(_Model):
         max_length=500,
         description="An https:// URL of the logo shown at the top of HTML client mails.",
     )
+    report_logo: str | None = Field(
+        default=None,
+        max_length=200_000,
+        description="The logo at the top of the monthly report's PDF: a local image file "
+        "(.png, .jpg, .gif, .svg), e.g. /etc/monitor/logo.png, or a data:image/...;base64, "
+        "URL. Read when the report is printed; nothing is fetched from the network.",
+    )
     accent_color: str = Field(
         default="#1f4e8c",
         pattern=r"^#[0-9a-fA-F]{6}$",
@@ -541,6 +555,13 @@ class AgencyConfig(_Model):
                     f"must be an https:// URL such as https://agency.example/logo.png "
                     f"(got {value!r})"
                 )
+        return value
+
+    @field_validator("report_logo")
+    @classmethod
+    def _local_image(cls, value: str | None) -> str | None:
+        if value is not None:
+            logo_data_url(value)  # raises ValueError saying what is wrong
         return value
 
     @field_validator("timezone")

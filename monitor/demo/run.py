@@ -153,7 +153,12 @@ def demo_config(
                         "hours": {day: ["00:00-24:00"] for day in DAYS},
                     },
                     "contacts": ["owner@demo-shop.example"],
-                    "status_page": {"public": True, "title": "Demo Shop status"},
+                    # Its checks show under the site, each in its own state.
+                    "status_page": {
+                        "public": True,
+                        "title": "Demo Shop status",
+                        "components": "checks",
+                    },
                     "sites": [
                         {
                             "id": "shop",

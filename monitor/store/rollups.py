@@ -43,7 +43,7 @@ from incidents.uptime import (
     worst_of,
 )
 from monitor.store import codec
-from monitor.store.tables import daily_rollups, incidents, maintenance_windows
+from monitor.store.tables import daily_rollups, incident_spans, incidents, maintenance_windows
 
 RETENTION_DAYS = 400
 
@@ -103,11 +103,20 @@ def probe_counts(
 
 
 def _upsert(conn: AsyncConnection, added: Sequence[str]) -> Any:
+    return upsert_rollups(conn, added, add=True)
+
+
+def upsert_rollups(conn: AsyncConnection, columns: Sequence[str], *, add: bool) -> Any:
+    """An insert of rollup rows that, for rows already there, adds to `columns` (add=True)
+    or sets them."""
     insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
     stmt = insert(daily_rollups)
     return stmt.on_conflict_do_update(
         index_elements=[daily_rollups.c.scope, daily_rollups.c.day],
-        set_={name: daily_rollups.c[name] + stmt.excluded[name] for name in added},
+        set_={
+            name: daily_rollups.c[name] + stmt.excluded[name] if add else stmt.excluded[name]
+            for name in columns
+        },
     )
 
 
@@ -259,6 +268,9 @@ async def advance(
     ]
     if values:
         await conn.execute(_upsert(conn, ("down_seconds", "degraded_seconds", "incidents")), values)
+    await record_span(
+        conn, incident_id=incident.id, site=incident.site, start=start, end=end, state=state
+    )
     await conn.execute(
         sa.update(incidents)
         .where(incidents.c.id == incident.id)
@@ -267,6 +279,37 @@ async def advance(
             rollup_since=end,
         )
     )
+
+
+async def record_span(
+    conn: AsyncConnection,
+    *,
+    incident_id: int,
+    site: str,
+    start: datetime,
+    end: datetime,
+    state: SpanState,
+) -> None:
+    """Note that [start, end) of the incident is in the rollups, in `state`: the incident's
+    latest span grows when it ends at `start` in the same state (most writes change nothing
+    but the time), else a span is added."""
+    if end <= start:
+        return
+    grown = await conn.execute(
+        sa.update(incident_spans)
+        .where(
+            incident_spans.c.incident_id == incident_id,
+            incident_spans.c.ends_at == start,
+            incident_spans.c.state == state.value,
+        )
+        .values(ends_at=end)
+    )
+    if grown.rowcount == 0:
+        await conn.execute(
+            sa.insert(incident_spans).values(
+                incident_id=incident_id, site=site, starts_at=start, ends_at=end, state=state.value
+            )
+        )
 
 
 async def daily_stats(

@@ -13,7 +13,7 @@ import logging
 import operator
 from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import asynccontextmanager
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
@@ -25,7 +25,7 @@ from checks.result import Outcome, ProbeResult
 from incidents.model import CheckState, Incident, IncidentStatus, TimelineEntry, Transition
 from incidents.outgoing import NoticeKind, Outgoing
 from incidents.uptime import DayStat
-from monitor.store import codec, leases, rollups
+from monitor.store import codec, leases, rollups, spans
 from monitor.store import confirmations as cf
 from monitor.store import maintenance as mw
 from monitor.store import outbox as ob
@@ -462,6 +462,47 @@ class Store:
                     conn, sites, now=now, calendars=self._calendars, periods=periods
                 )
 
+    async def rolling_uptimes(
+        self, sites: Sequence[str], *, now: datetime, hours: int = 24
+    ) -> dict[str, float | None]:
+        """Uptime (incidents.uptime.rolling_uptime) of each site over the last `hours` up to
+        `now`, not whole calendar days: read from the spans and windows overlapping them and
+        the days they touch (monitor.store.spans). None: nothing observed."""
+        if not sites:
+            return {}
+        await self.flush_history()
+        with translated("reading the rolling uptime of sites"):
+            async with self._connect() as conn:
+                return await spans.rolling_uptimes(
+                    conn,
+                    list(sites),
+                    now=now,
+                    calendars=self._calendars,
+                    length=timedelta(hours=hours),
+                )
+
+    async def rebuild_rollups(
+        self,
+        *,
+        now: datetime,
+        client: str | None = None,
+        since: date | None = None,
+        all_sites: bool = True,
+    ) -> list[str]:
+        """Recount the sites' down and degraded seconds and incidents per day from their
+        incidents (monitor.store.spans.rebuild): `monitor rollups rebuild`, and at start
+        (all_sites False) for incidents resolved before the rollups existed. The sites."""
+        with translated("rebuilding the daily rollups"):
+            async with self._write() as conn:
+                return await spans.rebuild(
+                    conn,
+                    calendars=self._calendars,
+                    now=now,
+                    client=client,
+                    since=since,
+                    all_sites=all_sites,
+                )
+
     async def purge_rollups(self, *, today: date) -> int:
         """Delete rollup rows older than the retention (400 days before `today`)."""
         with translated("purging daily rollups"):
@@ -712,6 +753,10 @@ class Store:
         with translated(f"adding a maintenance window for {site}"):
             async with self._write() as conn:
                 row = (await conn.execute(stmt)).mappings().one()
+                # Down time already counted in it is not down any more (issue 12).
+                await spans.recount_window(
+                    conn, site, starts_at=starts_at, ends_at=ends_at, calendars=self._calendars
+                )
         return mw.window_from_row(row)
 
     async def active_maintenance(self, *, now: datetime) -> dict[str, MaintenanceWindow]:
@@ -738,6 +783,16 @@ class Store:
         with translated(f"cancelling maintenance window {window_id}"):
             async with self._write() as conn:
                 row = (await conn.execute(stmt)).mappings().one_or_none()
+                if row is not None:
+                    # What it held out of the rollups counts again.
+                    window = mw.window_from_row(row)
+                    await spans.recount_window(
+                        conn,
+                        window.site,
+                        starts_at=window.starts_at,
+                        ends_at=window.ends_at,
+                        calendars=self._calendars,
+                    )
         return None if row is None else mw.window_from_row(row)
 
     async def count_rows(self) -> dict[str, int]:

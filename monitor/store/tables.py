@@ -285,6 +285,22 @@ daily_rollups = sa.Table(
     sa.Index("ix_daily_rollups_site_day", "site", "day"),
 )
 
+# The parts of each incident already added to daily_rollups, in their state (revision
+# 0008_status12): what a rolling 24 hours, a changed maintenance window and a rebuild read back
+# instead of rescanning timelines. Consecutive parts in one state are one row.
+incident_spans = sa.Table(
+    "incident_spans",
+    metadata,
+    sa.Column("id", BigId, primary_key=True, autoincrement=True),
+    sa.Column("incident_id", sa.Integer, sa.ForeignKey("incidents.id"), nullable=False),
+    sa.Column("site", sa.Text, nullable=False),
+    sa.Column("starts_at", UTCDateTime, nullable=False),
+    sa.Column("ends_at", UTCDateTime, nullable=False),
+    sa.Column("state", sa.Text, nullable=False),  # incidents.uptime.SpanState
+    sa.Index("ix_incident_spans_site_ends_at", "site", "ends_at"),
+    sa.Index("ix_incident_spans_incident_id", "incident_id"),
+)
+
 ALL_TABLES = (
     incidents,
     timeline,
@@ -296,4 +312,5 @@ ALL_TABLES = (
     site_leases,
     confirmations,
     daily_rollups,
+    incident_spans,
 )

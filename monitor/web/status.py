@@ -29,14 +29,16 @@ from incidents.i18n import translations
 from incidents.message_text import utc_iso
 from incidents.public_status import PageStatus
 from incidents.status_view import (
+    CheckInput,
     IncidentView,
     SiteInput,
     StatusView,
     build_status,
 )
 from incidents.uptime import DayStat
+from monitor.clients import display_names
 from monitor.clock import Clock
-from monitor.config.models import ClientConfig, MonitorConfig
+from monitor.config.models import ClientConfig, MonitorConfig, availability_checks
 from monitor.desk import IncidentDesk
 from monitor.server import _host_name
 from monitor.store import Store
@@ -238,21 +240,36 @@ class StatusPages:
         sites: list[SiteInput] = []
         days: dict[str, list[DayStat]] = {}
         maintenance: list[tuple[str, datetime, datetime, str]] = []
+        names = display_names(config)
+        show_checks = config.status_page is not None and config.status_page.components == "checks"
         for site in config.sites:
             key = f"{config.id}/{site.id}"
             window = self._desk.maintenance_window(key, now)
+            availability = availability_checks(site)
             sites.append(
                 SiteInput(
                     key=key,
                     label=site.label,
                     in_maintenance=window is not None,
                     maintenance_until=window[1] if window else None,
+                    checks=tuple(
+                        CheckInput(
+                            key=f"{key}/{check.id}",
+                            label=names[f"{key}/{check.id}"],
+                            availability=check.id in availability,
+                        )
+                        for check in site.checks
+                    )
+                    if show_checks
+                    else (),
                 )
             )
             # The rollups: the bars and every uptime figure, as the report and Grafana see them.
             days[key] = await self._store.daily_stats(key, first=first, last=today, now=now)
             for start, end, reason in await self._maintenance(key, now):
                 maintenance.append((key, start, end, reason))
+        # The last 24 hours, not calendar days: the figure Grafana's 24h panel shows.
+        rolling = await self._store.rolling_uptimes([site.key for site in sites], now=now)
         catalog = translations(config.language, client.locale_dir)
         view = build_status(
             title=client.title,
@@ -265,6 +282,7 @@ class StatusPages:
             timelines=timelines,
             days=days,
             maintenance=maintenance,
+            rolling=rolling,
         )
         base = f"/status/{quote(config.id)}"
         self.builds += 1
@@ -332,17 +350,7 @@ def summary(view: StatusView, *, client_id: str, base: str, tz: ZoneInfo) -> dic
             "time_zone": tz.key,
             "updated_at": updated,
         },
-        "components": [
-            {
-                "id": f"site-{site.number}",
-                "name": site.label,
-                "status": site.status.slug,
-                "position": site.number,
-                "description": None,
-                "updated_at": updated,
-            }
-            for site in view.sites
-        ],
+        "components": _components(view, updated=updated),
         "incidents": [_incident_json(incident, base=base) for incident in view.active],
         "scheduled_maintenances": [
             {
@@ -356,6 +364,48 @@ def summary(view: StatusView, *, client_id: str, base: str, tz: ZoneInfo) -> dic
         ],
         "status": {"indicator": _indicator(view.status), "description": view.banner},
     }
+
+
+def _components(view: StatusView, *, updated: str | None) -> list[dict[str, Any]]:
+    """A site is a component; with its checks shown, a group of them (Statuspage's
+    `group: true` and `components`, each check with its `group_id`)."""
+    found: list[dict[str, Any]] = []
+    position = 0
+    for site in view.sites:
+        site_id = f"site-{site.number}"
+        position += 1
+        children = [f"{site_id}-check-{c.number}" for c in site.components]
+        found.append(
+            {
+                "id": site_id,
+                "name": site.label,
+                "status": site.status.slug,
+                "position": position,
+                "description": None,
+                "updated_at": updated,
+                "group": bool(children),
+                "group_id": None,
+                **({"components": children} if children else {}),
+                # Not in Statuspage's shape: the page's uptime figures (0..1, null: no data),
+                # the last 24 hours and the client's last 7, 30 and 90 calendar days.
+                "uptime": dict(site.ratios),
+            }
+        )
+        for child, component in zip(children, site.components, strict=True):
+            position += 1
+            found.append(
+                {
+                    "id": child,
+                    "name": component.label,
+                    "status": component.status.slug,
+                    "position": position,
+                    "description": None,
+                    "updated_at": updated,
+                    "group": False,
+                    "group_id": site_id,
+                }
+            )
+    return found
 
 
 def _incident_json(incident: IncidentView, *, base: str) -> dict[str, Any]:
