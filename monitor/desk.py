@@ -34,7 +34,13 @@ from incidents.outgoing import Outgoing
 from incidents.public_status import Stage
 from incidents.recurring_maintenance import RecurringWindow, recurring_in_force
 from incidents.sla import SlaContext
-from monitor.clients import ClientContext, client_contexts, message_context, notify_policy
+from monitor.clients import (
+    ClientContext,
+    client_contexts,
+    escalation_of,
+    message_context,
+    notify_policy,
+)
 from monitor.clock import Clock
 from monitor.config.models import MonitorConfig
 from monitor.metrics import Metrics
@@ -85,6 +91,7 @@ class IncidentDesk:
         self._sites = {f"{c.id}/{site.id}" for c in config.clients for site in c.sites}
         self._messages = message_context(config)
         self._policy = notify_policy(config)
+        self._escalation = escalation_of(config)
         self._on_change = on_change
         self._on_outbox = on_outbox
         self._open: dict[str, Incident] = {}  # by site key
@@ -210,6 +217,7 @@ class IncidentDesk:
             timeline=transition.timeline,
             now=now,
             sla=self._clients[client].sla,
+            escalation=self._escalation,
         )
         prepared = replace(
             transition, incident=change.incident, timeline=change.timeline, incident_changed=True
@@ -261,7 +269,7 @@ class IncidentDesk:
         changed = 0
         for site, incident in list(self._open.items()):
             sla = self._clients[incident.client].sla
-            wake = next_wakeup(incident, sla=sla)
+            wake = next_wakeup(incident, sla=sla, escalation=self._escalation)
             now = self._clock.now()
             paused = incident.paused_since is not None
             if (wake is None or wake > now) and paused == self.in_maintenance(site, now):
@@ -292,7 +300,7 @@ class IncidentDesk:
         window = self.maintenance_window(incident.site, now)
         paused = during_maintenance(incident, now=now, window=window, sla=sla)
         current = incident if paused is None else paused.incident
-        due = after_tick(current, now=now, sla=sla)
+        due = after_tick(current, now=now, sla=sla, escalation=self._escalation)
         if paused is None:
             return due
         if due is None:
@@ -536,6 +544,9 @@ class IncidentDesk:
                 metrics.incidents_resolved.labels(**labels).inc()
                 took = (entry.at - incident.opened_at).total_seconds()
                 metrics.time_to_resolve.labels(**labels).observe(took)
+            elif kind is TimelineKind.PAGED:
+                level = str((entry.evidence or {}).get("level", ""))
+                metrics.pages.labels(severity=labels["severity"], level=level).inc()
             elif kind is TimelineKind.RESPONSE_BREACHED:
                 metrics.sla_breaches.labels(kind="response", severity=labels["severity"]).inc()
             elif kind is TimelineKind.UPDATE_OVERDUE:
