@@ -34,6 +34,7 @@ from incidents.outgoing import MessageKind, OutgoingEmail, OutgoingWebhook
 from incidents.rotation import Rotation
 from incidents.severity import Severity
 from incidents.sla import DEFAULT_PLANS, SlaContext
+from monitor.config import ConfigError, load_config_text
 
 T0 = datetime(2026, 11, 23, 10, 0, tzinfo=UTC)  # a Monday, 11:00 in Berlin
 SLA = SlaContext(
@@ -244,3 +245,45 @@ def test_a_page_goes_to_each_person_and_to_the_team_without_a_rotation() -> None
     ids = [m.message_id for m in first if isinstance(m, OutgoingEmail)]
     assert ids == [m.message_id for m in again if isinstance(m, OutgoingEmail)]
     assert len(set(ids)) == 2
+
+
+# --- the YAML -------------------------------------------------------------------------------
+
+CONFIG = """\
+people:
+  - {name: alice, email: alice@agency.example}
+oncall:
+  rotation:
+    start: 2026-11-23
+    people: [alice, zoe]
+escalation:
+  1:
+    levels:
+      - {after: 0m, notify: [oncall]}
+      - {after: 15m, notify: [bob]}
+clients:
+  - id: acme
+    sites:
+      - id: shop
+        url: https://shop.acme.example
+        checks: [{id: home, url: /}]
+"""
+
+
+def test_unknown_people_are_reported_with_file_line_and_the_fix() -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_config_text(CONFIG, filename="monitor.yaml", environ={})
+    lines = str(caught.value).splitlines()
+    assert lines[0].startswith("monitor.yaml:3: oncall: ")
+    assert "oncall.rotation.people[1]: 'zoe' is not in `people` (people: alice)" in lines[0]
+    assert lines[1].startswith("monitor.yaml:7: escalation: ")
+    assert "escalation.1.levels[1].notify: 'bob' is not in `people`" in lines[1]
+    assert "add `- {name: bob, email: bob@agency.example}` to `people`" in lines[1]
+
+
+def test_a_valid_escalation_loads_and_a_severity_left_out_keeps_todays_paging() -> None:
+    text = CONFIG.replace("[alice, zoe]", "[alice]").replace("[bob]", "[alice]")
+    config = load_config_text(text, filename="monitor.yaml", environ={})
+    assert list(config.escalation) == [Severity.CRITICAL]
+    assert config.escalation[Severity.CRITICAL].levels[1].after == timedelta(minutes=15)
+    assert config.oncall.rotation is not None and config.oncall.rotation.people == ["alice"]

@@ -4,7 +4,11 @@ config's errors."""
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -12,6 +16,7 @@ import pytest
 from pydantic import ValidationError
 
 from incidents.rotation import Rotation, on_call_at, parse_handover, scheduled_at
+from monitor.cli import main
 
 BERLIN = ZoneInfo("Europe/Berlin")
 
@@ -153,3 +158,96 @@ def test_parse_handover() -> None:
     assert parse_handover("Mon 09:00")[0] == 0
     assert parse_handover("sun 23:59")[0] == 6
     assert parse_handover("07:30")[0] is None
+
+
+# --- `monitor oncall --at` ------------------------------------------------------------------
+
+ROOT = Path(__file__).resolve().parent.parent
+ONCALL_CONFIG = """
+agency: {timezone: Europe/Berlin}
+people:
+  - {name: alice, email: alice@agency.example}
+  - {name: bob, email: bob@agency.example}
+  - {name: carol, email: carol@agency.example}
+  - {name: dave, email: dave@agency.example}
+oncall:
+  rotation:
+    every: week
+    handover: mon 09:00
+    start: 2026-03-02
+    people: [alice, bob, carol]
+    overrides:
+      - {from: "2026-12-24T09:00", until: "2026-12-27T09:00", person: dave}
+clients:
+  - id: acme
+    sites:
+      - id: shop
+        url: https://shop.acme.example
+        checks: [{id: home, url: /}]
+"""
+
+
+def oncall_cli(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    config = tmp_path / "monitor.yaml"
+    config.write_text(ONCALL_CONFIG)
+    return subprocess.run(
+        [sys.executable, "-m", "monitor", "oncall", "--config", str(config), *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+@pytest.mark.parametrize(
+    ("at", "line"),
+    [
+        # One minute before 09:00 CEST on the Monday after the spring change, then at 09:00.
+        (
+            "2026-03-30T06:59:00Z",
+            "alice is on call until Mon 30 Mar 2026 09:00 CEST (since Mon 23 Mar 2026 09:00 CET)",
+        ),
+        (
+            "2026-03-30T09:00:00+02:00",
+            "bob is on call until Mon 6 Apr 2026 09:00 CEST (since Mon 30 Mar 2026 09:00 CEST)",
+        ),
+        # The Monday after the autumn change: 08:00Z is 09:00 CET.
+        (
+            "2026-10-26T07:59:00Z",
+            "alice is on call until Mon 26 Oct 2026 09:00 CET (since Mon 19 Oct 2026 09:00 CEST)",
+        ),
+        (
+            "2026-10-26T08:00:00Z",
+            "bob is on call until Mon 2 Nov 2026 09:00 CET (since Mon 26 Oct 2026 09:00 CET)",
+        ),
+        (
+            "2026-12-25T12:00:00Z",
+            "dave is on call (override) until Sun 27 Dec 2026 09:00 CET "
+            "(since Thu 24 Dec 2026 09:00 CET)",
+        ),
+    ],
+)
+def test_monitor_oncall_at_says_who_and_until_when_in_local_time(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], at: str, line: str
+) -> None:
+    # In-process (the command's own parser and handler); the test below runs the real process.
+    config = tmp_path / "monitor.yaml"
+    config.write_text(ONCALL_CONFIG)
+    code = main(["oncall", "--config", str(config), "--at", at])
+    assert (code, capsys.readouterr().out.strip()) == (0, line)
+
+
+def test_monitor_oncall_json_and_a_bad_instant(tmp_path: Path) -> None:
+    done = oncall_cli(tmp_path, "--at", "2026-03-30T07:00:00Z", "--json")
+    assert json.loads(done.stdout) == {
+        "person": "bob",
+        "email": "bob@agency.example",
+        "since": "2026-03-30T07:00:00Z",
+        "until": "2026-04-06T07:00:00Z",
+        "override": False,
+        "timezone": "Europe/Berlin",
+    }
+    naive = oncall_cli(tmp_path, "--at", "2026-03-30T09:00")
+    assert naive.returncode == 2
+    assert "--at needs a time zone" in naive.stderr
