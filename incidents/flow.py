@@ -314,7 +314,9 @@ def _paged_entry(
             team = True  # no rotation: on-call's addresses and webhooks, as without escalation
     people = list(dict.fromkeys(people))  # one page per person, however often named
     who = ", ".join([*people, *(["on-call"] if team else [])])
-    waited = "at once" if not page.waited else f"{span(page.waited)} without acknowledgement"
+    seconds = int(page.waited.total_seconds())
+    length = span(page.waited) if seconds >= 60 else f"{seconds} s"
+    waited = f"{length} without acknowledgement" if seconds else "at once"
     level = f"level {page.level}" + (f", repeat {page.repeat}" if page.repeat else "")
     return TimelineEntry(
         at=now,

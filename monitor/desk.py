@@ -257,9 +257,27 @@ class IncidentDesk:
                 asyncio.ensure_future(stopping.wait()),
                 asyncio.ensure_future(self._wake.wait()),
             ]
-            await asyncio.wait(waiters, timeout=tick, return_when=asyncio.FIRST_COMPLETED)
+            timeout = min(tick, self.seconds_to_next_wakeup(default=tick))
+            await asyncio.wait(waiters, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
             for waiter in waiters:
                 waiter.cancel()
+
+    def seconds_to_next_wakeup(self, *, default: float) -> float:
+        """Seconds until the earliest clock event or page still to come of an open incident
+        (`default` when none is): the clocks loop sleeps no longer, so a page due in 3 s goes
+        in 3 s, not at the next tick. Moments already past are left to the tick just run."""
+        now = self._clock.now()
+        ahead = [
+            wake
+            for incident in self._open.values()
+            if incident.client in self._clients
+            and (
+                wake := next_wakeup(incident, sla=self._sla(incident), escalation=self._escalation)
+            )
+            is not None
+            and wake > now
+        ]
+        return (min(ahead) - now).total_seconds() if ahead else default
 
     async def tick(self) -> int:
         """Apply every SLA event due now; returns how many incidents changed."""

@@ -247,9 +247,20 @@ def test_a_page_goes_to_each_person_and_to_the_team_without_a_rotation() -> None
     assert len(set(ids)) == 2
 
 
+# A client to watch: every config needs one.
+ONE_CLIENT = """\
+clients:
+  - id: acme
+    sites:
+      - id: shop
+        url: https://shop.acme.example
+        checks: [{id: home, url: /}]
+"""
+
 # --- the YAML -------------------------------------------------------------------------------
 
-CONFIG = """\
+CONFIG = (
+    """\
 people:
   - {name: alice, email: alice@agency.example}
 oncall:
@@ -261,13 +272,9 @@ escalation:
     levels:
       - {after: 0m, notify: [oncall]}
       - {after: 15m, notify: [bob]}
-clients:
-  - id: acme
-    sites:
-      - id: shop
-        url: https://shop.acme.example
-        checks: [{id: home, url: /}]
 """
+    + ONE_CLIENT
+)
 
 
 def test_unknown_people_are_reported_with_file_line_and_the_fix() -> None:

@@ -40,11 +40,19 @@ REPEATING = """
 """
 
 
-def config_yaml(*, url: str, database: str, smtp_port: int, outbox: str, escalation: str) -> str:
+def config_yaml(
+    *,
+    url: str,
+    database: str,
+    smtp_port: int,
+    outbox: str,
+    escalation: str,
+    sla_tick: str = "100ms",
+) -> str:
     return f"""
 database: {{url: "{database}"}}
 server: {{port: 0}}
-scheduler: {{sla_tick: 100ms}}
+scheduler: {{sla_tick: {sla_tick}}}
 defaults: {{interval: 100ms, timeout: 2s, failures_to_open: 2, successes_to_resolve: 2}}
 agency: {{timezone: Europe/Berlin}}
 notifications:
@@ -120,7 +128,14 @@ async def metric(running: Running, line_start: str) -> float | None:
 
 @contextlib.asynccontextmanager
 async def monitor(
-    *, url: str, database: str, smtp_port: int, tmp_path: Any, clock: ShiftedClock, escalation: str
+    *,
+    url: str,
+    database: str,
+    smtp_port: int,
+    tmp_path: Any,
+    clock: ShiftedClock,
+    escalation: str,
+    sla_tick: str = "100ms",
 ) -> AsyncIterator[Running]:
     config = load_config_text(
         config_yaml(
@@ -129,9 +144,30 @@ async def monitor(
             smtp_port=smtp_port,
             outbox=str(tmp_path / "outbox"),
             escalation=escalation,
+            sla_tick=sla_tick,
         )
     )
     async with running_monitor(config, clock=clock) as running:
+        yield running
+
+
+@contextlib.asynccontextmanager
+async def on_sqlite(
+    url: str, inbox: Inbox, tmp_path: Any, clock: ShiftedClock, **options: str
+) -> AsyncIterator[Running]:
+    """The monitor on a SQLite file, mailing through a real SMTP server into `inbox`."""
+    database = f"sqlite+aiosqlite:///{tmp_path}/m.db"
+    async with (
+        smtpd(inbox) as smtp_port,
+        monitor(
+            url=url,
+            database=database,
+            smtp_port=smtp_port,
+            tmp_path=tmp_path,
+            clock=clock,
+            **options,
+        ) as running,
+    ):
         yield running
 
 
@@ -192,17 +228,7 @@ async def test_the_page_repeats_every_30_min_while_nobody_acknowledges(
     shop, url = target
     inbox = Inbox()
     clock = ShiftedClock(MONDAY_10)
-    async with (
-        smtpd(inbox) as smtp_port,
-        monitor(
-            url=url,
-            database=f"sqlite+aiosqlite:///{tmp_path}/m.db",
-            smtp_port=smtp_port,
-            tmp_path=tmp_path,
-            clock=clock,
-            escalation=REPEATING,
-        ) as running,
-    ):
+    async with on_sqlite(url, inbox, tmp_path, clock, escalation=REPEATING) as running:
         shop.set("/", status=500)
         [incident] = await eventually(lambda: running.store.list_incidents(open_only=True))
         await eventually(lambda: len(pages(inbox, "alice@")) == 1, timeout=15)
@@ -221,3 +247,21 @@ async def test_the_page_repeats_every_30_min_while_nobody_acknowledges(
         assert await metric(running, 'monitor_pages_total{level="1",severity="1"}') == 4.0
         # Every step of the clocks went through (a failed one is counted here and logged).
         assert await metric(running, "monitor_store_errors_total") == 0.0
+
+
+async def test_the_clocks_wake_at_the_next_page_not_at_the_next_tick(
+    target: tuple[Target, str], tmp_path: Any
+) -> None:
+    """With the SLA tick at an hour, the secondary 2 s after the opening still goes at 2 s."""
+    shop, url = target
+    inbox = Inbox()
+    soon = TWO_LEVELS.replace("after: 15m", "after: 2s").replace("after: 30m", "after: 1h")
+    clock = ShiftedClock(MONDAY_10)
+    async with on_sqlite(url, inbox, tmp_path, clock, escalation=soon, sla_tick="1h") as running:
+        shop.set("/", status=500)
+        await eventually(lambda: pages(inbox, "alice@"), timeout=15)
+        await eventually(lambda: pages(inbox, "bob@"), timeout=15)
+        [incident] = await running.store.list_incidents(open_only=True)
+        assert (await entries(running, incident))[1] == (
+            "paged bob (level 2, 2 s without acknowledgement)"
+        )

@@ -5,10 +5,7 @@ outbox row; the other is refused, and on the stored copy finds nothing left to p
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from datetime import datetime, timedelta
-
-import pytest
 
 from incidents.escalation import Escalation
 from incidents.flow import Change, NotifyPolicy, after_tick, notifications
@@ -17,21 +14,10 @@ from incidents.outgoing import MessageKind, OutgoingEmail
 from incidents.severity import Severity
 from monitor.store import StaleIncident, Store
 from tests.test_escalation import CLIENT, MESSAGES, PEOPLE, POLICY, SLA
-from tests.test_store_shared import T0, open_incident
+from tests.test_store_shared import T0, open_incident, stores  # noqa: F401 - the fixture
 
 ESCALATION = Escalation(policies={Severity.CRITICAL: POLICY})
 POLICY_PEOPLE = NotifyPolicy(people=PEOPLE)
-
-
-@pytest.fixture
-async def stores(database_url: str) -> AsyncIterator[tuple[Store, Store]]:
-    first = await Store.open(database_url)
-    second = await Store.open(database_url)
-    try:
-        yield first, second
-    finally:
-        await second.close()
-        await first.close()
 
 
 def due(incident: Incident, at: datetime) -> Change:
@@ -52,7 +38,9 @@ async def save(store: Store, change: Change, at: datetime) -> Incident:
     )
 
 
-async def test_two_processes_page_the_secondary_once(stores: tuple[Store, Store]) -> None:
+async def test_two_processes_page_the_secondary_once(
+    stores: tuple[Store, Store],  # noqa: F811 - the fixture imported above
+) -> None:
     a, b = stores
     opened = await open_incident(a)
     assert opened.id is not None

@@ -17,6 +17,7 @@ from pydantic import ValidationError
 
 from incidents.rotation import Rotation, on_call_at, parse_handover, scheduled_at
 from monitor.cli import main
+from tests.test_escalation import ONE_CLIENT
 
 BERLIN = ZoneInfo("Europe/Berlin")
 
@@ -163,7 +164,8 @@ def test_parse_handover() -> None:
 # --- `monitor oncall --at` ------------------------------------------------------------------
 
 ROOT = Path(__file__).resolve().parent.parent
-ONCALL_CONFIG = """
+ONCALL_CONFIG = (
+    """
 agency: {timezone: Europe/Berlin}
 people:
   - {name: alice, email: alice@agency.example}
@@ -178,13 +180,9 @@ oncall:
     people: [alice, bob, carol]
     overrides:
       - {from: "2026-12-24T09:00", until: "2026-12-27T09:00", person: dave}
-clients:
-  - id: acme
-    sites:
-      - id: shop
-        url: https://shop.acme.example
-        checks: [{id: home, url: /}]
 """
+    + ONE_CLIENT
+)
 
 
 def oncall_cli(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
