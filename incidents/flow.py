@@ -314,9 +314,7 @@ def _paged_entry(
             team = True  # no rotation: on-call's addresses and webhooks, as without escalation
     people = list(dict.fromkeys(people))  # one page per person, however often named
     who = ", ".join([*people, *(["on-call"] if team else [])])
-    seconds = int(page.waited.total_seconds())
-    length = span(page.waited) if seconds >= 60 else f"{seconds} s"
-    waited = f"{length} without acknowledgement" if seconds else "at once"
+    waited = _waited(page.waited)
     level = f"level {page.level}" + (f", repeat {page.repeat}" if page.repeat else "")
     return TimelineEntry(
         at=now,
@@ -332,6 +330,17 @@ def _paged_entry(
             "waited_seconds": int(page.waited.total_seconds()),
         },
     )
+
+
+def _waited(waited: timedelta) -> str:
+    """`at once`, `15 min without acknowledgement`, `2 s without ...` (sub-minute tests)."""
+    seconds = int(waited.total_seconds())
+    length = span(waited) if seconds >= 60 else f"{seconds} s"
+    return f"{length} without acknowledgement" if seconds else "at once"
+
+
+def _waited_text(entry: TimelineEntry) -> str:
+    return _waited(timedelta(seconds=int((entry.evidence or {}).get("waited_seconds", 0))))
 
 
 # --- operator actions -----------------------------------------------------------------------
@@ -577,11 +586,14 @@ def page_messages(
     names = [str(name) for name in evidence.get("people", ())]
     if evidence.get("oncall_team"):
         names.append(ONCALL)
+    level = f"Escalation level {evidence.get('level', 1)}: {_waited_text(entry)}."
     for name in names:
         person = policy.people.get(name)
+        # A person no longer configured (the config changed since): the team instead, so the
+        # page is not lost.
         to = (person.email,) if person is not None else ctx.oncall
         if not to:
-            continue  # a person left the configuration, or on-call has no address
+            continue  # on-call has no address
         message_id = page_message_id(
             incident, severity=int(severity), page=index, person=name, domain=ctx.sender_domain
         )
@@ -595,6 +607,7 @@ def page_messages(
                 cause=cause,
                 first_in_thread=False,
                 message_id=message_id,
+                note=level,
             )
         )
     if evidence.get("oncall_team"):

@@ -184,7 +184,8 @@ def compose_email(
         now=now,
         cause=cause,
         update_text=update_text if kind is MessageKind.UPDATE else None,
-        note=note if kind is MessageKind.RESOLVED else None,
+        # RESOLVED: the operator's note; PAGE: the escalation level it is paged at.
+        note=note if kind in (MessageKind.RESOLVED, MessageKind.PAGE) else None,
         first_in_thread=first_in_thread,
         with_excerpt=audience is Audience.ONCALL,
         link=_link(ctx.dashboard_url, incident_id),

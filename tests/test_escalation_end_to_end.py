@@ -190,7 +190,10 @@ async def test_primary_at_once_secondary_at_15_min_nothing_after_an_ack_at_20_mi
         # A restart before the next level: the page already made is not made again.
         async with monitor(**args, smtp_port=smtp_port, escalation=TWO_LEVELS) as running:
             clock.advance(timedelta(minutes=15))
-            await eventually(lambda: pages(inbox, "bob@"), timeout=15)
+            [bob] = await eventually(lambda: pages(inbox, "bob@"), timeout=15)
+            text = bob.get_body(("plain",))
+            assert text is not None
+            assert "Escalation level 2: 15 min without acknowledgement." in text.get_content()
             assert await entries(running, incident) == [
                 "paged alice (level 1, at once)",
                 "paged bob (level 2, 15 min without acknowledgement)",
