@@ -329,9 +329,12 @@ def _sla(args: argparse.Namespace) -> int:
 
 
 def _oncall(args: argparse.Namespace) -> int:
+    from monitor.config import load_sections
+    from monitor.config.models import OncallSections
     from monitor.oncall_cli import oncall_answer, parse_instant
 
-    config = load_config(args.config)
+    # Only the rotation's sections: an operator's shell needs none of the secrets' variables.
+    config = load_sections(args.config, OncallSections)
     try:
         at = datetime.now(UTC) if args.at is None else parse_instant(args.at)
     except ValueError as exc:

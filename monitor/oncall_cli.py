@@ -8,10 +8,12 @@ from zoneinfo import ZoneInfo
 
 from incidents.message_text import local_time, utc_iso
 from incidents.rotation import on_call_at
-from monitor.config.models import MonitorConfig
+from monitor.config.models import MonitorConfig, OncallSections
 
 
-def oncall_answer(config: MonitorConfig, *, at: datetime, as_json: bool = False) -> str:
+def oncall_answer(
+    config: MonitorConfig | OncallSections, *, at: datetime, as_json: bool = False
+) -> str:
     """One line (or a JSON object) naming the person on call at `at` (aware) and until when,
     in the agency's time zone. Without a rotation it says where pages go instead."""
     rotation = config.oncall.rotation

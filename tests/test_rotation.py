@@ -172,7 +172,11 @@ people:
   - {name: bob, email: bob@agency.example}
   - {name: carol, email: carol@agency.example}
   - {name: dave, email: dave@agency.example}
+notifications:
+  smtp: {host: smtp.agency.example, username: monitor, password: "${UNSET_SMTP_PASSWORD}"}
 oncall:
+  # Secrets the operator's shell does not have: `monitor oncall` does not read them.
+  webhook: {url: "https://pager.example/hook", headers: {Authorization: "${UNSET_PAGER}"}}
   rotation:
     every: week
     handover: mon 09:00

@@ -995,6 +995,22 @@ class OperatorSections(_Model):
     clients: list[ClientZone] = Field(default_factory=list)
 
 
+class _OncallRotationOnly(BaseModel):
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    emails: list[EmailAddress] = Field(default_factory=list)
+    rotation: Rotation | None = None
+
+
+class OncallSections(_Model):
+    """What `monitor oncall` reads of the config: the rotation, its people and the agency's
+    time zone; not the webhook's headers or any other secret."""
+
+    agency: AgencyConfig = AgencyConfig()
+    people: list[PersonConfig] = Field(default_factory=list)
+    oncall: _OncallRotationOnly = _OncallRotationOnly()
+
+
 def _absolute_http_url(value: str, *, example: str) -> str:
     """`value` when it is an absolute http(s) URL with a host; the error gives `example`."""
     parts = urlsplit(value)
