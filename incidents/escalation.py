@@ -81,8 +81,20 @@ class Page:
 def schedule(policy: EscalationPolicy, *, start: datetime) -> Iterator[Page]:
     """Every page of `policy` in order, for an escalation that started at `start`
     (endless when the policy repeats)."""
-    for index, level in enumerate(policy.levels):
-        yield Page(
+    for index in count():
+        page = page_at(policy, start=start, index=index)
+        if page is None:
+            return
+        yield page
+
+
+def page_at(policy: EscalationPolicy, *, start: datetime, index: int) -> Page | None:
+    """The `index`-th page of the schedule (0: the first level); None past its end. Constant
+    time, so an incident unacknowledged for a week costs no more to look at than a new one."""
+    levels = policy.levels
+    if index < len(levels):
+        level = levels[index]
+        return Page(
             index=index,
             level=index + 1,
             repeat=0,
@@ -91,18 +103,17 @@ def schedule(policy: EscalationPolicy, *, start: datetime) -> Iterator[Page]:
             notify=tuple(level.notify),
         )
     if policy.repeat is None:
-        return
-    last = policy.levels[-1]
-    for repeat in count(1):
-        waited = last.after + repeat * policy.repeat
-        yield Page(
-            index=len(policy.levels) + repeat - 1,
-            level=len(policy.levels),
-            repeat=repeat,
-            due_at=start + waited,
-            waited=waited,
-            notify=tuple(last.notify),
-        )
+        return None
+    repeat = index - len(levels) + 1
+    waited = levels[-1].after + repeat * policy.repeat
+    return Page(
+        index=index,
+        level=len(levels),
+        repeat=repeat,
+        due_at=start + waited,
+        waited=waited,
+        notify=tuple(levels[-1].notify),
+    )
 
 
 def pages_due(
@@ -114,19 +125,30 @@ def pages_due(
     now: datetime,
 ) -> tuple[Page, ...]:
     """The pages to make at `now`: due by then, not among the first `paged`, and none once
-    the incident is acknowledged. Missed repeats collapse into the latest one due."""
+    the incident is acknowledged. A level and its missed repeats collapse into the latest."""
     if acknowledged_at is not None:
         return ()
     due: list[Page] = []
-    for page in schedule(policy, start=start):
-        if page.due_at > now:
-            break
-        if page.index < paged:
-            continue
-        if due and page.repeat and due[-1].level == page.level:
-            due[-1] = page  # the same people: the latest page due stands for the missed ones
-        else:
-            due.append(page)
+    index = paged
+    while index < len(policy.levels):
+        page = page_at(policy, start=start, index=index)
+        if page is None or page.due_at > now:
+            return tuple(due)
+        due.append(page)
+        index += 1
+    if policy.repeat is None:
+        return tuple(due)
+    # The latest repeat due by `now`, straight from the arithmetic (no walk through them).
+    since_last = now - (start + policy.levels[-1].after)
+    latest = len(policy.levels) - 1 + int(since_last // policy.repeat)
+    if latest < index:
+        return tuple(due)
+    page = page_at(policy, start=start, index=latest)
+    assert page is not None  # a repeating policy has a page at every index
+    if due and due[-1].level == page.level:
+        due[-1] = page  # the same people: the latest page due stands for the missed ones
+    else:
+        due.append(page)
     return tuple(due)
 
 
@@ -136,10 +158,8 @@ def next_page_at(
     """When the next page after the first `paged` falls due; None when none will."""
     if acknowledged_at is not None:
         return None
-    for page in schedule(policy, start=start):
-        if page.index >= paged:
-            return page.due_at
-    return None
+    page = page_at(policy, start=start, index=paged)
+    return None if page is None else page.due_at
 
 
 def paged_count(marks: frozenset[str], severity: Severity) -> int:

@@ -17,6 +17,7 @@ from incidents.escalation import (
     next_page_at,
     paged_count,
     pages_due,
+    schedule,
     started_at,
     with_paged,
 )
@@ -294,3 +295,26 @@ def test_a_valid_escalation_loads_and_a_severity_left_out_keeps_todays_paging() 
     assert list(config.escalation) == [Severity.CRITICAL]
     assert config.escalation[Severity.CRITICAL].levels[1].after == timedelta(minutes=15)
     assert config.oncall.rotation is not None and config.oncall.rotation.people == ["alice"]
+
+
+def _walked(paged: int, now: datetime) -> list[tuple[int, int]]:
+    """pages_due as a walk through the schedule: the definition the arithmetic must match."""
+    due: list[tuple[int, int]] = []
+    for page in schedule(POLICY, start=T0):
+        if page.due_at > now:
+            break
+        if page.index < paged:
+            continue
+        if due and page.repeat and due[-1][0] == page.level:
+            due[-1] = (page.level, page.repeat)
+        else:
+            due.append((page.level, page.repeat))
+    return due
+
+
+@pytest.mark.parametrize("paged", range(8))
+def test_pages_due_matches_a_walk_through_the_schedule(paged: int) -> None:
+    for step in range(0, 200, 5):
+        assert levels(paged, step) == _walked(paged, minutes(step)), (paged, step)
+        nxt = next(p for p in schedule(POLICY, start=T0) if p.index >= paged).due_at
+        assert next_page_at(POLICY, start=T0, paged=paged, acknowledged_at=None) == nxt
