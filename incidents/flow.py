@@ -20,16 +20,38 @@ Who hears what:
   thread exists.
 - On-call hears of reminders before a client update falls due, overdue updates and a
   breached response target.
+- A severity with an escalation policy (`incidents.escalation`) is paged by it instead: each
+  level when due (PAGED entries naming who), to each person paged (or, for `oncall` without
+  a rotation, to on-call's addresses and webhooks as above), until someone responds.
 """
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
-from dataclasses import dataclass, replace
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
 from incidents import wording
-from incidents.messages import ClientInfo, MessageContext, compose_email, compose_webhook
+from incidents.escalation import (
+    NO_ESCALATION,
+    ONCALL,
+    Escalation,
+    Page,
+    next_page_at,
+    paged_count,
+    pages_due,
+    started_at,
+    with_paged,
+    with_start,
+)
+from incidents.message_text import span
+from incidents.messages import (
+    ClientInfo,
+    MessageContext,
+    compose_email,
+    compose_webhook,
+    page_message_id,
+)
 from incidents.model import Incident, IncidentStatus, TimelineEntry, TimelineKind
 from incidents.outgoing import Audience, MessageKind, Outgoing
 from incidents.public_status import Stage
@@ -75,6 +97,18 @@ class Change:
 class NotifyPolicy:
     email_client_on_open: frozenset[Severity] = frozenset({Severity.CRITICAL, Severity.MAJOR})
     webhook_targets: tuple[str, ...] = ()  # configured on-call webhooks, paged on Severity 1
+    # The people escalation levels and rotations name, by name.
+    people: Mapping[str, Person] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Person:
+    """Someone who can be paged. `channels` name configured channels (not used here yet)."""
+
+    name: str
+    email: str
+    phone: str | None = None
+    channels: tuple[str, ...] = ()
 
 
 # --- step 1: clocks and paging ------------------------------------------------------------
@@ -87,6 +121,7 @@ def after_engine(
     timeline: Sequence[TimelineEntry],
     now: datetime,
     sla: SlaContext,
+    escalation: Escalation = NO_ESCALATION,
 ) -> Change:
     """Start or re-run the clocks for what the engine did, and page on-call when due."""
     incident = after
@@ -101,23 +136,36 @@ def after_engine(
             escalated_to_critical = (
                 incident.severity is Severity.CRITICAL and before.severity is not Severity.CRITICAL
             )
+            if incident.severity is not before.severity:
+                # The new severity's escalation counts from now, not from the opening.
+                marks = with_start(incident.sla_marks, incident.severity, entry.at)
+                incident = replace(incident, sla_marks=marks)
         elif entry.kind is TimelineKind.RESOLVED:
             # As when resolved by hand: a resolved incident owes the client no more updates.
             incident = replace(
                 incident, next_update_due_at=None, paused_since=None, paused_until=None
             )
-    incident, paging = _tell_oncall(incident, now=now, sla=sla, page=escalated_to_critical)
+    incident, paging = _tell_oncall(
+        incident, now=now, sla=sla, page=escalated_to_critical, escalation=escalation
+    )
     return Change(incident=incident, timeline=(*timeline, *paging))
 
 
-def after_tick(incident: Incident, *, now: datetime, sla: SlaContext) -> Change | None:
-    """Reminders, breaches and deferred on-call notices due by `now`; None when nothing is."""
+def after_tick(
+    incident: Incident,
+    *,
+    now: datetime,
+    sla: SlaContext,
+    escalation: Escalation = NO_ESCALATION,
+) -> Change | None:
+    """Reminders, breaches, deferred on-call notices and escalation pages due by `now`;
+    None when nothing is."""
     marked, events = due_sla_events(incident, now=now, ctx=sla)
     entries = tuple(
         TimelineEntry(at=now, kind=event.kind, message=event.message, severity=marked.severity)
         for event in events
     )
-    told, paging = _tell_oncall(marked, now=now, sla=sla, page=False)
+    told, paging = _tell_oncall(marked, now=now, sla=sla, page=False, escalation=escalation)
     if not entries and not paging and told == incident:
         return None
     # On-call hears of the incident before any reminder or breach about it.
@@ -178,17 +226,38 @@ def _span(delta: timedelta) -> str:
     return f"{hours}h {minutes:02d}m"
 
 
-def next_wakeup(incident: Incident, *, sla: SlaContext) -> datetime | None:
+def next_wakeup(
+    incident: Incident, *, sla: SlaContext, escalation: Escalation = NO_ESCALATION
+) -> datetime | None:
     """When `after_tick` (or `during_maintenance`) may next have something to do."""
     if incident.is_open and incident.paused_until is not None:
         return incident.paused_until  # nothing else falls due while paused
-    candidates = (next_sla_wakeup(incident, ctx=sla), oncall_notify_at(incident, ctx=sla))
+    policy = escalation.policies.get(incident.severity)
+    if policy is None:
+        paging = oncall_notify_at(incident, ctx=sla)
+    elif not incident.is_open:
+        paging = None
+    else:
+        paging = next_page_at(
+            policy,
+            start=started_at(incident.sla_marks, incident.severity, opened_at=incident.opened_at),
+            paged=paged_count(incident.sla_marks, incident.severity),
+            acknowledged_at=incident.responded_at,
+        )
+    candidates = (next_sla_wakeup(incident, ctx=sla), paging)
     return min((moment for moment in candidates if moment is not None), default=None)
 
 
 def _tell_oncall(
-    incident: Incident, *, now: datetime, sla: SlaContext, page: bool
+    incident: Incident,
+    *,
+    now: datetime,
+    sla: SlaContext,
+    page: bool,
+    escalation: Escalation = NO_ESCALATION,
 ) -> tuple[Incident, tuple[TimelineEntry, ...]]:
+    if incident.severity in escalation.policies:
+        return _escalate(incident, now=now, escalation=escalation)
     due = oncall_notify_at(incident, ctx=sla)
     if not incident.is_open or not (page or (due is not None and due <= now)):
         return incident, ()
@@ -201,6 +270,77 @@ def _tell_oncall(
     )
     entry = TimelineEntry(at=now, kind=kind, message=message, severity=incident.severity)
     return replace(incident, oncall_notified_at=now), (entry,)
+
+
+def _escalate(
+    incident: Incident, *, now: datetime, escalation: Escalation
+) -> tuple[Incident, tuple[TimelineEntry, ...]]:
+    """The pages of the severity's escalation policy due by `now`, one PAGED entry each."""
+    severity = incident.severity
+    if not incident.is_open:
+        return incident, ()
+    due = pages_due(
+        escalation.policies[severity],
+        start=started_at(incident.sla_marks, severity, opened_at=incident.opened_at),
+        paged=paged_count(incident.sla_marks, severity),
+        acknowledged_at=incident.responded_at,
+        now=now,
+    )
+    if not due:
+        return incident, ()
+    entries = tuple(
+        _paged_entry(page, now=now, escalation=escalation, severity=severity) for page in due
+    )
+    paged = replace(
+        incident,
+        sla_marks=with_paged(incident.sla_marks, severity, due[-1].index + 1),
+        oncall_notified_at=incident.oncall_notified_at or now,
+    )
+    return paged, entries
+
+
+def _paged_entry(
+    page: Page, *, now: datetime, escalation: Escalation, severity: Severity
+) -> TimelineEntry:
+    on_call = escalation.on_call(page.due_at)
+    people: list[str] = []
+    team = False
+    for name in page.notify:
+        if name != ONCALL:
+            people.append(name)
+        elif on_call is not None:
+            people.append(on_call)
+        else:
+            team = True  # no rotation: on-call's addresses and webhooks, as without escalation
+    people = list(dict.fromkeys(people))  # one page per person, however often named
+    who = ", ".join([*people, *(["on-call"] if team else [])])
+    waited = _waited(page.waited)
+    level = f"level {page.level}" + (f", repeat {page.repeat}" if page.repeat else "")
+    return TimelineEntry(
+        at=now,
+        kind=TimelineKind.PAGED,
+        message=f"paged {who} ({level}, {waited})",
+        severity=severity,
+        evidence={
+            "level": page.level,
+            "repeat": page.repeat,
+            "page": page.index,
+            "people": people,
+            "oncall_team": team,
+            "waited_seconds": int(page.waited.total_seconds()),
+        },
+    )
+
+
+def _waited(waited: timedelta) -> str:
+    """`at once`, `15 min without acknowledgement`, `2 s without ...` (sub-minute tests)."""
+    seconds = int(waited.total_seconds())
+    length = span(waited) if seconds >= 60 else f"{seconds} s"
+    return f"{length} without acknowledgement" if seconds else "at once"
+
+
+def _waited_text(entry: TimelineEntry) -> str:
+    return _waited(timedelta(seconds=int((entry.evidence or {}).get("waited_seconds", 0))))
 
 
 # --- operator actions -----------------------------------------------------------------------
@@ -403,6 +543,14 @@ def notifications(
             # By hand, the mail says so (the entry says who and whether checks still failed).
             cause = entry if resolved_by_hand(entry) else _last_recovery(timeline)
             email(MessageKind.RESOLVED, cause, note=shown)
+        elif kind is TimelineKind.PAGED:
+            # Replies in the on-call thread, under ids of their own: the thread's root is
+            # left to the on-call mails that are one per incident.
+            out.extend(
+                page_messages(
+                    state, entry, client=client, ctx=ctx, policy=policy, now=now, cause=cause
+                )
+            )
         elif kind in _ONCALL_MAIL:
             email(_ONCALL_MAIL[kind], cause)
             if kind is TimelineKind.ONCALL_PAGED:
@@ -414,6 +562,62 @@ def notifications(
                 )
         client_thread = THREAD_MARK[Audience.CLIENT] in state.sla_marks
     return state, out
+
+
+def page_messages(
+    incident: Incident,
+    entry: TimelineEntry,
+    *,
+    client: ClientInfo,
+    ctx: MessageContext,
+    policy: NotifyPolicy,
+    now: datetime,
+    cause: TimelineEntry | None,
+) -> list[Outgoing]:
+    """The outbox rows of one escalation page (a PAGED entry): the on-call page mail to each
+    person named, and, for `oncall` without a rotation, to on-call's addresses and webhooks.
+
+    Every row's id is derived from the incident, the page and the person, so the outbox's
+    unique key refuses a second copy of the same page whatever wrote it."""
+    evidence = entry.evidence or {}
+    index = int(evidence.get("page", 0))
+    severity = entry.severity or incident.severity
+    out: list[Outgoing] = []
+    names = [str(name) for name in evidence.get("people", ())]
+    if evidence.get("oncall_team"):
+        names.append(ONCALL)
+    level = f"Escalation level {evidence.get('level', 1)}: {_waited_text(entry)}."
+    for name in names:
+        person = policy.people.get(name)
+        # A person no longer configured (the config changed since): the team instead, so the
+        # page is not lost.
+        to = (person.email,) if person is not None else ctx.oncall
+        if not to:
+            continue  # on-call has no address
+        message_id = page_message_id(
+            incident, severity=int(severity), page=index, person=name, domain=ctx.sender_domain
+        )
+        out.append(
+            compose_email(
+                MessageKind.PAGE,
+                incident=incident,
+                client=client,
+                ctx=replace(ctx, oncall=to),
+                now=now,
+                cause=cause,
+                first_in_thread=False,
+                message_id=message_id,
+                note=level,
+            )
+        )
+    if evidence.get("oncall_team"):
+        out.extend(
+            compose_webhook(
+                MessageKind.PAGE, incident=incident, client=client, cause=cause, target=name
+            )
+            for name in policy.webhook_targets
+        )
+    return out
 
 
 _CLIENT_KINDS = frozenset(

@@ -43,6 +43,7 @@ __all__ = [
     "MessageContext",
     "compose_email",
     "compose_webhook",
+    "page_message_id",
     "sanitize_header_text",
     "thread_root",
 ]
@@ -109,6 +110,18 @@ def thread_root(incident_id: int, audience: Audience, domain: str, *, opened_at:
     return f"<{_thread_local(incident_id, opened_at=opened_at)}.{audience.value}@{_domain(domain)}>"
 
 
+def page_message_id(
+    incident: Incident, *, severity: int, page: int, person: str, domain: str
+) -> str:
+    """The Message-ID of one escalation page to one person (or `oncall`, the team): the same
+    whenever it is composed, so the outbox keeps one copy of each page. A reply to the
+    incident's on-call thread."""
+    incident_id = _incident_id(incident)
+    slug = re.sub(r"[^A-Za-z0-9_.-]", "-", person)[:64]
+    local = _thread_local(incident_id, opened_at=incident.opened_at)
+    return f"<{local}.oncall.page.s{severity}.p{page}.{slug}@{_domain(domain)}>"
+
+
 def compose_email(
     kind: MessageKind,
     *,
@@ -171,7 +184,8 @@ def compose_email(
         now=now,
         cause=cause,
         update_text=update_text if kind is MessageKind.UPDATE else None,
-        note=note if kind is MessageKind.RESOLVED else None,
+        # RESOLVED: the operator's note; PAGE: the escalation level it is paged at.
+        note=note if kind in (MessageKind.RESOLVED, MessageKind.PAGE) else None,
         first_in_thread=first_in_thread,
         with_excerpt=audience is Audience.ONCALL,
         link=_link(ctx.dashboard_url, incident_id),

@@ -28,6 +28,7 @@ class TimelineKind(enum.StrEnum):
     RESOLVED = "resolved"  # no check failing any more, or an operator resolved it by hand
     ONCALL_PAGED = "oncall_paged"  # Severity 1: on-call paged at once, on every channel
     ONCALL_NOTIFIED = "oncall_notified"  # Severity 2+: told in (or at the next) business hours
+    PAGED = "paged"  # a level of the severity's escalation policy paged (incidents.escalation)
     ACKNOWLEDGED = "acknowledged"  # an operator took it: the first response
     CLIENT_UPDATE = "client_update"  # an operator's update, emailed to the client
     INTERNAL_NOTE = "internal_note"  # an operator's note for the team: never shown to clients

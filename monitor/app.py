@@ -22,7 +22,7 @@ from prometheus_client import (
     disable_created_metrics,
 )
 
-from monitor.clients import ONCALL_WEBHOOK
+from monitor.clients import ONCALL_WEBHOOK, escalation_of
 from monitor.clock import Clock, SystemClock
 from monitor.config.models import MonitorConfig, split_listen
 from monitor.delivery import (
@@ -34,7 +34,7 @@ from monitor.delivery import (
     WebhookTarget,
 )
 from monitor.http_guard import ConnectionGuard, GuardedSite, connection_limit
-from monitor.metrics import Metrics
+from monitor.metrics import Metrics, OnCallCollector
 from monitor.outbox_worker import OutboxWorker
 from monitor.runtime import Listener, Monitor, new_http_transport, new_session
 from monitor.server import DEGRADED_LOOP_LAG, create_app, create_metrics_app
@@ -91,6 +91,7 @@ async def running_monitor(
         now=clock.now,
     )
     metrics.config_loaded.set(clock.now().timestamp())
+    registry.register(OnCallCollector(escalation_of(config), clock.now))
     session = new_session(max_connections=config.scheduler.max_concurrency)
     http_transport = new_http_transport(source_address=config.cluster.source_address)
     delivery_session = aiohttp.ClientSession(trust_env=False)

@@ -120,6 +120,12 @@ def _parser() -> argparse.ArgumentParser:
     sla.add_argument("--at", required=True, help="ISO 8601 with a zone, e.g. 2026-11-27T16:00Z")
     sla.set_defaults(handler=_sla)
 
+    oncall = commands.add_parser("oncall", help="who is on call now (or at --at), until when")
+    oncall.add_argument("--config", default=DEFAULT_CONFIG)
+    oncall.add_argument("--at", help="ISO 8601 with a zone, e.g. 2026-03-30T07:00Z; default now")
+    oncall.add_argument("--json", action="store_true", help="one JSON object")
+    oncall.set_defaults(handler=_oncall)
+
     def operator(name: str, help_text: str, **extra: Any) -> argparse.ArgumentParser:
         command = commands.add_parser(name, help=help_text, **extra)
         command.add_argument(
@@ -368,6 +374,22 @@ def _sla(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"monitor sla: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    return 0
+
+
+def _oncall(args: argparse.Namespace) -> int:
+    from monitor.config import load_sections
+    from monitor.config.models import OncallSections
+    from monitor.oncall_cli import oncall_answer, parse_instant
+
+    # Only the rotation's sections: an operator's shell needs none of the secrets' variables.
+    config = load_sections(args.config, OncallSections)
+    try:
+        at = datetime.now(UTC) if args.at is None else parse_instant(args.at)
+    except ValueError as exc:
+        print(f"monitor oncall: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    print(oncall_answer(config, at=at, as_json=args.json))
     return 0
 
 

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 from incidents.calendar_spec import build_calendar
-from incidents.flow import NotifyPolicy
+from incidents.escalation import Escalation
+from incidents.flow import NotifyPolicy, Person
 from incidents.messages import Branding, ClientInfo, MessageContext
 from incidents.severity import Severity
 from incidents.sla import SlaContext
@@ -80,4 +82,22 @@ def notify_policy(config: MonitorConfig) -> NotifyPolicy:
     return NotifyPolicy(
         email_client_on_open=frozenset(config.notifications.email_client_on_open),
         webhook_targets=(ONCALL_WEBHOOK,) if config.oncall.webhook is not None else (),
+        people={
+            person.name: Person(
+                name=person.name,
+                email=person.email,
+                phone=person.phone,
+                channels=tuple(person.channels),
+            )
+            for person in config.people
+        },
+    )
+
+
+def escalation_of(config: MonitorConfig) -> Escalation:
+    """The escalation policies and the rotation, in the agency's time zone."""
+    return Escalation(
+        policies=dict(config.escalation),
+        rotation=config.oncall.rotation,
+        zone=ZoneInfo(config.agency.timezone),
     )

@@ -34,7 +34,13 @@ from incidents.outgoing import Outgoing
 from incidents.public_status import Stage
 from incidents.recurring_maintenance import RecurringWindow, recurring_in_force
 from incidents.sla import SlaContext
-from monitor.clients import ClientContext, client_contexts, message_context, notify_policy
+from monitor.clients import (
+    ClientContext,
+    client_contexts,
+    escalation_of,
+    message_context,
+    notify_policy,
+)
 from monitor.clock import Clock
 from monitor.config.models import MonitorConfig
 from monitor.metrics import Metrics
@@ -85,6 +91,7 @@ class IncidentDesk:
         self._sites = {f"{c.id}/{site.id}" for c in config.clients for site in c.sites}
         self._messages = message_context(config)
         self._policy = notify_policy(config)
+        self._escalation = escalation_of(config)
         self._on_change = on_change
         self._on_outbox = on_outbox
         self._open: dict[str, Incident] = {}  # by site key
@@ -210,6 +217,7 @@ class IncidentDesk:
             timeline=transition.timeline,
             now=now,
             sla=self._clients[client].sla,
+            escalation=self._escalation,
         )
         prepared = replace(
             transition, incident=change.incident, timeline=change.timeline, incident_changed=True
@@ -249,9 +257,27 @@ class IncidentDesk:
                 asyncio.ensure_future(stopping.wait()),
                 asyncio.ensure_future(self._wake.wait()),
             ]
-            await asyncio.wait(waiters, timeout=tick, return_when=asyncio.FIRST_COMPLETED)
+            timeout = min(tick, self.seconds_to_next_wakeup(default=tick))
+            await asyncio.wait(waiters, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
             for waiter in waiters:
                 waiter.cancel()
+
+    def seconds_to_next_wakeup(self, *, default: float) -> float:
+        """Seconds until the earliest clock event or page still to come of an open incident
+        (`default` when none is): the clocks loop sleeps no longer, so a page due in 3 s goes
+        in 3 s, not at the next tick. Moments already past are left to the tick just run."""
+        now = self._clock.now()
+        ahead = [
+            wake
+            for incident in self._open.values()
+            if incident.client in self._clients
+            and (
+                wake := next_wakeup(incident, sla=self._sla(incident), escalation=self._escalation)
+            )
+            is not None
+            and wake > now
+        ]
+        return (min(ahead) - now).total_seconds() if ahead else default
 
     async def tick(self) -> int:
         """Apply every SLA event due now; returns how many incidents changed."""
@@ -261,7 +287,7 @@ class IncidentDesk:
         changed = 0
         for site, incident in list(self._open.items()):
             sla = self._clients[incident.client].sla
-            wake = next_wakeup(incident, sla=sla)
+            wake = next_wakeup(incident, sla=sla, escalation=self._escalation)
             now = self._clock.now()
             paused = incident.paused_since is not None
             if (wake is None or wake > now) and paused == self.in_maintenance(site, now):
@@ -292,7 +318,7 @@ class IncidentDesk:
         window = self.maintenance_window(incident.site, now)
         paused = during_maintenance(incident, now=now, window=window, sla=sla)
         current = incident if paused is None else paused.incident
-        due = after_tick(current, now=now, sla=sla)
+        due = after_tick(current, now=now, sla=sla, escalation=self._escalation)
         if paused is None:
             return due
         if due is None:
@@ -536,6 +562,9 @@ class IncidentDesk:
                 metrics.incidents_resolved.labels(**labels).inc()
                 took = (entry.at - incident.opened_at).total_seconds()
                 metrics.time_to_resolve.labels(**labels).observe(took)
+            elif kind is TimelineKind.PAGED:
+                level = str((entry.evidence or {}).get("level", ""))
+                metrics.pages.labels(severity=labels["severity"], level=level).inc()
             elif kind is TimelineKind.RESPONSE_BREACHED:
                 metrics.sla_breaches.labels(kind="response", severity=labels["severity"]).inc()
             elif kind is TimelineKind.UPDATE_OVERDUE:

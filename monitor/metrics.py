@@ -13,6 +13,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from incidents.escalation import Escalation
 from incidents.model import Incident
 from incidents.severity import Severity
 from monitor.check_metrics import CheckMetrics
@@ -90,6 +91,26 @@ class OpenIncidentsCollector(Collector):
             for (client, severity), count in sorted(counts[name].items()):
                 family.add_metric([client, severity], count)
         yield from (open_now, queued, overdue, response_aim, response_due, update_due)
+
+
+class OnCallCollector(Collector):
+    """`monitor_oncall_person{person}`: 1 for whoever the rotation says is on call now,
+    computed at scrape time (a hand-over needs no event to show)."""
+
+    def __init__(self, escalation: Escalation, now: Callable[[], datetime]) -> None:
+        self._escalation = escalation
+        self._now = now
+
+    def collect(self) -> Iterable[GaugeMetricFamily]:
+        family = GaugeMetricFamily(
+            "monitor_oncall_person",
+            "1 for the person on call now (oncall.rotation, overrides included).",
+            labels=["person"],
+        )
+        person = self._escalation.on_call(self._now())
+        if person is not None:
+            family.add_metric([person], 1)
+        yield family
 
 
 class Metrics:
@@ -234,6 +255,12 @@ class Metrics:
             "Wall time from an incident's opening to its resolution, by final severity.",
             ("client", "severity"),
             buckets=SLA_BUCKETS,
+            registry=registry,
+        )
+        self.pages = Counter(
+            "monitor_pages",
+            "Escalation pages made, by severity and level (1 = the first level).",
+            ("severity", "level"),
             registry=registry,
         )
         self.sla_breaches = Counter(

@@ -742,6 +742,7 @@ _ENTRY_EVENTS: dict[TimelineKind, tuple[EventKind, str]] = {
     TimelineKind.RESOLVED: (EventKind.INCIDENT_RESOLVED, "incident resolved"),
     TimelineKind.ONCALL_PAGED: (EventKind.ONCALL_PAGED, "on-call paged"),
     TimelineKind.ONCALL_NOTIFIED: (EventKind.ONCALL_NOTIFIED, "on-call notified"),
+    TimelineKind.PAGED: (EventKind.ONCALL_PAGED, "on-call paged"),
     TimelineKind.ACKNOWLEDGED: (EventKind.INCIDENT_ACKNOWLEDGED, "incident acknowledged"),
     TimelineKind.CLIENT_UPDATE: (EventKind.CLIENT_UPDATE, "client update posted"),
     TimelineKind.INTERNAL_NOTE: (EventKind.INTERNAL_NOTE, "internal note posted"),

@@ -42,10 +42,12 @@ from checks.rdap import BOOTSTRAP_URL, registrable_domain
 from checks.spec import check_each
 from checks.tcp import TcpCheckSpec
 from incidents.calendar_spec import BusinessHoursSpec
+from incidents.escalation import ONCALL, EscalationPolicy
 from incidents.i18n import available_languages
 from incidents.message_text import zone
 from incidents.model import CheckRef
 from incidents.recurring_maintenance import RecurringWindowSpec
+from incidents.rotation import Rotation
 from incidents.severity import Severity, SeverityPolicy
 from incidents.sla import DEFAULT_PLANS, PlanSpec, SlaPolicy
 from monitor.config.logo import logo_data_url
@@ -579,12 +581,40 @@ class WebhookConfig(_Model):
     timeout: Duration = timedelta(seconds=10)
 
 
+PERSON_PATTERN = r"^[A-Za-z][A-Za-z0-9_.-]{0,62}$"
+
+
+class PersonConfig(_Model):
+    """Someone escalation levels and rotations can name."""
+
+    name: str = Field(
+        pattern=PERSON_PATTERN,
+        description="How levels, rotations and the metrics name them: letters, digits, "
+        "'.', '_' and '-', e.g. alice or bob.smith.",
+    )
+    email: EmailAddress = Field(description="Where their pages go.")
+    phone: str | None = Field(
+        default=None,
+        pattern=r"^\+?[0-9][0-9 ()-]{2,31}$",
+        description="e.g. +49 30 1234567 (kept for channels that page by phone).",
+    )
+    channels: list[Slug] = Field(
+        default_factory=list,
+        description="Names of configured channels that also reach this person.",
+    )
+
+
 class OncallConfig(_Model):
     emails: list[EmailAddress] = Field(
         default_factory=list, description="On-call's addresses: pages, reminders, overdue."
     )
     webhook: WebhookConfig | None = Field(
         default=None, description="A JSON POST on every page (Severity 1), e.g. a pager."
+    )
+    rotation: Rotation | None = Field(
+        default=None,
+        description="Who is on call when (agency.timezone): an escalation level naming "
+        "`oncall` pages that person. Without it, `oncall` pages the emails and webhook above.",
     )
 
 
@@ -824,7 +854,18 @@ class MonitorConfig(_Model):
     )
     agency: AgencyConfig = AgencyConfig()
     notifications: NotificationsConfig = NotificationsConfig()
+    people: list[PersonConfig] = Field(
+        default_factory=list,
+        description="People escalation levels and the on-call rotation name.",
+    )
     oncall: OncallConfig = OncallConfig()
+    escalation: dict[Severity, EscalationPolicy] = Field(
+        default_factory=dict,
+        json_schema_extra={"propertyNames": {"enum": [str(int(s)) for s in Severity]}},
+        description="Per severity (1-4): levels paged while nobody acknowledges, and how "
+        "often to repeat the last. A severity left out pages as before: Severity 1 pages "
+        "on-call at once, others tell on-call in business hours.",
+    )
     api: ApiConfig = ApiConfig()
     cluster: ClusterConfig = ClusterConfig()
     canaries: list[CanaryConfig] = Field(
@@ -873,6 +914,45 @@ class MonitorConfig(_Model):
                 )
         return value
 
+    @field_validator("people")
+    @classmethod
+    def _unique_people(cls, value: list[PersonConfig]) -> list[PersonConfig]:
+        seen: set[str] = set()
+        for index, person in enumerate(value):
+            if person.name in seen:
+                raise ValueError(f"people[{index}].name: {person.name!r} is listed twice")
+            if person.name == ONCALL:
+                raise ValueError(
+                    f"people[{index}].name: {ONCALL!r} means whoever is on call: pick another"
+                )
+            seen.add(person.name)
+        return value
+
+    @field_validator("oncall")
+    @classmethod
+    def _rotation_names_people(cls, value: OncallConfig, info: ValidationInfo) -> OncallConfig:
+        rotation = value.rotation
+        if rotation is None:
+            return value
+        named = [(f"people[{i}]", name) for i, name in enumerate(rotation.people)]
+        named += [(f"overrides[{i}].person", o.person) for i, o in enumerate(rotation.overrides)]
+        for where, name in named:
+            _require_person(info, f"oncall.rotation.{where}", name)
+        return value
+
+    @field_validator("escalation")
+    @classmethod
+    def _levels_name_people(
+        cls, value: dict[Severity, EscalationPolicy], info: ValidationInfo
+    ) -> dict[Severity, EscalationPolicy]:
+        for severity, policy in value.items():
+            for index, level in enumerate(policy.levels):
+                for name in level.notify:
+                    if name != ONCALL:
+                        where = f"escalation.{int(severity)}.levels[{index}].notify"
+                        _require_person(info, where, name)
+        return value
+
     @field_validator("canaries")
     @classmethod
     def _unique_canary_names(cls, value: list[CanaryConfig]) -> list[CanaryConfig]:
@@ -884,6 +964,17 @@ class MonitorConfig(_Model):
                 )
             seen.add(canary.name)
         return value
+
+
+def _require_person(info: ValidationInfo, where: str, name: str) -> None:
+    people = info.data.get("people")
+    known = {p.name for p in people} if isinstance(people, list) else set()
+    if name not in known:
+        listed = ", ".join(sorted(known)) or "none yet"
+        raise ValueError(
+            f"{where}: {name!r} is not in `people` (people: {listed}); add "
+            f"`- {{name: {name}, email: {name}@agency.example}}` to `people`"
+        )
 
 
 class ConfiguredCheck(_Model):
@@ -1044,6 +1135,22 @@ class OperatorSections(_Model):
     server: ServerConfig = ServerConfig()
     agency: AgencyConfig = AgencyConfig()
     clients: list[ClientZone] = Field(default_factory=list)
+
+
+class _OncallRotationOnly(BaseModel):
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    emails: list[EmailAddress] = Field(default_factory=list)
+    rotation: Rotation | None = None
+
+
+class OncallSections(_Model):
+    """What `monitor oncall` reads of the config: the rotation, its people and the agency's
+    time zone; not the webhook's headers or any other secret."""
+
+    agency: AgencyConfig = AgencyConfig()
+    people: list[PersonConfig] = Field(default_factory=list)
+    oncall: _OncallRotationOnly = _OncallRotationOnly()
 
 
 def _absolute_http_url(value: str, *, example: str) -> str:
