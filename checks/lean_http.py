@@ -64,6 +64,7 @@ import httptools
 from yarl import URL
 
 from checks.http import HttpRequestSpec, RedirectLimit, Seen, header_pairs_evidence
+from checks.phases import PhaseClock
 from checks.private_ranges import AddressClass, HopGuard, allowed_classes
 from checks.redirects import BadRedirect, resolve_location, same_origin
 from checks.tls import not_after_from_der
@@ -216,8 +217,10 @@ class LeanTransport:
     ) -> int:
         target = self._target_of(spec)
         seen.url = target.shown
+        phases = seen.phases = PhaseClock(mark=since)
         redirects = 0
         addresses = target.literal or await self._resolve(target.host, target.port)
+        phases.enter("connect", clock())
         own = addresses
         allowed: frozenset[AddressClass] | None = None
         while True:
@@ -234,7 +237,9 @@ class LeanTransport:
                 target, status=reader.status, location=reader.location, user_agent=self._user_agent
             )
             _start_hop(seen, target.shown)
+            phases.enter("resolve", clock())
             addresses = target.literal or await self._resolve(target.host, target.port)
+            phases.enter("connect", clock())
             if not spec.allow_private_redirects:
                 # Only on a hop, and before any connection: the addresses checked are the
                 # ones connected to, so a name that rebinds cannot slip past.
@@ -352,26 +357,35 @@ class LeanTransport:
         context: ssl.SSLContext | None,
     ) -> None:
         family, host = address
+        # The TCP connect apart from the TLS handshake (create_connection with ssl= does both
+        # at once), so that each has its own phase (checks.phases).
+        sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
         try:
+            sock.setblocking(False)
+            if self._local is not None:
+                sock.bind(self._local)
+            await loop.sock_connect(sock, (host, target.port))
+            reader.tcp_connected(tls=context is not None)
             await loop.create_connection(
                 lambda: reader,
-                host,
-                target.port,
-                family=family,
-                proto=socket.IPPROTO_TCP,
+                sock=sock,
                 ssl=context,
                 server_hostname=target.host if context is not None else None,
-                local_addr=self._local,
             )
         except ssl.SSLError:
+            sock.close()
             raise  # the certificate or the handshake: tls_error
         except OSError as exc:
+            sock.close()
             # asyncio's own timeouts (no errno) stay timeouts, as aiohttp keeps them.
             if exc.errno is None and isinstance(exc, TimeoutError):
                 raise
             raise CannotConnect(
                 f"Cannot connect to host {target.host}:{target.port} [{exc.strerror or exc}]"
             ) from exc
+        except BaseException:
+            sock.close()  # cancelled (the probe's timeout) or lost the race
+            raise
 
     def _context(self, *, verify: bool) -> ssl.SSLContext:
         # Made on first use and kept: building a context (reading the CA store) takes ms.
@@ -509,9 +523,18 @@ class _Reader(asyncio.Protocol):
 
     # -- asyncio.Protocol ------------------------------------------------------------------
 
+    def tcp_connected(self, *, tls: bool) -> None:
+        """The TCP handshake is done: the TLS one (if any) runs next, else the request."""
+        phases = self._seen.phases
+        if phases is not None:
+            phases.enter_from("connect", "tls" if tls else "processing", self._clock())
+
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self._transport = cast(asyncio.Transport, transport)
         ssl_object = transport.get_extra_info("ssl_object")
+        phases = self._seen.phases
+        if phases is not None:
+            phases.enter_from("tls", "processing", self._clock())
         if ssl_object is not None:
             # binary_form: the DER even when the certificate was not verified.
             der = ssl_object.getpeercert(binary_form=True)
@@ -557,7 +580,10 @@ class _Reader(asyncio.Protocol):
 
     def on_message_begin(self) -> None:
         if self._seen.ttfb is None:
-            self._seen.ttfb = self._clock() - self._since
+            now = self._clock()
+            self._seen.ttfb = now - self._since
+            if self._seen.phases is not None:
+                self._seen.phases.enter_from("processing", "transfer", now)
 
     def on_status(self, status: bytes) -> None:
         # llhttp may hand the reason over in pieces, one per packet it arrived in.
