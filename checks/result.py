@@ -31,6 +31,8 @@ class Outcome(enum.StrEnum):
     # a redirect led into loopback, link-local, private or multicast addresses that the
     # check's own URL is not in (see checks.private_ranges); not followed
     REDIRECT_REFUSED = "redirect_refused"
+    HEARTBEAT_MISSED = "heartbeat_missed"  # a push check's job did not ping in time
+    HEARTBEAT_FAILED = "heartbeat_failed"  # a push check's job pinged that it failed
 
     @property
     def is_failure(self) -> bool:

@@ -66,6 +66,8 @@ OUTCOME_TEXT = {
     Outcome.BROKEN_ASSET: "an image, stylesheet or script of the page failed",
     Outcome.CERT_EXPIRING: "the TLS certificate expires soon",
     Outcome.REDIRECT_REFUSED: "the site redirected to an internal address",
+    Outcome.HEARTBEAT_MISSED: "the scheduled job did not report in time",
+    Outcome.HEARTBEAT_FAILED: "the scheduled job reported a failure",
 }
 
 # The client's sentence for each outcome: plain words, nothing the target sent.
@@ -82,6 +84,8 @@ CLIENT_SENTENCE = {
     Outcome.BROKEN_ASSET: N_("The page loads, but an image, stylesheet or script on it is broken."),
     Outcome.CERT_EXPIRING: N_("The security certificate of the site expires soon."),
     Outcome.REDIRECT_REFUSED: N_("The site sent visitors on to an internal address."),
+    Outcome.HEARTBEAT_MISSED: N_("A scheduled task of the site did not report in time."),
+    Outcome.HEARTBEAT_FAILED: N_("A scheduled task of the site reported a failure."),
 }
 
 ERROR_CHARS = 300

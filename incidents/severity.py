@@ -41,6 +41,9 @@ def _default_outcome_severity() -> dict[Outcome, Severity]:
         Outcome.SLOW: Severity.MAJOR,
         Outcome.BROKEN_ASSET: Severity.MODERATE,
         Outcome.CERT_EXPIRING: Severity.MODERATE,
+        # A job behind the site (a backup, an import) stopped: serious, not an outage.
+        Outcome.HEARTBEAT_MISSED: Severity.MAJOR,
+        Outcome.HEARTBEAT_FAILED: Severity.MAJOR,
     }
 
 

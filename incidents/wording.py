@@ -120,6 +120,8 @@ def _how(headline: Headline, _: Gettext, values: dict[str, object]) -> str:
         Outcome.TLS_ERROR: N_("unreachable (the secure connection fails)"),
         Outcome.TOO_LARGE: N_("is failing (the answer is too large)"),
         Outcome.REDIRECT_REFUSED: N_("unreachable (it sends visitors to an internal address)"),
+        Outcome.HEARTBEAT_MISSED: N_("did not report in time"),
+        Outcome.HEARTBEAT_FAILED: N_("reported a failure"),
     }
     return _(plain.get(outcome, N_("is failing")))
 

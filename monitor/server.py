@@ -87,11 +87,13 @@ def create_app(
     exposition: Exposition | None = None,
     middlewares: Sequence[Middleware] = (),
     status: StatusRoutes | None = None,
+    pings: StatusRoutes | None = None,
 ) -> web.Application:
     """`exposition`, when given, writes /metrics in chunks (see Metrics.exposition); without
     it /metrics is the registry's plain text exposition. `server` names the Host headers
     /api accepts; `middlewares` run first (the connection guard's); `status` adds the client
-    status pages (monitor.web.status), which answer any Host (a client's own domain)."""
+    status pages (monitor.web.status), which answer any Host (a client's own domain); `pings`
+    the heartbeat pings (monitor.web.ping), which need no API token but their own."""
     app = web.Application(
         middlewares=[*middlewares, _json_errors, _host_check, _auth], client_max_size=MAX_BODY
     )
@@ -116,6 +118,8 @@ def create_app(
     app.router.add_post("/api/incidents/{id:\\d{1,18}}/postmortem", _postmortem)
     if status is not None:
         status.add_routes(app)
+    if pings is not None:
+        pings.add_routes(app)
     return app
 
 

@@ -285,6 +285,20 @@ daily_rollups = sa.Table(
     sa.Index("ix_daily_rollups_site_day", "site", "day"),
 )
 
+# The latest pings of each heartbeat check, one row per check (revision 0008_heartbeat, see
+# monitor.store.pings): whichever process a ping reaches writes it, the site's owner judges it.
+heartbeat_pings = sa.Table(
+    "heartbeat_pings",
+    metadata,
+    sa.Column("check_key", sa.Text, primary_key=True),
+    sa.Column("last_ping_at", UTCDateTime, nullable=True),
+    sa.Column("success_at", UTCDateTime, nullable=True),
+    sa.Column("failure_at", UTCDateTime, nullable=True),
+    sa.Column("exit_code", sa.Integer, nullable=True),
+    sa.Column("started_at", UTCDateTime, nullable=True),
+    sa.Column("run_seconds", sa.Float, nullable=True),
+)
+
 ALL_TABLES = (
     incidents,
     timeline,
@@ -296,4 +310,5 @@ ALL_TABLES = (
     site_leases,
     confirmations,
     daily_rollups,
+    heartbeat_pings,
 )
