@@ -28,7 +28,7 @@ import enum
 import hashlib
 import hmac
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Literal
 
@@ -118,34 +118,13 @@ def apply_ping(
     """`state` after a ping of `kind` at `at`."""
     state = state or PingState()
     if kind is PingKind.START:
-        return PingState(
-            last_ping_at=at,
-            success_at=state.success_at,
-            failure_at=state.failure_at,
-            exit_code=state.exit_code,
-            started_at=at,
-            run_seconds=state.run_seconds,
-        )
+        return replace(state, last_ping_at=at, started_at=at)
     if kind is PingKind.SUCCESS:
         run = state.run_seconds
         if state.started_at is not None and state.started_at <= at:
             run = (at - state.started_at).total_seconds()
-        return PingState(
-            last_ping_at=at,
-            success_at=at,
-            failure_at=state.failure_at,
-            exit_code=state.exit_code,
-            started_at=None,
-            run_seconds=run,
-        )
-    return PingState(
-        last_ping_at=at,
-        success_at=state.success_at,
-        failure_at=at,
-        exit_code=exit_code,
-        started_at=None,
-        run_seconds=state.run_seconds,
-    )
+        return replace(state, last_ping_at=at, success_at=at, started_at=None, run_seconds=run)
+    return replace(state, last_ping_at=at, failure_at=at, exit_code=exit_code, started_at=None)
 
 
 def judge_heartbeat(

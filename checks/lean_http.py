@@ -357,35 +357,36 @@ class LeanTransport:
         context: ssl.SSLContext | None,
     ) -> None:
         family, host = address
-        # The TCP connect apart from the TLS handshake (create_connection with ssl= does both
-        # at once), so that each has its own phase (checks.phases).
-        sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
         try:
-            sock.setblocking(False)
-            if self._local is not None:
-                sock.bind(self._local)
-            await loop.sock_connect(sock, (host, target.port))
-            reader.tcp_connected(tls=context is not None)
-            await loop.create_connection(
+            # TCP first, then TLS on it (not create_connection's ssl=, which does both in
+            # one): each has its own phase (checks.phases), and a plain http probe keeps the
+            # event loop's fast path.
+            transport, _ = await loop.create_connection(
                 lambda: reader,
-                sock=sock,
-                ssl=context,
-                server_hostname=target.host if context is not None else None,
+                host,
+                target.port,
+                family=family,
+                proto=socket.IPPROTO_TCP,
+                local_addr=self._local,
             )
+            if context is not None:
+                secured = await loop.start_tls(
+                    transport, reader, context, server_hostname=target.host
+                )
+                if secured is None:  # the connection closed during the handshake
+                    raise ServerDisconnected("Server disconnected during the TLS handshake")
+                reader.connection_made(secured)
         except ssl.SSLError:
-            sock.close()
             raise  # the certificate or the handshake: tls_error
         except OSError as exc:
-            sock.close()
             # asyncio's own timeouts (no errno) stay timeouts, as aiohttp keeps them.
             if exc.errno is None and isinstance(exc, TimeoutError):
+                raise
+            if isinstance(exc, WireError):
                 raise
             raise CannotConnect(
                 f"Cannot connect to host {target.host}:{target.port} [{exc.strerror or exc}]"
             ) from exc
-        except BaseException:
-            sock.close()  # cancelled (the probe's timeout) or lost the race
-            raise
 
     def _context(self, *, verify: bool) -> ssl.SSLContext:
         # Made on first use and kept: building a context (reading the CA store) takes ms.
@@ -478,7 +479,7 @@ class _Reader(asyncio.Protocol):
     __slots__ = (
         "_cap", "_clock", "_content_encoding", "_content_type", "done",
         "_framed", "_head", "_head_bytes", "_headers_done", "_inflate", "_informational",
-        "_pairs", "_parser", "_reason", "_request", "_seen", "_since", "_transport",
+        "_pairs", "_parser", "_reason", "_request", "_seen", "_since", "_tls", "_transport",
         "location", "status",
     )  # fmt: skip
 
@@ -493,6 +494,7 @@ class _Reader(asyncio.Protocol):
         clock: Callable[[], float],
     ) -> None:
         self._request = target.request
+        self._tls = target.tls
         self._head = target.method == "HEAD"
         self._seen = seen
         self._cap = cap
@@ -523,18 +525,17 @@ class _Reader(asyncio.Protocol):
 
     # -- asyncio.Protocol ------------------------------------------------------------------
 
-    def tcp_connected(self, *, tls: bool) -> None:
-        """The TCP handshake is done: the TLS one (if any) runs next, else the request."""
-        phases = self._seen.phases
-        if phases is not None:
-            phases.enter_from("connect", "tls" if tls else "processing", self._clock())
-
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        """Called by the loop once TCP is connected, and by `_open` again with the TLS
+        transport once the handshake on it is done."""
         self._transport = cast(asyncio.Transport, transport)
         ssl_object = transport.get_extra_info("ssl_object")
         phases = self._seen.phases
         if phases is not None:
-            phases.enter_from("tls", "processing", self._clock())
+            if ssl_object is None:
+                phases.enter_from("connect", "tls" if self._tls else "processing", self._clock())
+            else:
+                phases.enter_from("tls", "processing", self._clock())
         if ssl_object is not None:
             # binary_form: the DER even when the certificate was not verified.
             der = ssl_object.getpeercert(binary_form=True)
