@@ -261,6 +261,8 @@ async def test_a_monitor_opens_and_resolves_as_pings_come_late_fail_and_arrive(
         assert incident.title == "Shop: Nightly backup reported a failure"
         await ping(http, running, "0")
         await eventually(lambda: open_incident(running) is None)
+        # "Probe now" through the running monitor judges the same pings, counting nothing.
+        assert (await running.monitor.probe_now(KEY)).outcome is Outcome.OK
 
         async with http.get(f"{running.url}/metrics") as answer:
             metrics = await answer.text()
