@@ -10,7 +10,8 @@ in constant time, and a missing or wrong one gets 401.
 /api answers only requests whose Host header names this server (localhost, 127.0.0.1, [::1],
 server.host or server.allowed_hosts): a web page whose DNS name was rebound to 127.0.0.1 gets
 421. Every answer carries security headers and a Server header without a version, and every
-error under /api is JSON. `create_metrics_app` is the app of the optional second listener
+error under /api is JSON. Heartbeat pings (/ping/<token>, monitor.web.ping) carry their own
+secret instead of the API token. `create_metrics_app` is the app of the optional second listener
 (`server.metrics_listen`): /metrics and /healthz only.
 """
 
