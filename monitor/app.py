@@ -119,7 +119,13 @@ async def running_monitor(
     status = StatusPages(config=config, store=store, desk=monitor.desk, clock=clock)
     tokens = ping_tokens(config)
     pings = (
-        PingRoutes(tokens=tokens, store=store, clock=clock, on_ping=monitor.ping_arrived)
+        PingRoutes(
+            tokens=tokens,
+            store=store,
+            clock=clock,
+            on_ping=monitor.ping_arrived,
+            count=lambda result: metrics.heartbeat_pings.labels(result=result).inc(),
+        )
         if tokens
         else None
     )

@@ -126,11 +126,23 @@ def test_derived_tokens_are_stable_url_safe_and_per_check() -> None:
 
 
 @pytest.fixture
-async def ping_server(store: Store) -> AsyncIterator[tuple[str, list[str], ShiftedClock]]:
+def counted() -> list[str]:
+    return []
+
+
+@pytest.fixture
+async def ping_server(
+    store: Store, counted: list[str]
+) -> AsyncIterator[tuple[str, list[str], ShiftedClock]]:
     clock = ShiftedClock(T0)
     arrived: list[str] = []
     routes = PingRoutes(
-        tokens={TOKEN: KEY}, store=store, clock=clock, on_ping=arrived.append, per_minute=5
+        tokens={TOKEN: KEY},
+        store=store,
+        clock=clock,
+        on_ping=arrived.append,
+        count=counted.append,
+        per_minute=5,
     )
     app = web.Application()
     routes.add_routes(app)
@@ -165,7 +177,7 @@ async def test_pings_are_stored_with_their_kind_and_run_time(
 
 
 async def test_unknown_tokens_are_404_and_a_flood_is_429(
-    ping_server: tuple[str, list[str], ShiftedClock], store: Store
+    ping_server: tuple[str, list[str], ShiftedClock], counted: list[str]
 ) -> None:
     base, arrived, _ = ping_server
     async with aiohttp.ClientSession() as http:
@@ -178,6 +190,8 @@ async def test_unknown_tokens_are_404_and_a_flood_is_429(
                 statuses.append(answer.status)
     assert statuses == [200] * 5 + [429] * 2
     assert len(arrived) == 5
+    # (/stop matches no route at all: the router's own 404, before any handler.)
+    assert counted == ["unknown"] * 2 + ["success"] * 5 + ["limited"] * 2
 
 
 # --- a monitor judging its heartbeats ------------------------------------------------------
@@ -270,6 +284,8 @@ async def test_a_monitor_opens_and_resolves_as_pings_come_late_fail_and_arrive(
             line for line in metrics.splitlines() if line.startswith("monitor_heartbeat_run")
         )
         assert 120.0 <= float(run_line.split()[-1]) < 125.0  # the start-to-success run
+        assert 'monitor_heartbeat_pings_total{result="start"} 1.0' in metrics
+        assert 'monitor_heartbeat_pings_total{result="fail"} 1.0' in metrics
 
 
 @pytest.mark.parametrize("database_url", ["postgres"], indirect=True)

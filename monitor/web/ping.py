@@ -40,12 +40,16 @@ class PingRoutes:
         store: Store,
         clock: Clock,
         on_ping: Callable[[str], None] = lambda key: None,
+        count: Callable[[str], None] = lambda result: None,
         per_minute: int = PINGS_PER_MINUTE,
     ) -> None:
+        """`on_ping(check key)` after each stored ping; `count(result)` for every request,
+        result being the ping's kind or unknown, limited or error (a metric's label)."""
         self._by_digest = {_digest(token): (token, key) for token, key in tokens.items()}
         self._store = store
         self._clock = clock
         self._on_ping = on_ping
+        self._count = count
         self._per_minute = per_minute
         self._recent: dict[str, deque[float]] = {}
 
@@ -56,20 +60,22 @@ class PingRoutes:
 
     async def _ping(self, request: web.Request) -> web.Response:
         key = self._check_of(request.match_info["token"])
-        if key is None:
-            return _text(404, "not found")
         kind, exit_code = parse_action(request.match_info.get("action", ""))
-        if kind is None:
+        if key is None or kind is None:
+            self._count("unknown")
             return _text(404, "not found")
         if not self._allow(key):
+            self._count("limited")
             return _text(429, f"too many pings (at most {self._per_minute} a minute)")
         try:
             await self._store.record_ping(
                 check_key=key, kind=kind, at=self._clock.now(), exit_code=exit_code
             )
         except StoreError as exc:
+            self._count("error")
             log.warning("could not store a ping of %s: %s", key, exc)
             return _text(503, "could not store the ping; try again")
+        self._count(str(kind))
         self._on_ping(key)
         return _text(200, "OK")
 
