@@ -54,6 +54,7 @@ from yarl import URL
 
 from checks.classify import PROBE_ERRORS, classify_exception, failure_cause, one_line
 from checks.duration import Duration
+from checks.phases import PhaseClock, where_time_went
 from checks.redact import redact_text, redact_url
 from checks.redirects import open_following
 from checks.result import Evidence, Outcome, ProbeResult
@@ -345,6 +346,8 @@ class Seen:
     truncated: bool = False
     ttfb: float | None = None
     tls_not_after: float | None = None
+    # Set by a transport that can tell its phases apart (checks.lean_http); None otherwise.
+    phases: PhaseClock | None = None
 
 
 _ATTEMPT_ERRORS: tuple[type[Exception], ...] = (RedirectLimit, *PROBE_ERRORS)
@@ -363,15 +366,23 @@ async def _attempt(
         async with asyncio.timeout(spec.timeout.total_seconds()):
             status = await transport.exchange(spec, seen=seen, since=start, clock=monotonic)
     except _ATTEMPT_ERRORS as exc:
-        result = _failed(spec, seen, exc, started_at=started_at, elapsed=monotonic() - start)
+        end = monotonic()
+        phases = seen.phases.stop(end) if seen.phases is not None else None
+        result = _failed(spec, seen, exc, started_at=started_at, elapsed=end - start, phases=phases)
     else:
-        total = monotonic() - start
+        end = monotonic()
+        total = end - start
+        phases = seen.phases.stop(end) if seen.phases is not None else None
         outcome, error = _judge(spec, seen, status=status, total=total, at=started_at)
+        if outcome is Outcome.SLOW and phases is not None:
+            error = f"{error}; {where_time_went(phases)}"
         result = ProbeResult(
             outcome=outcome,
             started_at=started_at,
             latency=total,
-            evidence=_evidence(spec, seen, outcome=outcome, error=error, total=total),
+            evidence=_evidence(
+                spec, seen, outcome=outcome, error=error, total=total, phases=phases
+            ),
         )
     return Fetched(result=result, body=bytes(seen.body), charset=seen.charset, url=seen.url)
 
@@ -487,6 +498,7 @@ def _failed(
     *,
     started_at: datetime,
     elapsed: float,
+    phases: dict[str, float] | None = None,
 ) -> ProbeResult:
     """Classify an attempt that ended in an exception: no complete answer, so no latency."""
     if isinstance(exc, RedirectLimit):
@@ -503,11 +515,13 @@ def _failed(
         error = _why(exc)
         if outcome is Outcome.TIMEOUT:
             error = _timeout_text(spec, seen)
+            if phases is not None:
+                error = f"{error}; {where_time_went(phases)}"
     return ProbeResult(
         outcome=outcome,
         started_at=started_at,
         latency=None,
-        evidence=_evidence(spec, seen, outcome=outcome, error=error, total=elapsed),
+        evidence=_evidence(spec, seen, outcome=outcome, error=error, total=elapsed, phases=phases),
         # Only where no answer was judged: a status already seen is the target's own word.
         cause=failure_cause(exc) if outcome is Outcome.CONNECTION_ERROR else None,
     )
@@ -528,11 +542,19 @@ def _timeout_text(spec: HttpRequestSpec, seen: Seen) -> str:
 
 
 def _evidence(
-    spec: HttpRequestSpec, seen: Seen, *, outcome: Outcome, error: str | None, total: float
+    spec: HttpRequestSpec,
+    seen: Seen,
+    *,
+    outcome: Outcome,
+    error: str | None,
+    total: float,
+    phases: dict[str, float] | None = None,
 ) -> Evidence:
     timings = {"total": total}
     if seen.ttfb is not None:
         timings["ttfb"] = seen.ttfb
+    if phases is not None:
+        timings.update(phases)  # resolve, connect, tls, processing, transfer (checks.phases)
     # Evidence reaches the timeline, the API, logs and mails: no secrets from the URL, no
     # body of a healthy answer, and nothing the check sent (see checks.scrub).
     excerpt = ""

@@ -64,6 +64,7 @@ import httptools
 from yarl import URL
 
 from checks.http import HttpRequestSpec, RedirectLimit, Seen, header_pairs_evidence
+from checks.phases import PhaseClock
 from checks.private_ranges import AddressClass, HopGuard, allowed_classes
 from checks.redirects import BadRedirect, resolve_location, same_origin
 from checks.tls import not_after_from_der
@@ -216,8 +217,10 @@ class LeanTransport:
     ) -> int:
         target = self._target_of(spec)
         seen.url = target.shown
+        phases = seen.phases = PhaseClock(mark=since)
         redirects = 0
         addresses = target.literal or await self._resolve(target.host, target.port)
+        phases.enter("connect", clock())
         own = addresses
         allowed: frozenset[AddressClass] | None = None
         while True:
@@ -234,7 +237,9 @@ class LeanTransport:
                 target, status=reader.status, location=reader.location, user_agent=self._user_agent
             )
             _start_hop(seen, target.shown)
+            phases.enter("resolve", clock())
             addresses = target.literal or await self._resolve(target.host, target.port)
+            phases.enter("connect", clock())
             if not spec.allow_private_redirects:
                 # Only on a hop, and before any connection: the addresses checked are the
                 # ones connected to, so a name that rebinds cannot slip past.
@@ -353,21 +358,31 @@ class LeanTransport:
     ) -> None:
         family, host = address
         try:
-            await loop.create_connection(
+            # TCP first, then TLS on it (not create_connection's ssl=, which does both in
+            # one): each has its own phase (checks.phases), and a plain http probe keeps the
+            # event loop's fast path.
+            transport, _ = await loop.create_connection(
                 lambda: reader,
                 host,
                 target.port,
                 family=family,
                 proto=socket.IPPROTO_TCP,
-                ssl=context,
-                server_hostname=target.host if context is not None else None,
                 local_addr=self._local,
             )
+            if context is not None:
+                secured = await loop.start_tls(
+                    transport, reader, context, server_hostname=target.host
+                )
+                if secured is None:  # the connection closed during the handshake
+                    raise ServerDisconnected("Server disconnected during the TLS handshake")
+                reader.connection_made(secured)
         except ssl.SSLError:
             raise  # the certificate or the handshake: tls_error
         except OSError as exc:
             # asyncio's own timeouts (no errno) stay timeouts, as aiohttp keeps them.
             if exc.errno is None and isinstance(exc, TimeoutError):
+                raise
+            if isinstance(exc, WireError):
                 raise
             raise CannotConnect(
                 f"Cannot connect to host {target.host}:{target.port} [{exc.strerror or exc}]"
@@ -464,7 +479,7 @@ class _Reader(asyncio.Protocol):
     __slots__ = (
         "_cap", "_clock", "_content_encoding", "_content_type", "done",
         "_framed", "_head", "_head_bytes", "_headers_done", "_inflate", "_informational",
-        "_pairs", "_parser", "_reason", "_request", "_seen", "_since", "_transport",
+        "_pairs", "_parser", "_reason", "_request", "_seen", "_since", "_tls", "_transport",
         "location", "status",
     )  # fmt: skip
 
@@ -479,6 +494,7 @@ class _Reader(asyncio.Protocol):
         clock: Callable[[], float],
     ) -> None:
         self._request = target.request
+        self._tls = target.tls
         self._head = target.method == "HEAD"
         self._seen = seen
         self._cap = cap
@@ -510,8 +526,16 @@ class _Reader(asyncio.Protocol):
     # -- asyncio.Protocol ------------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        """Called by the loop once TCP is connected, and by `_open` again with the TLS
+        transport once the handshake on it is done."""
         self._transport = cast(asyncio.Transport, transport)
         ssl_object = transport.get_extra_info("ssl_object")
+        phases = self._seen.phases
+        if phases is not None:
+            if ssl_object is None:
+                phases.enter_from("connect", "tls" if self._tls else "processing", self._clock())
+            else:
+                phases.enter_from("tls", "processing", self._clock())
         if ssl_object is not None:
             # binary_form: the DER even when the certificate was not verified.
             der = ssl_object.getpeercert(binary_form=True)
@@ -557,7 +581,10 @@ class _Reader(asyncio.Protocol):
 
     def on_message_begin(self) -> None:
         if self._seen.ttfb is None:
-            self._seen.ttfb = self._clock() - self._since
+            now = self._clock()
+            self._seen.ttfb = now - self._since
+            if self._seen.phases is not None:
+                self._seen.phases.enter_from("processing", "transfer", now)
 
     def on_status(self, status: bytes) -> None:
         # llhttp may hand the reason over in pieces, one per packet it arrived in.

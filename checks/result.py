@@ -43,6 +43,8 @@ class Outcome(enum.StrEnum):
     # a domain check could not learn the expiry date (the registry's RDAP server failed or
     # did not say): nothing is known to be wrong with the site
     DOMAIN_UNKNOWN = "domain_unknown"
+    HEARTBEAT_MISSED = "heartbeat_missed"  # a push check's job did not ping in time
+    HEARTBEAT_FAILED = "heartbeat_failed"  # a push check's job pinged that it failed
 
     @property
     def is_failure(self) -> bool:

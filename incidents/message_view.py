@@ -72,6 +72,8 @@ OUTCOME_TEXT = {
     Outcome.DOMAIN_EXPIRING_SOON: "the domain registration expires within days",
     Outcome.DOMAIN_EXPIRED: "the domain registration has expired",
     Outcome.DOMAIN_UNKNOWN: "the registry's RDAP lookup of the domain failed",
+    Outcome.HEARTBEAT_MISSED: "the scheduled job did not report in time",
+    Outcome.HEARTBEAT_FAILED: "the scheduled job reported a failure",
 }
 
 # The client's sentence for each outcome: plain words, nothing the target sent.
@@ -94,6 +96,8 @@ CLIENT_SENTENCE = {
     Outcome.DOMAIN_EXPIRING_SOON: N_("The registration of the domain name expires in a few days."),
     Outcome.DOMAIN_EXPIRED: N_("The registration of the domain name has expired."),
     Outcome.DOMAIN_UNKNOWN: N_("We could not confirm when the domain name registration expires."),
+    Outcome.HEARTBEAT_MISSED: N_("A scheduled task of the site did not report in time."),
+    Outcome.HEARTBEAT_FAILED: N_("A scheduled task of the site reported a failure."),
 }
 
 ERROR_CHARS = 300

@@ -50,6 +50,9 @@ def _default_outcome_severity() -> dict[Outcome, Severity]:
         Outcome.DOMAIN_EXPIRED: Severity.CRITICAL,
         # The registry's lookup failed: something for the agency to look at, not an outage.
         Outcome.DOMAIN_UNKNOWN: Severity.LOW,
+        # A job behind the site (a backup, an import) stopped: serious, not an outage.
+        Outcome.HEARTBEAT_MISSED: Severity.MAJOR,
+        Outcome.HEARTBEAT_FAILED: Severity.MAJOR,
     }
 
 

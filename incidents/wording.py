@@ -127,6 +127,8 @@ def _how(headline: Headline, _: Gettext, values: dict[str, object]) -> str:
         Outcome.DOMAIN_EXPIRING_SOON: N_("has a domain registration that expires in days"),
         Outcome.DOMAIN_EXPIRED: N_("has an expired domain registration"),
         Outcome.DOMAIN_UNKNOWN: N_("has a domain registration we could not check"),
+        Outcome.HEARTBEAT_MISSED: N_("did not report in time"),
+        Outcome.HEARTBEAT_FAILED: N_("reported a failure"),
     }
     return _(plain.get(outcome, N_("is failing")))
 

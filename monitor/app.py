@@ -33,6 +33,7 @@ from monitor.delivery import (
     WebhookSender,
     WebhookTarget,
 )
+from monitor.heartbeat_tokens import ping_tokens
 from monitor.http_guard import ConnectionGuard, GuardedSite, connection_limit
 from monitor.metrics import Metrics, OnCallCollector
 from monitor.outbox_worker import OutboxWorker
@@ -40,6 +41,7 @@ from monitor.runtime import Listener, Monitor, new_http_transport, new_session
 from monitor.server import DEGRADED_LOOP_LAG, create_app, create_metrics_app
 from monitor.store import Store
 from monitor.uptime_gauge import UptimeGauge, calendars_of
+from monitor.web.ping import PingRoutes
 from monitor.web.status import StatusPages
 
 log = logging.getLogger(__name__)
@@ -124,6 +126,18 @@ async def running_monitor(
     runners: list[web.AppRunner] = []
     url = ""
     status = StatusPages(config=config, store=store, desk=monitor.desk, clock=clock)
+    tokens = ping_tokens(config)
+    pings = (
+        PingRoutes(
+            tokens=tokens,
+            store=store,
+            clock=clock,
+            on_ping=monitor.ping_arrived,
+            count=lambda result: metrics.heartbeat_pings.labels(result=result).inc(),
+        )
+        if tokens
+        else None
+    )
     try:
         if serve:
             url = await _serve(
@@ -135,6 +149,7 @@ async def running_monitor(
                 monitor=monitor,
                 exposition=metrics.exposition,
                 status=status,
+                pings=pings,
             )
         task = asyncio.create_task(monitor.run())
         started = asyncio.ensure_future(monitor.started())
@@ -225,6 +240,7 @@ async def _serve(
     monitor: Monitor,
     exposition: Callable[[], Iterable[bytes]],
     status: StatusPages,
+    pings: PingRoutes | None = None,
 ) -> str:
     """Start the HTTP listener(s), appending each runner to `runners` for cleanup; return the
     main listener's URL."""
@@ -251,6 +267,7 @@ async def _serve(
         exposition=exposition,
         middlewares=[guard.middleware],
         status=status,
+        pings=pings,
     )
     url = await _start(app, runners, server.host, server.port, guard, runner_args)
     log.info(

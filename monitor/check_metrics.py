@@ -12,6 +12,10 @@ Series (blackbox_exporter's names where the meaning is the same):
 - `probe_success`, `probe_http_status_code`, `probe_duration_seconds` (of the last probe that
   measured one), `probe_ssl_earliest_cert_expiry`, `probe_domain_expiry_timestamp_seconds`
   (a `domain` check's registration expiry): gauges per check (client, site, check);
+  measured one), `probe_ssl_earliest_cert_expiry`: gauges per check (client, site, check);
+- `probe_http_duration_seconds{phase="resolve|connect|tls|processing|transfer"}`: where the
+  time of the check's last http probe went (checks.phases), when its transport measured it;
+- `monitor_heartbeat_run_seconds`: how long a heartbeat's job last ran (start to success);
 - `monitor_probe_results_total`: probes completed per check and outcome;
 - `monitor_probe_duration_seconds`: a histogram per site (client, site), for percentiles
   (a histogram per check would be 14 series per check).
@@ -36,6 +40,7 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector
 
+from checks.phases import PHASES
 from checks.result import Outcome, ProbeResult
 
 CHECK_LABELS = ("client", "site", "check")
@@ -44,6 +49,8 @@ SITE_LABELS = ("client", "site")
 _OUTCOMES = tuple(Outcome)
 _OUTCOME_SLOT = {outcome: slot for slot, outcome in enumerate(_OUTCOMES)}
 _NO_COUNTS = array("I", [0] * len(_OUTCOMES))
+_NO_PHASES = array("d", [math.nan] * len(PHASES))
+_PHASE_TEXT = [f',phase="{phase}"}} ' for phase in PHASES]
 # Checks formatted per chunk of the exposition, so a scrape can let probes run in between.
 CHUNK = 5000
 
@@ -56,6 +63,10 @@ _HELP = {
     "from its last answer.",
     "probe_domain_expiry_timestamp_seconds": "When the check's domain registration expires "
     "(Unix time), from its last RDAP answer.",
+    "probe_http_duration_seconds": "Duration of the check's last http probe by phase "
+    "(resolve, connect, tls, processing, transfer), redirects included.",
+    "monitor_heartbeat_run_seconds": "How long the heartbeat check's job last ran, from its "
+    "start ping to its success ping.",
     "monitor_probe_results": "Probes completed, by check and outcome class.",
     "monitor_probe_duration_seconds": "Wall time of each probe (connect, request and the "
     "whole body), by site.",
@@ -97,6 +108,8 @@ class CheckMetrics(Collector):
         self._duration = array("d")  # NaN: the last probe measured none
         self._cert = array("d")  # NaN: no certificate seen
         self._domain = array("d")  # NaN: no registration expiry seen
+        self._phases = array("d")  # len(PHASES) per check; NaN: the last probe measured none
+        self._run = array("d")  # NaN: no heartbeat run measured
         self._counts = array("I")  # len(_OUTCOMES) per check (2**32 probes: 136 years at 1/s)
         self._site_of = array("l")
         self._site_slot: dict[str, int] = {}
@@ -131,6 +144,13 @@ class CheckMetrics(Collector):
             self._cert[slot] = evidence.tls_not_after
         if evidence.domain_not_after is not None:
             self._domain[slot] = evidence.domain_not_after
+        timings = evidence.timings
+        base = slot * len(PHASES)
+        for offset, phase in enumerate(PHASES):
+            self._phases[base + offset] = timings.get(phase, math.nan)
+        run = timings.get("run")
+        if run is not None:
+            self._run[slot] = run
 
     def forget(self, keys: Collection[str]) -> None:
         """Stop showing these checks' series (another process probes them now); the next
@@ -152,6 +172,8 @@ class CheckMetrics(Collector):
         self._duration.append(math.nan)
         self._cert.append(math.nan)
         self._domain.append(math.nan)
+        self._phases.extend(_NO_PHASES)
+        self._run.append(math.nan)
         self._counts.extend(_NO_COUNTS)
         site_key = f"{client}/{site}"
         site_slot = self._site_slot.get(site_key)
@@ -177,6 +199,7 @@ class CheckMetrics(Collector):
             ("probe_duration_seconds", self._duration, True),
             ("probe_ssl_earliest_cert_expiry", self._cert, True),
             ("probe_domain_expiry_timestamp_seconds", self._domain, True),
+            ("monitor_heartbeat_run_seconds", self._run, True),
         )
         for name, values, floats in gauges:
             yield _header(name, "gauge").encode()
@@ -190,6 +213,20 @@ class CheckMetrics(Collector):
                 else:
                     lines = [f"{name}{{{labels[slot]}}} {values[slot]}\n" for slot in chunk]
                 yield "".join(lines).encode()
+        yield _header("probe_http_duration_seconds", "gauge").encode()
+        phases = self._phases
+        for chunk in chunks:
+            lines = []
+            for slot in chunk:
+                base = slot * len(PHASES)
+                for offset in range(len(PHASES)):
+                    value = phases[base + offset]
+                    if value == value:  # NaN: not measured
+                        lines.append(
+                            f"probe_http_duration_seconds{{{labels[slot]}"
+                            f"{_PHASE_TEXT[offset]}{value!r}\n"
+                        )
+            yield "".join(lines).encode()
         yield _header(
             "monitor_probe_results_total", "counter", help_name="monitor_probe_results"
         ).encode()
@@ -254,8 +291,14 @@ class CheckMetrics(Collector):
                 "probe_duration_seconds",
                 "probe_ssl_earliest_cert_expiry",
                 "probe_domain_expiry_timestamp_seconds",
+                "monitor_heartbeat_run_seconds",
             )
         }
+        phase_gauge = GaugeMetricFamily(
+            "probe_http_duration_seconds",
+            _HELP["probe_http_duration_seconds"],
+            labels=(*CHECK_LABELS, "phase"),
+        )
         results = CounterMetricFamily(
             "monitor_probe_results",
             _HELP["monitor_probe_results"],
@@ -275,9 +318,14 @@ class CheckMetrics(Collector):
                 ("probe_duration_seconds", self._duration),
                 ("probe_ssl_earliest_cert_expiry", self._cert),
                 ("probe_domain_expiry_timestamp_seconds", self._domain),
+                ("monitor_heartbeat_run_seconds", self._run),
             ):
                 if not math.isnan(series[slot]):
                     gauges[name].add_metric(values, series[slot])
+            for offset, phase in enumerate(PHASES):
+                value = self._phases[slot * len(PHASES) + offset]
+                if not math.isnan(value):
+                    phase_gauge.add_metric([*values, phase], value)
             for offset, outcome in enumerate(_OUTCOMES):
                 count = self._counts[slot * width + offset]
                 if count:
@@ -292,4 +340,4 @@ class CheckMetrics(Collector):
             histogram.add_metric(
                 list(self._site_values[site]), cumulative, sum_value=self._site_sum[site]
             )
-        return [*gauges.values(), results, histogram]
+        return [*gauges.values(), phase_gauge, results, histogram]

@@ -232,6 +232,21 @@ def _parser() -> argparse.ArgumentParser:
     rollups.add_argument("--since", help="YYYY-MM-DD (default: as far back as they are kept)")
     rollups.set_defaults(handler=_rollups)
 
+    probe = commands.add_parser(
+        "probe", help="run one check once and print its classified result with the evidence"
+    )
+    probe.add_argument("--config", default=DEFAULT_CONFIG, help=f"default {DEFAULT_CONFIG}")
+    probe.add_argument("check", metavar="CLIENT/SITE/CHECK")
+    probe.add_argument("--json", action="store_true", help="one JSON document")
+    probe.set_defaults(handler=_probe)
+
+    urls = commands.add_parser(
+        "heartbeat-urls", help="the ping URL of every heartbeat check (they hold secrets)"
+    )
+    urls.add_argument("--config", default=DEFAULT_CONFIG, help=f"default {DEFAULT_CONFIG}")
+    urls.add_argument("--json", action="store_true", help="one JSON document")
+    urls.set_defaults(handler=_heartbeat_urls)
+
     schema = commands.add_parser("schema", help="print the config's JSON Schema")
     schema.add_argument("--write", action="store_true", help="write config/monitor.schema.json")
     schema.set_defaults(handler=_schema)
@@ -434,6 +449,53 @@ def _rollups(args: argparse.Namespace) -> int:
         print(f"monitor rollups: {exc}", file=sys.stderr)
         return EXIT_USAGE
     print(f"rollups rebuilt for {len(sites)} sites")
+    return 0
+
+
+def _probe(args: argparse.Namespace) -> int:
+    """Exit 0 when the check passes, 1 when it fails, 2 for a bad config or unknown check."""
+    from monitor.clock import SystemClock
+    from monitor.operator_text import probe_text
+    from monitor.probing import UnknownCheck, find_check, probe_now
+
+    config = load_config(args.config)
+    try:
+        key = find_check(config, args.check).key
+    except UnknownCheck as exc:
+        print(f"monitor probe: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    result = _asyncio_run(probe_now(config, key, clock=SystemClock()))
+    if args.json:
+        document = {
+            "check": key,
+            "outcome": str(result.outcome),
+            "ok": result.ok,
+            "started_at": result.started_at.isoformat().replace("+00:00", "Z"),
+            "latency": result.latency,
+            "evidence": result.evidence.to_dict(),
+        }
+        print(json.dumps(document, indent=2))
+    else:
+        print(probe_text(key, result))
+    return 0 if result.ok else 1
+
+
+def _heartbeat_urls(args: argparse.Namespace) -> int:
+    from monitor.heartbeat_tokens import ping_urls
+
+    config = load_config(args.config)
+    urls = ping_urls(config)
+    if args.json:
+        print(json.dumps([{"check": u.check_key, "url": u.url} for u in urls], indent=2))
+        return 0
+    if not urls:
+        print("no heartbeat checks in this config")
+        return 0
+    width = max(len(u.check_key) for u in urls)
+    for u in urls:
+        print(f"{u.check_key:<{width}}  {u.url}")
+    if config.server.public_url is None:
+        print("(paths on the monitor's server; set server.public_url to print whole URLs)")
     return 0
 
 

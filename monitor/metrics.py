@@ -137,6 +137,14 @@ class Metrics:
             ("reason",),
             registry=registry,
         )
+        self.heartbeat_pings = Counter(
+            "monitor_heartbeat_pings",
+            "Requests to /ping/<token> by how they were answered: start, success and fail "
+            "(stored), unknown (404: no such token), limited (429: too many for one check), "
+            "error (503: the database did not take it).",
+            ("result",),
+            registry=registry,
+        )
         self.probes_skipped = Counter(
             "monitor_probes_skipped",
             "Scheduled probes not started, by reason (overlap: the previous run of the same "

@@ -14,8 +14,12 @@ from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from checks.phases import PHASES
+from checks.redact import redact_url
+from checks.result import ProbeResult
 from incidents.message_text import sanitize_header_text, short_local_time, span
 from incidents.severity import Severity
+from incidents.wording import describe
 from monitor.incident_list import format_table
 
 # Less than this either side of a due time reads as "due now" rather than "in 0 min".
@@ -191,3 +195,42 @@ def _timeline(timeline: list[Mapping[str, Any]], *, zones: Zones, now: datetime)
             for when, kind, message in entries
         ),
     ]
+
+
+def probe_text(check_key: str, result: ProbeResult) -> str:
+    """`monitor probe`'s answer: the verdict on one line, then the evidence, one field a line
+    (the on-call view: status, error, where the time went, headers, the body's start)."""
+    evidence = result.evidence
+    lines = [f"{clean(check_key)}: {clean(describe(result), max_len=400)}"]
+    if evidence.url:
+        lines.append(f"  url       {clean(redact_url(evidence.url), max_len=400)}")
+    if evidence.status is not None:
+        lines.append(f"  status    {evidence.status}")
+    if evidence.step:
+        lines.append(f"  step      {clean(evidence.step)}")
+    if evidence.error:
+        lines.append(f"  error     {clean(evidence.error, max_len=400)}")
+    if evidence.timings:
+        lines.append(f"  timings   {_timings(evidence.timings)}")
+    for name, value in list(evidence.to_dict()["headers"].items())[:20]:
+        lines.append(f"  header    {clean(name)}: {clean(value)}")
+    excerpt = evidence.body_excerpt.strip()
+    if excerpt:
+        lines.append(f"  body      {clean(excerpt, max_len=300)}")
+    return "\n".join(lines)
+
+
+def _timings(timings: Mapping[str, float]) -> str:
+    # The phases in the order they happen, then the rest as the probe named them.
+    ordered: list[str] = [name for name in PHASES if name in timings]
+    ordered += [name for name in timings if name not in ordered]
+    parts = []
+    for name in ordered:
+        value = timings[name]
+        if name == "attempts":
+            parts.append(f"attempts {value:g}")
+        elif value < 1:
+            parts.append(f"{clean(name)} {value * 1000:.1f} ms")
+        else:
+            parts.append(f"{clean(name)} {value:.2f} s")
+    return ", ".join(parts)

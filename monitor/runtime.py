@@ -16,15 +16,10 @@ from datetime import datetime, timedelta
 
 import aiohttp
 
-from checks.dns import DnsCheckSpec, probe_dns
-from checks.domain import DomainCheckSpec, probe_domain
-from checks.flow import FlowCheckSpec, probe_flow
-from checks.http import AiohttpTransport, HttpTransport, probe_http
+from checks.http import AiohttpTransport, HttpTransport
 from checks.lean_http import LeanTransport
-from checks.page import PageCheckSpec, probe_page
 from checks.private_ranges import guarded_socket
 from checks.result import Outcome, ProbeResult
-from checks.tcp import TcpCheckSpec, probe_tcp
 from checks.tls import PeerCertResponse
 from incidents.engine import apply_result, settled_success
 from incidents.flow import resolved_by_hand
@@ -42,6 +37,7 @@ from monitor.local_faults import EVENT_LOOP_LAG, LocalFaults
 from monitor.loop_lag import LoopLagMonitor
 from monitor.metrics import Metrics
 from monitor.ownership import Identity, SiteOwnership
+from monitor.probing import run_probe
 from monitor.rdap_bootstrap import rdap_directory
 from monitor.reports import monthly_enabled, queue_monthly_reports
 from monitor.scheduler import Scheduler
@@ -192,6 +188,8 @@ class Monitor:
         )
         self._started = asyncio.Event()
         self._stop_requested = False
+        # Heartbeats that never pinged are missed `period + grace` after this.
+        self._watching_since = clock.now()
         # The latest scheduling lags, for /healthz and benchmarks; Prometheus has the histogram.
         self.recent_lags: deque[float] = deque(maxlen=10_000)
 
@@ -349,32 +347,38 @@ class Monitor:
 
     async def _probe_once(self, check: ConfiguredCheck) -> ProbeResult:
         """Probe `check` by its kind (also for another location's confirmation request)."""
-        spec = check.spec
-        if isinstance(spec, FlowCheckSpec):
-            return await probe_flow(spec, session=self._session, now=self._clock.now)
-        if isinstance(spec, PageCheckSpec):
-            return await probe_page(
-                spec, session=self._session, now=self._clock.now, sleep=self._clock.sleep
-            )
-        if isinstance(spec, DnsCheckSpec):
-            return await probe_dns(spec, now=self._clock.now)
-        if isinstance(spec, TcpCheckSpec):
-            return await probe_tcp(spec, now=self._clock.now, ssl_context=self._tls)
-        if isinstance(spec, DomainCheckSpec):
-            return await probe_domain(
-                spec,
-                session=self._session,
-                directory=self._rdap,
-                now=self._clock.now,
-                sleep=self._clock.sleep,
-            )
-        return await probe_http(
-            spec, transport=self._http, now=self._clock.now, sleep=self._clock.sleep
+        return await run_probe(
+            check,
+            session=self._session,
+            http=self._http,
+            clock=self._clock,
+            ping_states=self._store.ping_states,
+            watching_since=self._watching_since,
+            tls=self._tls,
+            rdap=self._rdap,
         )
+
+    async def probe_now(self, check_key: str) -> ProbeResult:
+        """Probe one check at once, as scheduled probes do, and return the result without
+        counting it (the console's "probe now"). Raises KeyError for an unknown key."""
+        return await self._probe_once(self._by_key[check_key])
+
+    def ping_arrived(self, check_key: str) -> None:
+        """A ping of heartbeat `check_key` was stored: judge it now rather than at its next
+        interval, when this process holds its site (another one reads it on its own)."""
+        check = self._by_key.get(check_key)
+        if check is not None and check.site in self.ownership.held:
+            self._scheduler.run_soon(check_key, delay=0.0)
 
     async def _probe(self, check: ConfiguredCheck, due_at: float) -> None:
         started = self._clock.monotonic()
-        result = await self._probe_once(check)
+        try:
+            result = await self._probe_once(check)
+        except StoreUnavailable:
+            # A heartbeat's pings could not be read: nothing is known, nothing is counted.
+            self._metrics.store_errors.inc()
+            self._store_away(check)
+            return
         local = self._local_faults.judge(result)
         if local is not None:
             # Our own machine or resolver failed, not the site: nothing to count against it.

@@ -10,7 +10,8 @@ in constant time, and a missing or wrong one gets 401.
 /api answers only requests whose Host header names this server (localhost, 127.0.0.1, [::1],
 server.host or server.allowed_hosts): a web page whose DNS name was rebound to 127.0.0.1 gets
 421. Every answer carries security headers and a Server header without a version, and every
-error under /api is JSON. `create_metrics_app` is the app of the optional second listener
+error under /api is JSON. Heartbeat pings (/ping/<token>, monitor.web.ping) carry their own
+secret instead of the API token. `create_metrics_app` is the app of the optional second listener
 (`server.metrics_listen`): /metrics and /healthz only.
 """
 
@@ -87,11 +88,13 @@ def create_app(
     exposition: Exposition | None = None,
     middlewares: Sequence[Middleware] = (),
     status: StatusRoutes | None = None,
+    pings: StatusRoutes | None = None,
 ) -> web.Application:
     """`exposition`, when given, writes /metrics in chunks (see Metrics.exposition); without
     it /metrics is the registry's plain text exposition. `server` names the Host headers
     /api accepts; `middlewares` run first (the connection guard's); `status` adds the client
-    status pages (monitor.web.status), which answer any Host (a client's own domain)."""
+    status pages (monitor.web.status), which answer any Host (a client's own domain); `pings`
+    the heartbeat pings (monitor.web.ping), which need no API token but their own."""
     app = web.Application(
         middlewares=[*middlewares, _json_errors, _host_check, _auth], client_max_size=MAX_BODY
     )
@@ -116,6 +119,8 @@ def create_app(
     app.router.add_post("/api/incidents/{id:\\d{1,18}}/postmortem", _postmortem)
     if status is not None:
         status.add_routes(app)
+    if pings is not None:
+        pings.add_routes(app)
     return app
 
 

@@ -147,6 +147,7 @@ async def test_migrations_create_the_schema_and_reopening_changes_nothing(
             "confirmations": 0,
             "daily_rollups": 0,
             "incident_spans": 0,
+            "heartbeat_pings": 0,
         }
         await open_incident(store)
     finally:

@@ -138,10 +138,13 @@ def _read_file(path: str | Path) -> str:
 
 
 def _context(data: Any) -> dict[str, Any]:
-    """What validators need to know of the rest of the file: the plan names clients may use."""
+    """What validators need to know of the rest of the file: the plan names clients may use,
+    and whether heartbeat checks without a token can derive one (heartbeat.secret)."""
     plans = data.get("plans") if isinstance(data, dict) else None
     names = set(DEFAULT_PLANS) | (set(plans) if isinstance(plans, dict) else set())
-    return {"plans": names}
+    heartbeat = data.get("heartbeat") if isinstance(data, dict) else None
+    secret = heartbeat.get("secret") if isinstance(heartbeat, dict) else None
+    return {"plans": names, "heartbeat_secret": bool(str(secret or "").strip())}
 
 
 def load_config_text(

@@ -36,6 +36,7 @@ from checks.dns import DnsCheckSpec
 from checks.domain import DomainCheckSpec
 from checks.duration import Duration
 from checks.flow import FlowCheckSpec
+from checks.heartbeat import HeartbeatCheckSpec
 from checks.http import HttpCheckSpec
 from checks.page import PageCheckSpec
 from checks.rdap import BOOTSTRAP_URL, registrable_domain
@@ -177,7 +178,39 @@ class DomainCheckConfig(DomainCheckSpec, CheckCommon):
     OWN_DEFAULTS: ClassVar[frozenset[str]] = frozenset({"interval"})
 
 
-CHECK_KINDS = ("http", "page", "flow", "dns", "tcp", "domain")
+class HeartbeatCheckConfig(HeartbeatCheckSpec, CheckCommon):
+    """`kind: heartbeat`: a job pings the monitor's /ping/<token> at least every `period`."""
+
+    # A missed ping is no flaky network: one evaluation that finds it missed is enough.
+    failures_to_open: int = Field(default=1, ge=1, le=100)
+    successes_to_resolve: int = Field(default=1, ge=1, le=100)
+    interval: Interval = Field(
+        default=timedelta(seconds=30),
+        description="How often the latest pings are judged (not a probe: nothing is sent).",
+    )
+
+    # Fields of `defaults:` a heartbeat does not take: it sends nothing (timeout, slow_after),
+    # and its own defaults above suit a push check better than those of a probe.
+    OWN_DEFAULTS: ClassVar[frozenset[str]] = frozenset(
+        {"interval", "timeout", "slow_after", "failures_to_open", "successes_to_resolve"}
+    )
+
+    @model_validator(mode="after")
+    def _has_a_token(self, info: ValidationInfo) -> HeartbeatCheckConfig:
+        # The loader says whether the file sets heartbeat.secret; a config built in code is
+        # checked as a whole by MonitorConfig instead.
+        context = info.context or {}
+        if self.token is None and context.get("heartbeat_secret") is False:
+            raise ValueError(MISSING_TOKEN)
+        return self
+
+
+MISSING_TOKEN = (
+    "a heartbeat check needs its own token (token: ${BACKUP_PING_TOKEN}) or heartbeat.secret "
+    "(secret: ${MONITOR_HEARTBEAT_SECRET}) to derive one"
+)
+
+CHECK_KINDS = ("http", "page", "flow", "dns", "tcp", "domain", "heartbeat")
 
 
 def _check_kind(value: Any) -> str:
@@ -191,7 +224,8 @@ CheckConfig = Annotated[
     | Annotated[FlowCheckConfig, Tag("flow")]
     | Annotated[DnsCheckConfig, Tag("dns")]
     | Annotated[TcpCheckConfig, Tag("tcp")]
-    | Annotated[DomainCheckConfig, Tag("domain")],
+    | Annotated[DomainCheckConfig, Tag("domain")]
+    | Annotated[HeartbeatCheckConfig, Tag("heartbeat")],
     Discriminator(
         _check_kind,
         custom_error_type="check_kind",
@@ -669,6 +703,12 @@ class ServerConfig(_Model):
         description="A connection that sends no request this long after it opened or after "
         "its last answer is closed.",
     )
+    public_url: str | None = Field(
+        default=None,
+        description="The URL this server is reached at from outside (through a proxy), e.g. "
+        "https://monitor.agency.example: `monitor heartbeat-urls` prints the ping URLs "
+        "under it.",
+    )
     max_connections: int = Field(
         default=64,
         ge=1,
@@ -677,6 +717,13 @@ class ServerConfig(_Model):
         "process's open-file limit, the rest is kept for probes and the database. When full, "
         "the connection idle longest is closed to admit a new one.",
     )
+
+    @field_validator("public_url")
+    @classmethod
+    def _public_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        return _absolute_http_url(value, example="https://monitor.agency.example").rstrip("/")
 
     @field_validator("metrics_listen")
     @classmethod
@@ -840,6 +887,14 @@ class RdapConfig(_Model):
         return value
 
 
+class HeartbeatConfig(_Model):
+    secret: OptionalSecret = Field(
+        default=None,
+        description="Write ${MONITOR_HEARTBEAT_SECRET}: the ping token of every heartbeat "
+        "check without its own `token` is an HMAC of its key under this secret.",
+    )
+
+
 class MonitorConfig(_Model):
     database: DatabaseConfig = DatabaseConfig()
     server: ServerConfig = ServerConfig()
@@ -881,6 +936,10 @@ class MonitorConfig(_Model):
     reports: ReportsConfig = Field(
         default_factory=ReportsConfig,
         description="Client reports, for every client that does not set its own `reports`.",
+    )
+    heartbeat: HeartbeatConfig = Field(
+        default_factory=HeartbeatConfig,
+        description="Heartbeat (push) checks: the secret their ping tokens are derived from.",
     )
     clients: list[ClientConfig] = Field(min_length=1)
 
@@ -953,6 +1012,35 @@ class MonitorConfig(_Model):
                         _require_person(info, where, name)
         return value
 
+    @field_validator("clients")
+    @classmethod
+    def _heartbeat_tokens(
+        cls, value: list[ClientConfig], info: ValidationInfo
+    ) -> list[ClientConfig]:
+        heartbeat = info.data.get("heartbeat")
+        secret = heartbeat.secret if isinstance(heartbeat, HeartbeatConfig) else None
+        # Loaded from a file, each check said so on its own line (HeartbeatCheckConfig).
+        checked_in_file = (info.context or {}).get("heartbeat_secret")
+        problems = []
+        seen: dict[str, str] = {}
+        for c, client in enumerate(value):
+            for i, site in enumerate(client.sites):
+                for k, check in enumerate(site.checks):
+                    if not isinstance(check, HeartbeatCheckConfig):
+                        continue
+                    where = f"clients[{c}].sites[{i}].checks[{k}].token"
+                    if check.token is None:
+                        if secret is None and checked_in_file is None:
+                            problems.append(f"{where}: {MISSING_TOKEN}")
+                        continue
+                    token = check.token.get_secret_value()
+                    if token in seen:
+                        problems.append(f"{where}: the same token as {seen[token]}")
+                    seen[token] = f"{client.id}/{site.id}/{check.id}"
+        if problems:
+            raise ValueError("; ".join(problems))
+        return value
+
     @field_validator("canaries")
     @classmethod
     def _unique_canary_names(cls, value: list[CanaryConfig]) -> list[CanaryConfig]:
@@ -997,6 +1085,8 @@ class ConfiguredCheck(_Model):
             return f"{spec.host}:{spec.port}"
         if isinstance(spec, DomainCheckConfig):
             return spec.domain or ""
+        if isinstance(spec, HeartbeatCheckConfig):
+            return self.key  # it sends nothing: its own
         return urlsplit(spec.url).netloc
 
     @property
@@ -1059,6 +1149,8 @@ def _site_target(check: CheckConfig, site: SiteConfig) -> dict[str, Any]:
         return {"host": check.host or host}
     if isinstance(check, DomainCheckConfig):
         return {"domain": check.domain or registrable_domain(host)}
+    if isinstance(check, HeartbeatCheckConfig):
+        return {}
     return {"url": urljoin(site.url, check.url)}
 
 
@@ -1067,7 +1159,12 @@ def availability_checks(site: SiteConfig) -> frozenset[str]:
     marked = frozenset(check.id for check in site.checks if check.role == "availability")
     if marked:
         return marked
-    candidates = [check for check in site.checks if check.role != "part"]
+    # A heartbeat is a job behind the site, never what serves it.
+    candidates = [
+        check
+        for check in site.checks
+        if check.role != "part" and not isinstance(check, HeartbeatCheckConfig)
+    ]
     root = frozenset(
         check.id
         for check in candidates

@@ -21,6 +21,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from checks.heartbeat import PingKind, PingState
 from checks.result import Outcome, ProbeResult
 from incidents.model import CheckState, Incident, IncidentStatus, TimelineEntry, Transition
 from incidents.outgoing import NoticeKind, Outgoing
@@ -29,6 +30,7 @@ from monitor.store import codec, leases, rollups, spans
 from monitor.store import confirmations as cf
 from monitor.store import maintenance as mw
 from monitor.store import outbox as ob
+from monitor.store import pings as hb
 from monitor.store.codec import HistoryRow
 from monitor.store.confirmations import ConfirmationAnswer, ConfirmationRequest
 from monitor.store.engine import SQLITE_BEGIN, create_engine, describe
@@ -794,6 +796,24 @@ class Store:
                         calendars=self._calendars,
                     )
         return None if row is None else mw.window_from_row(row)
+
+    # --- heartbeat pings ---
+
+    async def record_ping(
+        self, *, check_key: str, kind: PingKind, at: datetime, exit_code: int | None = None
+    ) -> PingState:
+        """Apply one ping of heartbeat check `check_key`; its latest pings after it."""
+        with translated(f"recording a ping of {check_key}"):
+            async with self._write() as conn:
+                return await hb.record(
+                    conn, check_key=check_key, kind=kind, at=at, exit_code=exit_code
+                )
+
+    async def ping_states(self, keys: Iterable[str]) -> dict[str, PingState]:
+        """The latest pings per check key, of those that ever pinged."""
+        with translated("reading heartbeat pings"):
+            rows = await self._fetch(hb.states_query(keys))
+        return {row["check_key"]: hb.state_from_row(row) for row in rows}
 
     async def count_rows(self) -> dict[str, int]:
         """Rows per table, e.g. {"incidents": 3, "timeline": 9, ...}."""

@@ -301,6 +301,20 @@ incident_spans = sa.Table(
     sa.Index("ix_incident_spans_incident_id", "incident_id"),
 )
 
+# The latest pings of each heartbeat check, one row per check (revision 0008_heartbeat, see
+# monitor.store.pings): whichever process a ping reaches writes it, the site's owner judges it.
+heartbeat_pings = sa.Table(
+    "heartbeat_pings",
+    metadata,
+    sa.Column("check_key", sa.Text, primary_key=True),
+    sa.Column("last_ping_at", UTCDateTime, nullable=True),
+    sa.Column("success_at", UTCDateTime, nullable=True),
+    sa.Column("failure_at", UTCDateTime, nullable=True),
+    sa.Column("exit_code", sa.Integer, nullable=True),
+    sa.Column("started_at", UTCDateTime, nullable=True),
+    sa.Column("run_seconds", sa.Float, nullable=True),
+)
+
 ALL_TABLES = (
     incidents,
     timeline,
@@ -313,4 +327,5 @@ ALL_TABLES = (
     confirmations,
     daily_rollups,
     incident_spans,
+    heartbeat_pings,
 )
