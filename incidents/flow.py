@@ -29,10 +29,20 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
 from incidents import wording
+from incidents.calendar import Calendar, TwentyFourSeven
+from incidents.chat_text import compose_chat
 from incidents.messages import ClientInfo, MessageContext, compose_email, compose_webhook
 from incidents.model import Incident, IncidentStatus, TimelineEntry, TimelineKind
 from incidents.outgoing import Audience, MessageKind, Outgoing
 from incidents.public_status import Stage
+from incidents.routes import (
+    EMAIL_CHANNEL,
+    WEBHOOK_CHANNEL,
+    Route,
+    channels_for,
+    default_routes,
+    entry_events,
+)
 from incidents.severity import Severity
 from incidents.sla import (
     SlaContext,
@@ -63,6 +73,12 @@ _ONCALL_MAIL = {
     TimelineKind.UPDATE_OVERDUE: MessageKind.UPDATE_OVERDUE,
     TimelineKind.RESPONSE_BREACHED: MessageKind.RESPONSE_BREACHED,
 }
+# What a routed entry is called on a webhook or chat channel.
+_ROUTED_KIND = {
+    **_ONCALL_MAIL,
+    TimelineKind.ESCALATED: MessageKind.ESCALATED,
+    TimelineKind.RESOLVED: MessageKind.RESOLVED,
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,7 +90,16 @@ class Change:
 @dataclass(frozen=True, slots=True)
 class NotifyPolicy:
     email_client_on_open: frozenset[Severity] = frozenset({Severity.CRITICAL, Severity.MAJOR})
-    webhook_targets: tuple[str, ...] = ()  # configured on-call webhooks, paged on Severity 1
+    webhook_targets: tuple[str, ...] = ()  # configured on-call webhooks (channel `webhook`)
+    chat_channels: tuple[str, ...] = ()  # configured `channels:` names (Apprise)
+    # None: `default_routes` (on-call email hears all; webhook and chats hear pages).
+    routes: tuple[Route, ...] | None = None
+    agency_hours: Calendar = TwentyFourSeven()  # what `business` / `after_hours` routes mean
+
+    def effective_routes(self) -> tuple[Route, ...]:
+        if self.routes is not None:
+            return self.routes
+        return default_routes(webhook=bool(self.webhook_targets), chats=self.chat_channels)
 
 
 # --- step 1: clocks and paging ------------------------------------------------------------
@@ -356,6 +381,7 @@ def notifications(
     """
     out: list[Outgoing] = []
     state = incident
+    routes = policy.effective_routes()
 
     def email(
         kind: MessageKind,
@@ -403,15 +429,37 @@ def notifications(
             # By hand, the mail says so (the entry says who and whether checks still failed).
             cause = entry if resolved_by_hand(entry) else _last_recovery(timeline)
             email(MessageKind.RESOLVED, cause, note=shown)
-        elif kind in _ONCALL_MAIL:
-            email(_ONCALL_MAIL[kind], cause)
-            if kind is TimelineKind.ONCALL_PAGED:
+        heard = channels_for(
+            routes,
+            entry_events(entry, timeline),
+            severity=state.severity,
+            client=state.client,
+            at=now,
+            agency_hours=policy.agency_hours,
+        )
+        if heard:
+            routed = _ROUTED_KIND[kind]
+            if kind in _ONCALL_MAIL and EMAIL_CHANNEL in heard:
+                email(_ONCALL_MAIL[kind], cause)
+            # A resolution is explained by the recovery, not by the failure that opened it.
+            why = None if kind is TimelineKind.RESOLVED else cause
+            if WEBHOOK_CHANNEL in heard:
                 out.extend(
-                    compose_webhook(
-                        MessageKind.PAGE, incident=state, client=client, cause=cause, target=name
-                    )
+                    compose_webhook(routed, incident=state, client=client, cause=why, target=name)
                     for name in policy.webhook_targets
                 )
+            out.extend(
+                compose_chat(
+                    routed,
+                    incident=state,
+                    client=client,
+                    cause=why,
+                    now=now,
+                    channels=[name for name in heard if name in policy.chat_channels],
+                    agency_timezone=ctx.agency_timezone,
+                    dashboard_url=ctx.dashboard_url,
+                )
+            )
         client_thread = THREAD_MARK[Audience.CLIENT] in state.sla_marks
     return state, out
 

@@ -26,6 +26,8 @@ from monitor.clients import ONCALL_WEBHOOK
 from monitor.clock import Clock, SystemClock
 from monitor.config.models import MonitorConfig, split_listen
 from monitor.delivery import (
+    ChatSender,
+    ChatTarget,
     FileMailer,
     Mailer,
     SmtpMailer,
@@ -96,7 +98,9 @@ async def running_monitor(
         retry_initial=config.notifications.retry_initial.total_seconds(),
         retry_max=config.notifications.retry_max.total_seconds(),
         worker=config.cluster.worker,
+        chats=chat_sender(config),
     )
+    metrics.add_channels(config.channels)
     monitor = Monitor(
         config=config,
         store=store,
@@ -204,6 +208,22 @@ def webhook_sender(config: MonitorConfig, session: aiohttp.ClientSession) -> Web
         timeout=hook.timeout.total_seconds(),
     )
     return WebhookSender(session, {ONCALL_WEBHOOK: target})
+
+
+def chat_sender(config: MonitorConfig) -> ChatSender | None:
+    """Apprise for the `channels:` section, None without channels."""
+    if not config.channels:
+        return None
+    return ChatSender(
+        {
+            name: ChatTarget(
+                url=channel.url.get_secret_value(),
+                timeout=channel.timeout.total_seconds(),
+                max_attempts=channel.max_attempts,
+            )
+            for name, channel in config.channels.items()
+        }
+    )
 
 
 async def _serve(

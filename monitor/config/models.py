@@ -43,6 +43,13 @@ from incidents.model import CheckRef
 from incidents.recurring_maintenance import RecurringWindowSpec
 from incidents.severity import Severity, SeverityPolicy
 from incidents.sla import DEFAULT_PLANS, PlanSpec, SlaPolicy
+from monitor.config.channels import (
+    ChannelConfig,
+    ChannelName,
+    RouteConfig,
+    check_channel_names,
+    check_routes,
+)
 
 SLUG_PATTERN = r"^[a-z0-9][a-z0-9_.-]{0,62}$"
 
@@ -474,6 +481,11 @@ class AgencyConfig(_Model):
         description="The agency's IANA time zone: on-call mails show times in it beside the "
         "client's.",
     )
+    business_hours: BusinessHoursSpec | None = Field(
+        default=None,
+        description="The agency's own business hours, for routes with hours: business or "
+        "after_hours; left out: mon-fri 09:00-17:00 in the agency's time zone.",
+    )
 
     @field_validator("logo_url")
     @classmethod
@@ -727,6 +739,39 @@ class MonitorConfig(_Model):
         description="Client reports, for every client that does not set its own `reports`.",
     )
     clients: list[ClientConfig] = Field(min_length=1)
+    # After clients, so that routes are checked against them.
+    channels: dict[ChannelName, ChannelConfig] = Field(
+        default_factory=dict,
+        description="Named chat and pager destinations as Apprise URLs (from ${ENV}), e.g. "
+        'team-chat: {url: "${SLACK_URL}"}.',
+    )
+    routes: list[RouteConfig] | None = Field(
+        default=None,
+        description="Who hears what; left out: on-call email hears everything it did, the "
+        "webhook and every channel hear Severity 1 pages.",
+    )
+
+    @field_validator("channels")
+    @classmethod
+    def _free_channel_names(cls, value: dict[str, ChannelConfig]) -> dict[str, ChannelConfig]:
+        check_channel_names(value)
+        return value
+
+    @field_validator("routes")
+    @classmethod
+    def _routes_name_what_exists(
+        cls, value: list[RouteConfig] | None, info: ValidationInfo
+    ) -> list[RouteConfig] | None:
+        if value is not None:
+            oncall = info.data.get("oncall")
+            clients = info.data.get("clients")
+            check_routes(
+                value,
+                channels=info.data.get("channels"),
+                webhook=isinstance(oncall, OncallConfig) and oncall.webhook is not None,
+                clients=None if clients is None else {client.id for client in clients},
+            )
+        return value
 
     @field_validator("plans")
     @classmethod
