@@ -33,6 +33,7 @@ from monitor.delivery.errors import DeliveryError, redact
 
 _APPRISE_LOG = logging.getLogger("apprise")
 _MAX_DETAIL_CHARS = 300
+_GRACE = 2.0  # seconds Apprise waits beyond a channel's timeout for its request to end
 
 
 class ChannelUrlError(ValueError):
@@ -60,12 +61,13 @@ def _quiet_apprise() -> Iterator[None]:
 
 def _asset(timeout: float) -> apprise.AppriseAsset:
     # Explicit, though these are Apprise's library defaults: no plugins from folders, no
-    # persistent storage, masked URLs in its own logs.
+    # persistent storage, masked URLs in its own logs. Apprise waits a little longer than
+    # the requests may take (see _instantiate).
     return apprise.AppriseAsset(
         plugin_paths=[],
         storage_path=None,
         secure_logging=True,
-        service_timeout=timeout,
+        service_timeout=timeout + _GRACE,
         allow_templates=False,
     )
 
@@ -78,7 +80,7 @@ def service_name(url: str) -> str:
 
 def url_secrets(url: str) -> list[str]:
     """Every part of `url` that may be a token: the URL, its userinfo, path segments and
-    query values (short ones such as `1` or `yes` excepted: they hide nothing)."""
+    query values (short ones such as `1`, `yes` or `hook` excepted: they hide nothing)."""
     parts = [url]
     try:
         split = urlsplit(url)
@@ -87,7 +89,7 @@ def url_secrets(url: str) -> list[str]:
         parts += [value for _, value in parse_qsl(split.query)]
     except ValueError:
         pass
-    return [part for part in parts if len(part) >= 4]
+    return [part for part in parts if len(part) >= 6]
 
 
 def _instantiate(url: str, *, timeout: float) -> tuple[apprise.Apprise, str]:
@@ -103,7 +105,13 @@ def _instantiate(url: str, *, timeout: float) -> tuple[apprise.Apprise, str]:
             "slack://TokenA/TokenB/TokenC or ntfy://ntfy.example/topic"
         )
         raise ChannelUrlError(hint)
-    return client, str(client[0].service_name)
+    service = client[0]
+    # The request itself gives up within the channel's timeout, before Apprise stops waiting
+    # for it: a request Apprise abandoned would run on in its thread and might still send
+    # (a duplicate the next attempt then repeats).
+    service.socket_connect_timeout = timeout / 2
+    service.socket_read_timeout = timeout / 2
+    return client, str(service.service_name)
 
 
 class ChatSender:
@@ -113,32 +121,32 @@ class ChatSender:
         """Raises ChannelUrlError when a channel's URL is unusable (the config checks it
         first; this guards settings built in code)."""
         self._targets = dict(targets)
-        self._clients: dict[str, tuple[apprise.Apprise, str]] = {}
+        self._services: dict[str, str] = {}
         for name, target in self._targets.items():
             try:
-                self._clients[name] = _instantiate(target.url, timeout=target.timeout)
+                self._services[name] = _instantiate(target.url, timeout=target.timeout)[1]
             except ChannelUrlError as exc:
                 raise ChannelUrlError(f"channel {name!r}: {exc}") from None
 
     def service(self, name: str) -> str | None:
         """The service channel `name` sends to ("Mattermost"), None for an unknown one."""
-        found = self._clients.get(name)
-        return found[1] if found is not None else None
+        return self._services.get(name)
 
     async def send(self, chat: OutgoingChat, *, attempt: int = 1) -> None:
         """Return once the service accepted `chat`; raise DeliveryError otherwise.
         `attempt` counts this one (1: the first): at the channel's max_attempts a failure
         is permanent."""
         where = f"channel {chat.channel!r}"
-        found = self._clients.get(chat.channel)
         target = self._targets.get(chat.channel)
-        if found is None or target is None:
-            known = ", ".join(sorted(self._clients)) or "none"
+        if target is None:
+            known = ", ".join(sorted(self._targets)) or "none"
             raise DeliveryError(
                 f"{where}: no such channel in the configuration (configured: {known})",
                 permanent=True,
             )
-        client, service = found
+        # A fresh Apprise object per message: a plugin keeps state between calls (ntfy
+        # throttles the next message by 5.5 s) that the outbox's own backoff replaces.
+        client, service = _instantiate(target.url, timeout=target.timeout)
         where = f"{where} ({service}, {chat.kind} for incident {chat.incident_id})"
         try:
             result = await client.async_notify(body=chat.body, title=chat.title)
@@ -161,9 +169,17 @@ def _failure_detail(result: apprise.AppriseResult) -> str:
     lines = [
         " ".join(str(entry.message).split())
         for entry in result.logs()
-        if int(getattr(entry, "level", logging.WARNING)) >= logging.WARNING
+        if _level(getattr(entry, "level", logging.WARNING)) >= logging.WARNING
     ]
     if lines:
         return lines[-1][:_MAX_DETAIL_CHARS]
     status = getattr(result, "status", None)
     return getattr(status, "name", "failed").lower()
+
+
+def _level(level: object) -> int:
+    """A log entry's level as a number; Apprise keeps it as a name ("WARNING")."""
+    if isinstance(level, int):
+        return level
+    number = logging.getLevelName(str(level).upper())
+    return number if isinstance(number, int) else logging.WARNING
