@@ -10,7 +10,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import aiohttp
 from aiohttp import web
@@ -26,8 +26,6 @@ from monitor.clients import ONCALL_WEBHOOK
 from monitor.clock import Clock, SystemClock
 from monitor.config.models import MonitorConfig, split_listen
 from monitor.delivery import (
-    ChatSender,
-    ChatTarget,
     FileMailer,
     Mailer,
     SmtpMailer,
@@ -43,6 +41,9 @@ from monitor.server import DEGRADED_LOOP_LAG, create_app, create_metrics_app
 from monitor.store import Store
 from monitor.uptime_gauge import UptimeGauge, calendars_of
 from monitor.web.status import StatusPages
+
+if TYPE_CHECKING:
+    from monitor.delivery.chat import ChatSender
 
 log = logging.getLogger(__name__)
 
@@ -214,6 +215,9 @@ def chat_sender(config: MonitorConfig) -> ChatSender | None:
     """Apprise for the `channels:` section, None without channels."""
     if not config.channels:
         return None
+    # Imported here: Apprise loads its plugins when first used (see monitor.delivery).
+    from monitor.delivery.chat import ChatSender, ChatTarget
+
     return ChatSender(
         {
             name: ChatTarget(

@@ -20,12 +20,16 @@ import logging
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
 
 from incidents.outgoing import OutgoingChat, OutgoingEmail
 from monitor.clock import Clock
-from monitor.delivery import ChatSender, DeliveryError, Mailer, WebhookSender, retry_delay
+from monitor.delivery import DeliveryError, Mailer, WebhookSender, retry_delay
 from monitor.metrics import Metrics
 from monitor.store import OutboxItem, Store
+
+if TYPE_CHECKING:  # imported where channels are configured (see monitor.delivery)
+    from monitor.delivery.chat import ChatSender
 
 log = logging.getLogger(__name__)
 

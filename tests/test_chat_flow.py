@@ -6,13 +6,23 @@ from __future__ import annotations
 from dataclasses import replace
 
 from incidents.chat_text import chat_text
+from incidents.connectivity import ConnectivityLost
+from incidents.connectivity_notices import as_chat, connectivity_lost, episode_since
 from incidents.flow import NotifyPolicy
-from incidents.outgoing import Audience, MessageKind, Outgoing, OutgoingChat, OutgoingEmail
+from incidents.outgoing import (
+    Audience,
+    MessageKind,
+    NoticeKind,
+    Outgoing,
+    OutgoingChat,
+    OutgoingEmail,
+)
 from incidents.routes import Event, Hours, Route
 from tests.test_flow import (
     CLIENT,
     E500,
     LONDON_HOURS,
+    MESSAGES,
     MON,
     S2,
     SAT,
@@ -116,3 +126,20 @@ def test_chat_text_never_shows_a_checks_query_or_password() -> None:
     for secret in ("hunter22", "s3cr3t-t0ken", "user:"):
         assert secret not in title + body
     assert "https://shop.acme.example/health" in body
+
+
+def test_a_monitor_health_notice_for_a_chat_is_stable_per_episode() -> None:
+    since = london(SAT, "03:00")
+    lost = connectivity_lost(ConnectivityLost(since=since, canaries=("uplink",)), ctx=MESSAGES)
+    chat = as_chat(lost, channel="team")
+    assert (chat.kind, chat.incident_id, chat.channel) == (
+        NoticeKind.CONNECTIVITY_LOST,
+        None,
+        "team",
+    )
+    assert chat.title == lost.subject
+    assert 0 < len(chat.body.splitlines()) <= 4
+    assert as_chat(lost, channel="team") == chat
+    assert as_chat(lost, channel="pager").idempotency_key != chat.idempotency_key
+    # A restart reads the episode back from the chat's key as from the mail's.
+    assert episode_since(chat.idempotency_key) == since

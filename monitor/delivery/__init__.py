@@ -4,11 +4,12 @@ chat channels (Apprise).
 The outbox worker calls a `Mailer` for each `OutgoingEmail`, the `WebhookSender` for each
 `OutgoingWebhook` and the `ChatSender` for each `OutgoingChat`; all raise only
 `DeliveryError`, whose `permanent` says whether to give up. `retry_delay` says when to try
-again otherwise.
+again otherwise. `monitor.delivery.chat` is imported only where channels are configured:
+Apprise loads its 100+ plugins when first used, which a monitor without channels need not
+wait for.
 """
 
 from monitor.delivery.backoff import retry_delay
-from monitor.delivery.chat import ChannelUrlError, ChatSender, ChatTarget, service_name
 from monitor.delivery.errors import DeliveryError
 from monitor.delivery.mail import (
     FileMailer,
@@ -22,9 +23,6 @@ from monitor.delivery.mail import (
 from monitor.delivery.webhook import WebhookSender, WebhookTarget
 
 __all__ = [
-    "ChannelUrlError",
-    "ChatSender",
-    "ChatTarget",
     "DeliveryError",
     "FileMailer",
     "Mailer",
@@ -36,5 +34,4 @@ __all__ = [
     "build_email",
     "check_sender",
     "retry_delay",
-    "service_name",
 ]
