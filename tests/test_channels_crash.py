@@ -5,44 +5,17 @@ once after a restart, to a JSON webhook, a Mattermost and an ntfy endpoint on lo
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
-import sys
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
+import pytest
 from aiohttp.test_utils import TestServer
 
 from monitor.store import Channel, OutboxItem, OutboxStatus, Store
 from tests.channel_helpers import channel_environ, channels_yaml, shop_yaml, three_receivers
 from tests.helpers import Target, eventually
-
-ROOT = Path(__file__).resolve().parent.parent
-
-
-@asynccontextmanager
-async def monitor_process(config: Path, log: IO[bytes], env: dict[str, str]) -> AsyncIterator[Any]:
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "monitor",
-        "run",
-        "--config",
-        str(config),
-        cwd=ROOT,
-        env=env,
-        stdin=asyncio.subprocess.DEVNULL,
-        stdout=log,
-        stderr=log,  # a file, not a pipe nobody reads
-    )
-    try:
-        yield process
-    finally:
-        if process.returncode is None:
-            process.kill()
-            await process.wait()
+from tests.test_crash_delivery import monitor_process
 
 
 async def chat_rows(store: Store) -> list[OutboxItem]:
@@ -58,7 +31,7 @@ async def chat_rows(store: Store) -> list[OutboxItem]:
 
 
 async def test_chat_messages_written_before_a_sigkill_go_out_exactly_once_after_restart(
-    aiohttp_server: Any, tmp_path: Path
+    aiohttp_server: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     shop = Target()
     shop.set("/", status=500)
@@ -74,7 +47,8 @@ async def test_chat_messages_written_before_a_sigkill_go_out_exactly_once_after_
             extra=channels_yaml(receivers),
         )
     )
-    env = {**os.environ, **channel_environ(receivers)}
+    for name, url in channel_environ(receivers).items():
+        monkeypatch.setenv(name, url)  # the monitor processes read the URLs from there
     store = await Store.open(f"sqlite+aiosqlite:///{database}")
 
     async def tried_once() -> list[OutboxItem] | None:
@@ -87,7 +61,7 @@ async def test_chat_messages_written_before_a_sigkill_go_out_exactly_once_after_
 
     with (tmp_path / "monitor.log").open("wb") as log:
         try:
-            async with monitor_process(config, log, env) as first:
+            async with monitor_process(config, log) as first:
                 written = await eventually(tried_once, timeout=20)
                 first.send_signal(signal.SIGKILL)
                 await first.wait()
@@ -96,7 +70,7 @@ async def test_chat_messages_written_before_a_sigkill_go_out_exactly_once_after_
 
             for receiver in receivers:
                 await receiver.start()
-            async with monitor_process(config, log, env) as second:
+            async with monitor_process(config, log) as second:
                 sent = await eventually(all_sent, timeout=20)
                 # Many more outbox polls (100 ms) while the site keeps failing: nothing again.
                 hits = shop.hits["/"]
