@@ -167,7 +167,40 @@ def incident_details(incident: Mapping[str, Any], *, zones: Zones, now: datetime
         fields.append(("failing", ", ".join(failing)))
     width = max(len(name) for name, _ in fields)
     lines += [f"{name:<{width}}  {value}" for name, value in fields]
-    return "\n".join(lines + _timeline(incident.get("timeline") or [], zones=zones, now=now))
+    timeline = _timeline(incident.get("timeline") or [], zones=zones, now=now)
+    return "\n".join(lines + timeline + _notifications(incident.get("notifications") or []))
+
+
+def _notifications(rows: list[Mapping[str, Any]]) -> list[str]:
+    """Where each notification went ("email", "webhook", a chat channel's name) and how its
+    delivery stands: a failed one says why, so on-call sees which channel never heard."""
+    if not rows:
+        return []
+    shown = [
+        (clean(row.get("channel")), clean(row.get("kind")).replace("_", " "), _delivery(row))
+        for row in rows
+    ]
+    channel_width = max(len(channel) for channel, _, _ in shown)
+    kind_width = max(len(kind) for _, kind, _ in shown)
+    return [
+        "",
+        "notifications",
+        *(
+            f"  {channel:<{channel_width}}  {kind:<{kind_width}}  {state}".rstrip()
+            for channel, kind, state in shown
+        ),
+    ]
+
+
+def _delivery(row: Mapping[str, Any]) -> str:
+    status, attempts = clean(row.get("status")), int(row.get("attempts") or 0)
+    error = row.get("last_error")
+    if status == "sent":
+        return "sent" + (f" (after {attempts} failed attempts)" if attempts else "")
+    why = f": {clean(error, max_len=200)}" if error else ""
+    if status == "failed":
+        return f"FAILED after {attempts} attempt{'s' if attempts != 1 else ''}{why}"
+    return f"pending, {attempts} failed attempt{'s' if attempts != 1 else ''}{why}"
 
 
 def _timeline(timeline: list[Mapping[str, Any]], *, zones: Zones, now: datetime) -> list[str]:

@@ -9,6 +9,7 @@ import os
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import aiohttp
 import pytest
@@ -16,6 +17,7 @@ from aiohttp.test_utils import TestServer
 
 from monitor.app import Running, running_monitor
 from monitor.config import load_config_text
+from monitor.operator_text import Zones, incident_details
 from monitor.store import Channel, OutboxItem, OutboxStatus
 from tests.channel_helpers import (
     Receiver,
@@ -174,6 +176,12 @@ async def test_a_channel_that_keeps_failing_is_given_up_recorded_and_counted(
         [shown] = [n for n in api["notifications"] if n["channel"] == "broken"]
         assert (shown["status"], shown["attempts"]) == ("failed", 3)
         assert "hook-t0ken-abc" not in str(api) and "hook-t0ken-abc" not in str(row.last_error)
+        # `monitor show` lists it with why it failed.
+        utc = Zones(operator=ZoneInfo("UTC"))
+        shown_text = incident_details(api, zones=utc, now=row.created_at)
+        [line] = [line for line in shown_text.splitlines() if line.startswith("  broken")]
+        assert line.split()[:6] == ["broken", "page", "FAILED", "after", "3", "attempts:"]
+        assert "channel 'broken' (JSON" in line and "error=500" in line
     finally:
         await failing.stop()
 
