@@ -32,6 +32,10 @@ from incidents.outgoing import OutgoingChat
 from monitor.delivery.errors import DeliveryError, redact
 
 _APPRISE_LOG = logging.getLogger("apprise")
+# Apprise's debug and info lines name the URLs it posts to (a json:// path may be the token);
+# its warnings and errors name the service and host only. Nothing below a warning, then, even
+# with --log-level DEBUG.
+_APPRISE_LOG.setLevel(logging.WARNING)
 _MAX_DETAIL_CHARS = 300
 _GRACE = 2.0  # seconds Apprise waits beyond a channel's timeout for its request to end
 
