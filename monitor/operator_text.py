@@ -174,22 +174,11 @@ def incident_details(incident: Mapping[str, Any], *, zones: Zones, now: datetime
 def _notifications(rows: list[Mapping[str, Any]]) -> list[str]:
     """Where each notification went ("email", "webhook", a chat channel's name) and how its
     delivery stands: a failed one says why, so on-call sees which channel never heard."""
-    if not rows:
-        return []
     shown = [
         (clean(row.get("channel")), clean(row.get("kind")).replace("_", " "), _delivery(row))
         for row in rows
     ]
-    channel_width = max(len(channel) for channel, _, _ in shown)
-    kind_width = max(len(kind) for _, kind, _ in shown)
-    return [
-        "",
-        "notifications",
-        *(
-            f"  {channel:<{channel_width}}  {kind:<{kind_width}}  {state}".rstrip()
-            for channel, kind, state in shown
-        ),
-    ]
+    return _section("notifications", shown)
 
 
 def _delivery(row: Mapping[str, Any]) -> str:
@@ -204,8 +193,6 @@ def _delivery(row: Mapping[str, Any]) -> str:
 
 
 def _timeline(timeline: list[Mapping[str, Any]], *, zones: Zones, now: datetime) -> list[str]:
-    if not timeline:
-        return []
     entries = [
         (
             _when(entry.get("at"), zones, now=now),
@@ -214,13 +201,17 @@ def _timeline(timeline: list[Mapping[str, Any]], *, zones: Zones, now: datetime)
         )
         for entry in timeline
     ]
-    when_width = max(len(when) for when, _, _ in entries)
-    kind_width = max(len(kind) for _, kind, _ in entries)
+    return _section("timeline", entries)
+
+
+def _section(title: str, rows: list[tuple[str, str, str]]) -> list[str]:
+    """A titled block of three aligned columns, after a blank line; nothing without rows."""
+    if not rows:
+        return []
+    first = max(len(row[0]) for row in rows)
+    second = max(len(row[1]) for row in rows)
     return [
         "",
-        "timeline",
-        *(
-            f"  {when:<{when_width}}  {kind:<{kind_width}}  {message}".rstrip()
-            for when, kind, message in entries
-        ),
+        title,
+        *(f"  {a:<{first}}  {b:<{second}}  {c}".rstrip() for a, b, c in rows),
     ]
