@@ -28,6 +28,7 @@ from tests.test_flow import (
     SAT,
     SLOW,
     Desk,
+    Step,
     london,
 )
 
@@ -87,9 +88,12 @@ def test_routes_decide_who_hears_what() -> None:
     assert oncall_mails(slow.out) == [MessageKind.NOTIFY]
 
 
+def a_page_on_monday() -> Step:
+    return Desk(policy=NotifyPolicy(chat_channels=("team",))).probe(E500, now=london(MON, "10:00"))
+
+
 def test_chat_text_is_short_and_says_what_failed_when_and_where_to_look() -> None:
-    desk = Desk(policy=NotifyPolicy(chat_channels=("team",)))
-    step = desk.probe(E500, now=london(MON, "10:00"))
+    step = a_page_on_monday()
     cause = step.timeline[0]
     title, body = chat_text(
         MessageKind.PAGE,
@@ -110,8 +114,7 @@ def test_chat_text_is_short_and_says_what_failed_when_and_where_to_look() -> Non
 
 
 def test_chat_text_never_shows_a_checks_query_or_password() -> None:
-    desk = Desk(policy=NotifyPolicy(chat_channels=("team",)))
-    step = desk.probe(E500, now=london(MON, "10:00"))
+    step = a_page_on_monday()
     cause = replace(
         step.timeline[0],
         evidence={"url": "https://user:hunter22@shop.acme.example/health?token=s3cr3t-t0ken"},
