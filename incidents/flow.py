@@ -24,7 +24,7 @@ Who hears what:
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
@@ -38,6 +38,7 @@ from incidents.public_status import Stage
 from incidents.routes import (
     EMAIL_CHANNEL,
     WEBHOOK_CHANNEL,
+    Event,
     Route,
     channels_for,
     default_routes,
@@ -381,7 +382,6 @@ def notifications(
     """
     out: list[Outgoing] = []
     state = incident
-    routes = policy.effective_routes()
 
     def email(
         kind: MessageKind,
@@ -429,39 +429,70 @@ def notifications(
             # By hand, the mail says so (the entry says who and whether checks still failed).
             cause = entry if resolved_by_hand(entry) else _last_recovery(timeline)
             email(MessageKind.RESOLVED, cause, note=shown)
-        heard = channels_for(
-            routes,
-            entry_events(entry, timeline),
-            severity=state.severity,
-            client=state.client,
-            at=now,
-            agency_hours=policy.agency_hours,
-        )
-        if heard:
-            routed = _ROUTED_KIND[kind]
-            if kind in _ONCALL_MAIL and EMAIL_CHANNEL in heard:
-                email(_ONCALL_MAIL[kind], cause)
+        events = entry_events(entry, timeline)
+        if events:
             # A resolution is explained by the recovery, not by the failure that opened it.
             why = None if kind is TimelineKind.RESOLVED else cause
-            if WEBHOOK_CHANNEL in heard:
-                out.extend(
-                    compose_webhook(routed, incident=state, client=client, cause=why, target=name)
-                    for name in policy.webhook_targets
-                )
-            out.extend(
-                compose_chat(
-                    routed,
-                    incident=state,
-                    client=client,
-                    cause=why,
-                    now=now,
-                    channels=[name for name in heard if name in policy.chat_channels],
-                    agency_timezone=ctx.agency_timezone,
-                    dashboard_url=ctx.dashboard_url,
-                )
+            heard, routed = route(
+                _ROUTED_KIND[kind],
+                events,
+                incident=state,
+                client=client,
+                cause=why,
+                now=now,
+                ctx=ctx,
+                policy=policy,
             )
+            if kind in _ONCALL_MAIL and EMAIL_CHANNEL in heard:
+                email(_ONCALL_MAIL[kind], cause)
+            out.extend(routed)
         client_thread = THREAD_MARK[Audience.CLIENT] in state.sla_marks
     return state, out
+
+
+def route(
+    kind: MessageKind,
+    events: Iterable[Event],
+    *,
+    incident: Incident,
+    client: ClientInfo,
+    cause: TimelineEntry | None,
+    now: datetime,
+    ctx: MessageContext,
+    policy: NotifyPolicy,
+) -> tuple[tuple[str, ...], list[Outgoing]]:
+    """Routing's single entry point: the channels that hear `events` about `incident` (stored,
+    with its id) at `now`, and the webhook and chat messages for them, called `kind`. The
+    caller queues the messages with the change that raised the events (one transaction: the
+    outbox); the on-call email is the caller's to compose (it threads), when the channels
+    include `email`. Escalation pages are `Event.PAGED` with `MessageKind.PAGE`."""
+    heard = channels_for(
+        policy.effective_routes(),
+        events,
+        severity=incident.severity,
+        client=incident.client,
+        at=now,
+        agency_hours=policy.agency_hours,
+    )
+    out: list[Outgoing] = []
+    if WEBHOOK_CHANNEL in heard:
+        out.extend(
+            compose_webhook(kind, incident=incident, client=client, cause=cause, target=name)
+            for name in policy.webhook_targets
+        )
+    out.extend(
+        compose_chat(
+            kind,
+            incident=incident,
+            client=client,
+            cause=cause,
+            now=now,
+            channels=[name for name in heard if name in policy.chat_channels],
+            agency_timezone=ctx.agency_timezone,
+            dashboard_url=ctx.dashboard_url,
+        )
+    )
+    return heard, out
 
 
 _CLIENT_KINDS = frozenset(

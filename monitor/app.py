@@ -218,7 +218,7 @@ def chat_sender(config: MonitorConfig) -> ChatSender | None:
     # Imported here: Apprise loads its plugins when first used (see monitor.delivery).
     from monitor.delivery.chat import ChatSender, ChatTarget
 
-    return ChatSender(
+    sender = ChatSender(
         {
             name: ChatTarget(
                 url=channel.url.get_secret_value(),
@@ -228,6 +228,10 @@ def chat_sender(config: MonitorConfig) -> ChatSender | None:
             for name, channel in config.channels.items()
         }
     )
+    # Names and services only: the URLs are secrets.
+    shown = ", ".join(f"{name} ({sender.service(name)})" for name in config.channels)
+    log.info("chat channels: %s", shown)
+    return sender
 
 
 async def _serve(
