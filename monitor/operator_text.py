@@ -168,7 +168,9 @@ def incident_details(incident: Mapping[str, Any], *, zones: Zones, now: datetime
     width = max(len(name) for name, _ in fields)
     lines += [f"{name:<{width}}  {value}" for name, value in fields]
     timeline = _timeline(incident.get("timeline") or [], zones=zones, now=now)
-    return "\n".join(lines + timeline + _notifications(incident.get("notifications") or []))
+    # Before the timeline, which ends the page (scripts read it to the end).
+    notifications = _notifications(incident.get("notifications") or [])
+    return "\n".join(lines + notifications + timeline)
 
 
 def _notifications(rows: list[Mapping[str, Any]]) -> list[str]:
