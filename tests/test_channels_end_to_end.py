@@ -203,3 +203,42 @@ def _later(running: Running, since: Any, *, seconds: float) -> bool:
     if state is None or state.last_result_at is None or since is None:
         return False
     return bool((state.last_result_at - since).total_seconds() >= seconds)
+
+
+async def test_monitor_health_follows_the_routes_to_a_channel(shop: str, tmp_path: Path) -> None:
+    hooks = Receiver(name="hooks", scheme="json", path="health")
+    await hooks.start()
+    canary = Receiver(name="canary", scheme="http", path="")  # answers 200 to the probes
+    await canary.start()
+    try:
+        routes = (
+            f"canaries:\n  - {{name: uplink, url: 'http://127.0.0.1:{canary.port}/', "
+            "interval: 100ms, timeout: 1s}\n"
+            "routes:\n  - {channels: [hooks], events: [monitor_health]}\n"
+        )
+        text = shop_yaml(
+            site_url=shop,
+            database=f"sqlite+aiosqlite:///{tmp_path / 'monitor.db'}",
+            outbox=tmp_path / "outbox",
+            extra=channels_yaml([hooks]) + routes,
+        )
+        config = load_config_text(text, environ={**os.environ, **channel_environ([hooks])})
+        async with running_monitor(config) as running:
+            await eventually(lambda: canary.received)
+            await canary.stop()  # every canary fails: the monitor lost its connectivity
+            await eventually(lambda: hooks.received)
+            await canary.start()
+            await eventually(lambda: len(hooks.received) == 2)
+            await eventually(lambda: _settled(running))
+            # The shop's Severity 1 is not a monitor-health event: routes gave it no channel.
+            assert await chat_rows(running) == []
+        lost, back = hooks.texts()
+        assert "PAGE: the monitor lost connectivity" in lost
+        assert "connectivity is back" in back
+    finally:
+        await hooks.stop()
+        await canary.stop()
+
+
+async def _settled(running: Running) -> bool:
+    return (await running.store.outbox_counts()).get("pending", 0) == 0
