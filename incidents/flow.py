@@ -20,6 +20,9 @@ Who hears what:
   thread exists.
 - On-call hears of reminders before a client update falls due, overdue updates and a
   breached response target.
+- Which of on-call's channels hear each of these is the routes' to say (`incidents.routes`,
+  through `route`): the on-call email, the webhook, chat and pager channels. Without routes,
+  as above: email for all of it, the webhook and chat channels for Severity 1 pages.
 """
 
 from __future__ import annotations
