@@ -17,11 +17,12 @@ from typing import Any
 from incidents.connectivity import ConnectivityLost, ConnectivityRestored, MassFailure
 from incidents.message_text import sanitize_header_text, span
 from incidents.messages import MessageContext
-from incidents.outgoing import Audience, NoticeKind, OutgoingEmail, OutgoingWebhook
+from incidents.outgoing import Audience, NoticeKind, OutgoingChat, OutgoingEmail, OutgoingWebhook
 
 _STAMP = "%Y%m%dT%H%M%S%fZ"
-# A "lost" page's Message-ID, or its webhook's idempotency key (see as_webhook).
-_LOST_ID = re.compile(r"^(?:<|webhook\.)connectivity-lost\.(\d{8}T\d{12}Z)@")
+# A "lost" page's Message-ID, or its webhook's or a chat's idempotency key (see as_webhook,
+# as_chat; channel names hold no dot).
+_LOST_ID = re.compile(r"^(?:<|webhook\.|chat\.[^.]+\.)connectivity-lost\.(\d{8}T\d{12}Z)@")
 # A mass-failure mail names this many sites at most; the rest are counted.
 MAX_SITES_LISTED = 50
 
@@ -122,6 +123,24 @@ def as_webhook(email: OutgoingEmail, *, target: str) -> OutgoingWebhook:
         body=body,
         idempotency_key=f"webhook.{email.message_id.strip('<>')}",
     )
+
+
+def as_chat(email: OutgoingEmail, *, channel: str) -> OutgoingChat:
+    """The same notice for a chat channel: the subject, then the mail's first lines; keyed
+    by the mail's Message-ID, so as stable per episode as the mail."""
+    lines = [line for line in email.text.splitlines() if line.strip()][:_CHAT_LINES]
+    return OutgoingChat(
+        kind=email.kind,
+        incident_id=None,
+        channel=channel,
+        title=email.subject,
+        body="\n".join(lines)[:_CHAT_CHARS],
+        idempotency_key=f"chat.{channel}.{email.message_id.strip('<>')}",
+    )
+
+
+_CHAT_LINES = 4
+_CHAT_CHARS = 600
 
 
 def _email(

@@ -23,15 +23,20 @@ Who hears what:
 - A severity with an escalation policy (`incidents.escalation`) is paged by it instead: each
   level when due (PAGED entries naming who), to each person paged (or, for `oncall` without
   a rotation, to on-call's addresses and webhooks as above), until someone responds.
+- Which of on-call's channels hear each of these is the routes' to say (`incidents.routes`,
+  through `route`): the on-call email, the webhook, chat and pager channels. Without routes,
+  as above: email for all of it, the webhook and chat channels for Severity 1 pages.
 """
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
 from incidents import wording
+from incidents.calendar import Calendar, TwentyFourSeven
+from incidents.chat_text import compose_chat
 from incidents.escalation import (
     NO_ESCALATION,
     ONCALL,
@@ -55,6 +60,15 @@ from incidents.messages import (
 from incidents.model import Incident, IncidentStatus, TimelineEntry, TimelineKind
 from incidents.outgoing import Audience, MessageKind, Outgoing
 from incidents.public_status import Stage
+from incidents.routes import (
+    EMAIL_CHANNEL,
+    WEBHOOK_CHANNEL,
+    Event,
+    Route,
+    channels_for,
+    default_routes,
+    entry_events,
+)
 from incidents.severity import Severity
 from incidents.sla import (
     SlaContext,
@@ -85,6 +99,12 @@ _ONCALL_MAIL = {
     TimelineKind.UPDATE_OVERDUE: MessageKind.UPDATE_OVERDUE,
     TimelineKind.RESPONSE_BREACHED: MessageKind.RESPONSE_BREACHED,
 }
+# What a routed entry is called on a webhook or chat channel.
+_ROUTED_KIND = {
+    **_ONCALL_MAIL,
+    TimelineKind.ESCALATED: MessageKind.ESCALATED,
+    TimelineKind.RESOLVED: MessageKind.RESOLVED,
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,14 +116,23 @@ class Change:
 @dataclass(frozen=True, slots=True)
 class NotifyPolicy:
     email_client_on_open: frozenset[Severity] = frozenset({Severity.CRITICAL, Severity.MAJOR})
-    webhook_targets: tuple[str, ...] = ()  # configured on-call webhooks, paged on Severity 1
+    webhook_targets: tuple[str, ...] = ()  # configured on-call webhooks (channel `webhook`)
+    chat_channels: tuple[str, ...] = ()  # configured `channels:` names (Apprise)
+    # None: `default_routes` (on-call email hears all; webhook and chats hear pages).
+    routes: tuple[Route, ...] | None = None
+    agency_hours: Calendar = TwentyFourSeven()  # what `business` / `after_hours` routes mean
     # The people escalation levels and rotations name, by name.
     people: Mapping[str, Person] = field(default_factory=dict)
+
+    def effective_routes(self) -> tuple[Route, ...]:
+        if self.routes is not None:
+            return self.routes
+        return default_routes(webhook=bool(self.webhook_targets), chats=self.chat_channels)
 
 
 @dataclass(frozen=True, slots=True)
 class Person:
-    """Someone who can be paged. `channels` name configured channels (not used here yet)."""
+    """Someone who can be paged: by email, and on their own `channels` (configured names)."""
 
     name: str
     email: str
@@ -551,15 +580,23 @@ def notifications(
                     state, entry, client=client, ctx=ctx, policy=policy, now=now, cause=cause
                 )
             )
-        elif kind in _ONCALL_MAIL:
-            email(_ONCALL_MAIL[kind], cause)
-            if kind is TimelineKind.ONCALL_PAGED:
-                out.extend(
-                    compose_webhook(
-                        MessageKind.PAGE, incident=state, client=client, cause=cause, target=name
-                    )
-                    for name in policy.webhook_targets
-                )
+        events = entry_events(entry, timeline)
+        if events:
+            # A resolution is explained by the recovery, not by the failure that opened it.
+            why = None if kind is TimelineKind.RESOLVED else cause
+            heard, routed = route(
+                _ROUTED_KIND[kind],
+                events,
+                incident=state,
+                client=client,
+                cause=why,
+                now=now,
+                ctx=ctx,
+                policy=policy,
+            )
+            if kind in _ONCALL_MAIL and EMAIL_CHANNEL in heard:
+                email(_ONCALL_MAIL[kind], cause)
+            out.extend(routed)
         client_thread = THREAD_MARK[Audience.CLIENT] in state.sla_marks
     return state, out
 
@@ -574,8 +611,9 @@ def page_messages(
     now: datetime,
     cause: TimelineEntry | None,
 ) -> list[Outgoing]:
-    """The outbox rows of one escalation page (a PAGED entry): the on-call page mail to each
-    person named, and, for `oncall` without a rotation, to on-call's addresses and webhooks.
+    """The outbox rows of one escalation page (a PAGED entry): the page mail and a chat message
+    on their own channels to each person named; for `oncall` without a rotation, what the
+    routes send for `paged` (on-call's addresses, webhooks and channels).
 
     Every row's id is derived from the incident, the page and the person, so the outbox's
     unique key refuses a second copy of the same page whatever wrote it."""
@@ -587,8 +625,23 @@ def page_messages(
     if evidence.get("oncall_team"):
         names.append(ONCALL)
     level = f"Escalation level {evidence.get('level', 1)}: {_waited_text(entry)}."
+    team_heard: tuple[str, ...] = ()
+    if evidence.get("oncall_team"):
+        team_heard, routed = route(
+            MessageKind.PAGE,
+            (Event.PAGED,),
+            incident=incident,
+            client=client,
+            cause=cause,
+            now=now,
+            ctx=ctx,
+            policy=policy,
+        )
+        out.extend(routed)
     for name in names:
         person = policy.people.get(name)
+        if name == ONCALL and EMAIL_CHANNEL not in team_heard:
+            continue  # the team's page, and the routes send it no email
         # A person no longer configured (the config changed since): the team instead, so the
         # page is not lost.
         to = (person.email,) if person is not None else ctx.oncall
@@ -610,14 +663,65 @@ def page_messages(
                 note=level,
             )
         )
-    if evidence.get("oncall_team"):
-        out.extend(
-            compose_webhook(
-                MessageKind.PAGE, incident=incident, client=client, cause=cause, target=name
+        if person is not None and person.channels:
+            out.extend(
+                compose_chat(
+                    MessageKind.PAGE,
+                    incident=incident,
+                    client=client,
+                    cause=cause,
+                    now=now,
+                    channels=[c for c in person.channels if c in policy.chat_channels],
+                    agency_timezone=ctx.agency_timezone,
+                    dashboard_url=ctx.dashboard_url,
+                )
             )
+    return out
+
+
+def route(
+    kind: MessageKind,
+    events: Iterable[Event],
+    *,
+    incident: Incident,
+    client: ClientInfo,
+    cause: TimelineEntry | None,
+    now: datetime,
+    ctx: MessageContext,
+    policy: NotifyPolicy,
+) -> tuple[tuple[str, ...], list[Outgoing]]:
+    """Routing's single entry point: the channels that hear `events` about `incident` (stored,
+    with its id) at `now`, and the webhook and chat messages for them, called `kind`. The
+    caller queues the messages with the change that raised the events (one transaction: the
+    outbox); the on-call email is the caller's to compose (it threads), when the channels
+    include `email`. Escalation pages are `Event.PAGED` with `MessageKind.PAGE`."""
+    heard = channels_for(
+        policy.effective_routes(),
+        events,
+        severity=incident.severity,
+        client=incident.client,
+        at=now,
+        agency_hours=policy.agency_hours,
+    )
+    out: list[Outgoing] = []
+    if WEBHOOK_CHANNEL in heard:
+        out.extend(
+            compose_webhook(kind, incident=incident, client=client, cause=cause, target=name)
             for name in policy.webhook_targets
         )
-    return out
+    out.extend(
+        compose_chat(
+            kind,
+            incident=incident,
+            client=client,
+            cause=cause,
+            now=now,
+            channels=[name for name in heard if name in policy.chat_channels],
+            agency_timezone=ctx.agency_timezone,
+            dashboard_url=ctx.dashboard_url,
+        )
+    )
+    return heard, out
 
 
 _CLIENT_KINDS = frozenset(

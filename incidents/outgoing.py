@@ -89,4 +89,18 @@ class OutgoingWebhook:
     idempotency_key: str = ""  # stable per notification; sent as a header
 
 
-Outgoing = OutgoingEmail | OutgoingWebhook
+@dataclass(frozen=True, slots=True)
+class OutgoingChat:
+    """A short message to a named chat or pager channel (`channels:`, delivered by Apprise).
+    As for a webhook, the channel's URL (which holds its token) comes from the configuration
+    at delivery time by `channel` name, never from the stored row."""
+
+    kind: MessageKind | NoticeKind
+    incident_id: int | None  # None for a notice about the monitor itself
+    channel: str  # name of the channel in the configuration, e.g. "team-chat"
+    title: str  # one line
+    body: str  # a few short lines
+    idempotency_key: str  # stable per notification: the outbox dedupes on it
+
+
+Outgoing = OutgoingEmail | OutgoingWebhook | OutgoingChat

@@ -10,7 +10,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import aiohttp
 from aiohttp import web
@@ -43,6 +43,9 @@ from monitor.store import Store
 from monitor.uptime_gauge import UptimeGauge, calendars_of
 from monitor.web.ping import PingRoutes
 from monitor.web.status import StatusPages
+
+if TYPE_CHECKING:
+    from monitor.delivery.chat import ChatSender
 
 log = logging.getLogger(__name__)
 
@@ -107,7 +110,9 @@ async def running_monitor(
         retry_initial=config.notifications.retry_initial.total_seconds(),
         retry_max=config.notifications.retry_max.total_seconds(),
         worker=config.cluster.worker,
+        chats=chat_sender(config),
     )
+    metrics.add_channels(config.channels)
     monitor = Monitor(
         config=config,
         store=store,
@@ -228,6 +233,29 @@ def webhook_sender(config: MonitorConfig, session: aiohttp.ClientSession) -> Web
         timeout=hook.timeout.total_seconds(),
     )
     return WebhookSender(session, {ONCALL_WEBHOOK: target})
+
+
+def chat_sender(config: MonitorConfig) -> ChatSender | None:
+    """Apprise for the `channels:` section, None without channels."""
+    if not config.channels:
+        return None
+    # Imported here: Apprise loads its plugins when first used (see monitor.delivery).
+    from monitor.delivery.chat import ChatSender, ChatTarget
+
+    sender = ChatSender(
+        {
+            name: ChatTarget(
+                url=channel.url.get_secret_value(),
+                timeout=channel.timeout.total_seconds(),
+                max_attempts=channel.max_attempts,
+            )
+            for name, channel in config.channels.items()
+        }
+    )
+    # Names and services only: the URLs are secrets.
+    shown = ", ".join(f"{name} ({sender.service(name)})" for name in config.channels)
+    log.info("chat channels: %s", shown)
+    return sender
 
 
 async def _serve(

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-from incidents.calendar_spec import build_calendar
+from incidents.calendar_spec import BusinessHoursSpec, build_calendar
 from incidents.escalation import Escalation
 from incidents.flow import NotifyPolicy, Person
 from incidents.messages import Branding, ClientInfo, MessageContext
@@ -79,9 +79,16 @@ def message_context(config: MonitorConfig) -> MessageContext:
 
 
 def notify_policy(config: MonitorConfig) -> NotifyPolicy:
+    """What the incident flow needs to decide who hears what: the single entry point of
+    routing (incidents.flow.notifications turns an incident change into outbox rows with it)."""
+    agency = config.agency
+    hours = agency.business_hours or BusinessHoursSpec(timezone=agency.timezone)
     return NotifyPolicy(
         email_client_on_open=frozenset(config.notifications.email_client_on_open),
         webhook_targets=(ONCALL_WEBHOOK,) if config.oncall.webhook is not None else (),
+        chat_channels=tuple(config.channels),
+        routes=None if config.routes is None else tuple(r.route() for r in config.routes),
+        agency_hours=build_calendar(hours),
         people={
             person.name: Person(
                 name=person.name,

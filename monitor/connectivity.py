@@ -29,6 +29,7 @@ from incidents.connectivity import (
     MassFailureWatch,
 )
 from incidents.connectivity_notices import (
+    as_chat,
     as_webhook,
     connectivity_lost,
     connectivity_restored,
@@ -38,7 +39,8 @@ from incidents.connectivity_notices import (
 from incidents.messages import MessageContext
 from incidents.model import CheckState
 from incidents.outgoing import NoticeKind, Outgoing, OutgoingEmail
-from monitor.clients import ONCALL_WEBHOOK
+from incidents.routes import EMAIL_CHANNEL, WEBHOOK_CHANNEL, Event, channels_for
+from monitor.clients import ONCALL_WEBHOOK, notify_policy
 from monitor.clock import Clock
 from monitor.config.models import CanaryConfig, ConfiguredCheck, MonitorConfig
 from monitor.metrics import Metrics
@@ -78,6 +80,7 @@ class ConnectivityGuard:
         self._on_outbox = on_outbox
         self._check_state = check_state
         self._webhook = ONCALL_WEBHOOK if config.oncall.webhook is not None else None
+        self._policy = notify_policy(config)
         self.canaries = CanaryWatch(c.name for c in self._canaries) if self._canaries else None
         sites = {check.site for check in checks}
         self._sites_probed = sites_probed or (lambda: len(sites))
@@ -270,11 +273,23 @@ class ConnectivityGuard:
     # -- notices ---------------------------------------------------------------------------
 
     def _notify(self, email: OutgoingEmail, *, page: bool) -> None:
-        """Queue `email` for on-call if it has addresses, and with `page` the same notice for
-        the on-call webhook if one is configured."""
-        messages: list[Outgoing] = [email] if email.to else []
-        if page and self._webhook is not None:
+        """Queue `email` for on-call and the same notice for the on-call webhook and chat
+        channels, as the routes say for `monitor_health` (and `paged`, with `page`).
+        Without routes: the email if on-call has addresses, the webhook and chats on a page."""
+        policy = self._policy
+        events = {Event.MONITOR_HEALTH, *([Event.PAGED] if page else [])}
+        heard = channels_for(
+            policy.effective_routes(),
+            events,
+            severity=None,
+            client=None,
+            at=self._clock.now(),
+            agency_hours=policy.agency_hours,
+        )
+        messages: list[Outgoing] = [email] if email.to and EMAIL_CHANNEL in heard else []
+        if WEBHOOK_CHANNEL in heard and self._webhook is not None:
             messages.append(as_webhook(email, target=self._webhook))
+        messages += [as_chat(email, channel=c) for c in heard if c in policy.chat_channels]
         if not messages:
             return
         task = asyncio.create_task(self._queue(messages))

@@ -230,7 +230,8 @@ class Metrics:
         )
         self.notifications_sent = Counter(
             "monitor_notifications_sent",
-            "Notifications delivered (accepted by the SMTP server or the webhook), by channel.",
+            "Notifications delivered (accepted by the SMTP server, the webhook or the chat "
+            "service), by channel: email, webhook, or a configured channel's name.",
             ("channel",),
             registry=registry,
         )
@@ -277,10 +278,7 @@ class Metrics:
             ("kind", "severity"),
             registry=registry,
         )
-        for channel in ("email", "webhook"):
-            self.notifications_sent.labels(channel=channel)
-            self.notifications_failed.labels(channel=channel)
-            self.notification_retries.labels(channel=channel)
+        self.add_channels(("email", "webhook"))
         # The own-connectivity guard (see monitor.connectivity).
         self.canary_up = Gauge(
             "monitor_canary_up",
@@ -323,6 +321,14 @@ class Metrics:
                 self.incidents_resolved.labels(**labels)
                 self.time_to_respond.labels(**labels)
                 self.time_to_resolve.labels(**labels)
+
+    def add_channels(self, channels: Iterable[str]) -> None:
+        """Create the notification counters of `channels` at 0 ("email", "webhook", and each
+        configured chat channel by name), so a first failure shows as an increase."""
+        for channel in channels:
+            self.notifications_sent.labels(channel=channel)
+            self.notifications_failed.labels(channel=channel)
+            self.notification_retries.labels(channel=channel)
 
     def exposition(self) -> Iterator[bytes]:
         """The registry in the Prometheus text format, in chunks (the per-check series in

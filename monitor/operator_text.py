@@ -171,12 +171,34 @@ def incident_details(incident: Mapping[str, Any], *, zones: Zones, now: datetime
         fields.append(("failing", ", ".join(failing)))
     width = max(len(name) for name, _ in fields)
     lines += [f"{name:<{width}}  {value}" for name, value in fields]
-    return "\n".join(lines + _timeline(incident.get("timeline") or [], zones=zones, now=now))
+    timeline = _timeline(incident.get("timeline") or [], zones=zones, now=now)
+    # Before the timeline, which ends the page (scripts read it to the end).
+    notifications = _notifications(incident.get("notifications") or [])
+    return "\n".join(lines + notifications + timeline)
+
+
+def _notifications(rows: list[Mapping[str, Any]]) -> list[str]:
+    """Where each notification went ("email", "webhook", a chat channel's name) and how its
+    delivery stands: a failed one says why, so on-call sees which channel never heard."""
+    shown = [
+        (clean(row.get("channel")), clean(row.get("kind")).replace("_", " "), _delivery(row))
+        for row in rows
+    ]
+    return _section("notifications", shown)
+
+
+def _delivery(row: Mapping[str, Any]) -> str:
+    status, attempts = clean(row.get("status")), int(row.get("attempts") or 0)
+    error = row.get("last_error")
+    if status == "sent":
+        return "sent" + (f" (after {attempts} failed attempts)" if attempts else "")
+    why = f": {clean(error, max_len=200)}" if error else ""
+    if status == "failed":
+        return f"FAILED after {attempts} attempt{'s' if attempts != 1 else ''}{why}"
+    return f"pending, {attempts} failed attempt{'s' if attempts != 1 else ''}{why}"
 
 
 def _timeline(timeline: list[Mapping[str, Any]], *, zones: Zones, now: datetime) -> list[str]:
-    if not timeline:
-        return []
     entries = [
         (
             _when(entry.get("at"), zones, now=now),
@@ -185,15 +207,19 @@ def _timeline(timeline: list[Mapping[str, Any]], *, zones: Zones, now: datetime)
         )
         for entry in timeline
     ]
-    when_width = max(len(when) for when, _, _ in entries)
-    kind_width = max(len(kind) for _, kind, _ in entries)
+    return _section("timeline", entries)
+
+
+def _section(title: str, rows: list[tuple[str, str, str]]) -> list[str]:
+    """A titled block of three aligned columns, after a blank line; nothing without rows."""
+    if not rows:
+        return []
+    first = max(len(row[0]) for row in rows)
+    second = max(len(row[1]) for row in rows)
     return [
         "",
-        "timeline",
-        *(
-            f"  {when:<{when_width}}  {kind:<{kind_width}}  {message}".rstrip()
-            for when, kind, message in entries
-        ),
+        title,
+        *(f"  {a:<{first}}  {b:<{second}}  {c}".rstrip() for a, b, c in rows),
     ]
 
 

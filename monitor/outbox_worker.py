@@ -20,12 +20,16 @@ import logging
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
 
-from incidents.outgoing import OutgoingEmail
+from incidents.outgoing import OutgoingChat, OutgoingEmail
 from monitor.clock import Clock
 from monitor.delivery import DeliveryError, Mailer, WebhookSender, retry_delay
 from monitor.metrics import Metrics
 from monitor.store import OutboxItem, Store
+
+if TYPE_CHECKING:  # imported where channels are configured (see monitor.delivery)
+    from monitor.delivery.chat import ChatSender
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +63,7 @@ class OutboxWorker:
         batch: int = 50,
         worker: str | None = None,
         claim_for: float = 5.0,
+        chats: ChatSender | None = None,
     ) -> None:
         """`worker` names this worker's claims (default: a new random id; give the process's
         worker id so that retiring it hands unfinished claims back). `claim_for` is how long a
@@ -68,6 +73,7 @@ class OutboxWorker:
         self._store = store
         self._mailer = mailer
         self._webhooks = webhooks
+        self._chats = chats
         self._clock = clock
         self._metrics = metrics
         self._poll = poll_interval
@@ -162,11 +168,16 @@ class OutboxWorker:
 
     async def _deliver(self, item: OutboxItem) -> None:
         now = self._clock.now()
-        channel = item.channel
+        # A chat row is counted under its channel's name (never its URL).
+        channel = item.destination
         try:
             message = item.message
             if isinstance(message, OutgoingEmail):
                 await self._mailer.send(message, date=now)
+            elif isinstance(message, OutgoingChat):
+                if self._chats is None:
+                    raise DeliveryError("no chat channel is configured any more", permanent=True)
+                await self._chats.send(message, attempt=item.attempts + 1)
             elif self._webhooks is not None:
                 await self._webhooks.send(message)
             else:

@@ -266,7 +266,8 @@ async def _get_incident(request: web.Request) -> web.Response:
     body["timeline"] = [timeline_dict(entry) for entry in await store.timeline(incident_id)]
     body["notifications"] = [
         {
-            "channel": item.channel,
+            # "email", "webhook" or a chat channel's name (never its URL).
+            "channel": item.destination,
             "kind": str(item.kind),
             "status": item.status,
             "attempts": item.attempts,

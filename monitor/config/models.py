@@ -51,6 +51,13 @@ from incidents.recurring_maintenance import RecurringWindowSpec
 from incidents.rotation import Rotation
 from incidents.severity import Severity, SeverityPolicy
 from incidents.sla import DEFAULT_PLANS, PlanSpec, SlaPolicy
+from monitor.config.channels import (
+    ChannelConfig,
+    ChannelName,
+    RouteConfig,
+    check_channel_names,
+    check_routes,
+)
 from monitor.config.logo import logo_data_url
 
 SLUG_PATTERN = r"^[a-z0-9][a-z0-9_.-]{0,62}$"
@@ -580,6 +587,11 @@ class AgencyConfig(_Model):
         description="The agency's IANA time zone: on-call mails show times in it beside the "
         "client's.",
     )
+    business_hours: BusinessHoursSpec | None = Field(
+        default=None,
+        description="The agency's own business hours, for routes with hours: business or "
+        "after_hours; left out: mon-fri 09:00-17:00 in the agency's time zone.",
+    )
 
     @field_validator("logo_url")
     @classmethod
@@ -942,6 +954,51 @@ class MonitorConfig(_Model):
         description="Heartbeat (push) checks: the secret their ping tokens are derived from.",
     )
     clients: list[ClientConfig] = Field(min_length=1)
+    # After clients, so that routes are checked against them.
+    channels: dict[ChannelName, ChannelConfig] = Field(
+        default_factory=dict,
+        description="Named chat and pager destinations as Apprise URLs (from ${ENV}), e.g. "
+        'team-chat: {url: "${SLACK_URL}"}.',
+    )
+    routes: list[RouteConfig] | None = Field(
+        default=None,
+        description="Who hears what; left out: on-call email hears everything it did, the "
+        "webhook and every channel hear Severity 1 pages.",
+    )
+
+    @field_validator("channels")
+    @classmethod
+    def _free_channel_names(
+        cls, value: dict[str, ChannelConfig], info: ValidationInfo
+    ) -> dict[str, ChannelConfig]:
+        check_channel_names(value)
+        # People are read before channels: their `channels` are checked here, where both are.
+        people = info.data.get("people")
+        for index, person in enumerate(people if isinstance(people, list) else ()):
+            for name in person.channels:
+                if name not in value:
+                    listed = ", ".join(sorted(value)) or "none"
+                    raise ValueError(
+                        f"people[{index}].channels: {name!r} is not a channel (channels: "
+                        f"{listed}); add it under `channels:` or remove it"
+                    )
+        return value
+
+    @field_validator("routes")
+    @classmethod
+    def _routes_name_what_exists(
+        cls, value: list[RouteConfig] | None, info: ValidationInfo
+    ) -> list[RouteConfig] | None:
+        if value is not None:
+            oncall = info.data.get("oncall")
+            clients = info.data.get("clients")
+            check_routes(
+                value,
+                channels=info.data.get("channels"),
+                webhook=isinstance(oncall, OncallConfig) and oncall.webhook is not None,
+                clients=None if clients is None else {client.id for client in clients},
+            )
+        return value
 
     @field_validator("plans")
     @classmethod

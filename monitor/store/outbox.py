@@ -44,6 +44,7 @@ from incidents.outgoing import (
     MessageKind,
     NoticeKind,
     Outgoing,
+    OutgoingChat,
     OutgoingEmail,
     OutgoingWebhook,
 )
@@ -73,6 +74,7 @@ class OutboxStatus(enum.StrEnum):
 class Channel(enum.StrEnum):
     EMAIL = "email"
     WEBHOOK = "webhook"
+    CHAT = "chat"  # a named `channels:` destination (Apprise); its name is in the payload
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,9 +92,17 @@ class OutboxItem:
     last_error: str | None  # the latest failure, cut to ERROR_MAX_CHARS
     created_at: datetime
     sent_at: datetime | None
-    message: OutgoingEmail | OutgoingWebhook
+    message: OutgoingEmail | OutgoingWebhook | OutgoingChat
     claimed_by: str | None = None  # the worker delivering it, while claimed_until is ahead
     claimed_until: datetime | None = None
+
+    @property
+    def destination(self) -> str:
+        """Where it goes, as metrics and the API name it: "email", "webhook", or the name of
+        a configured chat channel (never its URL)."""
+        if isinstance(self.message, OutgoingChat):
+            return self.message.channel
+        return self.channel.value
 
 
 def capped_error(error: str) -> str:
@@ -143,6 +153,15 @@ def outbox_values(message: Outgoing, *, incident_id: int | None, now: datetime) 
                 }
                 for a in message.attachments
             ]
+    elif isinstance(message, OutgoingChat):
+        key = message.idempotency_key
+        channel, audience = Channel.CHAT, Audience.ONCALL.value
+        payload = {
+            "channel": message.channel,
+            "title": message.title,
+            "body": message.body,
+            "idempotency_key": key,
+        }
     else:
         key = message.idempotency_key
         channel, audience = Channel.WEBHOOK, None
@@ -186,9 +205,18 @@ def _kind(value: str) -> MessageKind | NoticeKind:
     return NoticeKind(value) if value in _NOTICE_KINDS else MessageKind(value)
 
 
-def _message_from_row(row: RowMapping) -> OutgoingEmail | OutgoingWebhook:
+def _message_from_row(row: RowMapping) -> OutgoingEmail | OutgoingWebhook | OutgoingChat:
     payload = row["payload"]
     kind = _kind(row["kind"])
+    if Channel(row["channel"]) is Channel.CHAT:
+        return OutgoingChat(
+            kind=kind,
+            incident_id=row["incident_id"],
+            channel=payload["channel"],
+            title=payload["title"],
+            body=payload["body"],
+            idempotency_key=payload["idempotency_key"],
+        )
     if Channel(row["channel"]) is Channel.EMAIL:
         return OutgoingEmail(
             kind=kind,

@@ -180,7 +180,7 @@ outbox = sa.Table(
     sa.Column("id", BigId, primary_key=True, autoincrement=True),
     # Null for a notice about the monitor itself, e.g. lost connectivity (revision 0006).
     sa.Column("incident_id", sa.Integer, sa.ForeignKey("incidents.id"), nullable=True),
-    sa.Column("channel", sa.Text, nullable=False),  # "email" | "webhook"
+    sa.Column("channel", sa.Text, nullable=False),  # "email" | "webhook" | "chat"
     sa.Column("kind", sa.Text, nullable=False),  # incidents.outgoing.MessageKind
     sa.Column("audience", sa.Text, nullable=True),  # emails only
     # The email's Message-ID or the webhook's idempotency key: the same notification can
@@ -199,7 +199,7 @@ outbox = sa.Table(
     sa.Column("claimed_until", UTCDateTime, nullable=True),
     sa.UniqueConstraint("dedupe_key"),
     sa.CheckConstraint("status IN ('pending', 'sent', 'failed')", name="status"),
-    sa.CheckConstraint("channel IN ('email', 'webhook')", name="channel"),
+    sa.CheckConstraint("channel IN ('email', 'webhook', 'chat')", name="channel"),
     sa.Index("ix_outbox_status_next_attempt_at", "status", "next_attempt_at"),
     sa.Index("ix_outbox_incident_id_id", "incident_id", "id"),
 )
