@@ -626,6 +626,7 @@ def page_messages(
         names.append(ONCALL)
     level = f"Escalation level {evidence.get('level', 1)}: {_waited_text(entry)}."
     team_heard: tuple[str, ...] = ()
+    routed: list[Outgoing] = []
     if evidence.get("oncall_team"):
         team_heard, routed = route(
             MessageKind.PAGE,
@@ -637,7 +638,6 @@ def page_messages(
             ctx=ctx,
             policy=policy,
         )
-        out.extend(routed)
     for name in names:
         person = policy.people.get(name)
         if name == ONCALL and EMAIL_CHANNEL not in team_heard:
@@ -676,6 +676,7 @@ def page_messages(
                     dashboard_url=ctx.dashboard_url,
                 )
             )
+    out.extend(routed)  # the team's webhooks and channels, after the mails
     return out
 
 

@@ -33,6 +33,7 @@ from incidents.messages import ClientInfo, MessageContext
 from incidents.model import Incident, IncidentStatus, TimelineEntry, TimelineKind
 from incidents.outgoing import MessageKind, OutgoingEmail, OutgoingWebhook
 from incidents.rotation import Rotation
+from incidents.routes import Event, Route
 from incidents.severity import Severity
 from incidents.sla import DEFAULT_PLANS, SlaContext
 from monitor.config import ConfigError, load_config_text
@@ -318,3 +319,37 @@ def test_pages_due_matches_a_walk_through_the_schedule(paged: int) -> None:
         assert levels(paged, step) == _walked(paged, minutes(step)), (paged, step)
         nxt = next(p for p in schedule(POLICY, start=T0) if p.index >= paged).due_at
         assert next_page_at(POLICY, start=T0, paged=paged, acknowledged_at=None) == nxt
+
+
+def test_a_page_reaches_a_persons_own_channels_and_routes_decide_the_teams() -> None:
+    incident, timeline = opened()
+    change = after_engine(
+        before=None, after=incident, timeline=timeline, now=T0, sla=SLA, escalation=ESCALATION
+    )
+    entry = next(e for e in change.timeline if e.kind is TimelineKind.PAGED)
+    to_bob = replace(
+        entry, evidence={**(entry.evidence or {}), "people": ["bob"], "oncall_team": False}
+    )
+    people = {
+        **PEOPLE,
+        "bob": Person(name="bob", email="bob@agency.example", channels=("bob-sms",)),
+    }
+    policy = NotifyPolicy(chat_channels=("bob-sms", "team-chat"), people=people)
+    _, out = notifications(
+        change.incident, (to_bob,), now=T0, client=CLIENT, ctx=MESSAGES, policy=policy
+    )
+    assert [(type(m).__name__, getattr(m, "channel", None)) for m in out] == [
+        ("OutgoingEmail", None),
+        ("OutgoingChat", "bob-sms"),
+    ]
+    # The team's page (no rotation) goes where the routes send `paged`: here chat only.
+    team = replace(entry, evidence={**(entry.evidence or {}), "people": [], "oncall_team": True})
+    chat_only = replace(
+        policy, routes=(Route(channels=("team-chat",), events=frozenset({Event.PAGED})),)
+    )
+    _, out = notifications(
+        change.incident, (team,), now=T0, client=CLIENT, ctx=MESSAGES, policy=chat_only
+    )
+    assert [(type(m).__name__, getattr(m, "channel", None)) for m in out] == [
+        ("OutgoingChat", "team-chat")
+    ]
