@@ -27,7 +27,9 @@ from incidents.flow import (
     next_wakeup,
     notifications,
     post_update,
+    recompute_on_calendar,
     resolve_by_hand,
+    resolve_removed,
 )
 from incidents.model import Incident, TimelineEntry, TimelineKind, Transition
 from incidents.outgoing import Outgoing
@@ -36,7 +38,7 @@ from incidents.recurring_maintenance import RecurringWindow, recurring_in_force
 from incidents.sla import SlaContext
 from monitor.clients import ClientContext, client_contexts, message_context, notify_policy
 from monitor.clock import Clock
-from monitor.config.models import MonitorConfig
+from monitor.config.models import ClientConfig, MonitorConfig
 from monitor.metrics import Metrics
 from monitor.store import LeaseLost, MaintenanceWindow, StaleIncident, Store
 
@@ -81,6 +83,7 @@ class IncidentDesk:
         self._owned: set[str] = set()
         self._clock = clock
         self._metrics = metrics
+        self._config = config
         self._clients: dict[str, ClientContext] = client_contexts(config)
         self._sites = {f"{c.id}/{site.id}" for c in config.clients for site in c.sites}
         self._messages = message_context(config)
@@ -422,6 +425,82 @@ class IncidentDesk:
             self.revision += 1
         self._maintenance = by_site
 
+    # -- configuration reload --------------------------------------------------------------
+
+    async def resolve_removed(self, configured: Collection[str], *, mail: bool) -> list[Incident]:
+        """Resolve the open incidents none of whose checks is among `configured` (the check
+        keys of a reloaded configuration), with a timeline note; the client is mailed only
+        when `mail` (notifications.mail_on_removed_check). Call before `apply`: the incident's
+        client may be gone from the new configuration."""
+        keys = frozenset(configured)
+        resolved = []
+        for site in list(self._open):
+            async with self.lock(site):
+                current = self._open.get(site)
+                if current is None or not current.checks.isdisjoint(keys):
+                    continue
+                now = self._clock.now()
+                change = resolve_removed(current, now=now, removed=current.checks)
+                try:
+                    resolved.append(await self._save(change, now=now, notify=mail))
+                except StaleIncident:
+                    # Changed through another process meanwhile: the next reload (or the
+                    # operator) resolves it; ours is refreshed so nothing acts on a stale copy.
+                    await self.reload(site)
+                except LeaseLost:
+                    self._lost(site)
+        return resolved
+
+    async def apply(self, config: MonitorConfig) -> list[Incident]:
+        """Use a reloaded configuration: clients, plans, calendars, templates and recurring
+        maintenance. Open incidents of a client whose calendar or plan changed have their
+        clocks counted again, with a timeline note; returns those incidents."""
+        old = self._config
+        before = {client.id: client for client in old.clients}
+        self._config = config
+        self._clients = client_contexts(config)
+        self._sites = {f"{c.id}/{site.id}" for c in config.clients for site in c.sites}
+        self._messages = message_context(config)
+        self._policy = notify_policy(config)
+        self._recurring = recurring_windows(config)
+        self.revision += 1
+        changed = {
+            client.id
+            for client in config.clients
+            if client.id in before
+            and _calendar_of(config, client) != _calendar_of(old, before[client.id])
+        }
+        recomputed = []
+        for site in list(self._open):
+            async with self.lock(site):
+                current = self._open.get(site)
+                if current is None:
+                    continue
+                if current.client not in self._clients:
+                    # Its checks are still configured under another client id: it is left
+                    # as a restart would leave it, open but unmanaged here.
+                    log.warning(
+                        "%s stays open but unmanaged: client %s is not configured",
+                        current.ref,
+                        current.client,
+                    )
+                    self._open.pop(site)
+                    continue
+                if current.client not in changed:
+                    continue
+                now = self._clock.now()
+                change = recompute_on_calendar(current, now=now, sla=self._sla(current))
+                if change is None:
+                    continue
+                try:
+                    recomputed.append(await self._save(change, now=now))
+                except StaleIncident:
+                    await self.reload(site)
+                except LeaseLost:
+                    self._lost(site)
+        self._wake.set()  # due times may have moved nearer
+        return recomputed
+
     # -- internals -------------------------------------------------------------------------
 
     def _sla(self, incident: Incident) -> SlaContext:
@@ -497,12 +576,14 @@ class IncidentDesk:
             self.drop([site])
             self._on_lease_lost(site)
 
-    async def _save(self, change: Change, *, now: datetime, fenced: bool = True) -> Incident:
+    async def _save(
+        self, change: Change, *, now: datetime, fenced: bool = True, notify: bool = True
+    ) -> Incident:
         incident = change.incident
         saved = await self._store.save_incident(
             incident,
             timeline=change.timeline,
-            notify=self._notifier(incident.client, change.timeline, now),
+            notify=self._notifier(incident.client, change.timeline, now) if notify else None,
             now=now,
             owner=self._owner if fenced else None,
         )
@@ -560,3 +641,8 @@ def recurring_windows(config: MonitorConfig) -> dict[str, list[RecurringWindow]]
                 for spec in (*client.maintenance, *site.maintenance)
             ]
     return {site: windows for site, windows in found.items() if windows}
+
+
+def _calendar_of(config: MonitorConfig, client: ClientConfig) -> tuple[object, ...]:
+    """What a client's SLA clocks count in: its business hours and its plan's coverage."""
+    return (client.business_hours, config.plans[client.plan])

@@ -199,6 +199,18 @@ class Metrics:
             "When the configuration was last loaded (Unix time).",
             registry=registry,
         )
+        # The names Prometheus and blackbox_exporter give these, so the same alert rules fit.
+        self.config_reload_successful = Gauge(
+            "monitor_config_last_reload_successful",
+            "1 when the last config (re)load succeeded, 0 when the file was invalid and the "
+            "monitor kept running on the previous one.",
+            registry=registry,
+        )
+        self.config_reload_success_time = Gauge(
+            "monitor_config_last_reload_success_timestamp_seconds",
+            "When the config was last (re)loaded successfully (Unix time).",
+            registry=registry,
+        )
         self.notifications_sent = Counter(
             "monitor_notifications_sent",
             "Notifications delivered (accepted by the SMTP server or the webhook), by channel.",

@@ -87,6 +87,12 @@ class OutboxWorker:
         self._stopping = True
         self._wake.set()
 
+    def use(self, *, mailer: Mailer, webhooks: WebhookSender | None) -> None:
+        """Send through these from the next delivery on (a config reload changed SMTP or the
+        webhook); a delivery in flight finishes through the old ones."""
+        self._mailer = mailer
+        self._webhooks = webhooks
+
     async def run(self) -> None:
         while not self._stopping:
             self._wake.clear()

@@ -10,7 +10,7 @@ import asyncio
 import logging
 from collections import deque
 from collections.abc import Callable, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
 import aiohttp
@@ -91,6 +91,17 @@ def new_http_transport(*, source_address: str | None = None) -> LeanTransport:
     like `new_session`'s, at well under half of aiohttp's CPU (see checks/lean_http.py).
     `source_address` is the local IP its connections come from. Close it when done."""
     return LeanTransport(source_address=source_address)
+
+
+@dataclass(frozen=True, slots=True)
+class Applied:
+    """What a reload changed in the running monitor (check keys and incident refs)."""
+
+    added: list[str] = field(default_factory=list)
+    changed: list[str] = field(default_factory=list)
+    removed: list[str] = field(default_factory=list)
+    resolved: list[str] = field(default_factory=list)  # their checks all went away
+    recomputed: list[str] = field(default_factory=list)  # their client's calendar changed
 
 
 class Monitor:
@@ -301,6 +312,55 @@ class Monitor:
             self._store_outage_told = False
             log.info("the store answers again")
 
+    # -- configuration reload --------------------------------------------------------------
+
+    async def apply(self, config: MonitorConfig) -> Applied:
+        """Carry on under a reloaded configuration (see monitor.reload), without a restart.
+
+        Checks are matched by key: an unchanged or changed one keeps its state, phase and
+        history (a change takes effect from its next run); a new one starts at its phase of
+        its interval; a removed one stops, and an open incident none of whose checks is left
+        is resolved with a timeline note. Sections that need a restart were put back to the
+        running values by the caller."""
+        checks = configured_checks(config)
+        by_key = {check.key: check for check in checks}
+        old = self._by_key
+        removed = sorted(key for key in old if key not in by_key)
+        added = sorted(key for key in by_key if key not in old)
+        changed = sorted(key for key in by_key if key in old and by_key[key] != old[key])
+        # From here on a result of a removed check still in flight is dropped (see process),
+        # so it cannot reopen what is resolved below.
+        self.config = config
+        self.checks = checks
+        self._by_key.clear()
+        self._by_key.update(by_key)  # the same dict as the confirmer's
+        self._site_keys = {}
+        for check in checks:
+            self._site_keys.setdefault(check.site, []).append(check.key)
+        self._scheduler.update(checks)
+        resolved = await self.desk.resolve_removed(
+            by_key, mail=config.notifications.mail_on_removed_check
+        )
+        recomputed = await self.desk.apply(config)
+        for key in removed:
+            self._states.pop(key, None)
+        self._metrics.checks.forget(removed)
+        self._metrics.checks_configured.set(len(checks))
+        self._metrics.zero_incident_counters({check.client for check in checks})
+        # A check added to a site held here may have a stored state (removed, then back).
+        held_added = [key for key in added if by_key[key].site in self.ownership.held]
+        if held_added:
+            self._states.update(await self._store.load_check_states(keys=held_added))
+        self._scheduler.set_active(self._keys_of(self.ownership.held))
+        await self.ownership.use_sites(list(self._site_keys))
+        return Applied(
+            added=added,
+            changed=changed,
+            removed=removed,
+            resolved=[incident.ref for incident in resolved],
+            recomputed=[incident.ref for incident in recomputed],
+        )
+
     def stop(self) -> None:
         self._stop_requested = True
         self._scheduler.stop()
@@ -491,6 +551,8 @@ class Monitor:
 
     async def process(self, check: ConfiguredCheck, result: ProbeResult) -> None:
         """Feed one result through the engine and the store; update metrics and tell people."""
+        if check.key not in self._by_key:
+            return  # removed by a reload while it was probed
         self._observe(check, result)
         previous = self._states.get(check.key)
         if previous is not None and result.outcome is Outcome.OK:
@@ -504,6 +566,8 @@ class Monitor:
                 )
                 return
         async with self.desk.lock(check.site):
+            if check.key not in self._by_key:
+                return  # removed by a reload while this result waited for the lock
             previous = self._states.get(check.key) or CheckState(key=check.key)
             incident = self.desk.open_incident(check.site)
             now = self._clock.now()
