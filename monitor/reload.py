@@ -23,7 +23,7 @@ import asyncio
 import hashlib
 import inspect
 import logging
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -147,11 +147,24 @@ class Reloader:
         self._metrics.config_reload_successful.set(0)
         return ReloadResult(ok=False, trigger=trigger, errors=errors)
 
-    async def watch(self, path: Path, *, every: float, stopping: asyncio.Event) -> None:
+    def watch(
+        self, path: Path, *, every: float, stopping: asyncio.Event
+    ) -> Coroutine[Any, Any, None]:
         """Reload whenever the file's content changes, looked at every `every` seconds: its
         modification time and size first (one stat), its hash only when they moved, so an
-        editor that rewrites the same bytes (or `touch`) reloads nothing."""
-        stamp, digest = _stamp(path), _digest(path)
+        editor that rewrites the same bytes (or `touch`) reloads nothing. The file as it is
+        when this is called is the baseline (not when the coroutine first runs)."""
+        return self._watch(path, _stamp(path), _digest(path), every=every, stopping=stopping)
+
+    async def _watch(
+        self,
+        path: Path,
+        stamp: tuple[int, int] | None,
+        digest: str | None,
+        *,
+        every: float,
+        stopping: asyncio.Event,
+    ) -> None:
         while not stopping.is_set():
             await self._clock.sleep(every)
             now = _stamp(path)

@@ -378,3 +378,72 @@ async def test_sighup_reloads_a_running_monitor_process(
     assert "config reloaded (SIGHUP): 1 checks added" in log
     assert "config reload (SIGHUP) refused" in log and f"{path}:" in log
     assert "Traceback" not in log
+
+
+async def test_a_changed_calendar_recomputes_open_clocks_and_says_so(
+    target: tuple[Target, str], database_url: str, tmp_path: Path
+) -> None:
+    shop, url = target
+    path = tmp_path / "monitor.yaml"
+    london = config_yaml(url=url, database=database_url, checks=HOME)
+    path.write_text(london)
+    async with running_monitor(load_config(path), config_path=path) as running:
+        shop.set("/", status=500)
+        [incident] = await eventually(lambda: running.monitor.open_incidents(), timeout=15)
+        assert incident.id is not None and incident.response_due_at is not None
+
+        path.write_text(  # no calendar change
+            config_yaml(url=url, database=database_url, checks=HOME + EXTRA)
+        )
+        quiet = await running.reloader.reload(trigger="test")
+        assert quiet.applied is not None and quiet.applied.recomputed == []
+
+        path.write_text(
+            config_yaml(url=url, database=database_url, checks=HOME + EXTRA).replace(
+                "Europe/London", "Pacific/Auckland"
+            )
+        )
+        result = await running.reloader.reload(trigger="test")
+
+        assert result.ok and result.applied is not None
+        assert result.applied.recomputed == [incident.ref]
+        [now_open] = running.monitor.open_incidents()
+        assert now_open.id == incident.id
+        assert now_open.response_due_at != incident.response_due_at
+        notes = [
+            entry
+            for entry in await running.store.timeline(incident.id)
+            if entry.kind is TimelineKind.INTERNAL_NOTE
+        ]
+        assert len(notes) == 1
+        assert notes[0].message.startswith(
+            "SLA clocks recomputed: the client's calendar changed in the configuration"
+        )
+        stored = await running.store.get_incident(incident.id)
+        assert stored is not None and stored.response_due_at == now_open.response_due_at
+
+
+async def test_the_watched_file_reloads_when_its_content_changes(
+    target: tuple[Target, str], tmp_path: Path
+) -> None:
+    shop, url = target
+    database = f"sqlite+aiosqlite:///{tmp_path / 'monitor.db'}"
+    path = tmp_path / "monitor.yaml"
+
+    def write(checks: str) -> None:
+        text = config_yaml(url=url, database=database, checks=checks)
+        path.write_text(
+            text.replace(
+                "server: {port: 0}", "server: {port: 0, watch_config: true, watch_interval: 100ms}"
+            )
+        )
+
+    write(HOME)
+    async with running_monitor(load_config(path), config_path=path) as running:
+        write(HOME + EXTRA)
+        await eventually(lambda: shop.hits.get("/extra", 0) >= 2, timeout=10)
+        assert [check.key for check in running.monitor.checks] == [
+            "acme/shop/home",
+            "acme/shop/extra",
+        ]
+        assert running.reloader.current.server.watch_config
