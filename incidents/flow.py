@@ -337,13 +337,18 @@ def _closed(incident: Incident, *, now: datetime) -> Incident:
 def resolve_removed(incident: Incident, *, now: datetime, removed: Collection[str]) -> Change:
     """Every check of the incident went away in a configuration reload: nothing is left that
     could see it recover, so it is resolved, and the timeline says why. `removed` (check
-    keys) stays in the entry's evidence, for the team."""
+    keys) stays in the entry's evidence, for the team. The team's edit closed it, so a
+    client mail (when configured) reads as a resolve by hand, not as a recovery."""
     entry = TimelineEntry(
         at=now,
         kind=TimelineKind.RESOLVED,
         message=f"resolved: {REMOVED_FROM_CONFIGURATION}",
         severity=incident.severity,
-        evidence={"removed_from_configuration": sorted(removed)},
+        evidence={
+            "resolved_by": "configuration",
+            "forced": False,
+            "removed_from_configuration": sorted(removed),
+        },
     )
     return Change(incident=_closed(incident, now=now), timeline=(entry,))
 

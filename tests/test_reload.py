@@ -6,9 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import signal
-import sys
 from collections.abc import AsyncIterator
 from email.message import EmailMessage
 from pathlib import Path
@@ -22,11 +20,10 @@ from incidents.flow import REMOVED_FROM_CONFIGURATION
 from incidents.model import IncidentStatus, TimelineKind
 from monitor.app import Running, running_monitor
 from monitor.config import load_config
-from monitor.store import Store
 from tests.helpers import Target, eventually, free_port
 from tests.smtp_helpers import Inbox, smtpd
+from tests.test_crash_delivery import monitor_process
 
-ROOT = Path(__file__).resolve().parent.parent
 CONTACT = "ops@acme.example"
 TOKEN_ENV = "RELOAD_TEST_API_TOKEN"
 
@@ -331,24 +328,13 @@ async def test_sighup_reloads_a_running_monitor_process(
         )
 
     write(HOME)
-    stderr = tmp_path / "stderr.log"
-    with stderr.open("wb") as errors:
-        process = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "monitor",
-            "run",
-            "--config",
-            str(path),
-            cwd=ROOT,
-            stdout=asyncio.subprocess.DEVNULL,
-            stderr=errors,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
-        )
+    log_path = tmp_path / "monitor.log"
     base = f"http://127.0.0.1:{port}"
-    store = await Store.open(f"sqlite+aiosqlite:///{database}")
-    try:
-        async with aiohttp.ClientSession() as http:
+    with log_path.open("wb") as log_file:
+        async with (
+            monitor_process(path, log_file) as process,
+            aiohttp.ClientSession() as http,
+        ):
             await eventually(lambda: shop.hits.get("/", 0) >= 2, timeout=30)
             text = await eventually(lambda: _metrics(http, base), timeout=10)
             assert "monitor_config_last_reload_successful 1.0" in text
@@ -368,12 +354,9 @@ async def test_sighup_reloads_a_running_monitor_process(
             hits = shop.hits.get("/extra", 0)
             await eventually(lambda: shop.hits.get("/extra", 0) >= hits + 3, timeout=10)
             assert process.returncode is None
-    finally:
-        if process.returncode is None:
             process.send_signal(signal.SIGTERM)
-        code = await asyncio.wait_for(process.wait(), 30)
-        await store.close()
-    log = stderr.read_text()
+            code = await asyncio.wait_for(process.wait(), 30)
+    log = log_path.read_text()
     assert code == 0, log
     assert "config reloaded (SIGHUP): 1 checks added" in log
     assert "config reload (SIGHUP) refused" in log and f"{path}:" in log
@@ -447,3 +430,41 @@ async def test_the_watched_file_reloads_when_its_content_changes(
             "acme/shop/extra",
         ]
         assert running.reloader.current.server.watch_config
+
+
+async def test_a_removed_check_s_incident_is_mailed_to_the_client_when_configured(
+    target: tuple[Target, str], tmp_path: Path
+) -> None:
+    shop, url = target
+    inbox = Inbox()
+    database = f"sqlite+aiosqlite:///{tmp_path / 'monitor.db'}"
+    path = tmp_path / "monitor.yaml"
+    checkout = "          - id: checkout\n            name: Checkout\n            url: /checkout\n"
+    async with smtpd(inbox) as smtp_port:
+
+        def write(checks: str) -> None:
+            text = config_yaml(url=url, database=database, checks=checks, smtp_port=smtp_port)
+            path.write_text(
+                text.replace(
+                    "  poll_interval: 100ms",
+                    "  poll_interval: 100ms\n  mail_on_removed_check: true",
+                )
+            )
+
+        write(HOME + checkout)
+        async with running_monitor(load_config(path), config_path=path) as running:
+            shop.set("/checkout", status=500)
+            [opening] = await eventually(lambda: client_mails(inbox), timeout=15)
+            write(HOME)
+            result = await running.reloader.reload(trigger="test")
+            assert result.applied is not None and len(result.applied.resolved) == 1
+            await eventually(lambda: len(client_mails(inbox)) >= 2, timeout=15)
+    first, resolved = client_mails(inbox)
+    [ref] = result.applied.resolved
+    assert subject(resolved).startswith(f"[{ref}] Resolved: ")
+    body = resolved.get_body(("plain",))
+    assert body is not None
+    text = body.get_content()
+    assert "Our team closed it by hand." in text
+    assert "configuration" not in text  # the team's wording, not ours
+    assert resolved["In-Reply-To"] == first["Message-ID"] == opening["Message-ID"]
