@@ -334,23 +334,45 @@ def _closed(incident: Incident, *, now: datetime) -> Incident:
     )
 
 
-def resolve_removed(incident: Incident, *, now: datetime, removed: Collection[str]) -> Change:
-    """Every check of the incident went away in a configuration reload: nothing is left that
-    could see it recover, so it is resolved, and the timeline says why. `removed` (check
-    keys) stays in the entry's evidence, for the team. The team's edit closed it, so a
-    client mail (when configured) reads as a resolve by hand, not as a recovery."""
+def after_checks_removed(
+    incident: Incident, *, now: datetime, configured: Collection[str]
+) -> Change | None:
+    """What a configuration reload that kept only the checks `configured` (keys) does to an
+    open incident; None when none of its checks went away.
+
+    When no check still failing is left (every check went, or every failing one did),
+    nothing could see the incident recover: it is resolved, and the timeline says why. When
+    some failing checks went and others stay, the ones that went are no longer waited for:
+    the others' recovery resolves it; an internal note says so. The team's edit closed it,
+    so a client mail (when configured) reads as a resolve by hand, not as a recovery."""
+    keys = frozenset(configured)
+    gone = sorted(incident.checks - keys)
+    if not gone:
+        return None
+    failing_left = incident.failing_checks & keys
+    if not failing_left:
+        entry = TimelineEntry(
+            at=now,
+            kind=TimelineKind.RESOLVED,
+            message=f"resolved: {REMOVED_FROM_CONFIGURATION}",
+            severity=incident.severity,
+            evidence={
+                "resolved_by": "configuration",
+                "forced": False,
+                "removed_from_configuration": gone,
+            },
+        )
+        return Change(incident=_closed(incident, now=now), timeline=(entry,))
+    if failing_left == incident.failing_checks:
+        return None  # only checks that had recovered went: nothing to change
     entry = TimelineEntry(
         at=now,
-        kind=TimelineKind.RESOLVED,
-        message=f"resolved: {REMOVED_FROM_CONFIGURATION}",
+        kind=TimelineKind.INTERNAL_NOTE,
+        message=f"{REMOVED_FROM_CONFIGURATION}: {', '.join(gone)}; "
+        f"still failing: {', '.join(sorted(failing_left))}",
         severity=incident.severity,
-        evidence={
-            "resolved_by": "configuration",
-            "forced": False,
-            "removed_from_configuration": sorted(removed),
-        },
     )
-    return Change(incident=_closed(incident, now=now), timeline=(entry,))
+    return Change(incident=replace(incident, failing_checks=failing_left), timeline=(entry,))
 
 
 def recompute_on_calendar(incident: Incident, *, now: datetime, sla: SlaContext) -> Change | None:

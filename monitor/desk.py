@@ -20,6 +20,7 @@ from incidents.flow import (
     Change,
     StillFailing,
     acknowledge,
+    after_checks_removed,
     after_engine,
     after_tick,
     attach_postmortem,
@@ -29,7 +30,6 @@ from incidents.flow import (
     post_update,
     recompute_on_calendar,
     resolve_by_hand,
-    resolve_removed,
 )
 from incidents.model import Incident, TimelineEntry, TimelineKind, Transition
 from incidents.outgoing import Outgoing
@@ -427,28 +427,34 @@ class IncidentDesk:
 
     # -- configuration reload --------------------------------------------------------------
 
-    async def resolve_removed(self, configured: Collection[str], *, mail: bool) -> list[Incident]:
-        """Resolve the open incidents none of whose checks is among `configured` (the check
-        keys of a reloaded configuration), with a timeline note; the client is mailed only
-        when `mail` (notifications.mail_on_removed_check). Call before `apply`: the incident's
-        client may be gone from the new configuration."""
-        keys = frozenset(configured)
+    async def settle_removed(self, configured: Collection[str], *, mail: bool) -> list[Incident]:
+        """Open incidents after a reload kept only the checks `configured` (keys): resolved,
+        with a timeline note, when no failing check of theirs is left; else no longer waiting
+        for the failing checks that went (incidents.flow.after_checks_removed). The client is
+        mailed a resolution only when `mail` (notifications.mail_on_removed_check). Returns
+        the incidents resolved. Call before `apply`: an incident's client may be gone."""
         resolved = []
         for site in list(self._open):
             async with self.lock(site):
                 current = self._open.get(site)
-                if current is None or not current.checks.isdisjoint(keys):
+                if current is None:
                     continue
                 now = self._clock.now()
-                change = resolve_removed(current, now=now, removed=current.checks)
+                change = after_checks_removed(current, now=now, configured=configured)
+                if change is None:
+                    continue
                 try:
-                    resolved.append(await self._save(change, now=now, notify=mail))
+                    saved = await self._save(change, now=now, notify=mail)
                 except StaleIncident:
-                    # Changed through another process meanwhile: the next reload (or the
-                    # operator) resolves it; ours is refreshed so nothing acts on a stale copy.
+                    # Changed through another process meanwhile: ours is refreshed, and the
+                    # next reload (or the operator) settles it.
                     await self.reload(site)
+                    continue
                 except LeaseLost:
                     self._lost(site)
+                    continue
+                if not saved.is_open:
+                    resolved.append(saved)
         return resolved
 
     async def apply(self, config: MonitorConfig) -> list[Incident]:

@@ -338,7 +338,7 @@ class Monitor:
         for check in checks:
             self._site_keys.setdefault(check.site, []).append(check.key)
         self._scheduler.update(checks)
-        resolved = await self.desk.resolve_removed(
+        resolved = await self.desk.settle_removed(
             by_key, mail=config.notifications.mail_on_removed_check
         )
         recomputed = await self.desk.apply(config)

@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import asyncio
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
 from incidents.calendar_spec import BusinessHoursSpec, build_calendar
-from incidents.flow import recompute_on_calendar
+from incidents.flow import REMOVED_FROM_CONFIGURATION, after_checks_removed, recompute_on_calendar
 from incidents.model import Incident, IncidentStatus, TimelineKind
 from incidents.severity import Severity
 from incidents.sla import SlaContext, start_clocks
@@ -63,6 +63,44 @@ def test_the_same_calendar_recomputes_nothing() -> None:
     before = incident()
     now = datetime(2024, 6, 7, 16, 30, tzinfo=LONDON)
     assert recompute_on_calendar(before, now=now, sla=context(timezone="Europe/London")) is None
+
+
+HOME, CART, PAY = "acme/shop/home", "acme/shop/cart", "acme/shop/pay"
+
+
+def failing(*keys: str, attached: tuple[str, ...] = ()) -> Incident:
+    return replace(incident(), checks=frozenset((*keys, *attached)), failing_checks=frozenset(keys))
+
+
+def test_an_incident_with_no_failing_check_left_is_resolved_by_the_removal() -> None:
+    now = datetime(2024, 6, 7, 16, 30, tzinfo=LONDON)
+    for before, kept in [
+        (failing(CART), [HOME]),  # its only check went
+        (failing(CART, attached=(HOME,)), [HOME]),  # the failing one went, home recovered
+        (failing(CART, PAY), [HOME]),  # both failing ones went
+    ]:
+        change = after_checks_removed(before, now=now, configured=kept)
+        assert change is not None
+        assert change.incident.status is IncidentStatus.RESOLVED
+        assert change.incident.resolved_at == now and change.incident.failing_checks == set()
+        [entry] = change.timeline
+        assert entry.kind is TimelineKind.RESOLVED
+        assert entry.message == f"resolved: {REMOVED_FROM_CONFIGURATION}"
+        assert entry.evidence is not None
+        assert entry.evidence["removed_from_configuration"] == sorted(before.checks - {HOME})
+
+
+def test_a_failing_check_removed_beside_another_is_no_longer_waited_for() -> None:
+    now = datetime(2024, 6, 7, 16, 30, tzinfo=LONDON)
+    change = after_checks_removed(failing(CART, PAY), now=now, configured=[HOME, PAY])
+    assert change is not None
+    assert change.incident.is_open and change.incident.failing_checks == {PAY}
+    [note] = change.timeline
+    assert note.kind is TimelineKind.INTERNAL_NOTE
+    assert note.message == f"{REMOVED_FROM_CONFIGURATION}: {CART}; still failing: {PAY}"
+    # Only a recovered check went, or none: nothing to change.
+    assert after_checks_removed(failing(PAY, attached=(CART,)), now=now, configured=[PAY]) is None
+    assert after_checks_removed(failing(PAY), now=now, configured=[PAY, HOME]) is None
 
 
 BASE = """
