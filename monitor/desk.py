@@ -40,7 +40,7 @@ from monitor.clients import ClientContext, client_contexts, message_context, not
 from monitor.clock import Clock
 from monitor.config.models import ClientConfig, MonitorConfig
 from monitor.metrics import Metrics
-from monitor.store import LeaseLost, MaintenanceWindow, StaleIncident, Store
+from monitor.store import LeaseLost, MaintenanceWindow, StaleIncident, Store, StoreUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -443,17 +443,8 @@ class IncidentDesk:
                 change = after_checks_removed(current, now=now, configured=configured)
                 if change is None:
                     continue
-                try:
-                    saved = await self._save(change, now=now, notify=mail)
-                except StaleIncident:
-                    # Changed through another process meanwhile: ours is refreshed, and the
-                    # next reload (or the operator) settles it.
-                    await self.reload(site)
-                    continue
-                except LeaseLost:
-                    self._lost(site)
-                    continue
-                if not saved.is_open:
+                saved = await self._save_on_reload(change, now=now, notify=mail)
+                if saved is not None and not saved.is_open:
                     resolved.append(saved)
         return resolved
 
@@ -498,14 +489,37 @@ class IncidentDesk:
                 change = recompute_on_calendar(current, now=now, sla=self._sla(current))
                 if change is None:
                     continue
-                try:
-                    recomputed.append(await self._save(change, now=now))
-                except StaleIncident:
-                    await self.reload(site)
-                except LeaseLost:
-                    self._lost(site)
+                saved = await self._save_on_reload(change, now=now)
+                if saved is not None:
+                    recomputed.append(saved)
         self._wake.set()  # due times may have moved nearer
         return recomputed
+
+    async def _save_on_reload(
+        self, change: Change, *, now: datetime, notify: bool = True
+    ) -> Incident | None:
+        """`_save` for a reload's change, with the site's lock held; None when it could not
+        be written (the incident is then left as it was, and the next reload tries again)."""
+        site = change.incident.site
+        try:
+            return await self._save(change, now=now, notify=notify)
+        except StaleIncident:
+            # Changed through another process meanwhile: ours is refreshed from the store.
+            await self.reload(site)
+            why = "it was changed through another process"
+        except LeaseLost:
+            self._lost(site)
+            return None
+        except StoreUnavailable as exc:
+            self._metrics.store_errors.inc()
+            why = f"the store is unavailable: {exc}"
+        log.warning(
+            "%s of %s not updated for the reloaded configuration (%s); the next reload tries again",
+            change.incident.ref,
+            site,
+            why,
+        )
+        return None
 
     # -- internals -------------------------------------------------------------------------
 

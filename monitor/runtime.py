@@ -352,7 +352,14 @@ class Monitor:
         if held_added:
             self._states.update(await self._store.load_check_states(keys=held_added))
         self._scheduler.set_active(self._keys_of(self.ownership.held))
-        await self.ownership.use_sites(list(self._site_keys))
+        try:
+            await self.ownership.use_sites(list(self._site_keys))
+        except Exception as exc:  # noqa: BLE001 - the next lease round claims them
+            log.warning(
+                "claiming the reloaded sites failed (%s: %s); the next lease round claims them",
+                type(exc).__name__,
+                exc,
+            )
         return Applied(
             added=added,
             changed=changed,
