@@ -468,3 +468,47 @@ async def test_a_removed_check_s_incident_is_mailed_to_the_client_when_configure
     assert "Our team closed it by hand." in text
     assert "configuration" not in text  # the team's wording, not ours
     assert resolved["In-Reply-To"] == first["Message-ID"] == opening["Message-ID"]
+
+
+async def test_reloads_during_an_incident_lose_and_duplicate_nothing(
+    target: tuple[Target, str], database_url: str, tmp_path: Path
+) -> None:
+    shop, url = target
+    inbox = Inbox()
+    path = tmp_path / "monitor.yaml"
+    async with smtpd(inbox) as smtp_port:
+
+        def write(checks: str) -> None:
+            path.write_text(
+                config_yaml(url=url, database=database_url, checks=checks, smtp_port=smtp_port)
+            )
+
+        write(HOME)
+        async with running_monitor(load_config(path), config_path=path) as running:
+            shop.set("/", status=500)
+            [opening] = await eventually(lambda: client_mails(inbox), timeout=15)
+            [incident] = running.monitor.open_incidents()
+            # Reload after reload while it is open: the same file, another interval, a check
+            # added and removed again, a broken file.
+            for checks in (
+                HOME,
+                HOME.replace("url: /", "url: /\n            interval: 150ms"),
+                HOME + EXTRA,
+                HOME,
+                "  - broken: [",
+                HOME,
+            ):
+                write(checks)
+                await running.reloader.reload(trigger="test")
+                assert [i.id for i in running.monitor.open_incidents()] == [incident.id]
+            hits = shop.hits.get("/", 0)
+            await eventually(lambda: shop.hits.get("/", 0) >= hits + 3)
+            shop.set("/", status=200)
+            await eventually(lambda: len(client_mails(inbox)) >= 2, timeout=15)
+            assert [i.id for i in await running.store.list_incidents()] == [incident.id]
+            assert incident.id is not None
+            kinds = [entry.kind for entry in await running.store.timeline(incident.id)]
+            assert kinds.count(TimelineKind.OPENED) == 1 and kinds.count(TimelineKind.RESOLVED) == 1
+    first, resolved = client_mails(inbox)
+    assert first["Message-ID"] == opening["Message-ID"]
+    assert subject(resolved).startswith(f"[{incident.ref}] Resolved: ")
