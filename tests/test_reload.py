@@ -512,3 +512,73 @@ async def test_reloads_during_an_incident_lose_and_duplicate_nothing(
     first, resolved = client_mails(inbox)
     assert first["Message-ID"] == opening["Message-ID"]
     assert subject(resolved).startswith(f"[{incident.ref}] Resolved: ")
+
+
+def cluster_yaml(*, database_url: str, url: str, worker: str, sites: list[str]) -> str:
+    listed = "".join(
+        f"""
+      - id: {site}
+        url: {url}
+        checks:
+          - {{id: home, url: /{site}}}"""
+        for site in sites
+    )
+    return f"""
+database: {{url: "{database_url}"}}
+server: {{port: 0}}
+scheduler: {{sla_tick: 100ms}}
+cluster: {{worker_id: {worker}, lease: 2s}}
+defaults: {{interval: 100ms, timeout: 2s, failures_to_open: 2, successes_to_resolve: 2}}
+clients:
+  - id: acme
+    sites:{listed}
+"""
+
+
+@pytest.mark.parametrize("database_url", ["postgres"], indirect=True)
+async def test_processes_sharing_postgresql_each_reload_their_own_file(
+    target: tuple[Target, str], database_url: str, tmp_path: Path
+) -> None:
+    shop, url = target
+    paths = {worker: tmp_path / f"{worker}.yaml" for worker in ("a", "b")}
+
+    def write(sites: list[str]) -> None:
+        for worker, path in paths.items():
+            path.write_text(
+                cluster_yaml(database_url=database_url, url=url, worker=worker, sites=sites)
+            )
+
+    write(["s0", "s1"])
+    shop.set("/s0", status=500)
+    async with (
+        running_monitor(load_config(paths["a"]), config_path=paths["a"]) as a,
+        running_monitor(load_config(paths["b"]), config_path=paths["b"]) as b,
+    ):
+        processes = (a, b)
+
+        def held() -> dict[str, set[str]]:
+            return {r.monitor.identity.worker: set(r.monitor.ownership.held) for r in processes}
+
+        [incident] = await eventually(
+            lambda: a.monitor.open_incidents() or b.monitor.open_incidents(), timeout=15
+        )
+        write(["s1", "s2"])  # s0 goes (with its open incident), s2 comes
+        results = await asyncio.gather(*(r.reloader.reload(trigger="test") for r in processes))
+        assert all(result.ok for result in results)
+        resolved = [ref for result in results if result.applied for ref in result.applied.resolved]
+        assert resolved == [incident.ref]  # by the process that owned it, once
+
+        await eventually(lambda: shop.hits.get("/s2", 0) >= 3, timeout=10)
+        # Every site held by exactly one process, s0 by none.
+        await eventually(
+            lambda: (
+                sorted(site for sites in held().values() for site in sites)
+                == ["acme/s1", "acme/s2"]
+            ),
+            timeout=10,
+        )
+        hits, later = shop.hits.get("/s0", 0), shop.hits.get("/s2", 0) + 10
+        await eventually(lambda: shop.hits.get("/s2", 0) >= later, timeout=10)
+        assert shop.hits.get("/s0", 0) <= hits + 2  # at most the probes in flight
+        stored = await a.store.list_incidents()
+        assert [(i.id, i.is_open) for i in stored] == [(incident.id, False)]
