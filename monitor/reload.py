@@ -105,7 +105,9 @@ class Reloader:
                 update={name: getattr(self.current, name) for name in RESTART_SECTIONS}
             )
             try:
-                applied = await self._monitor.apply(effective)
+                # Also off the loop: tens of thousands of checks take a second or more.
+                plan = await asyncio.to_thread(self._monitor.plan, effective)
+                applied = await self._monitor.apply(effective, plan=plan)
                 for subscriber in self._subscribers:
                     outcome = subscriber(effective)
                     if inspect.isawaitable(outcome):
