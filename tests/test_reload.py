@@ -136,11 +136,12 @@ async def test_a_changed_interval_takes_effect_from_the_next_run(
         assert result.applied.changed == ["acme/shop/slow"]
         # Hourly, three more runs would take three hours; at 100 ms they take a moment.
         await eventually(lambda: shop.hits.get("/slow", 0) >= before + 3, timeout=5)
-        # The unchanged check kept its state: it carries on from it rather than afresh.
-        assert home_state is not None
+        # The unchanged check kept its state: its run of successes began before the reload
+        # (a state started afresh would date it after).
+        assert home_state is not None and home_state.since is not None
         now = running.monitor.check_state("acme/shop/home")
-        assert now is not None and now.key == home_state.key
-        assert now.last_outcome is home_state.last_outcome
+        assert now is not None and now.last_result_at != home_state.last_result_at
+        assert now.since == home_state.since
 
 
 def client_mails(inbox: Inbox) -> list[EmailMessage]:
