@@ -474,8 +474,9 @@ class IncidentDesk:
                 if current is None:
                     continue
                 if current.client not in self._clients:
-                    # Its checks are still configured under another client id: it is left
-                    # as a restart would leave it, open but unmanaged here.
+                    # Its client went, so its checks did too, yet settle_removed could not
+                    # write its resolution (the store refused it): it is left as a restart
+                    # would leave it, open but unmanaged (see adopt), for an operator.
                     log.warning(
                         "%s stays open but unmanaged: client %s is not configured",
                         current.ref,

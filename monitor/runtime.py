@@ -100,7 +100,7 @@ class Applied:
     added: list[str] = field(default_factory=list)
     changed: list[str] = field(default_factory=list)
     removed: list[str] = field(default_factory=list)
-    resolved: list[str] = field(default_factory=list)  # their checks all went away
+    resolved: list[str] = field(default_factory=list)  # no failing check of theirs is left
     recomputed: list[str] = field(default_factory=list)  # their client's calendar changed
 
 
@@ -343,9 +343,10 @@ class Monitor:
 
         Checks are matched by key: an unchanged or changed one keeps its state, phase and
         history (a change takes effect from its next run); a new one starts at its phase of
-        its interval; a removed one stops, and an open incident none of whose checks is left
-        is resolved with a timeline note. Sections that need a restart were put back to the
-        running values by the caller. `plan`: `self.plan(config)`, when the caller has it."""
+        its interval; a removed one stops, and an open incident with no failing check left
+        is resolved with a timeline note (IncidentDesk.settle_removed). Sections that need a
+        restart were put back to their running values by the caller. `plan`:
+        `self.plan(config)`, when the caller has it."""
         plan = self.plan(config) if plan is None else plan
         checks, added, changed, removed = plan.checks, plan.added, plan.changed, plan.removed
         by_key = {check.key: check for check in checks}
