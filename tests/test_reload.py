@@ -583,3 +583,41 @@ async def test_processes_sharing_postgresql_each_reload_their_own_file(
         assert shop.hits.get("/s0", 0) <= hits + 2  # at most the probes in flight
         stored = await a.store.list_incidents()
         assert [(i.id, i.is_open) for i in stored] == [(incident.id, False)]
+
+
+async def test_clients_and_status_pages_follow_a_reload(
+    target: tuple[Target, str], tmp_path: Path
+) -> None:
+    shop, url = target
+    inbox = Inbox()
+    database = f"sqlite+aiosqlite:///{tmp_path / 'monitor.db'}"
+    path = tmp_path / "monitor.yaml"
+    async with smtpd(inbox) as smtp_port:
+        first = config_yaml(url=url, database=database, checks=HOME, smtp_port=smtp_port)
+        path.write_text(first)
+        async with (
+            running_monitor(load_config(path), config_path=path) as running,
+            aiohttp.ClientSession() as http,
+        ):
+            async with http.get(f"{running.url}/status/acme") as response:
+                assert response.status == 404  # no status page yet
+            # A new contact, a new name and a public status page, all without a restart.
+            path.write_text(
+                first.replace(f"contacts: [{CONTACT}]", "contacts: [desk@acme.example]")
+                .replace("name: Acme Ltd", "name: Acme Group")
+                .replace("    sites:", "    status_page: {public: true}\n    sites:", 1)
+            )
+            result = await running.reloader.reload(trigger="test")
+            assert result.ok
+            async with http.get(f"{running.url}/status/acme") as response:
+                assert response.status == 200
+                assert "Acme Group" in await response.text()
+
+            shop.set("/", status=500)
+            [opening] = await eventually(
+                lambda: [m for m in inbox.messages() if "desk@acme.example" in str(m["To"])],
+                timeout=15,
+            )
+            body = opening.get_body(("plain",))
+            assert body is not None and "Hello Acme Group," in body.get_content()
+    assert client_mails(inbox) == []  # the old contact heard nothing
