@@ -276,13 +276,14 @@ class Monitor:
         return [key for site in sites for key in self._site_keys.get(site, ())]
 
     async def _monthly_reports(self) -> None:
-        if not any(monthly_enabled(self.config, client) for client in self.config.clients):
-            return
         while True:
-            try:
-                await queue_monthly_reports(self._store, self.config, now=self._clock.now())
-            except Exception:  # noqa: BLE001 - tried again at the next check
-                log.exception("queueing the monthly reports failed; trying again later")
+            # Asked each time: a config reload may switch monthly reports on or off.
+            config = self.config
+            if any(monthly_enabled(config, client) for client in config.clients):
+                try:
+                    await queue_monthly_reports(self._store, config, now=self._clock.now())
+                except Exception:  # noqa: BLE001 - tried again at the next check
+                    log.exception("queueing the monthly reports failed; trying again later")
             await self._clock.sleep(REPORT_CHECK_SECONDS)
 
     async def _flush_history_periodically(self) -> None:

@@ -8,6 +8,7 @@ import asyncio
 import logging
 import signal
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
@@ -18,9 +19,11 @@ from aiohttp.test_utils import TestServer
 
 from incidents.flow import REMOVED_FROM_CONFIGURATION
 from incidents.model import IncidentStatus, TimelineKind
+from monitor import runtime
 from monitor.app import Running, running_monitor
 from monitor.config import load_config
-from tests.helpers import Target, eventually, free_port
+from monitor.reports import report_message_id
+from tests.helpers import ShiftedClock, Target, eventually, free_port
 from tests.smtp_helpers import Inbox, smtpd
 from tests.test_crash_delivery import monitor_process
 
@@ -621,3 +624,24 @@ async def test_clients_and_status_pages_follow_a_reload(
             body = opening.get_body(("plain",))
             assert body is not None and "Hello Acme Group," in body.get_content()
     assert client_mails(inbox) == []  # the old contact heard nothing
+
+
+async def test_monthly_reports_switched_on_by_a_reload_are_queued(
+    target: tuple[Target, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _, url = target
+    # How often the report loop looks: seconds here instead of minutes.
+    monkeypatch.setattr(runtime, "REPORT_CHECK_SECONDS", 0.1)
+    database = f"sqlite+aiosqlite:///{tmp_path / 'monitor.db'}"
+    path = tmp_path / "monitor.yaml"
+    text = config_yaml(url=url, database=database, checks=HOME)
+    path.write_text(text)
+    # Tuesday 1 December 2026, 09:00 in London: the first working day, a report is due.
+    clock = ShiftedClock(datetime(2026, 12, 1, 9, 0, tzinfo=UTC))
+    november = report_message_id("acme", "2026-11", "agency.example")
+    async with running_monitor(load_config(path), config_path=path, clock=clock) as running:
+        await eventually(lambda: running.monitor.check_state("acme/shop/home"))
+        assert not await running.store.notice_queued(november)
+        path.write_text("reports: {monthly: true}\n" + text)
+        assert (await running.reloader.reload(trigger="test")).ok
+        await eventually(lambda: running.store.notice_queued(november), timeout=30)
