@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import AsyncIterator, Callable, Collection, Sequence
 from dataclasses import replace
 from datetime import datetime
 from zoneinfo import ZoneInfo
@@ -434,18 +434,14 @@ class IncidentDesk:
         mailed a resolution only when `mail` (notifications.mail_on_removed_check). Returns
         the incidents resolved. Call before `apply`: an incident's client may be gone."""
         resolved = []
-        for site in list(self._open):
-            async with self.lock(site):
-                current = self._open.get(site)
-                if current is None:
-                    continue
-                now = self._clock.now()
-                change = after_checks_removed(current, now=now, configured=configured)
-                if change is None:
-                    continue
-                saved = await self._save_on_reload(change, now=now, notify=mail)
-                if saved is not None and not saved.is_open:
-                    resolved.append(saved)
+        async for current in self._each_open_locked():
+            now = self._clock.now()
+            change = after_checks_removed(current, now=now, configured=configured)
+            if change is None:
+                continue
+            saved = await self._save_on_reload(change, now=now, notify=mail)
+            if saved is not None and not saved.is_open:
+                resolved.append(saved)
         return resolved
 
     async def apply(self, config: MonitorConfig) -> list[Incident]:
@@ -468,33 +464,38 @@ class IncidentDesk:
             and _calendar_of(config, client) != _calendar_of(old, before[client.id])
         }
         recomputed = []
+        async for current in self._each_open_locked():
+            if current.client not in self._clients:
+                # Its client went, so its checks did too, yet settle_removed could not write
+                # its resolution (the store refused it): it is left as a restart would leave
+                # it, open but unmanaged (see adopt), for an operator.
+                log.warning(
+                    "%s stays open but unmanaged: client %s is not configured",
+                    current.ref,
+                    current.client,
+                )
+                self._open.pop(current.site)
+                continue
+            if current.client not in changed:
+                continue
+            now = self._clock.now()
+            change = recompute_on_calendar(current, now=now, sla=self._sla(current))
+            if change is None:
+                continue
+            saved = await self._save_on_reload(change, now=now)
+            if saved is not None:
+                recomputed.append(saved)
+        self._wake.set()  # due times may have moved nearer
+        return recomputed
+
+    async def _each_open_locked(self) -> AsyncIterator[Incident]:
+        """Each open incident in turn, its site's lock held while the caller handles it
+        (iterate to the end: a generator left half-way holds the lock until it is closed)."""
         for site in list(self._open):
             async with self.lock(site):
                 current = self._open.get(site)
-                if current is None:
-                    continue
-                if current.client not in self._clients:
-                    # Its client went, so its checks did too, yet settle_removed could not
-                    # write its resolution (the store refused it): it is left as a restart
-                    # would leave it, open but unmanaged (see adopt), for an operator.
-                    log.warning(
-                        "%s stays open but unmanaged: client %s is not configured",
-                        current.ref,
-                        current.client,
-                    )
-                    self._open.pop(site)
-                    continue
-                if current.client not in changed:
-                    continue
-                now = self._clock.now()
-                change = recompute_on_calendar(current, now=now, sla=self._sla(current))
-                if change is None:
-                    continue
-                saved = await self._save_on_reload(change, now=now)
-                if saved is not None:
-                    recomputed.append(saved)
-        self._wake.set()  # due times may have moved nearer
-        return recomputed
+                if current is not None:
+                    yield current
 
     async def _save_on_reload(
         self, change: Change, *, now: datetime, notify: bool = True

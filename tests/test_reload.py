@@ -88,6 +88,11 @@ async def target(aiohttp_server: Any) -> AsyncIterator[tuple[Target, str]]:
     yield target, str(server.make_url("")).rstrip("/")
 
 
+def sqlite_files(tmp_path: Path) -> tuple[str, Path]:
+    """A SQLite database URL and the config file's path, both in `tmp_path`."""
+    return f"sqlite+aiosqlite:///{tmp_path / 'monitor.db'}", tmp_path / "monitor.yaml"
+
+
 def reload_metric(running: Running, name: str) -> float | None:
     return running.registry.get_sample_value(f"monitor_config_last_reload_{name}")
 
@@ -121,9 +126,8 @@ async def test_a_changed_interval_takes_effect_from_the_next_run(
     target: tuple[Target, str], tmp_path: Path
 ) -> None:
     shop, url = target
-    database = f"sqlite+aiosqlite:///{tmp_path / 'monitor.db'}"
+    database, path = sqlite_files(tmp_path)
     hourly = HOME + "          - id: slow\n            url: /slow\n            interval: 1h\n"
-    path = tmp_path / "monitor.yaml"
     path.write_text(config_yaml(url=url, database=database, checks=hourly))
     async with running_monitor(load_config(path), config_path=path) as running:
         await eventually(lambda: shop.hits.get("/", 0) >= 2)
@@ -235,8 +239,7 @@ async def test_a_broken_file_keeps_the_old_config_running(
     target: tuple[Target, str], tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     shop, url = target
-    database = f"sqlite+aiosqlite:///{tmp_path / 'monitor.db'}"
-    path = tmp_path / "monitor.yaml"
+    database, path = sqlite_files(tmp_path)
     path.write_text(config_yaml(url=url, database=database, checks=HOME))
     async with running_monitor(load_config(path), config_path=path) as running:
         loaded_at = reload_metric(running, "success_timestamp_seconds")
@@ -271,9 +274,8 @@ async def test_post_api_reload_needs_the_token_and_reads_the_environment_again(
     target: tuple[Target, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     _, url = target
-    database = f"sqlite+aiosqlite:///{tmp_path / 'monitor.db'}"
+    database, path = sqlite_files(tmp_path)
     api = f'api: {{token: "${{{TOKEN_ENV}}}"}}'
-    path = tmp_path / "monitor.yaml"
     path.write_text(config_yaml(url=url, database=database, checks=HOME, api=api))
     monkeypatch.setenv(TOKEN_ENV, "first-token-123")
     async with (
@@ -414,8 +416,7 @@ async def test_the_watched_file_reloads_when_its_content_changes(
     target: tuple[Target, str], tmp_path: Path
 ) -> None:
     shop, url = target
-    database = f"sqlite+aiosqlite:///{tmp_path / 'monitor.db'}"
-    path = tmp_path / "monitor.yaml"
+    database, path = sqlite_files(tmp_path)
 
     def write(checks: str) -> None:
         text = config_yaml(url=url, database=database, checks=checks)
@@ -441,8 +442,7 @@ async def test_a_removed_check_s_incident_is_mailed_to_the_client_when_configure
 ) -> None:
     shop, url = target
     inbox = Inbox()
-    database = f"sqlite+aiosqlite:///{tmp_path / 'monitor.db'}"
-    path = tmp_path / "monitor.yaml"
+    database, path = sqlite_files(tmp_path)
     checkout = "          - id: checkout\n            name: Checkout\n            url: /checkout\n"
     async with smtpd(inbox) as smtp_port:
 
@@ -593,8 +593,7 @@ async def test_clients_and_status_pages_follow_a_reload(
 ) -> None:
     shop, url = target
     inbox = Inbox()
-    database = f"sqlite+aiosqlite:///{tmp_path / 'monitor.db'}"
-    path = tmp_path / "monitor.yaml"
+    database, path = sqlite_files(tmp_path)
     async with smtpd(inbox) as smtp_port:
         first = config_yaml(url=url, database=database, checks=HOME, smtp_port=smtp_port)
         path.write_text(first)
@@ -632,8 +631,7 @@ async def test_monthly_reports_switched_on_by_a_reload_are_queued(
     _, url = target
     # How often the report loop looks: seconds here instead of minutes.
     monkeypatch.setattr(runtime, "REPORT_CHECK_SECONDS", 0.1)
-    database = f"sqlite+aiosqlite:///{tmp_path / 'monitor.db'}"
-    path = tmp_path / "monitor.yaml"
+    database, path = sqlite_files(tmp_path)
     text = config_yaml(url=url, database=database, checks=HOME)
     path.write_text(text)
     # Tuesday 1 December 2026, 09:00 in London: the first working day, a report is due.
