@@ -137,6 +137,9 @@ async def running_monitor(
     reloader.subscribe(status.apply)
     reloader.subscribe(lambda new: monitor.connectivity.use_messages(message_context(new)))
     reloader.subscribe(lambda new: store.use_calendars(calendars_of(new)))
+    # The new configuration and checks live on as the first ones did: out of the collector's
+    # full passes too (see gc.freeze below); the old ones are freed by their reference counts.
+    reloader.subscribe(lambda new: gc.freeze())
     try:
         if serve:
             url = await _serve(
