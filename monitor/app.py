@@ -22,8 +22,9 @@ from prometheus_client import (
     disable_created_metrics,
 )
 
-from monitor.clients import ONCALL_WEBHOOK, escalation_of
+from monitor.clients import ONCALL_WEBHOOK, escalation_of, message_context
 from monitor.clock import Clock, SystemClock
+from monitor.config import load_config
 from monitor.config.models import MonitorConfig, split_listen
 from monitor.delivery import (
     FileMailer,
@@ -37,6 +38,7 @@ from monitor.heartbeat_tokens import ping_tokens
 from monitor.http_guard import ConnectionGuard, GuardedSite, connection_limit
 from monitor.metrics import Metrics, OnCallCollector
 from monitor.outbox_worker import OutboxWorker
+from monitor.reload import Reloader
 from monitor.runtime import Listener, Monitor, new_http_transport, new_session
 from monitor.server import DEGRADED_LOOP_LAG, create_app, create_metrics_app
 from monitor.store import Store
@@ -58,6 +60,7 @@ class Running:
     url: str  # base URL of the monitor's own HTTP server
     outbox: OutboxWorker
     status: StatusPages  # the client status pages it serves (/status)
+    reloader: Reloader  # reloads the config in place (SIGHUP, POST /api/reload)
 
 
 @asynccontextmanager
@@ -67,8 +70,14 @@ async def running_monitor(
     clock: Clock | None = None,
     listeners: Sequence[Listener] = (),
     serve: bool = True,
+    config_path: str | Path | None = None,
+    load: Callable[[], MonitorConfig] | None = None,
 ) -> AsyncIterator[Running]:
-    """Open the store, start probing and serving; on exit finish in-flight work and close."""
+    """Open the store, start probing and serving; on exit finish in-flight work and close.
+
+    A reload reads the config again with `load` (default: `load_config(config_path)`);
+    without either, a reload keeps the config it was given. With `server.watch_config`,
+    `config_path` is watched for changes."""
     clock = clock or SystemClock()
     # `*_created` series double the exposition for every counter and histogram of every check
     # and no dashboard reads them.
@@ -95,8 +104,6 @@ async def running_monitor(
         open_incidents=lambda: holder[0].open_incidents() if holder else [],
         now=clock.now,
     )
-    metrics.config_loaded.set(clock.now().timestamp())
-    registry.register(OnCallCollector(escalation_of(config), clock.now))
     session = new_session(max_connections=config.scheduler.max_concurrency)
     http_transport = new_http_transport(source_address=config.cluster.source_address)
     delivery_session = aiohttp.ClientSession(trust_env=False)
@@ -124,6 +131,13 @@ async def running_monitor(
         on_outbox=outbox.kick,
     )
     holder.append(monitor)
+    reloader = Reloader(
+        current=config,
+        load=load or _loader(config, config_path),
+        monitor=monitor,
+        metrics=metrics,
+        clock=clock,
+    )
     # The sites this process probes: with several processes each exports its own.
     uptime = UptimeGauge(store=store, sites=lambda: monitor.ownership.held, clock=clock)
     registry.register(uptime)
@@ -131,18 +145,33 @@ async def running_monitor(
     runners: list[web.AppRunner] = []
     url = ""
     status = StatusPages(config=config, store=store, desk=monitor.desk, clock=clock)
-    tokens = ping_tokens(config)
-    pings = (
-        PingRoutes(
-            tokens=tokens,
-            store=store,
-            clock=clock,
-            on_ping=monitor.ping_arrived,
-            count=lambda result: metrics.heartbeat_pings.labels(result=result).inc(),
-        )
-        if tokens
-        else None
+    # Always served, so that a reload can add the first heartbeat check.
+    pings = PingRoutes(
+        tokens=ping_tokens(config),
+        store=store,
+        clock=clock,
+        on_ping=monitor.ping_arrived,
+        count=lambda result: metrics.heartbeat_pings.labels(result=result).inc(),
     )
+    oncall = OnCallCollector(escalation_of(config), clock.now)
+    registry.register(oncall)
+    # Everything else that reads the config follows a reload (the monitor applies first).
+    reloader.subscribe(
+        lambda new: outbox.use(
+            mailer=mailer(new),
+            webhooks=webhook_sender(new, delivery_session),
+            chats=chat_sender(new),
+        )
+    )
+    reloader.subscribe(lambda new: metrics.add_channels(new.channels))
+    reloader.subscribe(lambda new: oncall.use(escalation_of(new)))
+    reloader.subscribe(lambda new: pings.use_tokens(ping_tokens(new)))
+    reloader.subscribe(status.apply)
+    reloader.subscribe(lambda new: monitor.connectivity.use_messages(message_context(new)))
+    reloader.subscribe(lambda new: store.use_calendars(calendars_of(new)))
+    # The new configuration and checks live on as the first ones did: out of the collector's
+    # full passes too (see gc.freeze below); the old ones are freed by their reference counts.
+    reloader.subscribe(lambda new: gc.freeze())
     try:
         if serve:
             url = await _serve(
@@ -155,6 +184,7 @@ async def running_monitor(
                 exposition=metrics.exposition,
                 status=status,
                 pings=pings,
+                reloader=reloader,
             )
         task = asyncio.create_task(monitor.run())
         started = asyncio.ensure_future(monitor.started())
@@ -167,6 +197,17 @@ async def running_monitor(
             uptime.run(
                 every=config.scheduler.uptime_refresh.total_seconds(), stopping=uptime_stopping
             )
+        )
+        watch_task = (
+            asyncio.create_task(
+                reloader.watch(
+                    Path(config_path),
+                    every=config.server.watch_interval.total_seconds(),
+                    stopping=uptime_stopping,
+                )
+            )
+            if config.server.watch_config and config_path is not None
+            else None
         )
         # The configuration, the checks and their state live as long as the process: out of
         # the garbage collector's full passes, which would otherwise walk them all (about
@@ -181,12 +222,16 @@ async def running_monitor(
                 url=url,
                 outbox=outbox,
                 status=status,
+                reloader=reloader,
             )
         finally:
             gc.unfreeze()
             uptime_stopping.set()
             uptime_task.cancel()
-            await asyncio.gather(uptime_task, return_exceptions=True)
+            stopped = [uptime_task] if watch_task is None else [uptime_task, watch_task]
+            if watch_task is not None:
+                watch_task.cancel()
+            await asyncio.gather(*stopped, return_exceptions=True)
             monitor.stop()
             await task
             # Whatever the last probes caused is delivered now if it can be, else next start.
@@ -199,6 +244,13 @@ async def running_monitor(
         await http_transport.close()
         await delivery_session.close()
         await store.close()
+
+
+def _loader(config: MonitorConfig, path: str | Path | None) -> Callable[[], MonitorConfig]:
+    """How a reload reads the config: the file again, or (no file) the config as given."""
+    if path is None:
+        return lambda: config
+    return lambda: load_config(path)
 
 
 def mailer(config: MonitorConfig) -> Mailer:
@@ -268,6 +320,7 @@ async def _serve(
     monitor: Monitor,
     exposition: Callable[[], Iterable[bytes]],
     status: StatusPages,
+    reloader: Reloader,
     pings: PingRoutes | None = None,
 ) -> str:
     """Start the HTTP listener(s), appending each runner to `runners` for cleanup; return the
@@ -290,12 +343,13 @@ async def _serve(
         registry=registry,
         health=guarded_health,
         desk=monitor.desk,
-        api=config.api,
+        api=lambda: reloader.current.api,
         server=server,
         exposition=exposition,
         middlewares=[guard.middleware],
         status=status,
         pings=pings,
+        reload=lambda: _reload_answer(reloader),
     )
     url = await _start(app, runners, server.host, server.port, guard, runner_args)
     log.info(
@@ -331,6 +385,10 @@ async def _start(
     await site.start()
     shown = f"[{host}]" if ":" in host else host
     return f"http://{shown}:{site.port}"
+
+
+async def _reload_answer(reloader: Reloader) -> dict[str, Any]:
+    return (await reloader.reload(trigger="POST /api/reload")).as_dict()
 
 
 def _with_guard(health: Callable[[], dict[str, Any]], guard: ConnectionGuard) -> dict[str, Any]:

@@ -10,7 +10,7 @@ import os
 import re
 import signal
 import sys
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
@@ -76,7 +76,9 @@ def _parser() -> argparse.ArgumentParser:
     )
     commands = parser.add_subparsers(dest="command", required=True)
 
-    run = commands.add_parser("run", help="probe the configured checks until SIGINT/SIGTERM")
+    run = commands.add_parser(
+        "run", help="probe the configured checks until SIGINT/SIGTERM; SIGHUP reloads the config"
+    )
     run.add_argument("--config", default=DEFAULT_CONFIG, help=f"default {DEFAULT_CONFIG}")
     run.add_argument("--location", help="where this process probes from (cluster.location)")
     run.add_argument("--worker-id", help="this process's name among those sharing the database")
@@ -264,25 +266,42 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-async def _until_signalled() -> None:
+async def _until_signalled(*, on_hangup: Callable[[], Awaitable[object]] | None = None) -> None:
+    """Wait for SIGINT or SIGTERM; meanwhile each SIGHUP calls `on_hangup` (a reload)."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
+    reloads: set[asyncio.Task[object]] = set()
+    if on_hangup is not None:
+        hangup = on_hangup
+
+        def reload() -> None:
+            task = asyncio.ensure_future(hangup())
+            reloads.add(task)
+            task.add_done_callback(reloads.discard)
+
+        loop.add_signal_handler(signal.SIGHUP, reload)
     await stop.wait()
     log.info("signal received: finishing probes in flight, then exiting")
+    if reloads:
+        await asyncio.gather(*reloads, return_exceptions=True)
 
 
 def _run(args: argparse.Namespace) -> int:
     from monitor.app import running_monitor
 
-    try:
-        config = with_cluster_overrides(
+    def load() -> MonitorConfig:
+        # Also what a reload (SIGHUP) reads: the file as it is then, with the same flags.
+        return with_cluster_overrides(
             load_config(args.config),
             location=args.location,
             worker_id=args.worker_id,
             source_address=args.source_address,
         )
+
+    try:
+        config = load()
     except ValidationError as exc:
         for error in exc.errors():
             flag = str(error["loc"][-1]).replace("_", "-") if error["loc"] else "flags"
@@ -291,8 +310,8 @@ def _run(args: argparse.Namespace) -> int:
     _log_loaded(args.config, config)
 
     async def serve() -> None:
-        async with running_monitor(config):
-            await _until_signalled()
+        async with running_monitor(config, config_path=args.config, load=load) as running:
+            await _until_signalled(on_hangup=lambda: running.reloader.reload(trigger="SIGHUP"))
 
     _asyncio_run(serve())
     log.info("stopped")

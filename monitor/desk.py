@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import AsyncIterator, Callable, Collection, Sequence
 from dataclasses import replace
 from datetime import datetime
 from zoneinfo import ZoneInfo
@@ -20,6 +20,7 @@ from incidents.flow import (
     Change,
     StillFailing,
     acknowledge,
+    after_checks_removed,
     after_engine,
     after_tick,
     attach_postmortem,
@@ -27,6 +28,7 @@ from incidents.flow import (
     next_wakeup,
     notifications,
     post_update,
+    recompute_on_calendar,
     resolve_by_hand,
 )
 from incidents.model import Incident, TimelineEntry, TimelineKind, Transition
@@ -42,9 +44,9 @@ from monitor.clients import (
     notify_policy,
 )
 from monitor.clock import Clock
-from monitor.config.models import MonitorConfig
+from monitor.config.models import ClientConfig, MonitorConfig
 from monitor.metrics import Metrics
-from monitor.store import LeaseLost, MaintenanceWindow, StaleIncident, Store
+from monitor.store import LeaseLost, MaintenanceWindow, StaleIncident, Store, StoreUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -87,6 +89,7 @@ class IncidentDesk:
         self._owned: set[str] = set()
         self._clock = clock
         self._metrics = metrics
+        self._config = config
         self._clients: dict[str, ClientContext] = client_contexts(config)
         self._sites = {f"{c.id}/{site.id}" for c in config.clients for site in c.sites}
         self._messages = message_context(config)
@@ -448,6 +451,105 @@ class IncidentDesk:
             self.revision += 1
         self._maintenance = by_site
 
+    # -- configuration reload --------------------------------------------------------------
+
+    async def settle_removed(self, configured: Collection[str], *, mail: bool) -> list[Incident]:
+        """Open incidents after a reload kept only the checks `configured` (keys): resolved,
+        with a timeline note, when no failing check of theirs is left; else no longer waiting
+        for the failing checks that went (incidents.flow.after_checks_removed). The client is
+        mailed a resolution only when `mail` (notifications.mail_on_removed_check). Returns
+        the incidents resolved. Call before `apply`: an incident's client may be gone."""
+        resolved = []
+        async for current in self._each_open_locked():
+            now = self._clock.now()
+            change = after_checks_removed(current, now=now, configured=configured)
+            if change is None:
+                continue
+            saved = await self._save_on_reload(change, now=now, notify=mail)
+            if saved is not None and not saved.is_open:
+                resolved.append(saved)
+        return resolved
+
+    async def apply(self, config: MonitorConfig) -> list[Incident]:
+        """Use a reloaded configuration: clients, plans, calendars, templates and recurring
+        maintenance. Open incidents of a client whose calendar or plan changed have their
+        clocks counted again, with a timeline note; returns those incidents."""
+        old = self._config
+        before = {client.id: client for client in old.clients}
+        self._config = config
+        self._clients = client_contexts(config)
+        self._sites = {f"{c.id}/{site.id}" for c in config.clients for site in c.sites}
+        self._messages = message_context(config)
+        self._policy = notify_policy(config)
+        self._escalation = escalation_of(config)
+        self._recurring = recurring_windows(config)
+        self.revision += 1
+        changed = {
+            client.id
+            for client in config.clients
+            if client.id in before
+            and _calendar_of(config, client) != _calendar_of(old, before[client.id])
+        }
+        recomputed = []
+        async for current in self._each_open_locked():
+            if current.client not in self._clients:
+                # Its client went, so its checks did too, yet settle_removed could not write
+                # its resolution (the store refused it): it is left as a restart would leave
+                # it, open but unmanaged (see adopt), for an operator.
+                log.warning(
+                    "%s stays open but unmanaged: client %s is not configured",
+                    current.ref,
+                    current.client,
+                )
+                self._open.pop(current.site)
+                continue
+            if current.client not in changed:
+                continue
+            now = self._clock.now()
+            change = recompute_on_calendar(current, now=now, sla=self._sla(current))
+            if change is None:
+                continue
+            saved = await self._save_on_reload(change, now=now)
+            if saved is not None:
+                recomputed.append(saved)
+        self._wake.set()  # due times may have moved nearer
+        return recomputed
+
+    async def _each_open_locked(self) -> AsyncIterator[Incident]:
+        """Each open incident in turn, its site's lock held while the caller handles it
+        (iterate to the end: a generator left half-way holds the lock until it is closed)."""
+        for site in list(self._open):
+            async with self.lock(site):
+                current = self._open.get(site)
+                if current is not None:
+                    yield current
+
+    async def _save_on_reload(
+        self, change: Change, *, now: datetime, notify: bool = True
+    ) -> Incident | None:
+        """`_save` for a reload's change, with the site's lock held; None when it could not
+        be written (the incident is then left as it was, and the next reload tries again)."""
+        site = change.incident.site
+        try:
+            return await self._save(change, now=now, notify=notify)
+        except StaleIncident:
+            # Changed through another process meanwhile: ours is refreshed from the store.
+            await self.reload(site)
+            why = "it was changed through another process"
+        except LeaseLost:
+            self._lost(site)
+            return None
+        except StoreUnavailable as exc:
+            self._metrics.store_errors.inc()
+            why = f"the store is unavailable: {exc}"
+        log.warning(
+            "%s of %s not updated for the reloaded configuration (%s); the next reload tries again",
+            change.incident.ref,
+            site,
+            why,
+        )
+        return None
+
     # -- internals -------------------------------------------------------------------------
 
     def _sla(self, incident: Incident) -> SlaContext:
@@ -523,12 +625,14 @@ class IncidentDesk:
             self.drop([site])
             self._on_lease_lost(site)
 
-    async def _save(self, change: Change, *, now: datetime, fenced: bool = True) -> Incident:
+    async def _save(
+        self, change: Change, *, now: datetime, fenced: bool = True, notify: bool = True
+    ) -> Incident:
         incident = change.incident
         saved = await self._store.save_incident(
             incident,
             timeline=change.timeline,
-            notify=self._notifier(incident.client, change.timeline, now),
+            notify=self._notifier(incident.client, change.timeline, now) if notify else None,
             now=now,
             owner=self._owner if fenced else None,
         )
@@ -589,3 +693,8 @@ def recurring_windows(config: MonitorConfig) -> dict[str, list[RecurringWindow]]
                 for spec in (*client.maintenance, *site.maintenance)
             ]
     return {site: windows for site, windows in found.items() if windows}
+
+
+def _calendar_of(config: MonitorConfig, client: ClientConfig) -> tuple[object, ...]:
+    """What a client's SLA clocks count in: its business hours and its plan's coverage."""
+    return (client.business_hours, config.plans[client.plan])

@@ -101,6 +101,10 @@ class OnCallCollector(Collector):
         self._escalation = escalation
         self._now = now
 
+    def use(self, escalation: Escalation) -> None:
+        """Tell from this rotation from now on (a config reload changed it)."""
+        self._escalation = escalation
+
     def collect(self) -> Iterable[GaugeMetricFamily]:
         family = GaugeMetricFamily(
             "monitor_oncall_person",
@@ -226,6 +230,18 @@ class Metrics:
         self.config_loaded = Gauge(
             "monitor_config_last_load_timestamp_seconds",
             "When the configuration was last loaded (Unix time).",
+            registry=registry,
+        )
+        # The names Prometheus and blackbox_exporter give these, so the same alert rules fit.
+        self.config_reload_successful = Gauge(
+            "monitor_config_last_reload_successful",
+            "1 when the last config (re)load succeeded, 0 when the file was invalid and the "
+            "monitor kept running on the previous one.",
+            registry=registry,
+        )
+        self.config_reload_success_time = Gauge(
+            "monitor_config_last_reload_success_timestamp_seconds",
+            "When the config was last (re)loaded successfully (Unix time).",
             registry=registry,
         )
         self.notifications_sent = Counter(

@@ -11,7 +11,7 @@ import logging
 import ssl
 from collections import deque
 from collections.abc import Callable, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
 import aiohttp
@@ -92,6 +92,27 @@ def new_http_transport(*, source_address: str | None = None) -> LeanTransport:
     like `new_session`'s, at well under half of aiohttp's CPU (see checks/lean_http.py).
     `source_address` is the local IP its connections come from. Close it when done."""
     return LeanTransport(source_address=source_address)
+
+
+@dataclass(frozen=True, slots=True)
+class Applied:
+    """What a reload changed in the running monitor (check keys and incident refs)."""
+
+    added: list[str] = field(default_factory=list)
+    changed: list[str] = field(default_factory=list)
+    removed: list[str] = field(default_factory=list)
+    resolved: list[str] = field(default_factory=list)  # no failing check of theirs is left
+    recomputed: list[str] = field(default_factory=list)  # their client's calendar changed
+
+
+@dataclass(frozen=True, slots=True)
+class CheckPlan:
+    """A reloaded configuration's checks, and their keys added, changed and removed."""
+
+    checks: list[ConfiguredCheck]
+    added: list[str]
+    changed: list[str]
+    removed: list[str]
 
 
 class Monitor:
@@ -261,13 +282,14 @@ class Monitor:
         return [key for site in sites for key in self._site_keys.get(site, ())]
 
     async def _monthly_reports(self) -> None:
-        if not any(monthly_enabled(self.config, client) for client in self.config.clients):
-            return
         while True:
-            try:
-                await queue_monthly_reports(self._store, self.config, now=self._clock.now())
-            except Exception:  # noqa: BLE001 - tried again at the next check
-                log.exception("queueing the monthly reports failed; trying again later")
+            # Asked each time: a config reload may switch monthly reports on or off.
+            config = self.config
+            if any(monthly_enabled(config, client) for client in config.clients):
+                try:
+                    await queue_monthly_reports(self._store, config, now=self._clock.now())
+                except Exception:  # noqa: BLE001 - tried again at the next check
+                    log.exception("queueing the monthly reports failed; trying again later")
             await self._clock.sleep(REPORT_CHECK_SECONDS)
 
     async def _flush_history_periodically(self) -> None:
@@ -306,6 +328,75 @@ class Monitor:
         if self._store_outage_told and self._store.unavailable is None:
             self._store_outage_told = False
             log.info("the store answers again")
+
+    # -- configuration reload --------------------------------------------------------------
+
+    def plan(self, config: MonitorConfig) -> CheckPlan:
+        """The checks of `config` and how they differ from the running ones, by key. Reads
+        only, so a reload computes it off the event loop (it takes about a second for
+        10,000 checks); `apply` then uses it."""
+        checks = configured_checks(config)
+        by_key = {check.key: check for check in checks}
+        old = self._by_key
+        return CheckPlan(
+            checks=checks,
+            added=sorted(key for key in by_key if key not in old),
+            changed=sorted(key for key in by_key if key in old and by_key[key] != old[key]),
+            removed=sorted(key for key in old if key not in by_key),
+        )
+
+    async def apply(self, config: MonitorConfig, *, plan: CheckPlan | None = None) -> Applied:
+        """Carry on under a reloaded configuration (see monitor.reload), without a restart.
+
+        Checks are matched by key: an unchanged or changed one keeps its state, phase and
+        history (a change takes effect from its next run); a new one starts at its phase of
+        its interval; a removed one stops, and an open incident with no failing check left
+        is resolved with a timeline note (IncidentDesk.settle_removed). Sections that need a
+        restart were put back to their running values by the caller. `plan`:
+        `self.plan(config)`, when the caller has it."""
+        plan = self.plan(config) if plan is None else plan
+        checks, added, changed, removed = plan.checks, plan.added, plan.changed, plan.removed
+        by_key = {check.key: check for check in checks}
+        # From here on a result of a removed check still in flight is dropped (see process),
+        # so it cannot reopen what is resolved below.
+        self.config = config
+        self.checks = checks
+        self._rdap = rdap_directory(config.rdap)
+        self._by_key.clear()
+        self._by_key.update(by_key)  # the same dict as the confirmer's
+        self._site_keys = {}
+        for check in checks:
+            self._site_keys.setdefault(check.site, []).append(check.key)
+        self._scheduler.update(checks)
+        resolved = await self.desk.settle_removed(
+            by_key, mail=config.notifications.mail_on_removed_check
+        )
+        recomputed = await self.desk.apply(config)
+        for key in removed:
+            self._states.pop(key, None)
+        self._metrics.checks.forget(removed)
+        self._metrics.checks_configured.set(len(checks))
+        self._metrics.zero_incident_counters({check.client for check in checks})
+        # A check added to a site held here may have a stored state (removed, then back).
+        held_added = [key for key in added if by_key[key].site in self.ownership.held]
+        if held_added:
+            self._states.update(await self._store.load_check_states(keys=held_added))
+        self._scheduler.set_active(self._keys_of(self.ownership.held))
+        try:
+            await self.ownership.use_sites(list(self._site_keys))
+        except Exception as exc:  # noqa: BLE001 - the next lease round claims them
+            log.warning(
+                "claiming the reloaded sites failed (%s: %s); the next lease round claims them",
+                type(exc).__name__,
+                exc,
+            )
+        return Applied(
+            added=added,
+            changed=changed,
+            removed=removed,
+            resolved=[incident.ref for incident in resolved],
+            recomputed=[incident.ref for incident in recomputed],
+        )
 
     def stop(self) -> None:
         self._stop_requested = True
@@ -515,6 +606,8 @@ class Monitor:
 
     async def process(self, check: ConfiguredCheck, result: ProbeResult) -> None:
         """Feed one result through the engine and the store; update metrics and tell people."""
+        if check.key not in self._by_key:
+            return  # removed by a reload while it was probed
         self._observe(check, result)
         previous = self._states.get(check.key)
         if previous is not None and result.outcome is Outcome.OK:
@@ -528,6 +621,8 @@ class Monitor:
                 )
                 return
         async with self.desk.lock(check.site):
+            if check.key not in self._by_key:
+                return  # removed by a reload while this result waited for the lock
             previous = self._states.get(check.key) or CheckState(key=check.key)
             incident = self.desk.open_incident(check.site)
             now = self._clock.now()

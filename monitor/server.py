@@ -71,7 +71,11 @@ STORE_KEY = web.AppKey("store", Store)
 REGISTRY_KEY = web.AppKey("registry", CollectorRegistry)
 HEALTH_KEY: web.AppKey[HealthProbe] = web.AppKey("health")
 DESK_KEY = web.AppKey("desk", IncidentDesk)
-API_KEY = web.AppKey("api", ApiConfig)
+ApiSource = Callable[[], ApiConfig]
+ReloadHook = Callable[[], Awaitable[dict[str, Any]]]
+# Read per request: a config reload may change the token.
+API_KEY: web.AppKey[ApiSource] = web.AppKey("api")
+RELOAD_KEY: web.AppKey[ReloadHook] = web.AppKey("reload")
 EXPOSITION_KEY: web.AppKey[Exposition] = web.AppKey("exposition")
 HOSTS_KEY: web.AppKey[frozenset[str]] = web.AppKey("hosts")
 BODY_TIMEOUT_KEY = web.AppKey("body_timeout", float)
@@ -83,25 +87,28 @@ def create_app(
     registry: CollectorRegistry,
     health: HealthProbe,
     desk: IncidentDesk,
-    api: ApiConfig,
+    api: ApiConfig | ApiSource,
     server: ServerConfig | None = None,
     exposition: Exposition | None = None,
     middlewares: Sequence[Middleware] = (),
     status: StatusRoutes | None = None,
     pings: StatusRoutes | None = None,
+    reload: ReloadHook | None = None,
 ) -> web.Application:
     """`exposition`, when given, writes /metrics in chunks (see Metrics.exposition); without
     it /metrics is the registry's plain text exposition. `server` names the Host headers
     /api accepts; `middlewares` run first (the connection guard's); `status` adds the client
     status pages (monitor.web.status), which answer any Host (a client's own domain); `pings`
-    the heartbeat pings (monitor.web.ping), which need no API token but their own."""
+    the heartbeat pings (monitor.web.ping), which need no API token but their own.
+    `api` may be a function returning the current settings (they change on a reload);
+    `reload`, when given, serves POST /api/reload (monitor.reload)."""
     app = web.Application(
         middlewares=[*middlewares, _json_errors, _host_check, _auth], client_max_size=MAX_BODY
     )
     _add_monitoring(app, registry=registry, health=health, exposition=exposition)
     app[STORE_KEY] = store
     app[DESK_KEY] = desk
-    app[API_KEY] = api
+    app[API_KEY] = api if callable(api) else (lambda: api)
     server = server or ServerConfig()
     app[HOSTS_KEY] = allowed_hosts(server)
     # A body trickled in byte by byte would hold a connection inside a request, where the
@@ -117,6 +124,9 @@ def create_app(
     app.router.add_post("/api/maintenance", _add_maintenance)
     app.router.add_delete("/api/maintenance/{id:\\d{1,18}}", _cancel_maintenance)
     app.router.add_post("/api/incidents/{id:\\d{1,18}}/postmortem", _postmortem)
+    if reload is not None:
+        app[RELOAD_KEY] = reload
+        app.router.add_post("/api/reload", _reload)
     if status is not None:
         status.add_routes(app)
     if pings is not None:
@@ -213,7 +223,7 @@ def _host_name(header: str) -> str:
 async def _auth(request: web.Request, handler: Handler) -> web.StreamResponse:
     if not request.path.startswith("/api/"):
         return await handler(request)
-    api = request.app[API_KEY]
+    api = request.app[API_KEY]()
     changes = request.method not in ("GET", "HEAD", "OPTIONS")
     if not changes and not api.protect_reads:
         return await handler(request)
@@ -226,6 +236,13 @@ async def _auth(request: web.Request, handler: Handler) -> web.StreamResponse:
     if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), expected):
         return _error(401, "missing or wrong bearer token")
     return await handler(request)
+
+
+async def _reload(request: web.Request) -> web.Response:
+    """Reload the config file now; 200 with what changed, or 422 with every problem found
+    (the monitor then goes on with the config it had)."""
+    result = await request.app[RELOAD_KEY]()
+    return web.json_response(result, status=200 if result["ok"] else 422)
 
 
 async def _metrics(request: web.Request) -> web.StreamResponse:

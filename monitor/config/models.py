@@ -535,6 +535,11 @@ class NotificationsConfig(_Model):
         default=timedelta(seconds=5),
         description="How often the outbox is looked at (new notifications go out at once).",
     )
+    mail_on_removed_check: bool = Field(
+        default=False,
+        description="Mail the client the resolution of an incident that a config reload "
+        "resolved because every check it had was removed (off: only the timeline says so).",
+    )
 
     @field_validator("sender")
     @classmethod
@@ -720,6 +725,15 @@ class ServerConfig(_Model):
         description="The URL this server is reached at from outside (through a proxy), e.g. "
         "https://monitor.agency.example: `monitor heartbeat-urls` prints the ping URLs "
         "under it.",
+    )
+    watch_config: bool = Field(
+        default=False,
+        description="Reload the config file on its own when it changes (its modification "
+        "time and content are looked at every watch_interval), as SIGHUP or POST /api/reload "
+        "do.",
+    )
+    watch_interval: Interval = Field(
+        default=timedelta(seconds=5), description="How often watch_config looks at the file."
     )
     max_connections: int = Field(
         default=64,
