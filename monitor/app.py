@@ -40,6 +40,7 @@ from monitor.runtime import Listener, Monitor, new_http_transport, new_session
 from monitor.server import DEGRADED_LOOP_LAG, create_app, create_metrics_app
 from monitor.store import Store
 from monitor.uptime_gauge import UptimeGauge, calendars_of
+from monitor.web.console import Console
 from monitor.web.status import StatusPages
 
 log = logging.getLogger(__name__)
@@ -126,6 +127,16 @@ async def running_monitor(
                 monitor=monitor,
                 exposition=metrics.exposition,
                 status=status,
+                console=Console(
+                    config=config,
+                    store=store,
+                    desk=monitor.desk,
+                    clock=clock,
+                    probe=monitor.probe_now,
+                    kick_outbox=outbox.kick,
+                )
+                if config.operators
+                else None,
             )
         task = asyncio.create_task(monitor.run())
         started = asyncio.ensure_future(monitor.started())
@@ -216,6 +227,7 @@ async def _serve(
     monitor: Monitor,
     exposition: Callable[[], Iterable[bytes]],
     status: StatusPages,
+    console: Console | None,
 ) -> str:
     """Start the HTTP listener(s), appending each runner to `runners` for cleanup; return the
     main listener's URL."""
@@ -242,6 +254,7 @@ async def _serve(
         exposition=exposition,
         middlewares=[guard.middleware],
         status=status,
+        console=console,
     )
     url = await _start(app, runners, server.host, server.port, guard, runner_args)
     log.info(

@@ -28,6 +28,7 @@ from aiohttp import web
 from aiohttp.typedefs import Middleware
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
+from incidents.model import Incident
 from incidents.public_status import Stage
 from incidents.recurring_maintenance import describe
 from monitor.config.models import ApiConfig, ServerConfig
@@ -87,11 +88,13 @@ def create_app(
     exposition: Exposition | None = None,
     middlewares: Sequence[Middleware] = (),
     status: StatusRoutes | None = None,
+    console: StatusRoutes | None = None,
 ) -> web.Application:
     """`exposition`, when given, writes /metrics in chunks (see Metrics.exposition); without
     it /metrics is the registry's plain text exposition. `server` names the Host headers
     /api accepts; `middlewares` run first (the connection guard's); `status` adds the client
-    status pages (monitor.web.status), which answer any Host (a client's own domain)."""
+    status pages (monitor.web.status), which answer any Host (a client's own domain);
+    `console` the operator console under /ui (monitor.web.console)."""
     app = web.Application(
         middlewares=[*middlewares, _json_errors, _host_check, _auth], client_max_size=MAX_BODY
     )
@@ -116,6 +119,8 @@ def create_app(
     app.router.add_post("/api/incidents/{id:\\d{1,18}}/postmortem", _postmortem)
     if status is not None:
         status.add_routes(app)
+    if console is not None:
+        console.add_routes(app)
     return app
 
 
@@ -248,7 +253,12 @@ async def _list_incidents(request: web.Request) -> web.Response:
     except ValueError:
         return _error(400, "limit must be a whole number")
     incidents = await request.app[STORE_KEY].list_incidents(open_only=open_only, limit=limit)
-    return web.json_response({"incidents": [incident_dict(i) for i in incidents]})
+    return web.json_response({"incidents": [_incident_json(request, i) for i in incidents]})
+
+
+def _incident_json(request: web.Request, incident: Incident) -> dict[str, Any]:
+    desk = request.app[DESK_KEY]
+    return incident_dict(incident, client_timezone=desk.client_timezone(incident.client))
 
 
 async def _get_incident(request: web.Request) -> web.Response:
@@ -257,7 +267,7 @@ async def _get_incident(request: web.Request) -> web.Response:
     incident = await store.get_incident(incident_id) if incident_id <= MAX_INCIDENT_ID else None
     if incident is None:
         return _error(404, f"no incident {incident_id}")
-    body = incident_dict(incident)
+    body = _incident_json(request, incident)
     body["timeline"] = [timeline_dict(entry) for entry in await store.timeline(incident_id)]
     body["notifications"] = [
         {
@@ -276,7 +286,7 @@ async def _get_incident(request: web.Request) -> web.Response:
 
 async def _queue(request: web.Request) -> web.Response:
     queue = await request.app[DESK_KEY].queue()
-    return web.json_response({"queue": [incident_dict(i) for i in queue]})
+    return web.json_response({"queue": [_incident_json(request, i) for i in queue]})
 
 
 async def _body(request: web.Request, *required: str) -> dict[str, Any]:
@@ -344,7 +354,7 @@ async def _act(
         incident = await action(request.app[DESK_KEY], incident_id, body)
     except ActionError as exc:
         return _error(exc.status, str(exc))
-    return web.json_response(incident_dict(incident))
+    return web.json_response(_incident_json(request, incident))
 
 
 async def _acknowledge(request: web.Request) -> web.Response:
@@ -396,7 +406,7 @@ async def _postmortem(request: web.Request) -> web.Response:
         )
     except ActionError as exc:
         return _error(exc.status, str(exc))
-    return web.json_response(incident_dict(incident))
+    return web.json_response(_incident_json(request, incident))
 
 
 async def _resolve(request: web.Request) -> web.Response:

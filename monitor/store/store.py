@@ -509,6 +509,21 @@ class Store:
             rows = await self._fetch(ob.incident_query(incident_id))
         return [ob.item_from_row(row) for row in rows]
 
+    async def list_outbox(
+        self, *, statuses: Sequence[OutboxStatus], limit: int = 200
+    ) -> list[OutboxItem]:
+        """Notifications in `statuses`, newest first."""
+        with translated("listing the outbox"):
+            rows = await self._fetch(ob.status_query(statuses, limit=limit))
+        return [ob.item_from_row(row) for row in rows]
+
+    async def retry_outbox(self, item_id: int, *, now: datetime) -> OutboxItem | None:
+        """Try a pending or failed notification again at `now` (an operator's retry); a sent
+        one stays sent. None when there is no such row or it was sent."""
+        with translated(f"retrying outbox item {item_id}"):
+            async with self._write() as conn:
+                return await ob.retry_now(conn, item_id, now=now)
+
     async def queue_notice(self, messages: Sequence[Outgoing], *, now: datetime) -> bool:
         """Queue notifications about the monitor itself (no incident), due at `now`, in one
         transaction. Returns False, queueing nothing, when one of them was queued before

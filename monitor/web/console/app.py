@@ -1,0 +1,775 @@
+"""The operator console: /ui, server-rendered pages for incident work in a browser.
+
+Pages: the triage queue, one incident (clocks, timeline with evidence, its mails and webhooks,
+and the forms to act on it), sites with their checks, maintenance windows and the outbox.
+Every page works without JavaScript; a small script refreshes the queue and an open incident
+by fetching their live parts every few seconds.
+
+Every /ui page but sign-in needs a session (`sessions.SessionCodec`): without one, a page
+redirects to sign-in. Every form carries the session's CSRF token and a POST without the
+right one gets 403 before anything happens. Actions go through the incident desk exactly as
+the API's do, named by the signed-in operator: there is no `by` field to fill in.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import secrets
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote, urlsplit
+from zoneinfo import ZoneInfo
+
+from aiohttp import web
+from jinja2 import Environment, FileSystemLoader, select_autoescape
+
+from checks.result import ProbeResult
+from incidents.model import CheckState, Incident, TimelineKind
+from incidents.public_status import Stage
+from incidents.recurring_maintenance import describe
+from incidents.severity import Severity
+from monitor.clock import Clock
+from monitor.config.models import CheckConfig, MonitorConfig, OperatorAccount
+from monitor.desk import ActionError, IncidentDesk
+from monitor.passwords import verify_password
+from monitor.store import Store
+from monitor.store.outbox import OutboxStatus
+from monitor.web.console import views
+from monitor.web.console.sessions import (
+    SESSION_COOKIE,
+    SIGN_IN_COOKIE,
+    SIGN_IN_LIFETIME,
+    Session,
+    SessionCodec,
+    SignInLimiter,
+    same,
+)
+
+log = logging.getLogger(__name__)
+
+HERE = Path(__file__).parent
+# Scripts and styles from /ui/static only; forms post back here; no frames, no plugins.
+CONSOLE_CSP = (
+    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+)
+MAX_FORM = 64 * 1024
+MAX_TEXT = 20_000
+SPARK_RESULTS = 40  # results drawn in a check's latency sparkline
+# What a redirect after an action may say: fixed words, never text from the request.
+NOTICES = {
+    "acknowledged": "Acknowledged.",
+    "updated": "Update sent to the client.",
+    "noted": "Internal note saved.",
+    "severity": "Severity changed.",
+    "resolved": "Resolved.",
+    "postmortem": "Post-mortem attached.",
+    "maintenance": "Maintenance window added.",
+    "cancelled": "Maintenance window cancelled.",
+    "retry": "The notification will be sent again now.",
+    "signed-out": "Signed out.",
+}
+
+Probe = Callable[[str], Awaitable[ProbeResult | None]]
+FORM_KEY: web.RequestKey[Mapping[str, str]] = web.RequestKey("console_form", Mapping)
+Handler = Callable[[web.Request, Session], Awaitable[web.StreamResponse]]
+
+
+@dataclass(frozen=True, slots=True)
+class _Operator:
+    account: OperatorAccount
+    tz: ZoneInfo
+
+
+class Console:
+    def __init__(
+        self,
+        *,
+        config: MonitorConfig,
+        store: Store,
+        desk: IncidentDesk,
+        clock: Clock,
+        probe: Probe,
+        kick_outbox: Callable[[], None] = lambda: None,
+        refresh_seconds: float = 2.0,
+    ) -> None:
+        console = config.console
+        secret = console.secret.get_secret_value() if console.secret else None
+        if secret is None:
+            secret = secrets.token_urlsafe(32)
+            log.warning(
+                "console.secret is not set: sessions are signed with a random key and end "
+                "when the monitor restarts (set console.secret: ${MONITOR_CONSOLE_SECRET})"
+            )
+        self._codec = SessionCodec(secret=secret, lifetime=console.session_lifetime, clock=clock)
+        self._limiter = SignInLimiter(
+            attempts=console.sign_in_attempts, window=console.sign_in_window, clock=clock
+        )
+        agency = ZoneInfo(config.agency.timezone)
+        self._operators = {
+            op.name.casefold(): _Operator(op, ZoneInfo(op.timezone) if op.timezone else agency)
+            for op in config.operators
+        }
+        self._public_url = console.public_url
+        self._secure = (console.public_url or "").startswith("https://")
+        self._config = config
+        self._client_tz = {c.id: ZoneInfo(c.business_hours.timezone) for c in config.clients}
+        self._client_names = {c.id: c.label for c in config.clients}
+        self._store = store
+        self._desk = desk
+        self._clock = clock
+        self._probe = probe
+        self._kick_outbox = kick_outbox
+        self._refresh_ms = int(refresh_seconds * 1000)
+        self._hashing = asyncio.Semaphore(2)
+        self._env = Environment(
+            loader=FileSystemLoader(HERE / "templates"),
+            autoescape=select_autoescape(default=True, default_for_string=True),
+            trim_blocks=True,
+            lstrip_blocks=True,
+        )
+
+    def add_routes(self, app: web.Application) -> None:
+        app.on_response_prepare.append(_headers)
+        get, post = app.router.add_get, app.router.add_post
+        get("/ui", self._home)
+        get("/ui/", self._home)
+        get("/ui/static/{name:console\\.(css|js)}", _static)
+        get("/ui/sign-in", self._sign_in_page)
+        post("/ui/sign-in", self._sign_in)
+        post("/ui/sign-out", self._page(self._sign_out))
+        get("/ui/queue", self._page(self._queue))
+        get("/ui/queue/live", self._page(self._queue_live))
+        incident = "/ui/incidents/{id:\\d{1,9}}"
+        get(incident, self._page(self._incident))
+        get(incident + "/live", self._page(self._incident_live))
+        post(incident + "/acknowledge", self._page(self._acknowledge))
+        post(incident + "/preview", self._page(self._preview))
+        post(incident + "/updates", self._page(self._post_update))
+        post(incident + "/severity", self._page(self._severity))
+        post(incident + "/resolve", self._page(self._resolve))
+        post(incident + "/postmortem", self._page(self._postmortem))
+        get("/ui/sites", self._page(self._sites))
+        post("/ui/sites/probe", self._page(self._probe_now))
+        get("/ui/maintenance", self._page(self._maintenance))
+        post("/ui/maintenance", self._page(self._add_maintenance))
+        post("/ui/maintenance/{id:\\d{1,9}}/cancel", self._page(self._cancel_maintenance))
+        get("/ui/outbox", self._page(self._outbox))
+        post("/ui/outbox/{id:\\d{1,9}}/retry", self._page(self._retry))
+
+    # -- sessions ----------------------------------------------------------------------------
+
+    def _page(self, handler: Handler) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+        """`handler` for a signed-in operator: others are sent to sign in; a POST must carry
+        the session's CSRF token (403 otherwise, before anything is read or done)."""
+
+        async def guarded(request: web.Request) -> web.StreamResponse:
+            session = self._codec.read(request.cookies.get(SESSION_COOKIE))
+            if session is not None and session.operator.casefold() not in self._operators:
+                session = None  # removed from the config since signing in
+            if session is None:
+                if request.method == "GET" and not request.path.endswith("/live"):
+                    raise web.HTTPSeeOther(f"/ui/sign-in?next={quote(request.path_qs)}")
+                raise web.HTTPSeeOther("/ui/sign-in")
+            if request.method == "POST":
+                form = await _form(request)
+                if not same(session.csrf, str(form.get("csrf", ""))):
+                    raise web.HTTPForbidden(text="missing or wrong CSRF token: reload the page")
+            return await handler(request, session)
+
+        return guarded
+
+    async def _home(self, request: web.Request) -> web.StreamResponse:
+        raise web.HTTPSeeOther("/ui/queue")
+
+    async def _sign_in_page(
+        self, request: web.Request, *, error: str | None = None, status: int = 200
+    ) -> web.Response:
+        cookie, token = self._codec.sign_in_token()
+        response = self._render(
+            "sign_in.html.j2",
+            None,
+            status=status,
+            token=token,
+            error=error,
+            notice=NOTICES.get(request.query.get("done", "")),
+            next=_local(request.query.get("next")),
+        )
+        self._set_cookie(response, SIGN_IN_COOKIE, cookie, max_age=SIGN_IN_LIFETIME.seconds)
+        return response
+
+    async def _sign_in(self, request: web.Request) -> web.StreamResponse:
+        form = await _form(request)
+        if not self._codec.sign_in_token_ok(
+            request.cookies.get(SIGN_IN_COOKIE), str(form.get("csrf", ""))
+        ):
+            raise web.HTTPForbidden(text="the sign-in form expired or was not ours: reload it")
+        name = str(form.get("name", "")).strip()
+        password = str(form.get("password", ""))
+        keys = (f"ip:{request.remote}", f"name:{name.casefold()}")
+        wait = self._limiter.retry_after(*keys)
+        if wait > 0:
+            response = await self._sign_in_page(
+                request, error="Too many failed sign-ins: wait a few minutes.", status=429
+            )
+            response.headers["Retry-After"] = str(int(wait) + 1)
+            return response
+        operator = self._operators.get(name.casefold())
+        stored = operator.account.password_hash if operator else None
+        # argon2 takes tens of milliseconds and 64 MiB by design: off the event loop (probes
+        # keep their timing), and two at a time (a flood of sign-ins cannot take the memory).
+        async with self._hashing:
+            right = await asyncio.to_thread(verify_password, password, stored)
+        if not right:
+            self._limiter.failed(*keys)
+            log.warning("console: failed sign-in for %r from %s", name[:80], request.remote)
+            return await self._sign_in_page(request, error="Wrong name or password.", status=401)
+        assert operator is not None  # verify_password is False without one
+        self._limiter.succeeded(keys[1])
+        cookie, _ = self._codec.issue(operator.account.name)
+        log.info("console: %s signed in from %s", operator.account.name, request.remote)
+        response = _see_other(_local(str(form.get("next", ""))) or "/ui/queue")
+        self._set_cookie(
+            response, SESSION_COOKIE, cookie, max_age=int(self._codec.lifetime.total_seconds())
+        )
+        response.del_cookie(SIGN_IN_COOKIE, path="/ui")
+        return response
+
+    async def _sign_out(self, request: web.Request, session: Session) -> web.StreamResponse:
+        log.info("console: %s signed out", session.operator)
+        response = _see_other("/ui/sign-in?done=signed-out")
+        response.del_cookie(SESSION_COOKIE, path="/ui")
+        return response
+
+    def _set_cookie(
+        self, response: web.StreamResponse, name: str, value: str, *, max_age: int
+    ) -> None:
+        response.set_cookie(
+            name,
+            value,
+            max_age=max_age,
+            path="/ui",
+            httponly=True,
+            samesite="Strict",
+            secure=self._secure,
+        )
+
+    def _operator(self, session: Session) -> _Operator:
+        return self._operators[session.operator.casefold()]
+
+    # -- queue -------------------------------------------------------------------------------
+
+    async def _queue(self, request: web.Request, session: Session) -> web.StreamResponse:
+        view = await self._queue_view(session)
+        view["notice"] = NOTICES.get(request.query.get("done", ""))
+        return self._render("queue.html.j2", session, **view)
+
+    async def _queue_live(self, request: web.Request, session: Session) -> web.StreamResponse:
+        return self._render("_queue.html.j2", session, **await self._queue_view(session))
+
+    async def _queue_view(self, session: Session) -> dict[str, Any]:
+        now = self._clock.now()
+        waiting = await self._desk.queue()
+        waiting_ids = {i.id for i in waiting}
+        stored = await self._store.list_incidents(open_only=True, limit=10_000)
+        responded = sorted(
+            (i for i in stored if i.id not in waiting_ids),
+            key=lambda i: (int(i.severity), i.next_update_due_at or now, i.opened_at),
+        )
+        return {
+            "zone": self._operator(session).tz.key,
+            "notice": None,
+            "waiting": [self._row(i, session, now=now) for i in waiting],
+            "responded": [self._row(i, session, now=now) for i in responded],
+        }
+
+    def _row(self, incident: Incident, session: Session, *, now: datetime) -> dict[str, Any]:
+        mine, client = self._zones(incident, session)
+        paused = incident.paused_since is not None
+        return {
+            "i": incident,
+            "client_name": self._client_names.get(incident.client, incident.client),
+            "opened": views.when(incident.opened_at, mine, now=now),
+            "response_due": views.due(
+                incident.response_due_at, mine=mine, client=client, now=now, paused=paused
+            ),
+            "update_due": views.due(
+                incident.next_update_due_at, mine=mine, client=client, now=now, paused=paused
+            ),
+        }
+
+    def _zones(self, incident: Incident, session: Session) -> tuple[ZoneInfo, ZoneInfo]:
+        mine = self._operator(session).tz
+        return mine, self._client_tz.get(incident.client, mine)
+
+    # -- one incident ------------------------------------------------------------------------
+
+    async def _incident(
+        self,
+        request: web.Request,
+        session: Session,
+        *,
+        error: str | None = None,
+        status: int = 200,
+        **extra: Any,
+    ) -> web.Response:
+        view = await self._incident_view(request, session)
+        return self._render(
+            "incident.html.j2",
+            session,
+            status=status,
+            error=error,
+            notice=NOTICES.get(request.query.get("done", "")),
+            stages=[s for s in Stage if s is not Stage.RESOLVED],
+            severities=list(Severity),
+            **view,
+            **extra,
+        )
+
+    async def _incident_live(self, request: web.Request, session: Session) -> web.Response:
+        view = await self._incident_view(request, session)
+        return self._render("_incident_live.html.j2", session, **view)
+
+    async def _incident_view(self, request: web.Request, session: Session) -> dict[str, Any]:
+        incident_id = int(request.match_info["id"])
+        incident = await self._store.get_incident(incident_id)
+        if incident is None:
+            raise web.HTTPNotFound(text=f"no incident {incident_id}")
+        now = self._clock.now()
+        mine, client = self._zones(incident, session)
+        timeline = await self._store.timeline(incident_id)
+        outbox = await self._store.outbox_for_incident(incident_id)
+        return {
+            "row": self._row(incident, session, now=now),
+            "i": incident,
+            "aim": views.due(
+                incident.response_aim_at,
+                mine=mine,
+                client=client,
+                now=now,
+                paused=incident.paused_since is not None,
+            ),
+            "times": {
+                name: views.when(value, mine, now=now)
+                for name, value in (
+                    ("opened", incident.opened_at),
+                    ("resolved", incident.resolved_at),
+                    ("responded", incident.responded_at),
+                    ("last_update", incident.last_update_at),
+                    ("paused_since", incident.paused_since),
+                    ("paused_until", incident.paused_until),
+                )
+            },
+            "client_tz": client.key,
+            "mine_tz": mine.key,
+            "timeline": [
+                {
+                    "e": entry,
+                    "at": views.when(entry.at, mine, now=now),
+                    "evidence": _pretty(entry.evidence),
+                    "internal": entry.kind is TimelineKind.INTERNAL_NOTE,
+                }
+                for entry in timeline
+            ],
+            "outbox": [
+                {
+                    "o": item,
+                    "to": ", ".join(getattr(item.message, "to", ()))
+                    or getattr(item.message, "target", ""),
+                    "subject": getattr(item.message, "subject", ""),
+                    "created": views.when(item.created_at, mine, now=now),
+                    "sent": views.when(item.sent_at, mine, now=now),
+                    "next": views.when(item.next_attempt_at, mine, now=now),
+                }
+                for item in outbox
+            ],
+        }
+
+    async def _act(
+        self,
+        request: web.Request,
+        session: Session,
+        action: Callable[[int, Mapping[str, str], str], Awaitable[Any]],
+        done: str,
+    ) -> web.StreamResponse:
+        """Run `action(incident id, form, operator name)`; back to the incident page with a
+        notice, or the page again with the desk's refusal."""
+        incident_id = int(request.match_info["id"])
+        form = await _form(request)
+        by = self._operator(session).account.name
+        try:
+            await action(incident_id, form, by)
+        except ActionError as exc:
+            return await self._incident(request, session, error=str(exc), status=exc.status)
+        log.info("console: %s on INC-%d by %s", done, incident_id, by)
+        # One click from the queue goes back to the queue, where the next one waits.
+        back = _local(form.get("next")) or f"/ui/incidents/{incident_id}"
+        raise web.HTTPSeeOther(f"{back}?done={done}")
+
+    async def _acknowledge(self, request: web.Request, session: Session) -> web.StreamResponse:
+        async def act(iid: int, form: Mapping[str, str], by: str) -> Any:
+            return await self._desk.acknowledge(iid, by=by)
+
+        return await self._act(request, session, act, "acknowledged")
+
+    async def _preview(self, request: web.Request, session: Session) -> web.StreamResponse:
+        """The client mail the update would send, composed as the outbox would send it now;
+        the page then offers to send exactly that text."""
+        incident_id = int(request.match_info["id"])
+        form = await _form(request)
+        text, public, stage = _update_fields(form)
+        by = self._operator(session).account.name
+        try:
+            mails = await self._desk.preview_update(
+                incident_id, by=by, text=text, public=public, stage=stage
+            )
+        except ActionError as exc:
+            return await self._incident(request, session, error=str(exc), status=exc.status)
+        return await self._incident(
+            request,
+            session,
+            preview={
+                "text": text,
+                "public": public,
+                "stage": stage.value if stage else "",
+                "mails": mails,
+            },
+        )
+
+    async def _post_update(self, request: web.Request, session: Session) -> web.StreamResponse:
+        form = await _form(request)
+        text, public, stage = _update_fields(form)
+
+        async def act(iid: int, form: Mapping[str, str], by: str) -> Any:
+            return await self._desk.post_update(iid, by=by, text=text, public=public, stage=stage)
+
+        return await self._act(request, session, act, "updated" if public else "noted")
+
+    async def _severity(self, request: web.Request, session: Session) -> web.StreamResponse:
+        async def act(iid: int, form: Mapping[str, str], by: str) -> Any:
+            value = form.get("severity", "")
+            if value not in {str(int(s)) for s in Severity}:
+                raise ActionError("choose a severity from 1 to 4", status=400)
+            return await self._desk.change_severity(iid, by=by, severity=Severity(int(value)))
+
+        return await self._act(request, session, act, "severity")
+
+    async def _resolve(self, request: web.Request, session: Session) -> web.StreamResponse:
+        async def act(iid: int, form: Mapping[str, str], by: str) -> Any:
+            return await self._desk.resolve(
+                iid, by=by, note=_text(form, "note"), force=form.get("force") == "yes"
+            )
+
+        return await self._act(request, session, act, "resolved")
+
+    async def _postmortem(self, request: web.Request, session: Session) -> web.StreamResponse:
+        async def act(iid: int, form: Mapping[str, str], by: str) -> Any:
+            return await self._desk.attach_postmortem(iid, by=by, text=_text(form, "text"))
+
+        return await self._act(request, session, act, "postmortem")
+
+    # -- sites -------------------------------------------------------------------------------
+
+    async def _sites(
+        self, request: web.Request, session: Session, **extra: Any
+    ) -> web.StreamResponse:
+        now = self._clock.now()
+        mine = self._operator(session).tz
+        states = await self._store.load_check_states()
+        open_by_site = {i.site: i for i in await self._store.list_incidents(open_only=True)}
+        clients = []
+        for client in self._config.clients:
+            sites = []
+            for site in client.sites:
+                site_key = f"{client.id}/{site.id}"
+                checks = [
+                    await self._check_row(f"{site_key}/{check.id}", check, states, mine, now)
+                    for check in site.checks
+                ]
+                sites.append(
+                    {
+                        "key": site_key,
+                        "label": site.label,
+                        "url": site.url,
+                        "incident": open_by_site.get(site_key),
+                        "maintenance": self._desk.maintenance_window(site_key, now) is not None,
+                        "checks": checks,
+                    }
+                )
+            clients.append({"c": client, "sites": sites})
+        return self._render("sites.html.j2", session, clients=clients, **extra)
+
+    async def _check_row(
+        self,
+        key: str,
+        check: CheckConfig,
+        states: Mapping[str, CheckState],
+        mine: ZoneInfo,
+        now: datetime,
+    ) -> dict[str, Any]:
+        state = states.get(key)
+        history = await self._store.recent_results(key, limit=SPARK_RESULTS)
+        # Newest first from the store; the sparkline reads left to right.
+        samples = [(row.latency, not row.outcome.is_failure) for row in reversed(history)]
+        last = state.last_outcome if state else None
+        return {
+            "key": key,
+            "name": check.name or check.id,
+            "kind": check.kind,
+            "state": _state_word(state),
+            "last": str(last) if last else "-",
+            "last_at": views.when(state.last_result_at if state else None, mine, now=now),
+            "spark": views.sparkline(samples),
+        }
+
+    async def _probe_now(self, request: web.Request, session: Session) -> web.StreamResponse:
+        form = await _form(request)
+        key = str(form.get("check", ""))
+        result = await self._probe(key)
+        if result is None:
+            return await self._sites(request, session, error=f"no check {key!r} here")
+        log.info(
+            "console: %s probed %s now: %s",
+            self._operator(session).account.name,
+            key,
+            result.outcome,
+        )
+        mine = self._operator(session).tz
+        return await self._sites(
+            request,
+            session,
+            probed={
+                "key": key,
+                "outcome": str(result.outcome),
+                "ok": result.ok,
+                "latency": f"{result.latency * 1000:.0f} ms" if result.latency is not None else "-",
+                "at": views.when(result.started_at, mine, now=self._clock.now()),
+                "evidence": _pretty(_evidence_dict(result)),
+            },
+        )
+
+    # -- maintenance -------------------------------------------------------------------------
+
+    async def _maintenance(
+        self, request: web.Request, session: Session, *, error: str | None = None, status: int = 200
+    ) -> web.Response:
+        now = self._clock.now()
+        mine = self._operator(session).tz
+        windows = await self._store.list_maintenance(include_past=False, now=now)
+        recurring = self._desk.recurring_maintenance(site=None, now=now)
+        return self._render(
+            "maintenance.html.j2",
+            session,
+            status=status,
+            error=error,
+            notice=NOTICES.get(request.query.get("done", "")),
+            windows=[
+                {
+                    "w": w,
+                    "starts": views.when(w.starts_at, mine, now=now),
+                    "ends": views.when(w.ends_at, mine, now=now),
+                    "in_force": w.starts_at <= now < w.ends_at,
+                }
+                for w in windows
+            ],
+            recurring=[
+                {
+                    "site": site,
+                    "reason": window.reason,
+                    "rule": describe(window.recurrence),
+                    "starts": views.when(span[0], mine, now=now),
+                    "ends": views.when(span[1], mine, now=now),
+                }
+                for site, window, span in recurring
+            ],
+            sites=[f"{c.id}/{s.id}" for c in self._config.clients for s in c.sites],
+            zone=mine.key,
+        )
+
+    async def _add_maintenance(self, request: web.Request, session: Session) -> web.StreamResponse:
+        form = await _form(request)
+        mine = self._operator(session).tz
+        by = self._operator(session).account.name
+        try:
+            window = await self._desk.add_maintenance(
+                site=str(form.get("site", "")),
+                starts_at=_local_time(form.get("starts_at", ""), mine, "start"),
+                ends_at=_local_time(form.get("ends_at", ""), mine, "end"),
+                reason=_text(form, "reason"),
+                by=by,
+            )
+        except ActionError as exc:
+            return await self._maintenance(request, session, error=str(exc), status=exc.status)
+        log.info("console: maintenance window %d added by %s", window.id, by)
+        raise web.HTTPSeeOther("/ui/maintenance?done=maintenance")
+
+    async def _cancel_maintenance(
+        self, request: web.Request, session: Session
+    ) -> web.StreamResponse:
+        try:
+            await self._desk.cancel_maintenance(
+                int(request.match_info["id"]), by=self._operator(session).account.name
+            )
+        except ActionError as exc:
+            return await self._maintenance(request, session, error=str(exc), status=exc.status)
+        raise web.HTTPSeeOther("/ui/maintenance?done=cancelled")
+
+    # -- outbox ------------------------------------------------------------------------------
+
+    async def _outbox(self, request: web.Request, session: Session) -> web.StreamResponse:
+        now = self._clock.now()
+        mine = self._operator(session).tz
+        items = await self._store.list_outbox(
+            statuses=(OutboxStatus.PENDING, OutboxStatus.FAILED), limit=500
+        )
+        rows = [
+            {
+                "o": item,
+                "state": _delivery_word(item.status, item.attempts),
+                "to": ", ".join(getattr(item.message, "to", ()))
+                or getattr(item.message, "target", ""),
+                "subject": getattr(item.message, "subject", ""),
+                "created": views.when(item.created_at, mine, now=now),
+                "next": views.when(item.next_attempt_at, mine, now=now),
+            }
+            for item in items
+        ]
+        return self._render(
+            "outbox.html.j2",
+            session,
+            rows=rows,
+            counts=await self._store.outbox_counts(),
+            notice=NOTICES.get(request.query.get("done", "")),
+        )
+
+    async def _retry(self, request: web.Request, session: Session) -> web.StreamResponse:
+        item_id = int(request.match_info["id"])
+        item = await self._store.retry_outbox(item_id, now=self._clock.now())
+        if item is None:
+            raise web.HTTPNotFound(text=f"no pending or failed notification {item_id}")
+        log.info("console: outbox item %d retried by %s", item_id, session.operator)
+        self._kick_outbox()
+        raise web.HTTPSeeOther("/ui/outbox?done=retry")
+
+    # -- rendering ---------------------------------------------------------------------------
+
+    def _render(
+        self, template: str, session: Session | None, *, status: int = 200, **values: Any
+    ) -> web.Response:
+        body = self._env.get_template(template).render(
+            session=session,
+            operator=self._operator(session).account if session else None,
+            refresh_ms=self._refresh_ms,
+            **values,
+        )
+        return web.Response(text=body, status=status, content_type="text/html", charset="utf-8")
+
+
+async def _form(request: web.Request) -> Mapping[str, str]:
+    """The posted form, read once per request (the guard and the handler share it)."""
+    cached = request.get(FORM_KEY)
+    if cached is None:
+        if request.content_length is not None and request.content_length > MAX_FORM:
+            raise web.HTTPRequestEntityTooLarge(
+                max_size=MAX_FORM, actual_size=request.content_length
+            )
+        posted = await request.post()
+        cached = {key: value for key, value in posted.items() if isinstance(value, str)}
+        request[FORM_KEY] = cached
+    return cached
+
+
+def _see_other(location: str) -> web.Response:
+    """A 303 to return (rather than raise) when it sets or clears cookies."""
+    return web.Response(status=303, headers={"Location": location})
+
+
+def _text(form: Mapping[str, str], name: str) -> str:
+    text = form.get(name, "").replace("\r\n", "\n")
+    if len(text) > MAX_TEXT:
+        raise ActionError(f"{name} is longer than {MAX_TEXT} characters", status=400)
+    return text
+
+
+def _update_fields(form: Mapping[str, str]) -> tuple[str, bool, Stage | None]:
+    stage = form.get("stage") or None
+    allowed = {s.value for s in Stage if s is not Stage.RESOLVED}
+    return (
+        _text(form, "text"),
+        form.get("audience", "public") != "internal",
+        Stage(stage) if stage in allowed else None,
+    )
+
+
+def _local(target: str | None) -> str | None:
+    """`target` when it is a path of this console (never another site: no open redirect)."""
+    if not target:
+        return None
+    parts = urlsplit(target)
+    if parts.scheme or parts.netloc or not parts.path.startswith("/ui/") or "\\" in target:
+        return None
+    return parts.path
+
+
+def _local_time(text: str, tz: ZoneInfo, what: str) -> datetime:
+    """A `datetime-local` field (no zone: the operator's own) as an aware time."""
+    try:
+        value = datetime.fromisoformat(text)
+    except ValueError as exc:
+        raise ActionError(
+            f"the {what} must be a date and time such as 2026-12-24T22:00", status=400
+        ) from exc
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=tz)
+    if not 2000 <= value.astimezone(UTC).year <= 2999:
+        raise ActionError(f"the {what} must be between the years 2000 and 2999", status=400)
+    return value
+
+
+def _pretty(evidence: Mapping[str, Any] | None) -> str | None:
+    if not evidence:
+        return None
+    return json.dumps(evidence, indent=2, sort_keys=True, default=str, ensure_ascii=False)
+
+
+def _evidence_dict(result: ProbeResult) -> dict[str, Any]:
+    evidence = result.evidence
+    fields = getattr(evidence, "__dataclass_fields__", {})
+    return {
+        name: getattr(evidence, name)
+        for name in fields
+        if getattr(evidence, name) not in (None, (), "", {})
+    }
+
+
+def _state_word(state: CheckState | None) -> str:
+    if state is None or state.last_outcome is None:
+        return "not probed yet"
+    if state.failing:
+        return "failing"
+    return "failing (unconfirmed)" if state.last_outcome.is_failure else "up"
+
+
+def _delivery_word(status: OutboxStatus, attempts: int) -> str:
+    if status is OutboxStatus.FAILED:
+        return "failed"
+    return "retrying" if attempts else "pending"
+
+
+async def _static(request: web.Request) -> web.Response:
+    name = request.match_info["name"]
+    kind = "text/css" if name.endswith(".css") else "text/javascript"
+    return web.Response(
+        body=(HERE / "static" / name).read_bytes(), content_type=kind, charset="utf-8"
+    )
+
+
+async def _headers(request: web.Request, response: web.StreamResponse) -> None:
+    if request.path == "/ui" or request.path.startswith("/ui/"):
+        response.headers["Content-Security-Policy"] = CONSOLE_CSP
+        response.headers["Cache-Control"] = "no-store"
