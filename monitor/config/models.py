@@ -731,7 +731,8 @@ class OperatorAccount(_Model):
         if not looks_like_hash(value.strip()):
             raise ValueError(
                 "must be an argon2 or bcrypt hash such as $argon2id$v=19$m=65536,t=3,p=4$...: "
-                "run `monitor hash-password` and paste what it prints"
+                "run `monitor hash-password` and paste what it prints (got something else, "
+                "not shown in case it is a password)"
             )
         return value.strip()
 
