@@ -63,6 +63,11 @@ class StatusRoutes(Protocol):
     def add_routes(self, app: web.Application) -> None: ...  # pragma: no cover - a protocol
 
 
+class ConsoleRoutes(StatusRoutes, Protocol):
+    @property
+    def hosts(self) -> frozenset[str]: ...  # pragma: no cover - Host names it is reached by
+
+
 HealthProbe = Callable[[], dict[str, Any]]
 Exposition = Callable[[], Iterable[bytes]]
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -88,7 +93,7 @@ def create_app(
     exposition: Exposition | None = None,
     middlewares: Sequence[Middleware] = (),
     status: StatusRoutes | None = None,
-    console: StatusRoutes | None = None,
+    console: ConsoleRoutes | None = None,
 ) -> web.Application:
     """`exposition`, when given, writes /metrics in chunks (see Metrics.exposition); without
     it /metrics is the registry's plain text exposition. `server` names the Host headers
@@ -103,7 +108,7 @@ def create_app(
     app[DESK_KEY] = desk
     app[API_KEY] = api
     server = server or ServerConfig()
-    app[HOSTS_KEY] = allowed_hosts(server)
+    app[HOSTS_KEY] = allowed_hosts(server) | (console.hosts if console is not None else set())
     # A body trickled in byte by byte would hold a connection inside a request, where the
     # connection guard never closes it; it gets as long as a header does.
     app[BODY_TIMEOUT_KEY] = server.header_timeout.total_seconds()
@@ -186,7 +191,8 @@ async def _json_errors(request: web.Request, handler: Handler) -> web.StreamResp
 
 @web.middleware
 async def _host_check(request: web.Request, handler: Handler) -> web.StreamResponse:
-    if not request.path.startswith("/api/"):
+    # The console too: a page whose name was rebound to this address must not reach it.
+    if not (request.path.startswith(("/api/", "/ui/")) or request.path == "/ui"):
         return await handler(request)
     host = _host_name(request.headers.get("Host", ""))
     if host not in request.app[HOSTS_KEY]:

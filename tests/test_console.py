@@ -86,6 +86,10 @@ async def test_https_public_url_marks_the_cookie_secure(
         # the sign-in form's cookie, set by the same code as the session's, tell.
         async with http.get(f"{scene.url}/sign-in") as page:
             assert "; secure" in _cookie(page.headers, "monitor_console_signin").lower()
+        # The console answers its public name and its own, not a name rebound to it.
+        for host, status in (("monitor.agency.example", 200), ("rebound.example", 421)):
+            async with http.get(f"{scene.url}/sign-in", headers={"Host": host}) as page:
+                assert page.status == status, host
 
 
 async def test_a_wrong_password_or_name_is_refused_alike(

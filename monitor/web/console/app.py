@@ -134,6 +134,12 @@ class Console:
             lstrip_blocks=True,
         )
 
+    @property
+    def hosts(self) -> frozenset[str]:
+        """The Host name of `console.public_url`, which the server answers besides its own."""
+        host = urlsplit(self._public_url).hostname if self._public_url else None
+        return frozenset({host.lower()}) if host else frozenset()
+
     def add_routes(self, app: web.Application) -> None:
         app.on_response_prepare.append(_headers)
         get, post = app.router.add_get, app.router.add_post
