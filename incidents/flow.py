@@ -281,25 +281,20 @@ def change_severity(
         raise ValueError(f"{incident.ref} is {severity.label} already")
     before = incident.severity
     changed = replace(incident, severity=severity)
-    if severity < before:  # a lower number is more severe
-        changed = escalate_clocks(changed, previous_severity=before, at=now, ctx=sla)
-        entry = TimelineEntry(
-            at=now,
-            kind=TimelineKind.ESCALATED,
-            message=f"escalated by {by} from {before.label} to {severity.label}",
-            severity=severity,
-            evidence={"by": by, "from": int(before)},
-        )
-        paged, paging = _tell_oncall(changed, now=now, sla=sla, page=severity is Severity.CRITICAL)
-        return Change(incident=paged, timeline=(entry, *paging))
+    escalated = severity < before  # a lower number is more severe
     entry = TimelineEntry(
         at=now,
-        kind=TimelineKind.DEESCALATED,
-        message=f"de-escalated by {by} from {before.label} to {severity.label}",
+        kind=TimelineKind.ESCALATED if escalated else TimelineKind.DEESCALATED,
+        message=f"{'escalated' if escalated else 'de-escalated'} by {by} from "
+        f"{before.label} to {severity.label}",
         severity=severity,
         evidence={"by": by, "from": int(before)},
     )
-    return Change(incident=changed, timeline=(entry,))
+    if not escalated:
+        return Change(incident=changed, timeline=(entry,))
+    changed = escalate_clocks(changed, previous_severity=before, at=now, ctx=sla)
+    paged, paging = _tell_oncall(changed, now=now, sla=sla, page=severity is Severity.CRITICAL)
+    return Change(incident=paged, timeline=(entry, *paging))
 
 
 class StillFailing(ValueError):

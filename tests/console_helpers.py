@@ -138,6 +138,12 @@ def csrf_of(html: str) -> str:
     return found.group(1)
 
 
+async def token_of(http: aiohttp.ClientSession, url: str) -> str:
+    """The CSRF token of the page at `url`, as its forms carry it."""
+    async with http.get(url) as page:
+        return csrf_of(await page.text())
+
+
 def http_client() -> aiohttp.ClientSession:
     """Keeps cookies for 127.0.0.1 (aiohttp's default jar refuses IP hosts) and never
     follows redirects, so tests see where the console sends them."""

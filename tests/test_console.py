@@ -22,9 +22,9 @@ from tests.console_helpers import (
     OTHER,
     PASSWORD,
     console_scene,
-    csrf_of,
     http_client,
     sign_in,
+    token_of,
 )
 from tests.helpers import ShiftedClock, eventually
 
@@ -130,8 +130,7 @@ async def test_a_signed_out_user_is_sent_to_sign_in_from_every_page(
         # Signing in from there comes back to the page asked for.
         async with http.get(f"{scene.running.url}/ui/sites", allow_redirects=False) as page:
             assert page.headers["Location"] == "/ui/sign-in?next=/ui/sites"
-        async with http.get(f"{scene.url}/sign-in?next=/ui/sites") as page:
-            token = csrf_of(await page.text())
+        token = await token_of(http, f"{scene.url}/sign-in?next=/ui/sites")
         async with http.post(
             f"{scene.url}/sign-in",
             data={"csrf": token, "name": OPERATOR, "password": PASSWORD, "next": "/ui/sites"},
@@ -139,8 +138,7 @@ async def test_a_signed_out_user_is_sent_to_sign_in_from_every_page(
         ) as response:
             assert response.headers["Location"] == "/ui/sites"
         # Signing out ends it.
-        async with http.get(f"{scene.url}/queue") as page:
-            token = csrf_of(await page.text())
+        token = await token_of(http, f"{scene.url}/queue")
         async with http.post(f"{scene.url}/sign-out", data={"csrf": token}) as page:
             assert str(page.url.path) == "/ui/sign-in" and "Signed out." in await page.text()
         async with http.get(f"{scene.url}/queue", allow_redirects=False) as page:
@@ -193,8 +191,7 @@ async def test_actions_are_recorded_under_the_signed_in_operator(
         assert incident.severity is Severity.MAJOR
         await sign_in(http, scene.url)
         page_url = f"{scene.url}/incidents/{incident.id}"
-        async with http.get(page_url) as page:
-            token = csrf_of(await page.text())
+        token = await token_of(http, page_url)
 
         async def post(action: str, **data: str) -> tuple[int, str]:
             async with http.post(f"{page_url}/{action}", data={"csrf": token, **data}) as r:
@@ -246,8 +243,7 @@ async def test_the_client_mail_preview_is_what_the_client_receives(
         await eventually(lambda: scene.inbox.messages())  # the opening mails are out
         await sign_in(http, scene.url)
         page_url = f"{scene.url}/incidents/{incident.id}"
-        async with http.get(page_url) as page:
-            token = csrf_of(await page.text())
+        token = await token_of(http, page_url)
         update = "We found a failed <disk> & are replacing it."
         async with http.post(
             f"{page_url}/preview",
@@ -284,8 +280,7 @@ async def test_maintenance_outbox_and_probe_now(tmp_path: Path, aiohttp_server: 
         scene.shop.set("/", status=500)
         incident = await _open(scene, "acme/shop")
         await sign_in(http, scene.url)
-        async with http.get(f"{scene.url}/maintenance") as page:
-            token = csrf_of(await page.text())
+        token = await token_of(http, f"{scene.url}/maintenance")
         async with http.post(
             f"{scene.url}/maintenance",
             data={

@@ -3,38 +3,20 @@ Playwright), a real monitor probing loopback sites, and the client's real SMTP s
 
 from __future__ import annotations
 
-import os
-import shutil
 import time
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from playwright.async_api import Browser, Page, async_playwright, expect
+from playwright.async_api import Browser, Page, expect
 
 from incidents.model import Incident
 from tests.console_helpers import CLIENT_MAIL, OPERATOR, PASSWORD, ConsoleScene, console_scene
-from tests.helpers import eventually, skip_unless_required
+from tests.helpers import eventually
 
-CHROMIUM = os.environ.get("MONITOR_TEST_CHROMIUM", "/usr/bin/chromium")
 PAGES = ("/ui/queue", "/ui/sites", "/ui/maintenance", "/ui/outbox", "/ui/incidents/1")
 # Browsers are slow to start on a loaded machine.
 pytestmark = pytest.mark.timeout(150)
-
-
-@pytest.fixture
-async def browser() -> AsyncIterator[Browser]:
-    if not (Path(CHROMIUM).is_file() or shutil.which(CHROMIUM)):
-        skip_unless_required(f"no Chromium at {CHROMIUM} (apt-get install chromium)")
-    async with async_playwright() as playwright:
-        launched = await playwright.chromium.launch(
-            executable_path=CHROMIUM, headless=True, args=["--no-sandbox"]
-        )
-        try:
-            yield launched
-        finally:
-            await launched.close()
 
 
 async def _sign_in(page: Page, scene: ConsoleScene, *, password: str = PASSWORD) -> None:

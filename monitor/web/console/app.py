@@ -14,19 +14,17 @@ the API's do, named by the signed-in operator: there is no `by` field to fill in
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import secrets
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlsplit
 from zoneinfo import ZoneInfo
 
 from aiohttp import web
-from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 from checks.result import ProbeResult
 from incidents.model import CheckState, Incident, TimelineKind
@@ -40,6 +38,14 @@ from monitor.passwords import verify_password
 from monitor.store import Store
 from monitor.store.outbox import OutboxStatus
 from monitor.web.console import views
+from monitor.web.console.forms import (
+    form_text,
+    local_path,
+    local_time,
+    read_form,
+    see_other,
+    update_fields,
+)
 from monitor.web.console.sessions import (
     SESSION_COOKIE,
     SIGN_IN_COOKIE,
@@ -49,6 +55,7 @@ from monitor.web.console.sessions import (
     SignInLimiter,
     same,
 )
+from monitor.web.templating import html_environment
 
 log = logging.getLogger(__name__)
 
@@ -58,8 +65,6 @@ CONSOLE_CSP = (
     "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
     "connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
 )
-MAX_FORM = 64 * 1024
-MAX_TEXT = 20_000
 SPARK_RESULTS = 40  # results drawn in a check's latency sparkline
 # What a redirect after an action may say: fixed words, never text from the request.
 NOTICES = {
@@ -76,7 +81,6 @@ NOTICES = {
 }
 
 Probe = Callable[[str], Awaitable[ProbeResult | None]]
-FORM_KEY: web.RequestKey[Mapping[str, str]] = web.RequestKey("console_form", Mapping)
 Handler = Callable[[web.Request, Session], Awaitable[web.StreamResponse]]
 
 
@@ -127,12 +131,7 @@ class Console:
         self._kick_outbox = kick_outbox
         self._refresh_ms = int(refresh_seconds * 1000)
         self._hashing = asyncio.Semaphore(2)
-        self._env = Environment(
-            loader=FileSystemLoader(HERE / "templates"),
-            autoescape=select_autoescape(default=True, default_for_string=True),
-            trim_blocks=True,
-            lstrip_blocks=True,
-        )
+        self._env = html_environment(HERE / "templates")
 
     @property
     def hosts(self) -> frozenset[str]:
@@ -183,7 +182,7 @@ class Console:
                     raise web.HTTPSeeOther(f"/ui/sign-in?next={quote(request.path_qs)}")
                 raise web.HTTPSeeOther("/ui/sign-in")
             if request.method == "POST":
-                form = await _form(request)
+                form = await read_form(request)
                 if not same(session.csrf, str(form.get("csrf", ""))):
                     raise web.HTTPForbidden(text="missing or wrong CSRF token: reload the page")
             return await handler(request, session)
@@ -204,13 +203,13 @@ class Console:
             token=token,
             error=error,
             notice=NOTICES.get(request.query.get("done", "")),
-            next=_local(request.query.get("next")),
+            next=local_path(request.query.get("next")),
         )
         self._set_cookie(response, SIGN_IN_COOKIE, cookie, max_age=SIGN_IN_LIFETIME.seconds)
         return response
 
     async def _sign_in(self, request: web.Request) -> web.StreamResponse:
-        form = await _form(request)
+        form = await read_form(request)
         if not self._codec.sign_in_token_ok(
             request.cookies.get(SIGN_IN_COOKIE), str(form.get("csrf", ""))
         ):
@@ -239,7 +238,7 @@ class Console:
         self._limiter.succeeded(keys[1])
         cookie, _ = self._codec.issue(operator.account.name)
         log.info("console: %s signed in from %s", operator.account.name, request.remote)
-        response = _see_other(_local(str(form.get("next", ""))) or "/ui/queue")
+        response = see_other(local_path(str(form.get("next", ""))) or "/ui/queue")
         self._set_cookie(
             response, SESSION_COOKIE, cookie, max_age=int(self._codec.lifetime.total_seconds())
         )
@@ -248,7 +247,7 @@ class Console:
 
     async def _sign_out(self, request: web.Request, session: Session) -> web.StreamResponse:
         log.info("console: %s signed out", session.operator)
-        response = _see_other("/ui/sign-in?done=signed-out")
+        response = see_other("/ui/sign-in?done=signed-out")
         response.del_cookie(SESSION_COOKIE, path="/ui")
         return response
 
@@ -377,23 +376,12 @@ class Console:
                 {
                     "e": entry,
                     "at": views.when(entry.at, mine, now=now),
-                    "evidence": _pretty(entry.evidence),
+                    "evidence": views.pretty_json(entry.evidence),
                     "internal": entry.kind is TimelineKind.INTERNAL_NOTE,
                 }
                 for entry in timeline
             ],
-            "outbox": [
-                {
-                    "o": item,
-                    "to": ", ".join(getattr(item.message, "to", ()))
-                    or getattr(item.message, "target", ""),
-                    "subject": getattr(item.message, "subject", ""),
-                    "created": views.when(item.created_at, mine, now=now),
-                    "sent": views.when(item.sent_at, mine, now=now),
-                    "next": views.when(item.next_attempt_at, mine, now=now),
-                }
-                for item in outbox
-            ],
+            "outbox": [views.outbox_row(item, mine, now=now) for item in outbox],
         }
 
     async def _act(
@@ -406,7 +394,7 @@ class Console:
         """Run `action(incident id, form, operator name)`; back to the incident page with a
         notice, or the page again with the desk's refusal."""
         incident_id = int(request.match_info["id"])
-        form = await _form(request)
+        form = await read_form(request)
         by = self._operator(session).account.name
         try:
             await action(incident_id, form, by)
@@ -414,7 +402,7 @@ class Console:
             return await self._incident(request, session, error=str(exc), status=exc.status)
         log.info("console: %s on INC-%d by %s", done, incident_id, by)
         # One click from the queue goes back to the queue, where the next one waits.
-        back = _local(form.get("next")) or f"/ui/incidents/{incident_id}"
+        back = local_path(form.get("next")) or f"/ui/incidents/{incident_id}"
         raise web.HTTPSeeOther(f"{back}?done={done}")
 
     async def _acknowledge(self, request: web.Request, session: Session) -> web.StreamResponse:
@@ -427,8 +415,8 @@ class Console:
         """The client mail the update would send, composed as the outbox would send it now;
         the page then offers to send exactly that text."""
         incident_id = int(request.match_info["id"])
-        form = await _form(request)
-        text, public, stage = _update_fields(form)
+        form = await read_form(request)
+        text, public, stage = update_fields(form)
         by = self._operator(session).account.name
         try:
             mails = await self._desk.preview_update(
@@ -448,8 +436,8 @@ class Console:
         )
 
     async def _post_update(self, request: web.Request, session: Session) -> web.StreamResponse:
-        form = await _form(request)
-        text, public, stage = _update_fields(form)
+        form = await read_form(request)
+        text, public, stage = update_fields(form)
 
         async def act(iid: int, form: Mapping[str, str], by: str) -> Any:
             return await self._desk.post_update(iid, by=by, text=text, public=public, stage=stage)
@@ -468,14 +456,14 @@ class Console:
     async def _resolve(self, request: web.Request, session: Session) -> web.StreamResponse:
         async def act(iid: int, form: Mapping[str, str], by: str) -> Any:
             return await self._desk.resolve(
-                iid, by=by, note=_text(form, "note"), force=form.get("force") == "yes"
+                iid, by=by, note=form_text(form, "note"), force=form.get("force") == "yes"
             )
 
         return await self._act(request, session, act, "resolved")
 
     async def _postmortem(self, request: web.Request, session: Session) -> web.StreamResponse:
         async def act(iid: int, form: Mapping[str, str], by: str) -> Any:
-            return await self._desk.attach_postmortem(iid, by=by, text=_text(form, "text"))
+            return await self._desk.attach_postmortem(iid, by=by, text=form_text(form, "text"))
 
         return await self._act(request, session, act, "postmortem")
 
@@ -527,14 +515,14 @@ class Console:
             "key": key,
             "name": check.name or check.id,
             "kind": check.kind,
-            "state": _state_word(state),
+            "state": views.state_word(state),
             "last": str(last) if last else "-",
             "last_at": views.when(state.last_result_at if state else None, mine, now=now),
             "spark": views.sparkline(samples),
         }
 
     async def _probe_now(self, request: web.Request, session: Session) -> web.StreamResponse:
-        form = await _form(request)
+        form = await read_form(request)
         key = str(form.get("check", ""))
         result = await self._probe(key)
         if result is None:
@@ -555,7 +543,7 @@ class Console:
                 "ok": result.ok,
                 "latency": f"{result.latency * 1000:.0f} ms" if result.latency is not None else "-",
                 "at": views.when(result.started_at, mine, now=self._clock.now()),
-                "evidence": _pretty(_evidence_dict(result)),
+                "evidence": views.pretty_json(views.evidence_dict(result)),
             },
         )
 
@@ -598,15 +586,15 @@ class Console:
         )
 
     async def _add_maintenance(self, request: web.Request, session: Session) -> web.StreamResponse:
-        form = await _form(request)
+        form = await read_form(request)
         mine = self._operator(session).tz
         by = self._operator(session).account.name
         try:
             window = await self._desk.add_maintenance(
                 site=str(form.get("site", "")),
-                starts_at=_local_time(form.get("starts_at", ""), mine, "start"),
-                ends_at=_local_time(form.get("ends_at", ""), mine, "end"),
-                reason=_text(form, "reason"),
+                starts_at=local_time(form.get("starts_at", ""), mine, "start"),
+                ends_at=local_time(form.get("ends_at", ""), mine, "end"),
+                reason=form_text(form, "reason"),
                 by=by,
             )
         except ActionError as exc:
@@ -633,18 +621,7 @@ class Console:
         items = await self._store.list_outbox(
             statuses=(OutboxStatus.PENDING, OutboxStatus.FAILED), limit=500
         )
-        rows = [
-            {
-                "o": item,
-                "state": _delivery_word(item.status, item.attempts),
-                "to": ", ".join(getattr(item.message, "to", ()))
-                or getattr(item.message, "target", ""),
-                "subject": getattr(item.message, "subject", ""),
-                "created": views.when(item.created_at, mine, now=now),
-                "next": views.when(item.next_attempt_at, mine, now=now),
-            }
-            for item in items
-        ]
+        rows = [views.outbox_row(item, mine, now=now) for item in items]
         return self._render(
             "outbox.html.j2",
             session,
@@ -674,97 +651,6 @@ class Console:
             **values,
         )
         return web.Response(text=body, status=status, content_type="text/html", charset="utf-8")
-
-
-async def _form(request: web.Request) -> Mapping[str, str]:
-    """The posted form, read once per request (the guard and the handler share it)."""
-    cached = request.get(FORM_KEY)
-    if cached is None:
-        if request.content_length is not None and request.content_length > MAX_FORM:
-            raise web.HTTPRequestEntityTooLarge(
-                max_size=MAX_FORM, actual_size=request.content_length
-            )
-        posted = await request.post()
-        cached = {key: value for key, value in posted.items() if isinstance(value, str)}
-        request[FORM_KEY] = cached
-    return cached
-
-
-def _see_other(location: str) -> web.Response:
-    """A 303 to return (rather than raise) when it sets or clears cookies."""
-    return web.Response(status=303, headers={"Location": location})
-
-
-def _text(form: Mapping[str, str], name: str) -> str:
-    text = form.get(name, "").replace("\r\n", "\n")
-    if len(text) > MAX_TEXT:
-        raise ActionError(f"{name} is longer than {MAX_TEXT} characters", status=400)
-    return text
-
-
-def _update_fields(form: Mapping[str, str]) -> tuple[str, bool, Stage | None]:
-    stage = form.get("stage") or None
-    allowed = {s.value for s in Stage if s is not Stage.RESOLVED}
-    return (
-        _text(form, "text"),
-        form.get("audience", "public") != "internal",
-        Stage(stage) if stage in allowed else None,
-    )
-
-
-def _local(target: str | None) -> str | None:
-    """`target` when it is a path of this console (never another site: no open redirect)."""
-    if not target:
-        return None
-    parts = urlsplit(target)
-    if parts.scheme or parts.netloc or not parts.path.startswith("/ui/") or "\\" in target:
-        return None
-    return parts.path
-
-
-def _local_time(text: str, tz: ZoneInfo, what: str) -> datetime:
-    """A `datetime-local` field (no zone: the operator's own) as an aware time."""
-    try:
-        value = datetime.fromisoformat(text)
-    except ValueError as exc:
-        raise ActionError(
-            f"the {what} must be a date and time such as 2026-12-24T22:00", status=400
-        ) from exc
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=tz)
-    if not 2000 <= value.astimezone(UTC).year <= 2999:
-        raise ActionError(f"the {what} must be between the years 2000 and 2999", status=400)
-    return value
-
-
-def _pretty(evidence: Mapping[str, Any] | None) -> str | None:
-    if not evidence:
-        return None
-    return json.dumps(evidence, indent=2, sort_keys=True, default=str, ensure_ascii=False)
-
-
-def _evidence_dict(result: ProbeResult) -> dict[str, Any]:
-    evidence = result.evidence
-    fields = getattr(evidence, "__dataclass_fields__", {})
-    return {
-        name: getattr(evidence, name)
-        for name in fields
-        if getattr(evidence, name) not in (None, (), "", {})
-    }
-
-
-def _state_word(state: CheckState | None) -> str:
-    if state is None or state.last_outcome is None:
-        return "not probed yet"
-    if state.failing:
-        return "failing"
-    return "failing (unconfirmed)" if state.last_outcome.is_failure else "up"
-
-
-def _delivery_word(status: OutboxStatus, attempts: int) -> str:
-    if status is OutboxStatus.FAILED:
-        return "failed"
-    return "retrying" if attempts else "pending"
 
 
 async def _static(request: web.Request) -> web.Response:

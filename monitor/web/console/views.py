@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import json
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 from zoneinfo import ZoneInfo
 
+from checks.result import ProbeResult
 from incidents.message_text import short_local_time
+from incidents.model import CheckState
 from monitor.operator_text import time_left
+from monitor.store.outbox import OutboxItem, OutboxStatus
 
 SPARK_WIDTH, SPARK_HEIGHT = 120, 24
 
@@ -78,3 +83,47 @@ def sparkline(samples: Sequence[tuple[float | None, bool]]) -> Spark | None:
         + (f", {len(failures)} failed" if failures else "")
     )
     return Spark(points=" ".join(points), failures=tuple(failures), label=label)
+
+
+def pretty_json(evidence: Mapping[str, Any] | None) -> str | None:
+    if not evidence:
+        return None
+    return json.dumps(evidence, indent=2, sort_keys=True, default=str, ensure_ascii=False)
+
+
+def evidence_dict(result: ProbeResult) -> dict[str, Any]:
+    evidence = result.evidence
+    fields = getattr(evidence, "__dataclass_fields__", {})
+    return {
+        name: getattr(evidence, name)
+        for name in fields
+        if getattr(evidence, name) not in (None, (), "", {})
+    }
+
+
+def state_word(state: CheckState | None) -> str:
+    if state is None or state.last_outcome is None:
+        return "not probed yet"
+    if state.failing:
+        return "failing"
+    return "failing (unconfirmed)" if state.last_outcome.is_failure else "up"
+
+
+def delivery_word(status: OutboxStatus, attempts: int) -> str:
+    if status is OutboxStatus.FAILED:
+        return "failed"
+    return "retrying" if attempts else "pending"
+
+
+def outbox_row(item: OutboxItem, tz: ZoneInfo, *, now: datetime) -> dict[str, Any]:
+    """One notification as the incident page and the outbox page list it."""
+    message = item.message
+    return {
+        "o": item,
+        "state": delivery_word(item.status, item.attempts),
+        "to": ", ".join(getattr(message, "to", ())) or getattr(message, "target", ""),
+        "subject": getattr(message, "subject", ""),
+        "created": when(item.created_at, tz, now=now),
+        "sent": when(item.sent_at, tz, now=now),
+        "next": when(item.next_attempt_at, tz, now=now),
+    }
