@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from axe_playwright_python.async_playwright import Axe
 from playwright.async_api import Browser, Page, expect
 
 from incidents.model import Incident
@@ -148,3 +149,28 @@ async def test_a_form_without_its_csrf_token_is_refused(
         stored = await scene.running.store.get_incident(incident.id or 0)
         assert stored is not None and stored.acknowledged_by is None
         await context.close()
+
+
+async def test_axe_finds_no_serious_violation_on_any_console_page(
+    tmp_path: Path, aiohttp_server: Any, browser: Browser
+) -> None:
+    async with console_scene(tmp_path, aiohttp_server) as scene:
+        scene.shop.set("/", status=500)
+        incident = await _opened(scene, "acme/shop")
+        page = await browser.new_page()
+        await page.goto(f"{scene.url}/sign-in")
+        pages = [f"{scene.url}/sign-in"]
+        await _sign_in(page, scene)
+        await expect(page).to_have_url(f"{scene.url}/queue")
+        pages += [f"{scene.running.url}{path}" for path in PAGES[:-1]]
+        pages.append(f"{scene.url}/incidents/{incident.id}")
+        for url in pages:
+            await page.goto(url)
+            results = await Axe().run(page)
+            serious = [
+                (v["id"], v["impact"], [n["target"] for n in v["nodes"]][:3])
+                for v in results.response["violations"]
+                if v["impact"] in ("serious", "critical")
+            ]
+            assert serious == [], (url, serious)
+        await page.close()
