@@ -330,6 +330,9 @@ async def test_maintenance_outbox_and_probe_now(tmp_path: Path, aiohttp_server: 
         async with http.get(f"{scene.url}/sites") as page:
             text = await page.text()
         assert '<svg class="spark"' in text and "Acme Shop" in text
+        # The blog has been healthy all along: up, with its last result from the history.
+        blog = text[text.index("acme/blog/home") :]
+        assert "<td>up</td>" in blog and "<td>ok<br>" in blog
         async with http.post(
             f"{scene.url}/sites/probe", data={"csrf": token, "check": "acme/shop/home"}
         ) as page:

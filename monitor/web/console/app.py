@@ -510,14 +510,18 @@ class Console:
         history = await self._store.recent_results(key, limit=SPARK_RESULTS)
         # Newest first from the store; the sparkline reads left to right.
         samples = [(row.latency, not row.outcome.is_failure) for row in reversed(history)]
-        last = state.last_outcome if state else None
+        # A check healthy all along has no stored state (the store keeps only states that
+        # say something): its latest history row tells its last result.
+        last, at = (state.last_outcome, state.last_result_at) if state else (None, None)
+        if last is None and history:
+            last, at = history[0].outcome, history[0].at
         return {
             "key": key,
             "name": check.name or check.id,
             "kind": check.kind,
-            "state": views.state_word(state),
+            "state": views.state_word(state, last=last),
             "last": str(last) if last else "-",
-            "last_at": views.when(state.last_result_at if state else None, mine, now=now),
+            "last_at": views.when(at, mine, now=now),
             "spark": views.sparkline(samples),
         }
 

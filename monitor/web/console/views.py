@@ -9,7 +9,7 @@ from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from checks.result import ProbeResult
+from checks.result import Outcome, ProbeResult
 from incidents.message_text import short_local_time
 from incidents.model import CheckState
 from monitor.operator_text import time_left
@@ -101,12 +101,13 @@ def evidence_dict(result: ProbeResult) -> dict[str, Any]:
     }
 
 
-def state_word(state: CheckState | None) -> str:
-    if state is None or state.last_outcome is None:
-        return "not probed yet"
-    if state.failing:
+def state_word(state: CheckState | None, *, last: Outcome | None) -> str:
+    """`last`: the latest outcome, from the state or else the stored history."""
+    if state is not None and state.failing:
         return "failing"
-    return "failing (unconfirmed)" if state.last_outcome.is_failure else "up"
+    if last is None:
+        return "not probed yet"
+    return "failing (unconfirmed)" if last.is_failure else "up"
 
 
 def delivery_word(status: OutboxStatus, attempts: int) -> str:
