@@ -361,7 +361,24 @@ class IncidentDesk:
         )
 
     async def change_severity(self, incident_id: int, *, by: str, severity: Severity) -> Incident:
-        """Escalate or de-escalate by hand (`incidents.flow.change_severity`)."""
+        """Escalate or de-escalate by hand (`incidents.flow.change_severity`). Lowering it
+        below what a still-failing check confirms is refused (409): the engine would raise it
+        again at that check's next result, mailing the client an escalation."""
+        stored = await self._store.get_incident(incident_id)
+        if stored is not None and severity > stored.severity:
+            states = await self._store.load_check_states(keys=sorted(stored.failing_checks))
+            worse = sorted(
+                key
+                for key, state in states.items()
+                if state.failing and state.severity is not None and state.severity < severity
+            )
+            if worse:
+                raise ActionError(
+                    f"{stored.ref} cannot go down to {severity.label}: {', '.join(worse)} "
+                    "still fails at a higher severity and would raise it again at its next "
+                    "result; lower it once that check passes, or resolve the incident",
+                    status=409,
+                )
         return await self._act(
             incident_id,
             lambda i, now: change_severity(i, now=now, by=by, severity=severity, sla=self._sla(i)),

@@ -183,9 +183,12 @@ async def test_a_post_without_the_csrf_token_is_refused_and_changes_nothing(
 
 
 async def test_actions_are_recorded_under_the_signed_in_operator(
-    tmp_path: Path, aiohttp_server: Any
+    tmp_path: Path, aiohttp_server: Any, database_url: str
 ) -> None:
-    async with console_scene(tmp_path, aiohttp_server) as scene, http_client() as http:
+    async with (
+        console_scene(tmp_path, aiohttp_server, database_url=database_url) as scene,
+        http_client() as http,
+    ):
         scene.blog.set("/", status=500)
         incident = await _open(scene, "acme/blog")
         assert incident.severity is Severity.MAJOR
@@ -208,6 +211,9 @@ async def test_actions_are_recorded_under_the_signed_in_operator(
         assert status == 400 and "Severity 1" in text and "already" in text
         status, text = await post("severity", severity="2")
         assert status == 200
+        # Below what the failing check confirms (Severity 2) the engine would raise it again.
+        status, text = await post("severity", severity="3")
+        assert status == 409 and "acme/blog/home still fails at a higher severity" in text
         # Resolving while the check still fails needs force, as through the API.
         status, text = await post("resolve", note="Fixed the disk")
         assert status == 409 and "still has failing checks" in text
@@ -274,8 +280,13 @@ def _escape(text: str) -> str:
     return str(escape(text))
 
 
-async def test_maintenance_outbox_and_probe_now(tmp_path: Path, aiohttp_server: Any) -> None:
-    async with console_scene(tmp_path, aiohttp_server) as scene, http_client() as http:
+async def test_maintenance_outbox_and_probe_now(
+    tmp_path: Path, aiohttp_server: Any, database_url: str
+) -> None:
+    async with (
+        console_scene(tmp_path, aiohttp_server, database_url=database_url) as scene,
+        http_client() as http,
+    ):
         scene.inbox.refuse_rcpt[CLIENT_MAIL] = "550 no such user"
         scene.shop.set("/", status=500)
         incident = await _open(scene, "acme/shop")
