@@ -5,23 +5,21 @@ and the forms to act on it), sites with their checks, maintenance windows and th
 Every page works without JavaScript; a small script refreshes the queue and an open incident
 by fetching their live parts every few seconds.
 
-Every /ui page but sign-in needs a session (`sessions.SessionCodec`): without one, a page
-redirects to sign-in. Every form carries the session's CSRF token and a POST without the
-right one gets 403 before anything happens. Actions go through the incident desk exactly as
+Every /ui page but sign-in passes the gate (`gate.Gate`): without a session it redirects to
+sign-in; every form carries the session's CSRF token and a POST without the right one gets
+403 before anything happens. Actions go through the incident desk exactly as
 the API's do, named by the signed-in operator: there is no `by` field to fill in.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import secrets
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote, urlsplit
+from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo
 
 from aiohttp import web
@@ -34,7 +32,6 @@ from incidents.severity import Severity
 from monitor.clock import Clock
 from monitor.config.models import CheckConfig, MonitorConfig, OperatorAccount
 from monitor.desk import ActionError, IncidentDesk
-from monitor.passwords import verify_password
 from monitor.store import Store
 from monitor.store.outbox import OutboxStatus
 from monitor.web.console import views
@@ -43,18 +40,10 @@ from monitor.web.console.forms import (
     local_path,
     local_time,
     read_form,
-    see_other,
     update_fields,
 )
-from monitor.web.console.sessions import (
-    SESSION_COOKIE,
-    SIGN_IN_COOKIE,
-    SIGN_IN_LIFETIME,
-    Session,
-    SessionCodec,
-    SignInLimiter,
-    same,
-)
+from monitor.web.console.gate import Gate, Handler
+from monitor.web.console.sessions import Session
 from monitor.web.templating import html_environment
 
 log = logging.getLogger(__name__)
@@ -77,11 +66,9 @@ NOTICES = {
     "maintenance": "Maintenance window added.",
     "cancelled": "Maintenance window cancelled.",
     "retry": "The notification will be sent again now.",
-    "signed-out": "Signed out.",
 }
 
 Probe = Callable[[str], Awaitable[ProbeResult | None]]
-Handler = Callable[[web.Request, Session], Awaitable[web.StreamResponse]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,24 +90,18 @@ class Console:
         refresh_seconds: float = 2.0,
     ) -> None:
         console = config.console
-        secret = console.secret.get_secret_value() if console.secret else None
-        if secret is None:
-            secret = secrets.token_urlsafe(32)
-            log.warning(
-                "console.secret is not set: sessions are signed with a random key and end "
-                "when the monitor restarts (set console.secret: ${MONITOR_CONSOLE_SECRET})"
-            )
-        self._codec = SessionCodec(secret=secret, lifetime=console.session_lifetime, clock=clock)
-        self._limiter = SignInLimiter(
-            attempts=console.sign_in_attempts, window=console.sign_in_window, clock=clock
-        )
         agency = ZoneInfo(config.agency.timezone)
         self._operators = {
             op.name.casefold(): _Operator(op, ZoneInfo(op.timezone) if op.timezone else agency)
             for op in config.operators
         }
+        self._gate = Gate(
+            config=console,
+            accounts={key: operator.account for key, operator in self._operators.items()},
+            clock=clock,
+            render=self._render,
+        )
         self._public_url = console.public_url
-        self._secure = (console.public_url or "").startswith("https://")
         self._config = config
         self._client_tz = {c.id: ZoneInfo(c.business_hours.timezone) for c in config.clients}
         self._client_names = {c.id: c.label for c in config.clients}
@@ -130,7 +111,6 @@ class Console:
         self._probe = probe
         self._kick_outbox = kick_outbox
         self._refresh_ms = int(refresh_seconds * 1000)
-        self._hashing = asyncio.Semaphore(2)
         self._env = html_environment(HERE / "templates")
 
     @property
@@ -142,12 +122,12 @@ class Console:
     def add_routes(self, app: web.Application) -> None:
         app.on_response_prepare.append(_headers)
         get, post = app.router.add_get, app.router.add_post
-        get("/ui", self._home)
-        get("/ui/", self._home)
+        get("/ui", _home)
+        get("/ui/", _home)
         get("/ui/static/{name:console\\.(css|js)}", _static)
-        get("/ui/sign-in", self._sign_in_page)
-        post("/ui/sign-in", self._sign_in)
-        post("/ui/sign-out", self._page(self._sign_out))
+        get("/ui/sign-in", self._gate.sign_in_page)
+        post("/ui/sign-in", self._gate.sign_in)
+        post("/ui/sign-out", self._page(self._gate.sign_out))
         get("/ui/queue", self._page(self._queue))
         get("/ui/queue/live", self._page(self._queue_live))
         incident = "/ui/incidents/{id:\\d{1,9}}"
@@ -167,102 +147,8 @@ class Console:
         get("/ui/outbox", self._page(self._outbox))
         post("/ui/outbox/{id:\\d{1,9}}/retry", self._page(self._retry))
 
-    # -- sessions ----------------------------------------------------------------------------
-
     def _page(self, handler: Handler) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
-        """`handler` for a signed-in operator: others are sent to sign in; a POST must carry
-        the session's CSRF token (403 otherwise, before anything is read or done)."""
-
-        async def guarded(request: web.Request) -> web.StreamResponse:
-            session = self._codec.read(request.cookies.get(SESSION_COOKIE))
-            if session is not None and session.operator.casefold() not in self._operators:
-                session = None  # removed from the config since signing in
-            if session is None:
-                if request.method == "GET" and not request.path.endswith("/live"):
-                    raise web.HTTPSeeOther(f"/ui/sign-in?next={quote(request.path_qs)}")
-                raise web.HTTPSeeOther("/ui/sign-in")
-            if request.method == "POST":
-                form = await read_form(request)
-                if not same(session.csrf, str(form.get("csrf", ""))):
-                    raise web.HTTPForbidden(text="missing or wrong CSRF token: reload the page")
-            return await handler(request, session)
-
-        return guarded
-
-    async def _home(self, request: web.Request) -> web.StreamResponse:
-        raise web.HTTPSeeOther("/ui/queue")
-
-    async def _sign_in_page(
-        self, request: web.Request, *, error: str | None = None, status: int = 200
-    ) -> web.Response:
-        cookie, token = self._codec.sign_in_token()
-        response = self._render(
-            "sign_in.html.j2",
-            None,
-            status=status,
-            token=token,
-            error=error,
-            notice=NOTICES.get(request.query.get("done", "")),
-            next=local_path(request.query.get("next")),
-        )
-        self._set_cookie(response, SIGN_IN_COOKIE, cookie, max_age=SIGN_IN_LIFETIME.seconds)
-        return response
-
-    async def _sign_in(self, request: web.Request) -> web.StreamResponse:
-        form = await read_form(request)
-        if not self._codec.sign_in_token_ok(
-            request.cookies.get(SIGN_IN_COOKIE), str(form.get("csrf", ""))
-        ):
-            raise web.HTTPForbidden(text="the sign-in form expired or was not ours: reload it")
-        name = str(form.get("name", "")).strip()
-        password = str(form.get("password", ""))
-        keys = (f"ip:{request.remote}", f"name:{name.casefold()}")
-        wait = self._limiter.retry_after(*keys)
-        if wait > 0:
-            response = await self._sign_in_page(
-                request, error="Too many failed sign-ins: wait a few minutes.", status=429
-            )
-            response.headers["Retry-After"] = str(int(wait) + 1)
-            return response
-        operator = self._operators.get(name.casefold())
-        stored = operator.account.password_hash if operator else None
-        # argon2 takes tens of milliseconds and 64 MiB by design: off the event loop (probes
-        # keep their timing), and two at a time (a flood of sign-ins cannot take the memory).
-        async with self._hashing:
-            right = await asyncio.to_thread(verify_password, password, stored)
-        if not right:
-            self._limiter.failed(*keys)
-            log.warning("console: failed sign-in for %r from %s", name[:80], request.remote)
-            return await self._sign_in_page(request, error="Wrong name or password.", status=401)
-        assert operator is not None  # verify_password is False without one
-        self._limiter.succeeded(keys[1])
-        cookie, _ = self._codec.issue(operator.account.name)
-        log.info("console: %s signed in from %s", operator.account.name, request.remote)
-        response = see_other(local_path(str(form.get("next", ""))) or "/ui/queue")
-        self._set_cookie(
-            response, SESSION_COOKIE, cookie, max_age=int(self._codec.lifetime.total_seconds())
-        )
-        response.del_cookie(SIGN_IN_COOKIE, path="/ui")
-        return response
-
-    async def _sign_out(self, request: web.Request, session: Session) -> web.StreamResponse:
-        log.info("console: %s signed out", session.operator)
-        response = see_other("/ui/sign-in?done=signed-out")
-        response.del_cookie(SESSION_COOKIE, path="/ui")
-        return response
-
-    def _set_cookie(
-        self, response: web.StreamResponse, name: str, value: str, *, max_age: int
-    ) -> None:
-        response.set_cookie(
-            name,
-            value,
-            max_age=max_age,
-            path="/ui",
-            httponly=True,
-            samesite="Strict",
-            secure=self._secure,
-        )
+        return self._gate.page(handler)
 
     def _operator(self, session: Session) -> _Operator:
         return self._operators[session.operator.casefold()]
@@ -655,6 +541,10 @@ class Console:
             **values,
         )
         return web.Response(text=body, status=status, content_type="text/html", charset="utf-8")
+
+
+async def _home(request: web.Request) -> web.StreamResponse:
+    raise web.HTTPSeeOther("/ui/queue")
 
 
 async def _static(request: web.Request) -> web.Response:
