@@ -16,9 +16,11 @@ import pytest
 from incidents.connectivity import ConnectivityLost
 from incidents.connectivity_notices import connectivity_lost
 from incidents.flow import change_severity
-from incidents.messages import MessageContext
+from incidents.messages import MessageContext, compose_email
 from incidents.model import Incident, IncidentStatus, TimelineKind
+from incidents.outgoing import MessageKind
 from incidents.severity import Severity
+from monitor.clients import client_contexts, message_context
 from monitor.config import ConfigError, load_config_text
 from monitor.passwords import hash_password, looks_like_hash, verify_password
 from monitor.store import OutboxStatus, Store
@@ -107,6 +109,31 @@ console:
     assert "k" * 40 not in repr(config.console)  # a secret never prints
 
 
+def test_oncall_mails_link_the_console_page_unless_a_dashboard_is_set() -> None:
+    operators = f"""operators:
+  - {{name: Alice, email: alice@agency.example, password_hash: "{GOOD_HASH}"}}
+console:
+  public_url: https://monitor.agency.example
+oncall:
+  emails: [oncall@agency.example]
+"""
+    config = load_config_text(_config(operators))
+    ctx = message_context(config)
+    assert ctx.dashboard_url == "https://monitor.agency.example/ui"
+    mail = compose_email(
+        MessageKind.PAGE,
+        incident=_incident(Severity.CRITICAL),
+        client=client_contexts(config)["acme"].info,
+        ctx=ctx,
+        now=T0,
+        first_in_thread=True,
+    )
+    assert "https://monitor.agency.example/ui/incidents/7" in mail.text
+    dashboard = _config(operators + "notifications:\n  dashboard_url: https://grafana.example\n")
+    assert message_context(load_config_text(dashboard)).dashboard_url == "https://grafana.example"
+    assert message_context(load_config_text(_config(""))).dashboard_url is None
+
+
 def test_the_limiter_counts_failures_per_key_within_the_window() -> None:
     clock = ShiftedClock(T0)
     limiter = SignInLimiter(attempts=2, window=timedelta(minutes=15), clock=clock)
@@ -160,8 +187,6 @@ def _incident(severity: Severity) -> Incident:
 
 
 def test_severity_by_hand_escalates_with_paging_and_lowers_without() -> None:
-    from monitor.clients import client_contexts
-
     config = load_config_text(_config(""))
     sla = client_contexts(config)["acme"].sla
     now = T0 + timedelta(minutes=5)
