@@ -72,12 +72,14 @@ async def test_an_operator_triages_acknowledges_and_updates_the_client(
         # A public update: previewed as the client will get it, then sent.
         before = len(scene.inbox.messages())
         await page.get_by_role("link", name=critical.ref).click()
-        update = "We are restoring the shop's database; next update within the hour."
+        lines = ("We are restoring the shop's database.", "Next update within the hour.")
+        update = "\n".join(lines)
         await page.get_by_label("Text", exact=True).fill(update)
         await page.get_by_label("Public: mailed to the client").check()
         await page.get_by_role("button", name="Preview").click()
         preview = page.locator("section.preview")
-        await expect(preview).to_contain_text(update)
+        await expect(preview).to_contain_text(lines[0])
+        await expect(preview).to_contain_text(lines[1])
         await expect(preview).to_contain_text(CLIENT_MAIL)
         subject = (await preview.locator(".subject").inner_text()).strip()
         assert len(scene.inbox.messages()) == before  # a preview sends nothing
@@ -88,13 +90,15 @@ async def test_an_operator_triages_acknowledges_and_updates_the_client(
             return [
                 m
                 for m in scene.inbox.messages()[before:]
-                if CLIENT_MAIL in str(m["To"]) and update in str(m.get_body(("plain",)))
+                if CLIENT_MAIL in str(m["To"]) and lines[0] in str(m.get_body(("plain",)))
             ]
 
         [mail] = await eventually(updates)
         assert str(mail["Subject"]) == subject
         body = mail.get_body(preferencelist=("plain",))
-        assert body is not None and update in body.get_content()
+        assert body is not None
+        # The text arrives as typed, line breaks and all (through the preview's hidden field).
+        assert update in body.get_content().replace("\r\n", "\n")
         # Exactly that one mail reached the client after the preview.
         to_client = [m for m in scene.inbox.messages()[before:] if CLIENT_MAIL in str(m["To"])]
         assert len(to_client) == 1
