@@ -133,7 +133,9 @@ class Gate:
             right = await asyncio.to_thread(verify_password, password, stored)
         if not right:
             self._limiter.failed(*keys)
-            log.warning("console: failed sign-in for %r from %s", name[:80], request.remote)
+            # An unknown name is not logged: people type their password into it by mistake.
+            who = account.name if account else "an unknown name"
+            log.warning("console: failed sign-in for %s from %s", who, request.remote)
             return await self.sign_in_page(request, error="Wrong name or password.", status=401)
         assert account is not None  # verify_password is False without one
         self._limiter.succeeded(keys[1])
