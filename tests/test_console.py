@@ -206,6 +206,10 @@ async def test_actions_are_recorded_under_the_signed_in_operator(
         # A `by` in the form is ignored: the session says who acts.
         status, text = await post("acknowledge", by="Mallory")
         assert status == 200 and "Acknowledged." in text
+        status, text = await post("preview", text="x" * 20_001)
+        assert status == 400 and "longer than 20000 characters" in text
+        status, text = await post("updates", text="x" * 20_001, audience="internal")
+        assert status == 400
         status, text = await post("updates", text="Disk full, cleaning up", audience="internal")
         assert status == 200 and "Internal note saved." in text
         status, text = await post("severity", severity="1")

@@ -37,6 +37,7 @@ from monitor.store.outbox import OutboxStatus
 from monitor.web.console import views
 from monitor.web.console.forms import (
     form_text,
+    is_public,
     local_path,
     local_time,
     read_form,
@@ -302,9 +303,9 @@ class Console:
         the page then offers to send exactly that text."""
         incident_id = int(request.match_info["id"])
         form = await read_form(request)
-        text, public, stage = update_fields(form)
         by = self._operator(session).account.name
         try:
+            text, public, stage = update_fields(form)
             mails = await self._desk.preview_update(
                 incident_id, by=by, text=text, public=public, stage=stage
             )
@@ -322,10 +323,10 @@ class Console:
         )
 
     async def _post_update(self, request: web.Request, session: Session) -> web.StreamResponse:
-        form = await read_form(request)
-        text, public, stage = update_fields(form)
+        public = is_public(await read_form(request))
 
         async def act(iid: int, form: Mapping[str, str], by: str) -> Any:
+            text, public, stage = update_fields(form)
             return await self._desk.post_update(iid, by=by, text=text, public=public, stage=stage)
 
         return await self._act(request, session, act, "updated" if public else "noted")

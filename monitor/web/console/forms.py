@@ -44,14 +44,16 @@ def form_text(form: Mapping[str, str], name: str) -> str:
     return text
 
 
+def is_public(form: Mapping[str, str]) -> bool:
+    """An update for the client (the default) rather than an internal note."""
+    return form.get("audience", "public") != "internal"
+
+
 def update_fields(form: Mapping[str, str]) -> tuple[str, bool, Stage | None]:
+    """(text, public, stage) of the update form; ActionError for a text too long."""
     stage = form.get("stage") or None
     allowed = {s.value for s in Stage if s is not Stage.RESOLVED}
-    return (
-        form_text(form, "text"),
-        form.get("audience", "public") != "internal",
-        Stage(stage) if stage in allowed else None,
-    )
+    return form_text(form, "text"), is_public(form), Stage(stage) if stage in allowed else None
 
 
 def local_path(target: str | None) -> str | None:
