@@ -13,11 +13,12 @@ from pathlib import Path
 import bcrypt
 import pytest
 
+from checks.result import Evidence, Outcome, ProbeResult
 from incidents.connectivity import ConnectivityLost
 from incidents.connectivity_notices import connectivity_lost
 from incidents.flow import change_severity
 from incidents.messages import MessageContext, compose_email
-from incidents.model import Incident, IncidentStatus, TimelineKind
+from incidents.model import CheckState, Incident, IncidentStatus, TimelineKind, Transition
 from incidents.outgoing import MessageKind
 from incidents.severity import Severity
 from monitor.clients import client_contexts, message_context
@@ -224,6 +225,31 @@ async def test_the_outbox_lists_by_state_and_retries_failed_items(store: Store) 
     await store.mark_sent(item.id, at=later)
     assert await store.retry_outbox(item.id, now=later) is None  # sent stays sent
     assert await store.retry_outbox(999_999, now=later) is None
+
+
+async def test_recent_results_of_many_checks_in_one_query(store: Store) -> None:
+    keys = ["acme/shop/home", "acme/shop/cart", "acme/blog/home"]
+    for minute in range(5):
+        for index, key in enumerate(keys[:2]):
+            at = T0 + timedelta(minutes=minute)
+            result = ProbeResult(
+                outcome=Outcome.OK if minute % 2 == 0 else Outcome.HTTP_5XX,
+                started_at=at,
+                latency=0.1 * (index + 1) + minute / 100,
+                evidence=Evidence(url=f"https://{key}"),
+            )
+            await store.record(
+                check_key=key,
+                result=result,
+                transition=Transition(state=CheckState(key=key), incident=None),
+                previous_state=CheckState(key=key),
+            )
+    found = await store.recent_results_of(keys, limit=3)
+    assert sorted(found) == sorted(keys[:2])  # the blog has no history
+    for key in keys[:2]:
+        assert found[key] == (await store.recent_results(key, limit=3))
+        assert [row.at for row in found[key]] == [T0 + timedelta(minutes=m) for m in (4, 3, 2)]
+    assert await store.recent_results_of([], limit=3) == {}
 
 
 async def test_hash_password_reads_stdin_never_argv() -> None:

@@ -369,6 +369,35 @@ class Store:
             rows = await self._fetch(query)
         return [codec.history_from_row(row) for row in rows]
 
+    async def recent_results_of(
+        self, check_keys: Sequence[str], *, limit: int = 50
+    ) -> dict[str, list[HistoryRow]]:
+        """`recent_results` of many checks in one query: each key's latest `limit` results,
+        newest first (keys without history are absent)."""
+        await self.flush_history()
+        if not check_keys:
+            return {}
+        newest = (
+            sa.func.row_number()
+            .over(partition_by=check_history.c.check_key, order_by=check_history.c.id.desc())
+            .label("newest")
+        )
+        ranked = (
+            sa.select(check_history, newest)
+            .where(check_history.c.check_key.in_(list(check_keys)))
+            .subquery()
+        )
+        query = (
+            sa.select(ranked)
+            .where(ranked.c.newest <= limit)
+            .order_by(ranked.c.check_key, ranked.c.newest)
+        )
+        found: dict[str, list[HistoryRow]] = {}
+        with translated(f"reading the history of {len(check_keys)} checks"):
+            for row in await self._fetch(query):
+                found.setdefault(row["check_key"], []).append(codec.history_from_row(row))
+        return found
+
     async def save_incident(
         self,
         incident: Incident,

@@ -14,7 +14,7 @@ the API's do, named by the signed-in operator: there is no `by` field to fill in
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -33,6 +33,7 @@ from monitor.clock import Clock
 from monitor.config.models import CheckConfig, MonitorConfig, OperatorAccount
 from monitor.desk import ActionError, IncidentDesk
 from monitor.store import Store
+from monitor.store.codec import HistoryRow
 from monitor.store.outbox import OutboxStatus
 from monitor.web.console import views
 from monitor.web.console.forms import (
@@ -363,13 +364,27 @@ class Console:
         mine = self._operator(session).tz
         states = await self._store.load_check_states()
         open_by_site = {i.site: i for i in await self._store.list_incidents(open_only=True)}
+        keys = [
+            f"{client.id}/{site.id}/{check.id}"
+            for client in self._config.clients
+            for site in client.sites
+            for check in site.checks
+        ]
+        history = await self._store.recent_results_of(keys, limit=SPARK_RESULTS)
         clients = []
         for client in self._config.clients:
             sites = []
             for site in client.sites:
                 site_key = f"{client.id}/{site.id}"
                 checks = [
-                    await self._check_row(f"{site_key}/{check.id}", check, states, mine, now)
+                    _check_row(
+                        f"{site_key}/{check.id}",
+                        check,
+                        states.get(f"{site_key}/{check.id}"),
+                        history.get(f"{site_key}/{check.id}", []),
+                        mine,
+                        now,
+                    )
                     for check in site.checks
                 ]
                 sites.append(
@@ -384,33 +399,6 @@ class Console:
                 )
             clients.append({"c": client, "sites": sites})
         return self._render("sites.html.j2", session, clients=clients, **extra)
-
-    async def _check_row(
-        self,
-        key: str,
-        check: CheckConfig,
-        states: Mapping[str, CheckState],
-        mine: ZoneInfo,
-        now: datetime,
-    ) -> dict[str, Any]:
-        state = states.get(key)
-        history = await self._store.recent_results(key, limit=SPARK_RESULTS)
-        # Newest first from the store; the sparkline reads left to right.
-        samples = [(row.latency, not row.outcome.is_failure) for row in reversed(history)]
-        # A check healthy all along has no stored state (the store keeps only states that
-        # say something): its latest history row tells its last result.
-        last, at = (state.last_outcome, state.last_result_at) if state else (None, None)
-        if last is None and history:
-            last, at = history[0].outcome, history[0].at
-        return {
-            "key": key,
-            "name": check.name or check.id,
-            "kind": check.kind,
-            "state": views.state_word(state, last=last),
-            "last": str(last) if last else "-",
-            "last_at": views.when(at, mine, now=now),
-            "spark": views.sparkline(samples),
-        }
 
     async def _probe_now(self, request: web.Request, session: Session) -> web.StreamResponse:
         form = await read_form(request)
@@ -542,6 +530,33 @@ class Console:
             **values,
         )
         return web.Response(text=body, status=status, content_type="text/html", charset="utf-8")
+
+
+def _check_row(
+    key: str,
+    check: CheckConfig,
+    state: CheckState | None,
+    history: Sequence[HistoryRow],
+    mine: ZoneInfo,
+    now: datetime,
+) -> dict[str, Any]:
+    """One check on the Sites page; `history` newest first."""
+    # The sparkline reads left to right, oldest first.
+    samples = [(row.latency, not row.outcome.is_failure) for row in reversed(history)]
+    # A check healthy all along has no stored state (the store keeps only states that say
+    # something): its latest history row tells its last result.
+    last, at = (state.last_outcome, state.last_result_at) if state else (None, None)
+    if last is None and history:
+        last, at = history[0].outcome, history[0].at
+    return {
+        "key": key,
+        "name": check.name or check.id,
+        "kind": check.kind,
+        "state": views.state_word(state, last=last),
+        "last": str(last) if last else "-",
+        "last_at": views.when(at, mine, now=now),
+        "spark": views.sparkline(samples),
+    }
 
 
 async def _home(request: web.Request) -> web.StreamResponse:
