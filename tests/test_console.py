@@ -4,6 +4,7 @@ tests/test_console_browser.py."""
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -119,6 +120,20 @@ async def test_sign_in_attempts_are_limited_per_name(tmp_path: Path, aiohttp_ser
         assert refused.status == 429 and int(refused.headers["Retry-After"]) > 0
         # The other operator (same address) is limited by the address count too.
         assert (await sign_in(http, scene.url, name=OTHER, password="x")).status == 429
+
+
+async def test_a_burst_of_guesses_sent_at_once_is_counted_as_it_goes(
+    tmp_path: Path, aiohttp_server: Any
+) -> None:
+    async with console_scene(tmp_path, aiohttp_server, sign_in_attempts=3) as scene:
+
+        async def guess() -> int:
+            async with http_client() as http:  # each its own sign-in form and cookie
+                return (await sign_in(http, scene.url, password="burst")).status
+
+        statuses = await asyncio.gather(*(guess() for _ in range(6)))
+        # Only as many passwords are checked as the limit allows; the rest wait and are refused.
+        assert sorted(statuses) == [401, 401, 401, 429, 429, 429]
 
 
 async def test_a_signed_out_user_is_sent_to_sign_in_from_every_page(

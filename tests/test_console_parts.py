@@ -146,6 +146,11 @@ def test_the_limiter_counts_failures_per_key_within_the_window() -> None:
     assert limiter.retry_after("ip:1", "name:bob") == 0
     limiter.succeeded("name:alice")
     assert limiter.retry_after("ip:3", "name:alice") == 0
+    limiter.failed("ip:4")
+    limiter.failed("ip:4")
+    assert limiter.retry_after("ip:4") > 0
+    limiter.take_back("ip:4")
+    assert limiter.retry_after("ip:4") == 0
 
 
 def test_sessions_are_signed_and_end_with_their_lifetime() -> None:

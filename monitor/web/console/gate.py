@@ -118,27 +118,32 @@ class Gate:
         name = str(form.get("name", "")).strip()
         password = str(form.get("password", ""))
         keys = (f"ip:{request.remote}", f"name:{name.casefold()}")
-        wait = self._limiter.retry_after(*keys)
+        account = self._accounts.get(name.casefold())
+        stored = account.password_hash if account else None
+        # argon2 takes a noticeable time and 64 MiB by design: off the event loop (probes
+        # keep their timing), and two at a time (a flood of sign-ins cannot take the memory).
+        # Each attempt counts as failed before its check and is taken back if right: a burst
+        # sent at once gets no more checks than the limit, however many run side by side.
+        right = False
+        async with self._hashing:
+            wait = self._limiter.retry_after(*keys)
+            if wait <= 0:
+                self._limiter.failed(*keys)
+                right = await asyncio.to_thread(verify_password, password, stored)
         if wait > 0:
             response = await self.sign_in_page(
                 request, error="Too many failed sign-ins: wait a few minutes.", status=429
             )
             response.headers["Retry-After"] = str(int(wait) + 1)
             return response
-        account = self._accounts.get(name.casefold())
-        stored = account.password_hash if account else None
-        # argon2 takes a noticeable time and 64 MiB by design: off the event loop (probes
-        # keep their timing), and two at a time (a flood of sign-ins cannot take the memory).
-        async with self._hashing:
-            right = await asyncio.to_thread(verify_password, password, stored)
         if not right:
-            self._limiter.failed(*keys)
             # An unknown name is not logged: people type their password into it by mistake.
             who = account.name if account else "an unknown name"
             log.warning("console: failed sign-in for %s from %s", who, request.remote)
             return await self.sign_in_page(request, error="Wrong name or password.", status=401)
         assert account is not None  # verify_password is False without one
         self._limiter.succeeded(keys[1])
+        self._limiter.take_back(keys[0])
         cookie, _ = self._codec.issue(account.name)
         log.info("console: %s signed in from %s", account.name, request.remote)
         response = see_other(local_path(str(form.get("next", ""))) or "/ui/queue")

@@ -122,6 +122,12 @@ class SignInLimiter:
     def succeeded(self, key: str) -> None:
         self._failures.pop(key, None)
 
+    def take_back(self, key: str) -> None:
+        """Forget the latest failure of `key` (an attempt counted before it turned out right)."""
+        failures = self._failures.get(key)
+        if failures:
+            failures.pop()
+
     def _recent(self, key: str, now: float) -> deque[float]:
         failures = self._failures.setdefault(key, deque())
         while failures and failures[0] <= now - self._window:
