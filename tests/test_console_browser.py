@@ -8,12 +8,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from axe_playwright_python.async_playwright import Axe
 from playwright.async_api import Browser, Page, expect
 
 from incidents.model import Incident
 from tests.console_helpers import CLIENT_MAIL, OPERATOR, PASSWORD, ConsoleScene, console_scene
-from tests.helpers import eventually
+from tests.helpers import eventually, serious_axe_violations
 
 PAGES = ("/ui/queue", "/ui/sites", "/ui/maintenance", "/ui/outbox", "/ui/incidents/1")
 # Browsers are slow to start on a loaded machine.
@@ -170,11 +169,6 @@ async def test_axe_finds_no_serious_violation_on_any_console_page(
         pages.append(f"{scene.url}/incidents/{incident.id}")
         for url in pages:
             await page.goto(url)
-            results = await Axe().run(page)
-            serious = [
-                (v["id"], v["impact"], [n["target"] for n in v["nodes"]][:3])
-                for v in results.response["violations"]
-                if v["impact"] in ("serious", "critical")
-            ]
+            serious = await serious_axe_violations(page)
             assert serious == [], (url, serious)
         await page.close()

@@ -8,9 +8,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from axe_playwright_python.async_playwright import Axe
 from playwright.async_api import Browser
 
+from tests.helpers import serious_axe_violations
 from tests.status_helpers import (
     BLOG,
     INTERNAL_NOTE,
@@ -81,11 +81,6 @@ async def test_axe_finds_no_serious_violation(
         page = await browser.new_page()
         for url in (scene.page_url, f"{scene.page_url}/incidents/{scene.incident.id}"):
             await page.goto(url)
-            results = await Axe().run(page)
-            serious = [
-                (v["id"], v["impact"], [n["target"] for n in v["nodes"]][:3])
-                for v in results.response["violations"]
-                if v["impact"] in ("serious", "critical")
-            ]
+            serious = await serious_axe_violations(page)
             assert serious == [], serious
         await page.close()
