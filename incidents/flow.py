@@ -441,6 +441,34 @@ def attach_postmortem(incident: Incident, *, now: datetime, by: str, text: str) 
     return Change(incident=incident, timeline=(entry,))
 
 
+def change_severity(
+    incident: Incident, *, now: datetime, by: str, severity: Severity, sla: SlaContext
+) -> Change:
+    """An operator sets the severity by hand. Raising it is an escalation as if the checks
+    had caused it: tighter clocks, on-call paged again on Severity 1, the client's escalation
+    mail (`notifications`). Lowering it keeps every due time already promised (the client
+    was told them) and mails nobody; only the timeline records who and why."""
+    _require_open(incident, by)
+    if severity is incident.severity:
+        raise ValueError(f"{incident.ref} is {severity.label} already")
+    before = incident.severity
+    changed = replace(incident, severity=severity)
+    escalated = severity < before  # a lower number is more severe
+    entry = TimelineEntry(
+        at=now,
+        kind=TimelineKind.ESCALATED if escalated else TimelineKind.DEESCALATED,
+        message=f"{'escalated' if escalated else 'de-escalated'} by {by} from "
+        f"{before.label} to {severity.label}",
+        severity=severity,
+        evidence={"by": by, "from": int(before)},
+    )
+    if not escalated:
+        return Change(incident=changed, timeline=(entry,))
+    changed = escalate_clocks(changed, previous_severity=before, at=now, ctx=sla)
+    paged, paging = _tell_oncall(changed, now=now, sla=sla, page=severity is Severity.CRITICAL)
+    return Change(incident=paged, timeline=(entry, *paging))
+
+
 class StillFailing(ValueError):
     """A manual resolve refused: checks of the incident still fail (`checks`, keys)."""
 

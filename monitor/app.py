@@ -43,6 +43,7 @@ from monitor.runtime import Listener, Monitor, new_http_transport, new_session
 from monitor.server import DEGRADED_LOOP_LAG, create_app, create_metrics_app
 from monitor.store import Store
 from monitor.uptime_gauge import UptimeGauge, calendars_of
+from monitor.web.console import Console
 from monitor.web.ping import PingRoutes
 from monitor.web.status import StatusPages
 
@@ -169,6 +170,22 @@ async def running_monitor(
     reloader.subscribe(status.apply)
     reloader.subscribe(lambda new: monitor.connectivity.use_messages(message_context(new)))
     reloader.subscribe(lambda new: store.use_calendars(calendars_of(new)))
+    # The console is served when operators are configured at start (its routes are added
+    # then); a reload changes who may sign in.
+    console = (
+        Console(
+            config=config,
+            store=store,
+            desk=monitor.desk,
+            clock=clock,
+            probe=monitor.probe_now,
+            kick_outbox=outbox.kick,
+        )
+        if config.operators
+        else None
+    )
+    if console is not None:
+        reloader.subscribe(console.apply)
     # The new configuration and checks live on as the first ones did: out of the collector's
     # full passes too (see gc.freeze below); the old ones are freed by their reference counts.
     reloader.subscribe(lambda new: gc.freeze())
@@ -185,6 +202,7 @@ async def running_monitor(
                 status=status,
                 pings=pings,
                 reloader=reloader,
+                console=console,
             )
         task = asyncio.create_task(monitor.run())
         started = asyncio.ensure_future(monitor.started())
@@ -321,6 +339,7 @@ async def _serve(
     exposition: Callable[[], Iterable[bytes]],
     status: StatusPages,
     reloader: Reloader,
+    console: Console | None,
     pings: PingRoutes | None = None,
 ) -> str:
     """Start the HTTP listener(s), appending each runner to `runners` for cleanup; return the
@@ -350,6 +369,7 @@ async def _serve(
         status=status,
         pings=pings,
         reload=lambda: _reload_answer(reloader),
+        console=console,
     )
     url = await _start(app, runners, server.host, server.port, guard, runner_args)
     log.info(

@@ -128,6 +128,13 @@ def _parser() -> argparse.ArgumentParser:
     oncall.add_argument("--json", action="store_true", help="one JSON object")
     oncall.set_defaults(handler=_oncall)
 
+    hashing = commands.add_parser(
+        "hash-password",
+        help="print an argon2id hash for operators[].password_hash (reads the password from "
+        "a prompt, or from standard input when it is not a terminal)",
+    )
+    hashing.set_defaults(handler=_hash_password)
+
     def operator(name: str, help_text: str, **extra: Any) -> argparse.ArgumentParser:
         command = commands.add_parser(name, help=help_text, **extra)
         command.add_argument(
@@ -675,6 +682,26 @@ def _maintenance(args: argparse.Namespace) -> int:
         "by": args.by,
     }
     return _operator(args, "POST", "/api/maintenance", body)
+
+
+def _hash_password(args: argparse.Namespace) -> int:
+    """Never from argv: a password there lands in the shell's history and in `ps`."""
+    import getpass
+
+    from monitor.passwords import hash_password
+
+    if sys.stdin.isatty():
+        password = getpass.getpass("Password: ")
+        if getpass.getpass("Again: ") != password:
+            print("the two passwords differ; nothing printed", file=sys.stderr)
+            return 2
+    else:
+        password = sys.stdin.readline().rstrip("\r\n")
+    if not password.strip():
+        print("the password is empty; nothing printed", file=sys.stderr)
+        return 2
+    print(hash_password(password))
+    return 0
 
 
 def _schema(args: argparse.Namespace) -> int:

@@ -24,6 +24,7 @@ from incidents.flow import (
     after_engine,
     after_tick,
     attach_postmortem,
+    change_severity,
     during_maintenance,
     next_wakeup,
     notifications,
@@ -32,9 +33,10 @@ from incidents.flow import (
     resolve_by_hand,
 )
 from incidents.model import Incident, TimelineEntry, TimelineKind, Transition
-from incidents.outgoing import Outgoing
+from incidents.outgoing import Audience, Outgoing, OutgoingEmail
 from incidents.public_status import Stage
 from incidents.recurring_maintenance import RecurringWindow, recurring_in_force
+from incidents.severity import Severity
 from incidents.sla import SlaContext
 from monitor.clients import (
     ClientContext,
@@ -170,6 +172,42 @@ class IncidentDesk:
             waiting,
             key=lambda i: (int(i.severity) != 1, i.response_due_at or far, i.opened_at),
         )
+
+    def client_timezone(self, client: str) -> str | None:
+        """The IANA zone of the client's business hours; None for a client not configured."""
+        context = self._clients.get(client)
+        return context.info.timezone if context is not None else None
+
+    async def preview_update(
+        self,
+        incident_id: int,
+        *,
+        by: str,
+        text: str,
+        public: bool = True,
+        stage: Stage | None = None,
+    ) -> list[OutgoingEmail]:
+        """The client mails `post_update` would send now, composed by the same builder the
+        outbox sends from; nothing is stored. Empty for an internal note or a client without
+        contacts."""
+        stored = await self._store.get_incident(incident_id)
+        if stored is None:
+            raise ActionError(f"no incident {incident_id}", status=404)
+        if stored.client not in self._clients:
+            raise ActionError(f"{stored.ref}: client {stored.client} is not configured", status=409)
+        now = self._clock.now()
+        try:
+            change = post_update(
+                stored, now=now, by=by, text=text, sla=self._sla(stored), public=public, stage=stage
+            )
+        except ValueError as exc:
+            raise ActionError(str(exc), status=400) from exc
+        _, out = self._notifier(stored.client, change.timeline, now)(change.incident)
+        return [
+            message
+            for message in out
+            if isinstance(message, OutgoingEmail) and message.audience is Audience.CLIENT
+        ]
 
     def in_maintenance(self, site: str, now: datetime) -> bool:
         # Asked for every probe result: no lists built for the commonest answer.
@@ -349,6 +387,30 @@ class IncidentDesk:
             lambda i, now: post_update(
                 i, now=now, by=by, text=text, sla=self._sla(i), public=public, stage=stage
             ),
+        )
+
+    async def change_severity(self, incident_id: int, *, by: str, severity: Severity) -> Incident:
+        """Escalate or de-escalate by hand (`incidents.flow.change_severity`). Lowering it
+        below what a still-failing check confirms is refused (409): the engine would raise it
+        again at that check's next result, mailing the client an escalation."""
+        stored = await self._store.get_incident(incident_id)
+        if stored is not None and severity > stored.severity:
+            states = await self._store.load_check_states(keys=sorted(stored.failing_checks))
+            worse = sorted(
+                key
+                for key, state in states.items()
+                if state.failing and state.severity is not None and state.severity < severity
+            )
+            if worse:
+                raise ActionError(
+                    f"{stored.ref} cannot go down to {severity.label}: {', '.join(worse)} "
+                    "still fails at a higher severity and would raise it again at its next "
+                    "result; lower it once that check passes, or resolve the incident",
+                    status=409,
+                )
+        return await self._act(
+            incident_id,
+            lambda i, now: change_severity(i, now=now, by=by, severity=severity, sla=self._sla(i)),
         )
 
     async def attach_postmortem(self, incident_id: int, *, by: str, text: str) -> Incident:

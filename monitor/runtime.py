@@ -436,6 +436,13 @@ class Monitor:
 
     # -- one probe -------------------------------------------------------------------------
 
+    async def probe_now(self, key: str) -> ProbeResult | None:
+        """Probe the check `key` once, at once, for an operator to see (the console's "probe
+        now"); the result is shown, not fed to the engine, so it neither opens nor resolves
+        anything. None for a check not configured."""
+        check = self._by_key.get(key)
+        return None if check is None else await self._probe_once(check)
+
     async def _probe_once(self, check: ConfiguredCheck) -> ProbeResult:
         """Probe `check` by its kind (also for another location's confirmation request)."""
         return await run_probe(
@@ -448,11 +455,6 @@ class Monitor:
             tls=self._tls,
             rdap=self._rdap,
         )
-
-    async def probe_now(self, check_key: str) -> ProbeResult:
-        """Probe one check at once, as scheduled probes do, and return the result without
-        counting it (the console's "probe now"). Raises KeyError for an unknown key."""
-        return await self._probe_once(self._by_key[check_key])
 
     def ping_arrived(self, check_key: str) -> None:
         """A ping of heartbeat `check_key` was stored: judge it now rather than at its next
@@ -837,6 +839,7 @@ _ENTRY_EVENTS: dict[TimelineKind, tuple[EventKind, str]] = {
     TimelineKind.OPENED: (EventKind.INCIDENT_OPENED, "incident opened"),
     TimelineKind.CHECK_FAILED: (EventKind.INCIDENT_CHECK_ADDED, "incident check added"),
     TimelineKind.ESCALATED: (EventKind.INCIDENT_ESCALATED, "incident escalated"),
+    TimelineKind.DEESCALATED: (EventKind.INCIDENT_DEESCALATED, "incident de-escalated"),
     TimelineKind.CHECK_RECOVERED: (EventKind.INCIDENT_CHECK_RECOVERED, "incident check recovered"),
     TimelineKind.RESOLVED: (EventKind.INCIDENT_RESOLVED, "incident resolved"),
     TimelineKind.ONCALL_PAGED: (EventKind.ONCALL_PAGED, "on-call paged"),

@@ -59,6 +59,7 @@ from monitor.config.channels import (
     check_routes,
 )
 from monitor.config.logo import logo_data_url
+from monitor.passwords import looks_like_hash
 
 SLUG_PATTERN = r"^[a-z0-9][a-z0-9_.-]{0,62}$"
 
@@ -921,6 +922,84 @@ class HeartbeatConfig(_Model):
     )
 
 
+class OperatorAccount(_Model):
+    """Someone who signs in to the console (/ui); their actions carry `name`."""
+
+    name: Annotated[str, Field(min_length=1, max_length=80, pattern=r"^[^\x00-\x1f\x7f]+$")] = (
+        Field(description="Shown on the timeline of every action, e.g. Alice Example.")
+    )
+    email: EmailAddress
+    password_hash: str = Field(
+        description="An argon2 or bcrypt hash, as `monitor hash-password` prints it; never "
+        "the password itself.",
+        examples=["$argon2id$v=19$m=65536,t=3,p=4$c2FsdHNhbHQ$aGFzaGhhc2hoYXNo"],
+    )
+    timezone: str | None = Field(
+        default=None,
+        description="The zone the console shows this operator's times in, e.g. Europe/Berlin; "
+        "defaults to agency.timezone.",
+    )
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str | None) -> str | None:
+        if value is not None:
+            zone(value)
+        return value
+
+    @field_validator("password_hash")
+    @classmethod
+    def _a_hash(cls, value: str) -> str:
+        if not looks_like_hash(value.strip()):
+            raise ValueError(
+                "must be an argon2 or bcrypt hash such as $argon2id$v=19$m=65536,t=3,p=4$...: "
+                "run `monitor hash-password` and paste what it prints (got something else, "
+                "not shown in case it is a password)"
+            )
+        return value.strip()
+
+
+class ConsoleConfig(_Model):
+    session_lifetime: Duration = Field(
+        default=timedelta(hours=12),
+        description="A sign-in lasts this long; then the console asks again.",
+    )
+    secret: OptionalSecret = Field(
+        default=None,
+        description="Signs the session cookies: write ${MONITOR_CONSOLE_SECRET} (32+ random "
+        "characters). Without it each start picks a random key and sign-ins end at restart.",
+    )
+    public_url: str | None = Field(
+        default=None,
+        description="How operators reach the console, e.g. https://monitor.agency.example "
+        "(links; an https URL also marks the cookie Secure).",
+    )
+    sign_in_attempts: int = Field(
+        default=5,
+        ge=1,
+        le=1000,
+        description="Failed sign-ins allowed per address and per operator name in "
+        "sign_in_window before further attempts are refused.",
+    )
+    sign_in_window: Duration = Field(
+        default=timedelta(minutes=15), description="The window failed sign-ins are counted in."
+    )
+
+    @field_validator("public_url")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        return _absolute_http_url(value, example="https://monitor.agency.example").rstrip("/")
+
+    @field_validator("secret")
+    @classmethod
+    def _long_enough(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value()) < 32:
+            raise ValueError("must be at least 32 characters (e.g. `openssl rand -hex 32`)")
+        return value
+
+
 class MonitorConfig(_Model):
     database: DatabaseConfig = DatabaseConfig()
     server: ServerConfig = ServerConfig()
@@ -1012,6 +1091,26 @@ class MonitorConfig(_Model):
                 webhook=isinstance(oncall, OncallConfig) and oncall.webhook is not None,
                 clients=None if clients is None else {client.id for client in clients},
             )
+        return value
+
+    operators: list[OperatorAccount] = Field(
+        default_factory=list,
+        description="Who may sign in to the operator console (/ui); without any, /ui is off.",
+    )
+    console: ConsoleConfig = ConsoleConfig()
+
+    @field_validator("operators")
+    @classmethod
+    def _unique_operator_names(cls, value: list[OperatorAccount]) -> list[OperatorAccount]:
+        seen: set[str] = set()
+        for index, operator in enumerate(value):
+            folded = operator.name.casefold()
+            if folded in seen:
+                raise ValueError(
+                    f"operators[{index}].name: {operator.name!r} is listed twice; "
+                    "each operator needs a name of their own"
+                )
+            seen.add(folded)
         return value
 
     @field_validator("plans")

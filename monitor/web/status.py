@@ -23,7 +23,6 @@ from urllib.parse import quote
 from zoneinfo import ZoneInfo
 
 from aiohttp import web
-from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 from incidents.i18n import translations
 from incidents.message_text import utc_iso
@@ -42,6 +41,7 @@ from monitor.config.models import ClientConfig, MonitorConfig, availability_chec
 from monitor.desk import IncidentDesk
 from monitor.server import _host_name
 from monitor.store import Store
+from monitor.web.templating import html_environment
 
 HISTORY_DAYS = 90
 TEMPLATES = Path(__file__).parent / "templates"
@@ -107,12 +107,7 @@ class StatusPages:
         self._clock = clock
         self._refresh = refresh
         self._locks: dict[str, asyncio.Lock] = {}
-        self._env = Environment(
-            loader=FileSystemLoader(TEMPLATES),
-            autoescape=select_autoescape(default=True, default_for_string=True),
-            trim_blocks=True,
-            lstrip_blocks=True,
-        )
+        self._env = html_environment(TEMPLATES)
         self.builds = 0  # how many snapshots were built (the bench and tests read it)
 
     def apply(self, config: MonitorConfig) -> None:
