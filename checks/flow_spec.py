@@ -9,7 +9,7 @@ JSON path that does not parse, two steps of one name, a step with both a form an
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -120,6 +120,10 @@ class FlowStep(BaseModel):
         default=False, description="Run even after an earlier step failed (cleanup)."
     )
 
+    @property
+    def saves(self) -> dict[str, Extractor]:
+        return self.save
+
     def form_texts(self) -> dict[str, str] | None:
         """The form as name -> value text (placeholders not yet filled in)."""
         if self.form is None:
@@ -204,7 +208,7 @@ def step_problems(steps: Sequence[FlowStep]) -> list[str]:
             if problem is not None:
                 problems.append(f"{where}: expect.json_equals: {problem}")
         for name in step.used_names():
-            problem = _use_problem(name, index=index, steps=steps, saved_by=saved_by)
+            problem = placeholder_problem(name, index=index, steps=steps, saved_by=saved_by)
             if problem is not None:
                 problems.append(f"{where}: {problem}")
         for name in step.save:
@@ -212,9 +216,20 @@ def step_problems(steps: Sequence[FlowStep]) -> list[str]:
     return problems
 
 
-def _use_problem(
-    name: str, *, index: int, steps: Sequence[FlowStep], saved_by: Mapping[str, int]
+class SavingStep(Protocol):
+    """What `placeholder_problem` reads of a step of any kind: its name and what it saves."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def saves(self) -> Mapping[str, object]: ...
+
+
+def placeholder_problem(
+    name: str, *, index: int, steps: Sequence[SavingStep], saved_by: Mapping[str, int]
 ) -> str | None:
+    """What is wrong with step `index` using `{{name}}`, or None (it is saved earlier)."""
     if not is_valid_name(name):
         return (
             f"{{{{{name}}}}} is not a placeholder: write a saved value's name of letters, "
@@ -222,7 +237,9 @@ def _use_problem(
         )
     if name in saved_by:
         return None
-    later = [f"steps[{i}] ({s.name})" for i, s in enumerate(steps) if i >= index and name in s.save]
+    later = [
+        f"steps[{i}] ({s.name})" for i, s in enumerate(steps) if i >= index and name in s.saves
+    ]
     hint = (
         f"; {', '.join(later)} saves it, but only earlier steps' values can be used"
         if later

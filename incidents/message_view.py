@@ -66,6 +66,9 @@ OUTCOME_TEXT = {
     Outcome.BROKEN_ASSET: "an image, stylesheet or script of the page failed",
     Outcome.CERT_EXPIRING: "the TLS certificate expires soon",
     Outcome.REDIRECT_REFUSED: "the site redirected to an internal address",
+    Outcome.SCRIPT_ERROR: "a script error on the page (an uncaught exception or console error)",
+    Outcome.REQUEST_FAILED: "a request of the page (same site or third party) failed",
+    Outcome.ELEMENT_MISSING: "an element a step needs never appeared",
 }
 
 # The client's sentence for each outcome: plain words, nothing the target sent.
@@ -82,6 +85,9 @@ CLIENT_SENTENCE = {
     Outcome.BROKEN_ASSET: N_("The page loads, but an image, stylesheet or script on it is broken."),
     Outcome.CERT_EXPIRING: N_("The security certificate of the site expires soon."),
     Outcome.REDIRECT_REFUSED: N_("The site sent visitors on to an internal address."),
+    Outcome.SCRIPT_ERROR: N_("The page has an error that stops visitors from going on."),
+    Outcome.REQUEST_FAILED: N_("Part of the page, such as a payment form, does not load."),
+    Outcome.ELEMENT_MISSING: N_("A button or field that visitors need is missing."),
 }
 
 ERROR_CHARS = 300

@@ -22,6 +22,7 @@ from prometheus_client import (
     disable_created_metrics,
 )
 
+from monitor.browser_pool import CHROMIUM_NAMES, INSTALL_HINT, BrowserPool, find_chromium
 from monitor.clients import ONCALL_WEBHOOK
 from monitor.clock import Clock, SystemClock
 from monitor.config.models import MonitorConfig, split_listen
@@ -37,6 +38,7 @@ from monitor.http_guard import ConnectionGuard, GuardedSite, connection_limit
 from monitor.metrics import Metrics
 from monitor.outbox_worker import OutboxWorker
 from monitor.runtime import Listener, Monitor, new_http_transport, new_session
+from monitor.screenshots import ScreenshotFolder
 from monitor.server import DEGRADED_LOOP_LAG, create_app, create_metrics_app
 from monitor.store import Store
 from monitor.uptime_gauge import UptimeGauge, calendars_of
@@ -97,6 +99,7 @@ async def running_monitor(
         retry_max=config.notifications.retry_max.total_seconds(),
         worker=config.cluster.worker,
     )
+    browser = browser_pool(config, metrics=metrics)
     monitor = Monitor(
         config=config,
         store=store,
@@ -106,6 +109,8 @@ async def running_monitor(
         http_transport=http_transport,
         listeners=listeners,
         on_outbox=outbox.kick,
+        browser=browser,
+        screenshots=screenshot_folder(config, clock=clock),
     )
     holder.append(monitor)
     # The sites this process probes: with several processes each exports its own.
@@ -169,7 +174,50 @@ async def running_monitor(
         await session.close()
         await http_transport.close()
         await delivery_session.close()
+        if browser is not None:
+            await browser.close()
         await store.close()
+
+
+def has_browser_checks(config: MonitorConfig) -> bool:
+    return any(
+        check.kind == "browser"
+        for client in config.clients
+        for site in client.sites
+        for check in site.checks
+    )
+
+
+def browser_pool(config: MonitorConfig, *, metrics: Metrics) -> BrowserPool | None:
+    """The process's Chromium for its browser checks (launched at the first journey); None
+    when it has none, or no Chromium is installed (then one line says they are skipped)."""
+    if not has_browser_checks(config):
+        return None
+    settings = config.browser
+    executable = find_chromium(settings.executable)
+    if executable is None:
+        log.warning(
+            "browser checks are skipped: no Chromium found (%s); install it with `%s`",
+            settings.executable or " or ".join(CHROMIUM_NAMES[:2]) + " on PATH",
+            INSTALL_HINT,
+        )
+        return None
+    return BrowserPool(
+        executable=executable,
+        max_pages=settings.max_pages,
+        metrics=metrics,
+        ping_timeout=settings.ping_timeout.total_seconds(),
+    )
+
+
+def screenshot_folder(config: MonitorConfig, *, clock: Clock) -> ScreenshotFolder:
+    settings = config.browser
+    return ScreenshotFolder(
+        Path(settings.screenshots_dir),
+        max_files=settings.screenshots_max_files,
+        max_age=settings.screenshots_max_age,
+        now=clock.now,
+    )
 
 
 def mailer(config: MonitorConfig) -> Mailer:

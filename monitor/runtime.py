@@ -15,6 +15,7 @@ from datetime import datetime, timedelta
 
 import aiohttp
 
+from checks.browser import BrowserCheckSpec, probe_browser, slow_figures
 from checks.flow import FlowCheckSpec, probe_flow
 from checks.http import AiohttpTransport, HttpTransport, probe_http
 from checks.lean_http import LeanTransport
@@ -27,6 +28,7 @@ from incidents.flow import resolved_by_hand
 from incidents.model import CheckState, Incident, TimelineEntry, TimelineKind, Transition
 from incidents.severity import Severity
 from incidents.wording import describe
+from monitor.browser_pool import BrowserPool
 from monitor.clients import message_context
 from monitor.clock import Clock
 from monitor.config.models import ConfiguredCheck, MonitorConfig, configured_checks
@@ -40,6 +42,7 @@ from monitor.metrics import Metrics
 from monitor.ownership import Identity, SiteOwnership
 from monitor.reports import monthly_enabled, queue_monthly_reports
 from monitor.scheduler import Scheduler
+from monitor.screenshots import ScreenshotFolder
 from monitor.store import (
     DuplicateOpenIncident,
     LeaseLost,
@@ -105,9 +108,14 @@ class Monitor:
         http_transport: HttpTransport | None = None,
         listeners: Sequence[Listener] = (),
         on_outbox: Callable[[], None] = lambda: None,
+        browser: BrowserPool | None = None,
+        screenshots: ScreenshotFolder | None = None,
     ) -> None:
         self.config = config
         self.checks: list[ConfiguredCheck] = configured_checks(config)
+        # Browser checks are skipped without a browser (no Chromium here: see app.py).
+        self._browser = browser
+        self._screenshots = screenshots
         self._store = store
         self._clock = clock
         self._metrics = metrics
@@ -171,7 +179,7 @@ class Monitor:
         # Whether the store's being away has been told: once per outage, not once per result.
         self._store_outage_told = False
         self._scheduler: Scheduler[ConfiguredCheck] = Scheduler(
-            self.checks,
+            [check for check in self.checks if check.spec.kind != "browser"],
             run=self._probe,
             monotonic=clock.monotonic,
             max_concurrency=config.scheduler.max_concurrency,
@@ -181,6 +189,20 @@ class Monitor:
             on_in_flight=metrics.probes_in_flight.set,
             on_shed=self._on_shed,
             on_overload=self._on_overload,
+        )
+        # Journeys take seconds each and wait for a page: on a scheduler of their own, so
+        # that they never hold a slot (or a per-host slot) an http check is waiting for.
+        pages = config.browser.max_pages
+        self._browser_scheduler: Scheduler[ConfiguredCheck] = Scheduler(
+            [check for check in self.checks if check.spec.kind == "browser"],
+            run=self._probe,
+            monotonic=clock.monotonic,
+            max_concurrency=pages,
+            per_host=pages,
+            on_lag=metrics.browser_scheduler_lag.observe,
+            on_skip=lambda check: metrics.probes_skipped.labels(reason="overlap").inc(),
+            on_in_flight=metrics.browser_in_flight.set,
+            on_shed=self._on_shed,
         )
         self._started = asyncio.Event()
         self._stop_requested = False
@@ -196,7 +218,7 @@ class Monitor:
     async def run(self) -> None:
         """Claim this process's sites, probe them on schedule until stop(), then finish the
         probes in flight and hand the sites back."""
-        self._scheduler.set_active(())
+        self._set_active(())
         await self.desk.load()
         await self.connectivity.load()
         await self.ownership.sync()
@@ -225,7 +247,7 @@ class Monitor:
         self._started.set()
         try:
             if not self._stop_requested:
-                await self._scheduler.run()
+                await asyncio.gather(self._scheduler.run(), self._browser_scheduler.run())
         finally:
             self._lag.stop()
             stopping.set()
@@ -239,7 +261,7 @@ class Monitor:
         """Sites this process now owns: their incidents and check states, then their probes."""
         await self.desk.adopt(sites)
         self._states.update(await self._store.load_check_states(keys=self._keys_of(sites)))
-        self._scheduler.set_active(self._keys_of(self.ownership.held | sites))
+        self._set_active(self._keys_of(self.ownership.held | sites))
         self._metrics.sites_gained.inc(len(sites))
 
     def _lost(self, sites: set[str]) -> None:
@@ -249,7 +271,12 @@ class Monitor:
             self._states.pop(key, None)
         # Their series now come from the process that took them: one source per check.
         self._metrics.checks.forget(keys)
-        self._scheduler.set_active(self._keys_of(self.ownership.held))
+        self._set_active(self._keys_of(self.ownership.held))
+
+    def _set_active(self, keys: list[str] | tuple[str, ...]) -> None:
+        self._scheduler.set_active(keys)
+        # Unknown keys are ignored by each scheduler; without a browser, none of its checks.
+        self._browser_scheduler.set_active(keys if self._browser is not None else ())
 
     def _keys_of(self, sites: set[str]) -> list[str]:
         return [key for site in sites for key in self._site_keys.get(site, ())]
@@ -304,6 +331,7 @@ class Monitor:
     def stop(self) -> None:
         self._stop_requested = True
         self._scheduler.stop()
+        self._browser_scheduler.stop()
 
     async def started(self) -> None:
         await self._started.wait()
@@ -342,6 +370,8 @@ class Monitor:
     async def _probe_once(self, check: ConfiguredCheck) -> ProbeResult:
         """Probe `check` by its kind (also for another location's confirmation request)."""
         spec = check.spec
+        if isinstance(spec, BrowserCheckSpec):
+            return await self._probe_browser(check, spec)
         if isinstance(spec, FlowCheckSpec):
             return await probe_flow(spec, session=self._session, now=self._clock.now)
         if isinstance(spec, PageCheckSpec):
@@ -350,6 +380,21 @@ class Monitor:
             )
         return await probe_http(
             spec, transport=self._http, now=self._clock.now, sleep=self._clock.sleep
+        )
+
+    async def _probe_browser(self, check: ConfiguredCheck, spec: BrowserCheckSpec) -> ProbeResult:
+        if self._browser is None:
+            raise RuntimeError(f"{check.key} is a browser check, but this monitor has no browser")
+        sink = self._screenshots.sink(check.key) if self._screenshots is not None else None
+        max_heap = self.config.browser.max_page_memory_mb * 1024 * 1024
+        return await self._browser.run(
+            lambda context: probe_browser(
+                spec,
+                context=context,
+                now=self._clock.now,
+                save_screenshot=sink,
+                max_heap_bytes=max_heap,
+            )
         )
 
     async def _probe(self, check: ConfiguredCheck, due_at: float) -> None:
@@ -446,7 +491,10 @@ class Monitor:
         lag = self._lag.max_lag_between(started, self._clock.monotonic())
         if result.outcome is Outcome.SLOW:
             # Slow only if it stays slow once our own stall is taken off the measurement.
-            trusted = (result.latency or 0.0) - lag > check.spec.slow_after.total_seconds()
+            measured, limit = (result.latency or 0.0), check.spec.slow_after.total_seconds()
+            if isinstance(check.spec, BrowserCheckSpec):
+                measured, limit = slow_figures(check.spec, result)  # perhaps a page's LCP
+            trusted = measured - lag > limit
         else:
             # A timeout stands unless our stall ate a real part of the budget: the target
             # then did not get the whole timeout to answer.

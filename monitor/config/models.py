@@ -32,6 +32,7 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
+from checks.browser_spec import BrowserCheckSpec
 from checks.duration import Duration
 from checks.flow import FlowCheckSpec
 from checks.http import HttpCheckSpec
@@ -146,7 +147,11 @@ class FlowCheckConfig(FlowCheckSpec, CheckCommon):
     """`kind: flow`: steps in one session, e.g. a checkout or a contact form."""
 
 
-CHECK_KINDS = ("http", "page", "flow")
+class BrowserCheckConfig(BrowserCheckSpec, CheckCommon):
+    """`kind: browser`: a journey in real Chromium, e.g. a JavaScript checkout."""
+
+
+CHECK_KINDS = ("http", "page", "flow", "browser")
 
 
 def _check_kind(value: Any) -> str:
@@ -157,7 +162,8 @@ def _check_kind(value: Any) -> str:
 CheckConfig = Annotated[
     Annotated[HttpCheckConfig, Tag("http")]
     | Annotated[PageCheckConfig, Tag("page")]
-    | Annotated[FlowCheckConfig, Tag("flow")],
+    | Annotated[FlowCheckConfig, Tag("flow")]
+    | Annotated[BrowserCheckConfig, Tag("browser")],
     Discriminator(
         _check_kind,
         custom_error_type="check_kind",
@@ -613,6 +619,38 @@ class SchedulerConfig(_Model):
     )
 
 
+class BrowserConfig(_Model):
+    """The Chromium that `browser` checks run in: one per monitor process (see
+    monitor.browser_pool), with pages of its own apart from the http checks."""
+
+    executable: str | None = Field(
+        default=None,
+        description="Chromium to use, a path or a name on PATH (default: chromium, "
+        "chromium-browser or google-chrome on PATH; Debian: apt-get install chromium).",
+    )
+    max_pages: int = Field(
+        default=2, ge=1, le=32, description="Journeys running at once; the others wait."
+    )
+    max_page_memory_mb: int = Field(
+        default=256,
+        ge=16,
+        description="A page whose JavaScript heap grows past this is closed, and its journey "
+        "fails as `too_large`.",
+    )
+    ping_timeout: Duration = Field(
+        default=timedelta(seconds=5),
+        description="A browser that does not answer a health ping within this is restarted.",
+    )
+    screenshots_dir: str = Field(
+        default="screenshots",
+        description="Folder of the PNGs taken at failing steps (on-call mails attach them).",
+    )
+    screenshots_max_files: int = Field(default=500, ge=1, description="PNGs kept at most.")
+    screenshots_max_age: Duration = Field(
+        default=timedelta(days=30), description="PNGs older than this are deleted."
+    )
+
+
 class ClusterConfig(_Model):
     """How the `monitor run` processes that share one database divide the sites between them.
 
@@ -703,6 +741,7 @@ class MonitorConfig(_Model):
     database: DatabaseConfig = DatabaseConfig()
     server: ServerConfig = ServerConfig()
     scheduler: SchedulerConfig = SchedulerConfig()
+    browser: BrowserConfig = BrowserConfig()
     defaults: Defaults = Defaults()
     severity_policy: SeverityPolicy = SeverityPolicy()
     sla_policy: SlaPolicy = SlaPolicy()
@@ -802,6 +841,9 @@ def configured_checks(config: MonitorConfig) -> list[ConfiguredCheck]:
                     name: value
                     for name, value in inherited.items()
                     if name not in check.model_fields_set
+                    # A journey of several pages is no page load: a browser check keeps its
+                    # own timeout and slow_after unless it sets them.
+                    and not (check.kind == "browser" and name in _JOURNEY_OWN)
                 }
                 update["url"] = urljoin(site.url, check.url)
                 spec = check.model_copy(update=update)
@@ -827,6 +869,9 @@ def configured_checks(config: MonitorConfig) -> list[ConfiguredCheck]:
                     )
                 )
     return out
+
+
+_JOURNEY_OWN = frozenset({"timeout", "slow_after"})
 
 
 def availability_checks(site: SiteConfig) -> frozenset[str]:
