@@ -132,16 +132,27 @@ async def probe_browser(
     """
     started_at = now()
     journey = _Journey(spec, monotonic=monotonic, sleep=sleep, max_heap_bytes=max_heap_bytes)
-    await context.add_init_script(VITALS_SCRIPT)
-    page = await context.new_page()
-    journey.hook(page)
     watcher = None
-    if max_heap_bytes is not None:
-        cdp = await context.new_cdp_session(page)
-        await cdp.send("Performance.enable")
-        watcher = asyncio.create_task(journey.watch_heap(page, cdp))
     try:
+        await context.add_init_script(VITALS_SCRIPT)
+        page = await context.new_page()
+        journey.hook(page)
+        if max_heap_bytes is not None:
+            cdp = await context.new_cdp_session(page)
+            await cdp.send("Performance.enable")
+            watcher = asyncio.create_task(journey.watch_heap(page, cdp))
         await journey.run(page, save_screenshot)
+    except PlaywrightError as exc:
+        # Outside a step's own errors: the browser or its context went away under us.
+        return ProbeResult(
+            outcome=Outcome.CONNECTION_ERROR,
+            started_at=started_at,
+            latency=None,
+            evidence=Evidence(
+                url=redact_url(spec.url), error=f"the browser failed: {_message(exc)}"
+            ),
+            cause=FailureCause.LOCAL_RESOURCE,
+        )
     finally:
         if watcher is not None:
             watcher.cancel()

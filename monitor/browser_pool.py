@@ -33,6 +33,7 @@ from playwright.async_api import Error as PlaywrightError
 
 from checks.result import FailureCause, ProbeResult
 from monitor.metrics import Metrics
+from monitor.proc_tree import descendants, rss_bytes
 
 log = logging.getLogger(__name__)
 
@@ -121,11 +122,17 @@ class BrowserPool:
         if metrics is not None:
             metrics.browser_pages_in_use.set_function(lambda: self._in_use)
             metrics.browser_pages_waiting.set_function(lambda: self._waiting)
+            metrics.browser_rss.set_function(self.rss_bytes)
 
     @property
     def pid(self) -> int | None:
         """Chromium's process id (the browser process), once launched."""
         return None if self._browser is None else self._read_pid()
+
+    def rss_bytes(self) -> int:
+        """Resident memory of Chromium and its helper processes now (0 before launch)."""
+        pid = self.pid
+        return 0 if pid is None else rss_bytes(descendants(pid))
 
     async def run(self, journey: Journey) -> ProbeResult:
         """Run `journey` in a fresh context once a page is free (see the module docstring)."""

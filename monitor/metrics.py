@@ -185,6 +185,11 @@ class Metrics:
             "Browser checks waiting for a free page (browser.max_pages).",
             registry=registry,
         )
+        self.browser_rss = Gauge(
+            "monitor_browser_resident_memory_bytes",
+            "Resident memory of the Chromium processes of browser checks, at scrape time.",
+            registry=registry,
+        )
         self.browser_restarts = Counter(
             "monitor_browser_restarts",
             "Chromium restarts, by reason (crashed, unresponsive).",

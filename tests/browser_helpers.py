@@ -27,6 +27,7 @@ from tests.helpers import skip_unless_required
 CHROMIUM = os.environ.get("MONITOR_TEST_CHROMIUM", "chromium")
 MB = 1024 * 1024
 CLEANUPS = web.AppKey("cleanups", list)
+HERO_HITS = web.AppKey("hero_hits", list)
 
 
 def chromium_or_skip() -> str:
@@ -107,6 +108,8 @@ def test_shop_app(faults: ShopFaults, *, hero_delay: float = 0.0) -> web.Applica
     never = asyncio.Event()
     cleanups: list[str] = []
     app[CLEANUPS] = cleanups
+    hero_hits: list[float] = []
+    app[HERO_HITS] = hero_hits
 
     async def iframe_page(request: web.Request) -> web.StreamResponse:
         frame = f"http://localhost:{request.url.port}/pay-frame"
@@ -120,6 +123,7 @@ def test_shop_app(faults: ShopFaults, *, hero_delay: float = 0.0) -> web.Applica
         return web.Response(text=_HERO_PAGE, content_type="text/html")
 
     async def hero(request: web.Request) -> web.StreamResponse:
+        hero_hits.append(hero_delay)
         await asyncio.sleep(hero_delay)
         return web.Response(text="window.heroReady = true;", content_type="text/javascript")
 
