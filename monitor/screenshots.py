@@ -7,11 +7,19 @@ from __future__ import annotations
 import asyncio
 import re
 import secrets
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import replace
 from datetime import datetime, timedelta
 from pathlib import Path
 
+from incidents.model import TimelineEntry
+from incidents.outgoing import Attachment, Audience, MessageKind, Outgoing, OutgoingEmail
+
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+# An on-call mail carries at most this much of a screenshot; a bigger one stays on disk.
+MAX_ATTACHMENT_BYTES = 5 * 1024 * 1024
+# The on-call mails that report a failure (not the SLA reminders).
+_ATTACHING = frozenset({MessageKind.PAGE, MessageKind.NOTIFY})
 _UNSAFE = re.compile(r"[^a-z0-9_.-]+")
 _STAMP = "%Y%m%dT%H%M%S.%fZ"  # sorts as it reads, to the microsecond
 
@@ -66,3 +74,36 @@ class ScreenshotFolder:
         kept.sort()  # by stamp, then name
         for name in kept[: max(0, len(kept) - self._max_files)]:
             (self.folder / name).unlink(missing_ok=True)
+
+
+def with_screenshot(out: Sequence[Outgoing], timeline: Sequence[TimelineEntry]) -> list[Outgoing]:
+    """`out` with the failing page's screenshot (from a browser check's evidence in
+    `timeline`) attached to the on-call mails that page or notify. Client mails never get
+    it: what a page showed may include what a visitor typed."""
+    data = None
+    for entry in timeline:
+        path = (entry.evidence or {}).get("screenshot")
+        if isinstance(path, str) and (data := _png(Path(path))) is not None:
+            name = f"screenshot-{entry.check.rsplit('/', 1)[-1] if entry.check else 'page'}.png"
+            break
+    if data is None:
+        return list(out)
+    attachment = Attachment(filename=name, content_type="image/png", data=data)
+    return [
+        replace(item, attachments=(*item.attachments, attachment))
+        if isinstance(item, OutgoingEmail)
+        and item.audience is Audience.ONCALL
+        and item.kind in _ATTACHING
+        else item
+        for item in out
+    ]
+
+
+def _png(path: Path) -> bytes | None:
+    try:
+        if path.suffix != ".png" or path.stat().st_size > MAX_ATTACHMENT_BYTES:
+            return None
+        data = path.read_bytes()
+    except OSError:
+        return None  # pruned since: the mail goes without it
+    return data if data.startswith(PNG_SIGNATURE) else None
