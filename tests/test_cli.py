@@ -91,6 +91,36 @@ async def test_check_config_accepts_the_shipped_config_and_rejects_a_bad_one(
     assert "Traceback" not in err
 
 
+async def test_check_config_names_file_and_line_of_bad_browser_steps(tmp_path: Path) -> None:
+    bad = tmp_path / "browser.yaml"
+    bad.write_text(
+        "clients:\n  - id: acme\n    sites:\n      - id: shop\n        url: http://x\n"
+        "        checks:\n          - id: checkout\n            kind: browser\n"
+        "            steps:\n"
+        "              - {name: open, goto: /express}\n"
+        "              - name: pay\n                click: '#pay'\n                fill: '#card'\n"
+        "              - name: done\n                wait_for: {selector: '#a', text: b}\n"
+    )
+    code, _, err = await _run("check-config", str(bad))
+    assert code == 2
+    assert (
+        f"{bad}:11: clients[0].sites[0].checks[0].steps[1]: step 'pay': give exactly one "
+        "action of goto, click, fill" in err
+    )
+    assert f"{bad}:15: clients[0].sites[0].checks[0].steps[2].wait_for: give exactly one" in err
+    assert "Traceback" not in err
+    # Across steps: a value used before any step saves it.
+    bad.write_text(
+        "clients:\n  - id: acme\n    sites:\n      - id: shop\n        url: http://x\n"
+        "        checks:\n          - id: checkout\n            kind: browser\n"
+        "            steps:\n"
+        "              - {name: cancel, goto: '/cancel?o={{order}}', always: true}\n"
+    )
+    code, _, err = await _run("check-config", str(bad))
+    assert code == 2
+    assert "steps[0] (cancel): uses {{order}} which no earlier step saves" in err
+
+
 async def test_run_refuses_an_invalid_config_without_starting(tmp_path: Path) -> None:
     bad = tmp_path / "bad.yaml"
     bad.write_text("clients: [\n")
