@@ -66,7 +66,9 @@ ScreenshotSink = Callable[[bytes], Awaitable[str | None]]
 _MAX_LINES = 10
 _MAX_LINE_CHARS = 300
 _MAX_ERROR_CHARS = 1000
-HEAP_POLL_SECONDS = 0.25
+# Each poll is a CDP round trip through the monitor's event loop: once a second is enough to
+# stop a runaway page long before it hurts the machine.
+HEAP_POLL_SECONDS = 1.0
 # Chromium logs every failed subresource as a console error too; those are requests, not
 # scripts, and are counted as requests.
 _NETWORK_CONSOLE = re.compile(r"^Failed to load resource", re.IGNORECASE)
