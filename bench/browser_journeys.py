@@ -218,7 +218,9 @@ async def _soak(url: str, count: int) -> dict[str, Any]:
     return {"pss_mb_every_20": [round(value) for value in samples]}
 
 
-async def _lag(url: str, checks: int, interval: float, duration: float) -> dict[str, float]:
+async def _lag(
+    url: str, checks: int, interval: float, duration: float, *, journeys: int = 4
+) -> dict[str, float]:
     from bench.probe_throughput import _config as checks_config
     from monitor.app import running_monitor
     from monitor.config.models import MonitorConfig
@@ -247,12 +249,11 @@ async def _lag(url: str, checks: int, interval: float, duration: float) -> dict[
 
             def journeys_done() -> float:
                 return sum(
-                    registry.get_sample_value(
-                        "monitor_probe_results_total",
-                        {"client": "shop", "check": f"shop/s/journey{n}", "outcome": "ok"},
-                    )
-                    or 0.0
-                    for n in range(4)
+                    sample.value
+                    for family in registry.collect()
+                    if family.name == "monitor_probe_results"
+                    for sample in family.samples
+                    if sample.name.endswith("_total") and sample.labels.get("client") == "shop"
                 )
 
             before = journeys_done()
@@ -297,7 +298,7 @@ def main() -> None:
     parser.add_argument("--checks", type=int, default=10_000)
     parser.add_argument("--interval", type=float, default=60.0)
     parser.add_argument("--soak", type=int, default=0, help="journeys in a row (e.g. 200)")
-    parser.add_argument("--mode", choices=["ours", "floor", "lag", "soak", "shop"])
+    parser.add_argument("--mode", choices=["ours", "floor", "lag", "lag-alone", "soak", "shop"])
     parser.add_argument("--url")
     args = parser.parse_args()
     if args.mode == "shop":
@@ -308,6 +309,9 @@ def main() -> None:
             "ours": lambda: _ours(args.url, args.pages[0], args.duration),
             "floor": lambda: _floor(args.url, args.pages[0], args.duration),
             "lag": lambda: _lag(args.url, args.checks, args.interval, args.duration),
+            "lag-alone": lambda: _lag(
+                args.url, args.checks, args.interval, args.duration, journeys=0
+            ),
             "soak": lambda: _soak(args.url, args.soak),
         }
         print(json.dumps(asyncio.run(runners[args.mode]())), flush=True)

@@ -22,14 +22,13 @@ its step as `steps[2] (pay): ...`.
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
 from datetime import timedelta
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from checks.duration import Duration
-from checks.flow_spec import SaveName, StepName, placeholder_problem
+from checks.flow_spec import SaveName, StepName, shared_step_problems
 from checks.spec import ProbeSpec
 from checks.template import placeholders
 
@@ -194,7 +193,7 @@ class BrowserCheckSpec(ProbeSpec):
     @field_validator("steps")
     @classmethod
     def _consistent_steps(cls, steps: list[BrowserStep]) -> list[BrowserStep]:
-        problems = browser_step_problems(steps)
+        problems = shared_step_problems(steps)
         if problems:
             raise ValueError("; ".join(problems))
         return steps
@@ -206,28 +205,6 @@ class BrowserCheckSpec(ProbeSpec):
             if not re.match(r"^https?://[^/\s]+/?$", origin):
                 raise ValueError(f"must be origins such as https://js.stripe.com (got {origin!r})")
         return [origin.rstrip("/") for origin in origins]
-
-
-def browser_step_problems(steps: Sequence[BrowserStep]) -> list[str]:
-    """Everything wrong across a journey's steps, each naming its step."""
-    problems: list[str] = []
-    first_use: dict[str, int] = {}
-    saved_by: dict[str, int] = {}
-    for index, step in enumerate(steps):
-        where = f"steps[{index}] ({step.name})"
-        if step.name in first_use:
-            problems.append(
-                f"{where}: the name {step.name!r} is already used by steps[{first_use[step.name]}]"
-                "; step names must be unique"
-            )
-        first_use.setdefault(step.name, index)
-        for name in step.used_names():
-            problem = placeholder_problem(name, index=index, steps=steps, saved_by=saved_by)
-            if problem is not None:
-                problems.append(f"{where}: {problem}")
-        for name in step.saves:
-            saved_by.setdefault(name, index)
-    return problems
 
 
 def _compiles(pattern: str | None, name: str) -> None:

@@ -189,6 +189,23 @@ class FlowCheckSpec(ProbeSpec):
 def step_problems(steps: Sequence[FlowStep]) -> list[str]:
     """Everything wrong across a flow's steps, each naming its step as `steps[2] (pay): ...`."""
     problems: list[str] = []
+    for index, step in enumerate(steps):
+        where = f"steps[{index}] ({step.name})"
+        if step.form is not None and step.json_body is not None:
+            problems.append(f"{where}: send a form or json, not both")
+        for name, extractor in step.save.items():
+            problems += [f"{where}: save {name}: {problem}" for problem in extractor.problems()]
+        for path in step.expect.json_equals:
+            problem = json_path_problem(path)
+            if problem is not None:
+                problems.append(f"{where}: expect.json_equals: {problem}")
+    return shared_step_problems(steps) + problems
+
+
+def shared_step_problems(steps: Sequence[SavingStep]) -> list[str]:
+    """What is wrong across the steps of any kind of check: a name used twice, a value used
+    before any step saves it, a malformed placeholder."""
+    problems: list[str] = []
     first_use: dict[str, int] = {}
     saved_by: dict[str, int] = {}  # value name -> the first step that saves it
     for index, step in enumerate(steps):
@@ -199,31 +216,25 @@ def step_problems(steps: Sequence[FlowStep]) -> list[str]:
                 "; step names must be unique"
             )
         first_use.setdefault(step.name, index)
-        if step.form is not None and step.json_body is not None:
-            problems.append(f"{where}: send a form or json, not both")
-        for name, extractor in step.save.items():
-            problems += [f"{where}: save {name}: {problem}" for problem in extractor.problems()]
-        for path in step.expect.json_equals:
-            problem = json_path_problem(path)
-            if problem is not None:
-                problems.append(f"{where}: expect.json_equals: {problem}")
         for name in step.used_names():
             problem = placeholder_problem(name, index=index, steps=steps, saved_by=saved_by)
             if problem is not None:
                 problems.append(f"{where}: {problem}")
-        for name in step.save:
+        for name in step.saves:
             saved_by.setdefault(name, index)
     return problems
 
 
 class SavingStep(Protocol):
-    """What `placeholder_problem` reads of a step of any kind: its name and what it saves."""
+    """What the checks across steps read of a step of any kind (flow, browser)."""
 
     @property
     def name(self) -> str: ...
 
     @property
     def saves(self) -> Mapping[str, object]: ...
+
+    def used_names(self) -> list[str]: ...
 
 
 def placeholder_problem(
