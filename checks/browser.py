@@ -136,23 +136,24 @@ async def probe_browser(
     journey = _Journey(spec, monotonic=monotonic, sleep=sleep, max_heap_bytes=max_heap_bytes)
     watcher = None
     try:
-        await context.add_init_script(VITALS_SCRIPT)
-        page = await context.new_page()
-        journey.hook(page)
-        if max_heap_bytes is not None:
-            cdp = await context.new_cdp_session(page)
-            await cdp.send("Performance.enable")
-            watcher = asyncio.create_task(journey.watch_heap(page, cdp))
+        # A browser that hangs must not hang the check: its own set-up is a step's worth.
+        async with asyncio.timeout(spec.step_timeout.total_seconds()):
+            await context.add_init_script(VITALS_SCRIPT)
+            page = await context.new_page()
+            journey.hook(page)
+            if max_heap_bytes is not None:
+                cdp = await context.new_cdp_session(page)
+                await cdp.send("Performance.enable")
+                watcher = asyncio.create_task(journey.watch_heap(page, cdp))
         await journey.run(page, save_screenshot)
-    except PlaywrightError as exc:
-        # Outside a step's own errors: the browser or its context went away under us.
+    except (PlaywrightError, TimeoutError) as exc:
+        # Outside a step's own errors: the browser or its context went away or hung.
+        why = _message(exc) if isinstance(exc, PlaywrightError) else "it did not answer"
         return ProbeResult(
             outcome=Outcome.CONNECTION_ERROR,
             started_at=started_at,
             latency=None,
-            evidence=Evidence(
-                url=redact_url(spec.url), error=f"the browser failed: {_message(exc)}"
-            ),
+            evidence=Evidence(url=redact_url(spec.url), error=f"the browser failed: {why}"),
             cause=FailureCause.LOCAL_RESOURCE,
         )
     finally:

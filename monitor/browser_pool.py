@@ -158,14 +158,22 @@ class BrowserPool:
 
     async def _attempt(self, journey: Journey) -> ProbeResult:
         browser = await self._ensure()
-        context = await browser.new_context(ignore_https_errors=False)
+        try:
+            async with asyncio.timeout(self._ping_timeout):
+                context = await browser.new_context()
+        except (PlaywrightError, TimeoutError):
+            # Dead or hung: restarted, and the journey runs in the new browser.
+            await self._restart("unresponsive" if browser.is_connected() else "crashed")
+            browser = await self._ensure()
+            context = await browser.new_context()
         try:
             return await journey(context)
         finally:
             try:
-                await context.close()
-            except PlaywrightError:
-                pass  # the browser went away with it
+                async with asyncio.timeout(self._ping_timeout):
+                    await context.close()
+            except (PlaywrightError, TimeoutError):
+                pass  # the browser went away with it, or hangs: the health ping decides
 
     def _alive(self) -> bool:
         return self._browser is not None and self._browser.is_connected()

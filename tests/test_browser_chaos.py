@@ -78,6 +78,28 @@ async def test_chromium_killed_in_both_tries_is_our_fault_not_the_sites(
     assert ok.outcome is Outcome.OK, ok.evidence.error
 
 
+async def test_a_chromium_that_stops_answering_is_restarted(aiohttp_server: Any) -> None:
+    pool = BrowserPool(executable=chromium_or_skip(), max_pages=1, ping_timeout=2.0)
+    try:
+        server = await aiohttp_server(test_shop_app(ShopFaults()))
+        check = spec(str(server.make_url("/")), CHECKOUT_STEPS)
+        first = await journey(pool, check)
+        assert first.outcome is Outcome.OK, first.evidence.error
+        stuck = pool.pid
+        assert stuck is not None
+        os.kill(stuck, signal.SIGSTOP)  # alive, but answers nothing
+        try:
+            result = await journey(pool, check)
+        finally:
+            if alive(stuck):
+                os.kill(stuck, signal.SIGCONT)
+        assert result.outcome is Outcome.OK, result.evidence.error
+        assert pool.restarts == 1 and pool.pid != stuck
+        await eventually(lambda: not alive(stuck), timeout=10)  # the hung one was killed
+    finally:
+        await pool.close()
+
+
 async def test_no_chromium_outlives_a_sigkilled_monitor(aiohttp_server: Any) -> None:
     chromium = chromium_or_skip()
     server = await aiohttp_server(test_shop_app(ShopFaults()))

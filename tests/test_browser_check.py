@@ -56,6 +56,38 @@ async def test_a_working_javascript_checkout_passes_with_web_vitals(
     assert result.evidence.screenshot is None  # only failing steps are photographed
 
 
+async def test_press_wait_for_request_and_url_expectations_and_a_screenshot_step(
+    aiohttp_server: Any, pool: BrowserPool, shots: ScreenshotFolder
+) -> None:
+    server = await aiohttp_server(test_shop_app(ShopFaults()))
+    steps = [
+        {"name": "open", "goto": "/express"},
+        {"name": "email", "fill": "#email", "value": "monitor@agency.example"},
+        {"name": "tab", "press": "#email", "key": "Tab"},
+        {"name": "place-order", "click": "#place-order"},
+        {"name": "paid", "wait_for": {"request": "/api/pay$"}},
+        {"name": "page", "wait_for": {"url": "/express$"}},
+        {
+            "name": "done",
+            "expect": {"url": "/express$", "no_console_error": ".", "visible": "#confirmation"},
+        },
+        {"name": "shot", "screenshot": True},
+    ]
+    result = await journey(pool, spec(str(server.make_url("/")), steps), shots=shots)
+    assert result.outcome is Outcome.OK, result.evidence.error
+    assert result.evidence.browser is not None
+    [path] = result.evidence.browser["screenshots"]
+    assert_png(path)
+    # The same journey on the broken script: `no_console_error` fails it at that step, even
+    # before anything else would.
+    faults = ShopFaults()
+    faults.switch(ShopMode.SCRIPT_ERROR)
+    broken = await aiohttp_server(test_shop_app(faults))
+    steps = [steps[0], {"name": "clean", "expect": {"no_console_error": "TypeError"}}]
+    result = await journey(pool, spec(str(broken.make_url("/")), steps), shots=shots)
+    assert result.outcome is Outcome.SCRIPT_ERROR and result.evidence.step == "clean"
+
+
 async def test_a_script_error_that_breaks_the_button_is_a_script_error_with_a_screenshot(
     aiohttp_server: Any, pool: BrowserPool, shots: ScreenshotFolder
 ) -> None:
