@@ -8,6 +8,8 @@
   a health ping within `ping_timeout`) is not the site's fault: the browser is restarted and
   the journey run once more; if that fails the same way, the result is marked
   `local_resource`, which the monitor discards instead of counting against the site.
+- Chromium runs at a lower CPU priority (nice +10) than the monitor: on a loaded machine the
+  journeys wait, not the http checks' timings.
 - No orphan Chromium when the monitor is SIGKILLed: Chromium is started through a tiny
   wrapper that asks the kernel for SIGKILL when its parent (Playwright's driver, which exits
   with our process) dies, then execs Chromium (PR_SET_PDEATHSIG, Linux). Chromium's own
@@ -51,6 +53,7 @@ CHROMIUM_ARGS = (
     "--mute-audio",
 )
 PR_SET_PDEATHSIG = 1
+CHROMIUM_NICE = 10  # added to Chromium's niceness: the monitor's loop goes first
 
 _WRAPPER = """#!{python}
 # Starts Chromium so that it dies with its parent (written by monitor.browser_pool).
@@ -59,6 +62,8 @@ parent = os.getppid()
 ctypes.CDLL(None, use_errno=True).prctl({option}, signal.SIGKILL, 0, 0, 0)
 if os.getppid() != parent:  # the parent died before prctl: nobody will wait for us
     sys.exit(1)
+# Below the monitor's own priority: a busy browser must not delay the http checks' timings.
+os.nice({nice})
 with open({pid_file!r}, "w") as out:
     out.write(str(os.getpid()))
 os.execv({chromium!r}, [{chromium!r}, *sys.argv[1:]])
@@ -86,6 +91,7 @@ def write_wrapper(folder: Path, chromium: str) -> Path:
         _WRAPPER.format(
             python=sys.executable,
             option=PR_SET_PDEATHSIG,
+            nice=CHROMIUM_NICE,
             pid_file=str(folder / "chromium.pid"),
             chromium=chromium,
         )
