@@ -253,7 +253,8 @@ async def _lag(
                     for family in registry.collect()
                     if family.name == "monitor_probe_results"
                     for sample in family.samples
-                    if sample.name.endswith("_total") and sample.labels.get("client") == "shop"
+                    if sample.name.endswith("_total")
+                    and sample.labels.get("check", "").startswith("journey")
                 )
 
             before = journeys_done()
