@@ -22,6 +22,7 @@ from prometheus_client import (
     disable_created_metrics,
 )
 
+from monitor.browser_pool import browser_pool, screenshot_folder
 from monitor.clients import ONCALL_WEBHOOK, escalation_of, message_context
 from monitor.clock import Clock, SystemClock
 from monitor.config import load_config
@@ -121,6 +122,7 @@ async def running_monitor(
         chats=chat_sender(config),
     )
     metrics.add_channels(config.channels)
+    browser = browser_pool(config, metrics=metrics)
     monitor = Monitor(
         config=config,
         store=store,
@@ -130,6 +132,8 @@ async def running_monitor(
         http_transport=http_transport,
         listeners=listeners,
         on_outbox=outbox.kick,
+        browser=browser,
+        screenshots=screenshot_folder(config, clock=clock),
     )
     holder.append(monitor)
     reloader = Reloader(
@@ -261,6 +265,8 @@ async def running_monitor(
         await session.close()
         await http_transport.close()
         await delivery_session.close()
+        if monitor.browser is not None:
+            await monitor.browser.close()
         await store.close()
 
 

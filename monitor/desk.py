@@ -48,6 +48,7 @@ from monitor.clients import (
 from monitor.clock import Clock
 from monitor.config.models import ClientConfig, MonitorConfig
 from monitor.metrics import Metrics
+from monitor.screenshots import with_screenshot
 from monitor.store import LeaseLost, MaintenanceWindow, StaleIncident, Store, StoreUnavailable
 
 log = logging.getLogger(__name__)
@@ -708,6 +709,7 @@ class IncidentDesk:
             state, out = notifications(
                 incident, timeline, now=now, client=info, ctx=self._messages, policy=self._policy
             )
+            out = with_screenshot(out, timeline)  # a browser check's failing page, to on-call
             until = self._hold_client_mail(incident.site, now)
             return state, (held(out, until=until) if until is not None else out)
 

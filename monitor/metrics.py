@@ -195,6 +195,40 @@ class Metrics:
         self.probes_in_flight = Gauge(
             "monitor_probes_in_flight", "Probes running now.", registry=registry
         )
+        # Browser checks run on a scheduler and a page pool of their own (monitor.browser_pool):
+        # their series are apart, so that a queue of journeys never reads as http lag.
+        self.browser_scheduler_lag = Histogram(
+            "monitor_browser_scheduler_lag_seconds",
+            "How late each browser check started after its due time.",
+            buckets=LAG_BUCKETS,
+            registry=registry,
+        )
+        self.browser_in_flight = Gauge(
+            "monitor_browser_checks_in_flight",
+            "Browser checks running or waiting for a page now.",
+            registry=registry,
+        )
+        self.browser_pages_in_use = Gauge(
+            "monitor_browser_pages_in_use",
+            "Browser pages running a journey now.",
+            registry=registry,
+        )
+        self.browser_pages_waiting = Gauge(
+            "monitor_browser_pages_waiting",
+            "Browser checks waiting for a free page (browser.max_pages).",
+            registry=registry,
+        )
+        self.browser_rss = Gauge(
+            "monitor_browser_resident_memory_bytes",
+            "Resident memory of the Chromium processes of browser checks, at scrape time.",
+            registry=registry,
+        )
+        self.browser_restarts = Counter(
+            "monitor_browser_restarts",
+            "Chromium restarts, by reason (crashed, unresponsive).",
+            ["reason"],
+            registry=registry,
+        )
         self.checks_configured = Gauge(
             "monitor_checks_configured", "Checks in the loaded configuration.", registry=registry
         )

@@ -16,6 +16,7 @@ from datetime import datetime, timedelta
 
 import aiohttp
 
+from checks.browser import BrowserCheckSpec, slow_figures
 from checks.http import AiohttpTransport, HttpTransport
 from checks.lean_http import LeanTransport
 from checks.private_ranges import guarded_socket
@@ -26,6 +27,7 @@ from incidents.flow import resolved_by_hand
 from incidents.model import CheckState, Incident, TimelineEntry, TimelineKind, Transition
 from incidents.severity import Severity
 from incidents.wording import describe
+from monitor.browser_pool import BrowserPool, browser_pool
 from monitor.clients import message_context
 from monitor.clock import Clock
 from monitor.config.models import ConfiguredCheck, MonitorConfig, configured_checks
@@ -41,6 +43,7 @@ from monitor.probing import run_probe
 from monitor.rdap_bootstrap import rdap_directory
 from monitor.reports import monthly_enabled, queue_monthly_reports
 from monitor.scheduler import Scheduler
+from monitor.screenshots import ScreenshotFolder
 from monitor.store import (
     DuplicateOpenIncident,
     LeaseLost,
@@ -127,9 +130,14 @@ class Monitor:
         http_transport: HttpTransport | None = None,
         listeners: Sequence[Listener] = (),
         on_outbox: Callable[[], None] = lambda: None,
+        browser: BrowserPool | None = None,
+        screenshots: ScreenshotFolder | None = None,
     ) -> None:
         self.config = config
         self.checks: list[ConfiguredCheck] = configured_checks(config)
+        # Browser checks are skipped without a browser (no Chromium here: see app.py).
+        self._browser = browser
+        self._screenshots = screenshots
         self._store = store
         self._clock = clock
         self._metrics = metrics
@@ -196,7 +204,7 @@ class Monitor:
         # Whether the store's being away has been told: once per outage, not once per result.
         self._store_outage_told = False
         self._scheduler: Scheduler[ConfiguredCheck] = Scheduler(
-            self.checks,
+            [check for check in self.checks if check.spec.kind != "browser"],
             run=self._probe,
             monotonic=clock.monotonic,
             max_concurrency=config.scheduler.max_concurrency,
@@ -206,6 +214,20 @@ class Monitor:
             on_in_flight=metrics.probes_in_flight.set,
             on_shed=self._on_shed,
             on_overload=self._on_overload,
+        )
+        # Journeys take seconds each and wait for a page: on a scheduler of their own, so
+        # that they never hold a slot (or a per-host slot) an http check is waiting for.
+        pages = config.browser.max_pages
+        self._browser_scheduler: Scheduler[ConfiguredCheck] = Scheduler(
+            [check for check in self.checks if check.spec.kind == "browser"],
+            run=self._probe,
+            monotonic=clock.monotonic,
+            max_concurrency=pages,
+            per_host=pages,
+            on_lag=metrics.browser_scheduler_lag.observe,
+            on_skip=lambda check: metrics.probes_skipped.labels(reason="overlap").inc(),
+            on_in_flight=metrics.browser_in_flight.set,
+            on_shed=self._on_shed,
         )
         self._started = asyncio.Event()
         self._stop_requested = False
@@ -223,7 +245,7 @@ class Monitor:
     async def run(self) -> None:
         """Claim this process's sites, probe them on schedule until stop(), then finish the
         probes in flight and hand the sites back."""
-        self._scheduler.set_active(())
+        self._set_active(())
         await self.desk.load()
         await self.connectivity.load()
         await self.ownership.sync()
@@ -252,7 +274,7 @@ class Monitor:
         self._started.set()
         try:
             if not self._stop_requested:
-                await self._scheduler.run()
+                await asyncio.gather(self._scheduler.run(), self._browser_scheduler.run())
         finally:
             self._lag.stop()
             stopping.set()
@@ -266,7 +288,7 @@ class Monitor:
         """Sites this process now owns: their incidents and check states, then their probes."""
         await self.desk.adopt(sites)
         self._states.update(await self._store.load_check_states(keys=self._keys_of(sites)))
-        self._scheduler.set_active(self._keys_of(self.ownership.held | sites))
+        self._set_active(self._keys_of(self.ownership.held | sites))
         self._metrics.sites_gained.inc(len(sites))
 
     def _lost(self, sites: set[str]) -> None:
@@ -276,7 +298,12 @@ class Monitor:
             self._states.pop(key, None)
         # Their series now come from the process that took them: one source per check.
         self._metrics.checks.forget(keys)
-        self._scheduler.set_active(self._keys_of(self.ownership.held))
+        self._set_active(self._keys_of(self.ownership.held))
+
+    def _set_active(self, keys: list[str] | tuple[str, ...]) -> None:
+        self._scheduler.set_active(keys)
+        # Unknown keys are ignored by each scheduler; without a browser, none of its checks.
+        self._browser_scheduler.set_active(keys if self._browser is not None else ())
 
     def _keys_of(self, sites: set[str]) -> list[str]:
         return [key for site in sites for key in self._site_keys.get(site, ())]
@@ -367,7 +394,12 @@ class Monitor:
         self._site_keys = {}
         for check in checks:
             self._site_keys.setdefault(check.site, []).append(check.key)
-        self._scheduler.update(checks)
+        self._scheduler.update([check for check in checks if check.spec.kind != "browser"])
+        self._browser_scheduler.update([check for check in checks if check.spec.kind == "browser"])
+        if self._browser is None:
+            # The first browser check came with this reload: its Chromium starts at its first
+            # journey (None still when none is installed: then they are skipped, as at start).
+            self._browser = browser_pool(config, metrics=self._metrics)
         resolved = await self.desk.settle_removed(
             by_key, mail=config.notifications.mail_on_removed_check
         )
@@ -381,7 +413,7 @@ class Monitor:
         held_added = [key for key in added if by_key[key].site in self.ownership.held]
         if held_added:
             self._states.update(await self._store.load_check_states(keys=held_added))
-        self._scheduler.set_active(self._keys_of(self.ownership.held))
+        self._set_active(self._keys_of(self.ownership.held))
         try:
             await self.ownership.use_sites(list(self._site_keys))
         except Exception as exc:  # noqa: BLE001 - the next lease round claims them
@@ -398,9 +430,15 @@ class Monitor:
             recomputed=[incident.ref for incident in recomputed],
         )
 
+    @property
+    def browser(self) -> BrowserPool | None:
+        """The process's Chromium for browser checks (perhaps started by a reload)."""
+        return self._browser
+
     def stop(self) -> None:
         self._stop_requested = True
         self._scheduler.stop()
+        self._browser_scheduler.stop()
 
     async def started(self) -> None:
         await self._started.wait()
@@ -454,6 +492,9 @@ class Monitor:
             watching_since=self._watching_since,
             tls=self._tls,
             rdap=self._rdap,
+            browser=self._browser,
+            screenshots=self._screenshots,
+            max_page_memory_mb=self.config.browser.max_page_memory_mb,
         )
 
     def ping_arrived(self, check_key: str) -> None:
@@ -563,7 +604,10 @@ class Monitor:
         lag = self._lag.max_lag_between(started, self._clock.monotonic())
         if result.outcome is Outcome.SLOW:
             # Slow only if it stays slow once our own stall is taken off the measurement.
-            trusted = (result.latency or 0.0) - lag > check.spec.slow_after.total_seconds()
+            measured, limit = (result.latency or 0.0), check.spec.slow_after.total_seconds()
+            if isinstance(check.spec, BrowserCheckSpec):
+                measured, limit = slow_figures(check.spec, result)  # perhaps a page's LCP
+            trusted = measured - lag > limit
         else:
             # A timeout stands unless our stall ate a real part of the budget: the target
             # then did not get the whole timeout to answer.

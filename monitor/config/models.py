@@ -32,6 +32,7 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
+from checks.browser_spec import BrowserCheckSpec
 from checks.dns import DnsCheckSpec
 from checks.domain import DomainCheckSpec
 from checks.duration import Duration
@@ -218,7 +219,16 @@ MISSING_TOKEN = (
     "(secret: ${MONITOR_HEARTBEAT_SECRET}) to derive one"
 )
 
-CHECK_KINDS = ("http", "page", "flow", "dns", "tcp", "domain", "heartbeat")
+
+class BrowserCheckConfig(BrowserCheckSpec, CheckCommon):
+    """`kind: browser`: a journey in real Chromium, e.g. a JavaScript checkout."""
+
+    # A journey of several pages is no page load: it keeps its own timeout and slow_after
+    # unless it sets them.
+    OWN_DEFAULTS: ClassVar[frozenset[str]] = frozenset({"timeout", "slow_after"})
+
+
+CHECK_KINDS = ("http", "page", "flow", "dns", "tcp", "domain", "heartbeat", "browser")
 
 
 def _check_kind(value: Any) -> str:
@@ -233,7 +243,8 @@ CheckConfig = Annotated[
     | Annotated[DnsCheckConfig, Tag("dns")]
     | Annotated[TcpCheckConfig, Tag("tcp")]
     | Annotated[DomainCheckConfig, Tag("domain")]
-    | Annotated[HeartbeatCheckConfig, Tag("heartbeat")],
+    | Annotated[HeartbeatCheckConfig, Tag("heartbeat")]
+    | Annotated[BrowserCheckConfig, Tag("browser")],
     Discriminator(
         _check_kind,
         custom_error_type="check_kind",
@@ -794,6 +805,38 @@ class SchedulerConfig(_Model):
     )
 
 
+class BrowserConfig(_Model):
+    """The Chromium that `browser` checks run in: one per monitor process (see
+    monitor.browser_pool), with pages of its own apart from the http checks."""
+
+    executable: str | None = Field(
+        default=None,
+        description="Chromium to use, a path or a name on PATH (default: chromium, "
+        "chromium-browser or google-chrome on PATH; Debian: apt-get install chromium).",
+    )
+    max_pages: int = Field(
+        default=2, ge=1, le=32, description="Journeys running at once; the others wait."
+    )
+    max_page_memory_mb: int = Field(
+        default=256,
+        ge=16,
+        description="A page whose JavaScript heap grows past this is closed, and its journey "
+        "fails as `too_large`.",
+    )
+    ping_timeout: Duration = Field(
+        default=timedelta(seconds=5),
+        description="A browser that does not answer a health ping within this is restarted.",
+    )
+    screenshots_dir: str = Field(
+        default="screenshots",
+        description="Folder of the PNGs taken at failing steps (on-call mails attach them).",
+    )
+    screenshots_max_files: int = Field(default=500, ge=1, description="PNGs kept at most.")
+    screenshots_max_age: Duration = Field(
+        default=timedelta(days=30), description="PNGs older than this are deleted."
+    )
+
+
 class ClusterConfig(_Model):
     """How the `monitor run` processes that share one database divide the sites between them.
 
@@ -1004,6 +1047,7 @@ class MonitorConfig(_Model):
     database: DatabaseConfig = DatabaseConfig()
     server: ServerConfig = ServerConfig()
     scheduler: SchedulerConfig = SchedulerConfig()
+    browser: BrowserConfig = BrowserConfig()
     defaults: Defaults = Defaults()
     severity_policy: SeverityPolicy = SeverityPolicy()
     sla_policy: SlaPolicy = SlaPolicy()
