@@ -115,6 +115,9 @@ def _how(headline: Headline, _: Gettext, values: dict[str, object]) -> str:
     if outcome in (Outcome.HTTP_5XX, Outcome.UNEXPECTED_STATUS) and headline.status is not None:
         return _("unreachable (HTTP %(status)s)") % values
     plain = {
+        # Without an HTTP status: a tcp check's reply (a mail or database port's status line).
+        Outcome.HTTP_5XX: N_("answers with an error"),
+        Outcome.UNEXPECTED_STATUS: N_("answers unexpectedly"),
         Outcome.CONTENT_MISMATCH: N_("does not show what it should"),
         Outcome.TIMEOUT: N_("unreachable (no answer in time)"),
         Outcome.CONNECTION_ERROR: N_("unreachable (no connection)"),
@@ -133,7 +136,9 @@ def _how(headline: Headline, _: Gettext, values: dict[str, object]) -> str:
         Outcome.REQUEST_FAILED: N_("is failing (part of the page does not load)"),
         Outcome.ELEMENT_MISSING: N_("is failing (a button or field is missing)"),
     }
-    return _(plain.get(outcome, N_("is failing")))
+    # Marked on its own line: pybabel does not extract a marker nested inside `_()`.
+    failing = N_("is failing")
+    return _(plain.get(outcome, failing))
 
 
 def _step_how(headline: Headline, _: Gettext, values: dict[str, object]) -> str:

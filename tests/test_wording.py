@@ -90,3 +90,19 @@ def test_german_title_with_a_decimal_comma() -> None:
 )
 def test_part_name_never_shows_a_key(name: str, key: str, shown: str) -> None:
     assert part_name(name=name, check_key=key) == shown
+
+
+@pytest.mark.parametrize("outcome", [o for o in Outcome if o.is_failure])
+def test_every_failure_has_a_german_title(outcome: Outcome) -> None:
+    # A tcp check's reply that does not match is unexpected_status without an HTTP status:
+    # no outcome may fall through to an English phrase in a German mail.
+    headline = part(outcome, part="Mailserver", latency=7.0, slow_after=5.0)
+    german = title(headline, gettext=translations("de").gettext, locale="de")
+    english = title(headline)
+    assert german.startswith("Trail Outfitters: Mailserver ")
+    assert german.removeprefix("Trail Outfitters: Mailserver ") not in english
+
+
+def test_a_tcp_reply_that_does_not_match_is_said_plainly() -> None:
+    headline = part(Outcome.UNEXPECTED_STATUS, part="Mail server")
+    assert title(headline) == "Trail Outfitters: Mail server answers unexpectedly"
