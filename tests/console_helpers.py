@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -113,8 +113,10 @@ async def console_scene(
     *,
     clock: Clock | None = None,
     database_url: str | None = None,
+    load: Callable[[], MonitorConfig] | None = None,
     **console: Any,
 ) -> AsyncIterator[ConsoleScene]:
+    """`load`: what a reload reads (default: the same configuration again)."""
     shop, blog = Target(), Target()
     shop_server: TestServer = await aiohttp_server(shop.app())
     blog_server: TestServer = await aiohttp_server(blog.app())
@@ -128,7 +130,7 @@ async def console_scene(
             database_url=database_url,
             **console,
         )
-        async with running_monitor(config, clock=clock) as running:
+        async with running_monitor(config, clock=clock, load=load) as running:
             yield ConsoleScene(running=running, inbox=inbox, shop=shop, blog=blog)
 
 

@@ -16,11 +16,14 @@ from yarl import URL
 
 from incidents.model import Incident, TimelineKind
 from incidents.severity import Severity
+from monitor.config import MonitorConfig
+from monitor.passwords import hash_password
 from monitor.store import OutboxStatus
 from tests.console_helpers import (
     CLIENT_MAIL,
     OPERATOR,
     OTHER,
+    OTHER_PASSWORD,
     PASSWORD,
     console_scene,
     http_client,
@@ -173,6 +176,53 @@ async def test_sessions_expire(tmp_path: Path, aiohttp_server: Any) -> None:
         async with http.get(f"{scene.url}/queue", allow_redirects=False) as page:
             assert page.status == 200
         clock.advance(timedelta(minutes=61))
+        async with http.get(f"{scene.url}/queue", allow_redirects=False) as page:
+            assert page.status == 303
+
+
+async def test_a_reload_ends_the_sessions_of_removed_operators_and_changed_passwords(
+    tmp_path: Path, aiohttp_server: Any
+) -> None:
+    # An operator whose password was reset (a leaked one, a colleague who left) must not
+    # stay signed in on a cookie issued under the old password until it expires.
+    reloaded: list[MonitorConfig] = []
+    async with (
+        console_scene(tmp_path, aiohttp_server, load=lambda: reloaded[0]) as scene,
+        http_client() as alice,
+        http_client() as bob,
+        http_client() as fresh,
+    ):
+        await sign_in(alice, scene.url)
+        await sign_in(bob, scene.url, name=OTHER, password=OTHER_PASSWORD)
+        for http in (alice, bob):
+            async with http.get(f"{scene.url}/queue", allow_redirects=False) as page:
+                assert page.status == 200
+        current = scene.running.reloader.current
+        new_password = "a brand new pass phrase"
+        kept = current.operators[0].model_copy(
+            update={"password_hash": hash_password(new_password)}
+        )
+        reloaded.append(current.model_copy(update={"operators": [kept]}))
+        assert (await scene.running.reloader.reload(trigger="test")).ok
+        for http in (alice, bob):
+            async with http.get(f"{scene.url}/queue", allow_redirects=False) as page:
+                assert page.status == 303
+        assert (await sign_in(fresh, scene.url)).status == 401  # the old password
+        response = await sign_in(fresh, scene.url, password=new_password)
+        assert response.status == 303
+        async with fresh.get(f"{scene.url}/queue", allow_redirects=False) as page:
+            assert page.status == 200
+
+
+async def test_a_session_signed_out_cannot_be_replayed(tmp_path: Path, aiohttp_server: Any) -> None:
+    async with console_scene(tmp_path, aiohttp_server) as scene, http_client() as http:
+        await sign_in(http, scene.url)
+        value = http.cookie_jar.filter_cookies(URL(f"{scene.url}/queue"))["monitor_console"].value
+        token = await token_of(http, f"{scene.url}/queue")
+        async with http.post(f"{scene.url}/sign-out", data={"csrf": token}) as page:
+            assert "Signed out." in await page.text()
+        # A copy of the cookie (a shared computer, a proxy's log) is no session any more.
+        http.cookie_jar.update_cookies({"monitor_console": value}, URL(scene.url))
         async with http.get(f"{scene.url}/queue", allow_redirects=False) as page:
             assert page.status == 303
 

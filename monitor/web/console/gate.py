@@ -72,6 +72,10 @@ class Gate:
         self._secure = (config.public_url or "").startswith("https://")
         self._render = render
         self._hashing = asyncio.Semaphore(HASHING_AT_ONCE)
+        # Sessions signed out here (CSRF token -> expiry): the cookie is refused even if a
+        # copy of it is sent again. In this process only; kept until the session expires.
+        self._ended: dict[str, float] = {}
+        self._clock = clock
 
     def use_accounts(self, accounts: Mapping[str, OperatorAccount]) -> None:
         """Sign in against these from now on (a config reload changed `operators`); the
@@ -83,9 +87,7 @@ class Gate:
         the session's CSRF token (403 otherwise, before anything is read or done)."""
 
         async def guarded(request: web.Request) -> web.StreamResponse:
-            session = self._codec.read(request.cookies.get(SESSION_COOKIE))
-            if session is not None and session.operator.casefold() not in self._accounts:
-                session = None  # removed from the config since signing in
+            session = self._valid(self._codec.read(request.cookies.get(SESSION_COOKIE)))
             if session is None:
                 if request.method == "GET" and not request.path.endswith("/live"):
                     raise web.HTTPSeeOther(f"/ui/sign-in?next={quote(request.path_qs)}")
@@ -97,6 +99,16 @@ class Gate:
             return await handler(request, session)
 
         return guarded
+
+    def _valid(self, session: Session | None) -> Session | None:
+        """`session` unless signed out, or its operator was removed from the config or given
+        another password hash since signing in (a reload)."""
+        if session is None or session.csrf in self._ended:
+            return None
+        account = self._accounts.get(session.operator.casefold())
+        if account is None or not same(self._codec.stamp(account.password_hash), session.stamp):
+            return None
+        return session
 
     async def sign_in_page(
         self, request: web.Request, *, error: str | None = None, status: int = 200
@@ -149,7 +161,7 @@ class Gate:
         assert account is not None  # verify_password is False without one
         self._limiter.succeeded(keys[1])
         self._limiter.take_back(keys[0])
-        cookie, _ = self._codec.issue(account.name)
+        cookie, _ = self._codec.issue(account.name, stamp=self._codec.stamp(account.password_hash))
         log.info("console: %s signed in from %s", account.name, request.remote)
         response = see_other(local_path(str(form.get("next", ""))) or "/ui/queue")
         self._set_cookie(
@@ -160,6 +172,9 @@ class Gate:
 
     async def sign_out(self, request: web.Request, session: Session) -> web.StreamResponse:
         log.info("console: %s signed out", session.operator)
+        now = self._clock.now().timestamp()
+        self._ended = {csrf: until for csrf, until in self._ended.items() if until > now}
+        self._ended[session.csrf] = session.expires
         response = see_other("/ui/sign-in?done=signed-out")
         response.del_cookie(SESSION_COOKIE, path="/ui")
         return response

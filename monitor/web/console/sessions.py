@@ -1,13 +1,15 @@
 """Who is signed in to the console: signed session cookies, CSRF tokens, sign-in throttling.
 
 A session is a cookie signed with `console.secret` (itsdangerous) holding the operator's name,
-its CSRF token and when it expires; nothing is kept on the server, so any process sharing the
-secret accepts it. The expiry is inside the signed value and read against the injected clock,
-so a cookie kept past its `Max-Age` is refused all the same.
+its CSRF token, a stamp of the operator's password hash and when it expires; so any process
+sharing the secret accepts it. The expiry is inside the signed value and read against the
+injected clock, so a cookie kept past its `Max-Age` is refused all the same. The stamp ends
+every session of an operator whose password hash a reload changed (see `gate.Gate`).
 """
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 import secrets
 from collections import deque
@@ -33,20 +35,24 @@ class Session:
     operator: str
     csrf: str
     expires: float  # Unix time
+    stamp: str = ""  # of the password hash it was issued under (see Gate.page)
 
 
 class SessionCodec:
     def __init__(self, *, secret: str, lifetime: timedelta, clock: Clock) -> None:
+        self._key = hashlib.sha256(b"monitor-console-stamp:" + secret.encode()).digest()
         self._sessions = URLSafeSerializer(secret, salt="monitor-console-session")
         self._sign_in = URLSafeSerializer(secret, salt="monitor-console-sign-in")
         self.lifetime = lifetime
         self._clock = clock
 
-    def issue(self, operator: str) -> tuple[str, Session]:
+    def issue(self, operator: str, *, stamp: str = "") -> tuple[str, Session]:
         """A new session (and CSRF token) for `operator`, and its cookie value."""
         expires = self._clock.now().timestamp() + self.lifetime.total_seconds()
-        session = Session(operator=operator, csrf=secrets.token_urlsafe(32), expires=expires)
-        cookie = self._sessions.dumps({"o": operator, "c": session.csrf, "e": expires})
+        session = Session(
+            operator=operator, csrf=secrets.token_urlsafe(32), expires=expires, stamp=stamp
+        )
+        cookie = self._sessions.dumps({"o": operator, "c": session.csrf, "e": expires, "s": stamp})
         return cookie, session
 
     def read(self, cookie: str | None) -> Session | None:
@@ -55,11 +61,17 @@ class SessionCodec:
         if payload is None:
             return None
         operator, csrf, expires = payload.get("o"), payload.get("c"), payload.get("e")
-        if not (isinstance(operator, str) and isinstance(csrf, str)):
+        stamp = payload.get("s", "")
+        if not (isinstance(operator, str) and isinstance(csrf, str) and isinstance(stamp, str)):
             return None
         if not isinstance(expires, int | float) or expires <= self._clock.now().timestamp():
             return None
-        return Session(operator=operator, csrf=csrf, expires=float(expires))
+        return Session(operator=operator, csrf=csrf, expires=float(expires), stamp=stamp)
+
+    def stamp(self, password_hash: str) -> str:
+        """A keyed digest of an operator's password hash: a session issued under another
+        hash is over. Keyed by the secret, so the (readable) cookie tells nothing of the hash."""
+        return hmac.new(self._key, password_hash.encode(), hashlib.sha256).hexdigest()[:32]
 
     def sign_in_token(self) -> tuple[str, str]:
         """(cookie value, form token) for the sign-in form: the form must echo the token."""
