@@ -58,7 +58,7 @@ from incidents.messages import (
     page_message_id,
 )
 from incidents.model import Incident, IncidentStatus, TimelineEntry, TimelineKind
-from incidents.outgoing import Audience, MessageKind, Outgoing
+from incidents.outgoing import Audience, MessageKind, Outgoing, OutgoingChat
 from incidents.public_status import Stage
 from incidents.routes import (
     EMAIL_CHANNEL,
@@ -677,14 +677,22 @@ def notifications(
             email(MessageKind.RESOLVED, cause, note=shown)
         elif kind is TimelineKind.PAGED:
             # Replies in the on-call thread, under ids of their own: the thread's root is
-            # left to the on-call mails that are one per incident.
+            # left to the on-call mails that are one per incident. The page also carries what
+            # caused it (`opened`), as ONCALL_PAGED does without a policy.
             out.extend(
                 page_messages(
-                    state, entry, client=client, ctx=ctx, policy=policy, now=now, cause=cause
+                    state,
+                    entry,
+                    client=client,
+                    ctx=ctx,
+                    policy=policy,
+                    now=now,
+                    cause=cause,
+                    also=entry_events(entry, timeline),
                 )
             )
         events = entry_events(entry, timeline)
-        if events:
+        if events and kind is not TimelineKind.PAGED:  # a page's, routed with it above
             # A resolution is explained by the recovery, not by the failure that opened it.
             why = None if kind is TimelineKind.RESOLVED else cause
             heard, routed = route(
@@ -713,10 +721,14 @@ def page_messages(
     policy: NotifyPolicy,
     now: datetime,
     cause: TimelineEntry | None,
+    also: Iterable[Event] = (),
 ) -> list[Outgoing]:
     """The outbox rows of one escalation page (a PAGED entry): the page mail and a chat message
     on their own channels to each person named; for `oncall` without a rotation, what the
-    routes send for `paged` (on-call's addresses, webhooks and channels).
+    routes send for `paged` (on-call's addresses, webhooks and channels). `also`: the events
+    the page stands for besides (`opened`: see routes.entry_events); the webhooks and
+    channels routed for them hear the page too (once per channel; the team's email only
+    when the page is the team's, as a policy pages no one else).
 
     Every row's id is derived from the incident, the page and the person, so the outbox's
     unique key refuses a second copy of the same page whatever wrote it."""
@@ -730,10 +742,11 @@ def page_messages(
     level = f"Escalation level {evidence.get('level', 1)}: {_waited_text(entry)}."
     team_heard: tuple[str, ...] = ()
     routed: list[Outgoing] = []
-    if evidence.get("oncall_team"):
-        team_heard, routed = route(
+    events = frozenset(also) | ({Event.PAGED} if evidence.get("oncall_team") else set())
+    if events:
+        heard, routed = route(
             MessageKind.PAGE,
-            (Event.PAGED,),
+            events,
             incident=incident,
             client=client,
             cause=cause,
@@ -741,6 +754,8 @@ def page_messages(
             ctx=ctx,
             policy=policy,
         )
+        if evidence.get("oncall_team"):
+            team_heard = heard
     for name in names:
         person = policy.people.get(name)
         if name == ONCALL and EMAIL_CHANNEL not in team_heard:
@@ -779,7 +794,12 @@ def page_messages(
                     dashboard_url=ctx.dashboard_url,
                 )
             )
-    out.extend(routed)  # the team's webhooks and channels, after the mails
+    # The routed webhooks and channels, after the mails; a channel a person's page reached
+    # already is not told twice.
+    told = {item.channel for item in out if isinstance(item, OutgoingChat)}
+    out.extend(
+        item for item in routed if not (isinstance(item, OutgoingChat) and item.channel in told)
+    )
     return out
 
 

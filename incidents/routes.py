@@ -12,7 +12,8 @@ configured chat channel hear Severity 1 pages (event `paged`).
 Events (`Event`), and the timeline entries that raise them (see `entry_events`):
 
     opened          on-call is told of a new incident (ONCALL_PAGED with the opening,
-                    ONCALL_NOTIFIED: a Severity 2+ in business hours or at the next opening)
+                    ONCALL_NOTIFIED: a Severity 2+ in business hours or at the next opening;
+                    under an escalation policy, its first PAGED entry of the opening)
     escalated       severity rose (ESCALATED; with the page when it rose to Severity 1)
     paged           Severity 1 paged at once, day or night (ONCALL_PAGED); the escalation
                     levels of on-call pages use this event too
@@ -136,6 +137,13 @@ def entry_events(entry: TimelineEntry, timeline: Sequence[TimelineEntry]) -> fro
     that pages leaves `escalated` to its page, so that one change is one message per channel.
     """
     kinds = {other.kind for other in timeline}
+    if entry.kind is TimelineKind.PAGED:
+        # An escalation policy's page (`paged` is the page's own, see flow.page_messages):
+        # the first page of an opening tells on-call of it, as ONCALL_PAGED does.
+        first = next(other for other in timeline if other.kind is TimelineKind.PAGED)
+        if first is entry and TimelineKind.OPENED in kinds:
+            return frozenset({Event.OPENED})
+        return frozenset()
     if entry.kind is TimelineKind.ONCALL_PAGED:
         events = {Event.PAGED}
         if TimelineKind.OPENED in kinds:

@@ -31,7 +31,7 @@ from incidents.flow import (
 )
 from incidents.messages import ClientInfo, MessageContext
 from incidents.model import Incident, IncidentStatus, TimelineEntry, TimelineKind
-from incidents.outgoing import MessageKind, OutgoingEmail, OutgoingWebhook
+from incidents.outgoing import Audience, MessageKind, OutgoingEmail, OutgoingWebhook
 from incidents.rotation import Rotation
 from incidents.routes import Event, Route
 from incidents.severity import Severity
@@ -353,3 +353,50 @@ def test_a_page_reaches_a_persons_own_channels_and_routes_decide_the_teams() -> 
     assert [(type(m).__name__, getattr(m, "channel", None)) for m in out] == [
         ("OutgoingChat", "team-chat")
     ]
+
+
+def test_a_route_for_openings_hears_a_severity_paged_by_its_escalation_policy() -> None:
+    # With a policy, the opening's on-call message is a PAGED entry (not ONCALL_PAGED): a
+    # route that asks for `opened` must hear of it all the same, once per channel.
+    incident, timeline = opened()
+    change = after_engine(
+        before=None, after=incident, timeline=timeline, now=T0, sla=SLA, escalation=ESCALATION
+    )
+    routes = (
+        Route(channels=("team-chat", "webhook"), events=frozenset({Event.OPENED})),
+        Route(channels=("email",), events=frozenset({Event.RESOLVED})),
+    )
+    policy = NotifyPolicy(
+        chat_channels=("team-chat",), webhook_targets=("oncall",), routes=routes, people=PEOPLE
+    )
+    _, out = notifications(
+        change.incident, change.timeline, now=T0, client=CLIENT, ctx=MESSAGES, policy=policy
+    )
+    oncall = [m for m in out if getattr(m, "audience", None) is not Audience.CLIENT]
+    assert [(type(m).__name__, getattr(m, "channel", None), m.kind) for m in oncall] == [
+        ("OutgoingEmail", None, MessageKind.PAGE),  # alice, on call
+        ("OutgoingWebhook", None, MessageKind.PAGE),
+        ("OutgoingChat", "team-chat", MessageKind.PAGE),
+    ]
+    assert oncall[0].to == ("alice@agency.example",)  # type: ignore[union-attr]
+    # The team's own page (no rotation) hears it in one message per channel, not two.
+    team = Escalation(policies={Severity.CRITICAL: POLICY})
+    change = after_engine(
+        before=None, after=incident, timeline=timeline, now=T0, sla=SLA, escalation=team
+    )
+    every = replace(policy, routes=(Route(channels=("team-chat", "email")),))
+    _, out = notifications(
+        change.incident, change.timeline, now=T0, client=CLIENT, ctx=MESSAGES, policy=every
+    )
+    oncall = [m for m in out if getattr(m, "audience", None) is not Audience.CLIENT]
+    assert [(type(m).__name__, getattr(m, "channel", None), m.kind) for m in oncall] == [
+        ("OutgoingEmail", None, MessageKind.PAGE),
+        ("OutgoingChat", "team-chat", MessageKind.PAGE),
+    ]
+    # A later level pages bob alone: no second `opened`.
+    later = after_tick(change.incident, now=minutes(15), sla=SLA, escalation=ESCALATION)
+    assert later is not None
+    _, out = notifications(
+        later.incident, later.timeline, now=minutes(15), client=CLIENT, ctx=MESSAGES, policy=policy
+    )
+    assert [(type(m).__name__, m.kind) for m in out] == [("OutgoingEmail", MessageKind.PAGE)]
