@@ -231,8 +231,10 @@ class Monitor:
         )
         self._started = asyncio.Event()
         self._stop_requested = False
-        # Heartbeats that never pinged are missed `period + grace` after this.
+        # Heartbeats that never pinged are missed `period + grace` after this; one added by
+        # a reload, `period + grace` after the reload (its job has had no period yet).
         self._watching_since = clock.now()
+        self._watching_added: dict[str, datetime] = {}
         # The latest scheduling lags, for /healthz and benchmarks; Prometheus has the histogram.
         self.recent_lags: deque[float] = deque(maxlen=10_000)
 
@@ -406,6 +408,11 @@ class Monitor:
         recomputed = await self.desk.apply(config)
         for key in removed:
             self._states.pop(key, None)
+            self._watching_added.pop(key, None)
+        reloaded_at = self._clock.now()
+        self._watching_added.update(
+            (key, reloaded_at) for key in added if by_key[key].spec.kind == "heartbeat"
+        )
         self._metrics.checks.forget(removed)
         self._metrics.checks_configured.set(len(checks))
         self._metrics.zero_incident_counters({check.client for check in checks})
@@ -489,7 +496,7 @@ class Monitor:
             http=self._http,
             clock=self._clock,
             ping_states=self._store.ping_states,
-            watching_since=self._watching_since,
+            watching_since=self._watching_added.get(check.key, self._watching_since),
             tls=self._tls,
             rdap=self._rdap,
             browser=self._browser,

@@ -337,3 +337,51 @@ def test_heartbeat_urls_use_the_public_url(tmp_path: Path) -> None:
         update={"server": config.server.model_copy(update={"public_url": "https://m.example"})}
     )
     assert ping_urls(public)[0].url == f"https://m.example/ping/{TOKEN}"
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+async def test_a_heartbeat_added_by_a_reload_is_watched_from_then(
+    database_url: str, tmp_path: Path
+) -> None:
+    # Not from the monitor's start: the job has not had a period to ping yet, and the client
+    # must not be told that it missed one.
+    clock = ShiftedClock(T0)
+    full = heartbeat_config(database_url, tmp_path)
+    site = full.clients[0].sites[0]
+    weekly = site.checks[0].model_copy(update={"id": "weekly", "period": timedelta(days=30)})
+    before = full.model_copy(
+        update={
+            "clients": [
+                full.clients[0].model_copy(
+                    update={"sites": [site.model_copy(update={"checks": [weekly]})]}
+                )
+            ]
+        }
+    )
+    reloaded: list[MonitorConfig] = []
+    async with running_monitor(before, clock=clock, load=lambda: reloaded[0]) as running:
+        await eventually(lambda: running.monitor.check_state("acme/shop/weekly") is not None)
+        clock.advance(timedelta(hours=3))
+        reloaded.append(
+            full.model_copy(
+                update={
+                    "clients": [
+                        full.clients[0].model_copy(
+                            update={
+                                "sites": [
+                                    site.model_copy(update={"checks": [weekly, site.checks[0]]})
+                                ]
+                            }
+                        )
+                    ]
+                }
+            )
+        )
+        result = await running.reloader.reload(trigger="test")
+        assert result.ok and result.applied is not None and result.applied.added == [KEY]
+        await eventually(lambda: last_outcome(running) is not None)
+        assert last_outcome(running) is Outcome.OK
+        assert open_incident(running) is None
+        clock.advance(timedelta(minutes=66))  # a period and its grace since the reload
+        incident = await eventually(lambda: open_incident(running))
+        assert incident.title == "Shop: Nightly backup did not report in time"
