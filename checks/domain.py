@@ -27,11 +27,13 @@ from typing import Literal
 
 import aiohttp
 from pydantic import Field, field_validator, model_validator
+from yarl import URL
 
 from checks.classify import PROBE_ERRORS, one_line
 from checks.dns import valid_host_name
 from checks.duration import Duration
 from checks.rdap import RdapDirectory, domain_url, expiration
+from checks.redirects import open_following
 from checks.result import Outcome, ProbeResult, timed_result
 from checks.spec import ProbeSpec
 from checks.tls import day_span
@@ -174,14 +176,21 @@ def judge_expiry(
 
 
 async def _lookup(spec: DomainCheckSpec, *, session: aiohttp.ClientSession, url: str) -> object:
-    timeout = aiohttp.ClientTimeout(total=spec.timeout.total_seconds())
     try:
-        async with session.get(
-            url,
-            headers={"Accept": "application/rdap+json, application/json"},
-            timeout=timeout,
-            max_redirects=5,
-        ) as response:
+        # Redirects followed as an http check's are (checks.redirects): none into loopback,
+        # link-local or private addresses the registry's own URL is not in.
+        async with (
+            asyncio.timeout(spec.timeout.total_seconds()),
+            open_following(
+                session,
+                "GET",
+                URL(url),
+                headers={"Accept": "application/rdap+json, application/json"},
+                max_redirects=5,
+                allow_private=False,
+                ssl=True,
+            ) as response,
+        ):
             status = response.status
             if status != 200:
                 raise _LookupFailed(f"HTTP {status}", status=status)

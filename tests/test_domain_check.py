@@ -49,6 +49,8 @@ async def rdap(aiohttp_server: AiohttpServer) -> tuple[RdapDirectory, list[str]]
     async def domain(request: web.Request) -> web.Response:
         name = request.match_info["name"]
         asked.append(name)
+        if name == "moved.example":  # a registry sending the monitor to a metadata service
+            raise web.HTTPFound("http://169.254.169.254/latest/meta-data/")
         if name == "broken.example":
             return web.Response(status=503, text="registry maintenance")
         if name == "nodate.example":
@@ -143,6 +145,17 @@ async def test_an_answer_without_an_expiry_date_is_unknown(
     result = await _probe(directory, "nodate.example")
     assert result.outcome is Outcome.DOMAIN_UNKNOWN
     assert "has no expiration date" in result.evidence.error
+
+
+async def test_a_redirect_into_internal_addresses_is_not_followed(
+    rdap: tuple[RdapDirectory, list[str]],
+) -> None:
+    # As an http check refuses it: a registry cannot make the monitor fetch from inside.
+    directory, _ = rdap
+    result = await _probe(directory, "moved.example")
+    assert result.outcome is Outcome.DOMAIN_UNKNOWN
+    assert "redirect to http://169.254.169.254/latest/meta-data/ refused" in result.evidence.error
+    assert "a link-local address" in result.evidence.error
 
 
 async def test_a_registry_that_does_not_listen_is_unknown() -> None:
