@@ -39,7 +39,7 @@ from checks.dns import valid_host_name
 from checks.duration import Duration
 from checks.private_ranges import AddressClass, address_class
 from checks.result import Evidence, FailureCause, Outcome, ProbeResult
-from checks.scrub import clean_text
+from checks.scrub import NO_SECRETS, Secrets, clean_text
 from checks.spec import ProbeSpec, Regex
 from checks.tls import expiry_warning, not_after_from_der
 
@@ -291,6 +291,10 @@ def _result(
     if seen.connect is not None:
         timings["connect"] = seen.connect
     excerpt = bytes(seen.reply[:EXCERPT_BYTES]).decode("utf-8", errors="replace")
+    # What was sent may hold a password (`AUTH ${REDIS_PASSWORD}`): masked where the reply
+    # echoes it, the line and each word after its command.
+    sent = spec.send.strip() if spec.send else ""
+    secrets = Secrets([sent, *sent.split()[1:]]) if sent else NO_SECRETS
     return ProbeResult(
         outcome=outcome,
         started_at=started_at,
@@ -301,6 +305,6 @@ def _result(
             body_excerpt=clean_text(excerpt),
             timings=timings,
             tls_not_after=seen.cert,
-        ),
+        ).masked(secrets),
         cause=cause,
     )

@@ -198,3 +198,22 @@ async def test_a_name_is_resolved_by_the_system_and_loopback_is_allowed() -> Non
     async with smtpd(Inbox()) as port:
         result = await probe_tcp(_spec(port, host="localhost", expect="^220"), now=lambda: NOW)
     assert result.outcome is Outcome.OK, result.evidence
+
+
+async def test_what_the_check_sent_is_masked_where_the_reply_echoes_it() -> None:
+    # `send: "AUTH ${REDIS_PASSWORD}"`: a server that repeats the command must not put the
+    # password into the evidence (the timeline, the API, on-call mails), as http checks mask
+    # the body they sent.
+    async def echo(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        line = (await reader.readline()).decode().strip()
+        writer.write(f"-ERR unknown command '{line}'\r\n".encode())
+        await writer.drain()
+        writer.close()
+
+    async with tcp_server(echo) as port:
+        result = await probe_tcp(
+            _spec(port, send="AUTH s3cret-pass", expect=r"^\+OK"), now=lambda: NOW
+        )
+    assert result.outcome is Outcome.UNEXPECTED_STATUS
+    assert "s3cret-pass" not in result.evidence.body_excerpt
+    assert result.evidence.body_excerpt.startswith("-ERR unknown command '")
