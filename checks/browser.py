@@ -9,6 +9,8 @@ How a failing step is classified, first match wins:
 
 1. the page's JavaScript heap grew past `max_heap_bytes` (page closed)   -> too_large
 2. `goto` failed: status >= 500 / other >= 400                  -> http_5xx, unexpected_status
+   into loopback, link-local or private addresses the check's
+   own URL is not in (any such request is aborted; `refused`)  -> redirect_refused
    no connection                                              -> connection_error
 3. a same-site or `third_party` request failed (no connection, a 5xx, or
    still unanswered when the step gave up, e.g. an iframe that
@@ -45,12 +47,23 @@ from datetime import datetime
 from typing import Any
 from urllib.parse import urljoin, urlsplit
 
-from playwright.async_api import BrowserContext, ConsoleMessage, Locator, Page, Request, Response
+from playwright.async_api import (
+    BrowserContext,
+    ConsoleMessage,
+    Locator,
+    Page,
+    Request,
+    Response,
+    Route,
+)
 from playwright.async_api import Error as PlaywrightError
 from playwright.async_api import TimeoutError as PlaywrightTimeout
+from yarl import URL
 
 from checks.browser_spec import BrowserCheckSpec, BrowserStep
+from checks.private_ranges import AddressClass, address_class
 from checks.redact import redact_text, redact_url
+from checks.redirects import own_url_classes
 from checks.result import Evidence, FailureCause, Outcome, ProbeResult
 from checks.scrub import Secrets, clean_line
 from checks.template import MissingValue, render
@@ -139,6 +152,7 @@ async def probe_browser(
         # A browser that hangs must not hang the check: its own set-up is a step's worth.
         async with asyncio.timeout(spec.step_timeout.total_seconds()):
             await context.add_init_script(VITALS_SCRIPT)
+            await context.route("**/*", await journey.address_guard())
             page = await context.new_page()
             journey.hook(page)
             if max_heap_bytes is not None:
@@ -209,6 +223,45 @@ class _Journey:
         self._end = 0.0
         self._hosts = {urlsplit(spec.url).hostname or ""}
         self._origins = set(spec.third_party)
+        self.refused: list[str] = []  # requests into addresses the check may not reach
+        self._reachable: dict[str, AddressClass | None] = {}  # host -> refused class, or None
+
+    # -- where the page may go ---------------------------------------------------------------
+
+    async def address_guard(self) -> Callable[[Route], Awaitable[None]]:
+        """A route handler for every request of the journey: one into loopback, link-local,
+        private or multicast addresses that the check's own URL is not in is aborted, as an
+        http check refuses such a redirect (`checks.private_ranges`); a navigation refused so
+        fails its step as redirect_refused. Names are resolved once per journey (Chromium
+        resolves them again: a name that rebinds between the two is not caught here)."""
+        allowed = await own_url_classes(URL(self._spec.url))
+
+        async def guard(route: Route) -> None:
+            url = route.request.url
+            host = urlsplit(url).hostname
+            refused = await self._refused_class(host, allowed) if host else None
+            if refused is None:
+                await route.continue_()
+                return
+            self._note(self.refused, f"{redact_url(url)} refused: it leads to a {refused} address")
+            await route.abort("blockedbyclient")
+
+        return guard
+
+    async def _refused_class(
+        self, host: str, allowed: frozenset[AddressClass]
+    ) -> AddressClass | None:
+        if host not in self._reachable:
+            try:
+                addresses = [address_class(host)]
+            except ValueError:
+                try:
+                    infos = await asyncio.get_running_loop().getaddrinfo(host, None)
+                except OSError:
+                    infos = []  # Chromium finds no address either, and says so
+                addresses = [address_class(str(info[4][0])) for info in infos]
+            self._reachable[host] = next((a for a in addresses if a not in allowed), None)
+        return self._reachable[host]
 
     # -- what the page reports -------------------------------------------------------------
 
@@ -409,6 +462,8 @@ class _Journey:
                 f"{redact_url(url)} did not finish loading within {limit_ms / 1000:g}s",
             ) from None
         except PlaywrightError as exc:
+            if self.refused and "ERR_BLOCKED_BY_CLIENT" in str(exc):
+                raise _StepFailed(Outcome.REDIRECT_REFUSED, self.refused[-1]) from None
             raise _StepFailed(Outcome.CONNECTION_ERROR, _message(exc)) from None
         await self._read_vitals(page, step)
         if response is None:
@@ -543,6 +598,7 @@ class _Journey:
         details: dict[str, Any] = {
             "console_errors": self.console_errors,
             "failed_requests": self.failed_requests,
+            "refused": self.refused,
             "pages": pages,
         }
         if self._shots:

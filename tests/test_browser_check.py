@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from aiohttp import web
 
 from checks.result import Outcome
 from incidents.severity import Severity, SeverityPolicy
@@ -225,3 +226,32 @@ def test_screenshots_folder_keeps_at_most_its_count(tmp_path: Path) -> None:
     now = now + timedelta(hours=2)  # everything is past max_age now
     folder.save(PNG_SIGNATURE + b"new", label="acme/shop/checkout")
     assert len(list(tmp_path.glob("*.png"))) == 1
+
+
+async def test_a_page_cannot_take_the_browser_into_internal_addresses(
+    aiohttp_server: Any, pool: BrowserPool
+) -> None:
+    # As an http check refuses such a redirect: a site (or a script on it) must not make the
+    # monitor's browser load a metadata service or an internal page, photographed for on-call.
+    # (Playwright does not route the hops of an HTTP redirect: see the notes of the review.)
+    inside = "http://169.254.1.1/latest/meta-data/"
+    app = web.Application()
+
+    async def framed(request: web.Request) -> web.Response:
+        body = f'<p>hello</p><iframe src="{inside}"></iframe><img src="{inside}x.png">'
+        return web.Response(text=body, content_type="text/html")
+
+    app.router.add_get("/framed", framed)
+    server = await aiohttp_server(app)
+    base = str(server.make_url("/"))
+
+    steps = [{"name": "open", "goto": "/framed"}, {"name": "hello", "expect": {"text": "hello"}}]
+    result = await journey(pool, spec(base, steps))
+    assert result.outcome is Outcome.OK, result.evidence.error
+    refused = (result.evidence.browser or {})["refused"]
+    assert len(refused) == 2 and all("169.254.1.1" in line for line in refused), refused
+    assert "a link-local address" in refused[0]
+
+    result = await journey(pool, spec(base, [{"name": "open", "goto": inside}]))
+    assert result.outcome is Outcome.REDIRECT_REFUSED, result.evidence.error
+    assert "169.254.1.1" in (result.evidence.error or "")
