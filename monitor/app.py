@@ -23,7 +23,7 @@ from prometheus_client import (
 )
 
 from monitor.browser_pool import browser_pool, screenshot_folder
-from monitor.clients import ONCALL_WEBHOOK, escalation_of, message_context
+from monitor.clients import ONCALL_WEBHOOK, escalation_of
 from monitor.clock import Clock, SystemClock
 from monitor.config import load_config
 from monitor.config.models import MonitorConfig, split_listen
@@ -172,7 +172,7 @@ async def running_monitor(
     reloader.subscribe(lambda new: oncall.use(escalation_of(new)))
     reloader.subscribe(lambda new: pings.use_tokens(ping_tokens(new)))
     reloader.subscribe(status.apply)
-    reloader.subscribe(lambda new: monitor.connectivity.use_messages(message_context(new)))
+    reloader.subscribe(monitor.connectivity.use_config)
     reloader.subscribe(lambda new: store.use_calendars(calendars_of(new)))
     # The console is served when operators are configured at start (its routes are added
     # then); a reload changes who may sign in.

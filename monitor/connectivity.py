@@ -40,7 +40,7 @@ from incidents.messages import MessageContext
 from incidents.model import CheckState
 from incidents.outgoing import NoticeKind, Outgoing, OutgoingEmail
 from incidents.routes import EMAIL_CHANNEL, WEBHOOK_CHANNEL, Event, channels_for
-from monitor.clients import ONCALL_WEBHOOK, notify_policy
+from monitor.clients import ONCALL_WEBHOOK, message_context, notify_policy
 from monitor.clock import Clock
 from monitor.config.models import CanaryConfig, ConfiguredCheck, MonitorConfig
 from monitor.metrics import Metrics
@@ -107,9 +107,13 @@ class ConnectivityGuard:
         metrics.connectivity_lost.set_function(lambda: 1 if self.lost else 0)
         metrics.mass_failure_holding.set_function(lambda: 1 if self.held_until() else 0)
 
-    def use_messages(self, messages: MessageContext) -> None:
-        """Compose on-call notices with these from now on (a config reload)."""
-        self._messages = messages
+    def use_config(self, config: MonitorConfig) -> None:
+        """Compose on-call notices and send them where the routes, channels and on-call
+        webhook of `config` say, from now on (a config reload). Canaries and the
+        mass-failure settings need a restart."""
+        self._messages = message_context(config)
+        self._webhook = ONCALL_WEBHOOK if config.oncall.webhook is not None else None
+        self._policy = notify_policy(config)
 
     # -- lifecycle -------------------------------------------------------------------------
 

@@ -242,3 +242,44 @@ async def test_monitor_health_follows_the_routes_to_a_channel(shop: str, tmp_pat
 
 async def _settled(running: Running) -> bool:
     return (await running.store.outbox_counts()).get("pending", 0) == 0
+
+
+async def test_monitor_health_follows_routes_and_channels_a_reload_added(
+    shop: str, tmp_path: Path
+) -> None:
+    # The connectivity guard read its routes once at start: a channel and route added by a
+    # reload never heard that the monitor lost its connectivity (and a removed one still did).
+    hooks = Receiver(name="hooks", scheme="json", path="health")
+    await hooks.start()
+    canary = Receiver(name="canary", scheme="http", path="")
+    await canary.start()
+    try:
+        canaries = (
+            f"canaries:\n  - {{name: uplink, url: 'http://127.0.0.1:{canary.port}/', "
+            "interval: 100ms, timeout: 1s}\n"
+        )
+        routes = "routes:\n  - {channels: [hooks], events: [monitor_health]}\n"
+
+        def config(extra: str) -> Any:
+            text = shop_yaml(
+                site_url=shop,
+                database=f"sqlite+aiosqlite:///{tmp_path / 'monitor.db'}",
+                outbox=tmp_path / "outbox",
+                extra=extra,
+            )
+            return load_config_text(text, environ={**os.environ, **channel_environ([hooks])})
+
+        reloaded = config(channels_yaml([hooks]) + canaries + routes)
+        async with running_monitor(config(canaries), load=lambda: reloaded) as running:
+            await eventually(lambda: canary.received)
+            assert (await running.reloader.reload(trigger="test")).ok
+            await canary.stop()  # every canary fails: the monitor lost its connectivity
+            await eventually(lambda: hooks.received)
+            await canary.start()
+            await eventually(lambda: len(hooks.received) == 2)
+        lost, back = hooks.texts()
+        assert "PAGE: the monitor lost connectivity" in lost
+        assert "connectivity is back" in back
+    finally:
+        await hooks.stop()
+        await canary.stop()
