@@ -400,3 +400,29 @@ def test_a_route_for_openings_hears_a_severity_paged_by_its_escalation_policy() 
         later.incident, later.timeline, now=minutes(15), client=CLIENT, ctx=MESSAGES, policy=policy
     )
     assert [(type(m).__name__, m.kind) for m in out] == [("OutgoingEmail", MessageKind.PAGE)]
+
+
+def test_a_severity_2_page_does_not_say_it_is_a_severity_1() -> None:
+    major = Escalation(policies={Severity.MAJOR: NO_REPEAT}, rotation=ROTATION)
+    incident, timeline = opened(Severity.MAJOR)
+    change = after_engine(
+        before=None, after=incident, timeline=timeline, now=T0, sla=SLA, escalation=major
+    )
+    policy = NotifyPolicy(people=PEOPLE)
+    _, out = notifications(
+        change.incident, change.timeline, now=T0, client=CLIENT, ctx=MESSAGES, policy=policy
+    )
+    (page,) = [m for m in out if isinstance(m, OutgoingEmail) and m.kind is MessageKind.PAGE]
+    assert "Severity 2 (Major) incident INC-42 needs a response now" in " ".join(page.text.split())
+    for text in (page.text, page.html):
+        assert "Severity 1 bypasses the queue" not in text
+    # A Severity 1's page still says so.
+    incident, timeline = opened()
+    change = after_engine(
+        before=None, after=incident, timeline=timeline, now=T0, sla=SLA, escalation=ESCALATION
+    )
+    _, out = notifications(
+        change.incident, change.timeline, now=T0, client=CLIENT, ctx=MESSAGES, policy=policy
+    )
+    (page,) = [m for m in out if isinstance(m, OutgoingEmail) and m.kind is MessageKind.PAGE]
+    assert "Severity 1 bypasses the queue" in " ".join(page.text.split())
