@@ -161,12 +161,15 @@ async def running_monitor(
     oncall = OnCallCollector(escalation_of(config), clock.now)
     registry.register(oncall)
     # Everything else that reads the config follows a reload (the monitor applies first).
+    # The outbox first: the incidents may route to a new channel as soon as the monitor
+    # applies the new config, and a channel the outbox does not know fails for good.
     reloader.subscribe(
         lambda new: outbox.use(
             mailer=mailer(new),
             webhooks=webhook_sender(new, delivery_session),
             chats=chat_sender(new),
-        )
+        ),
+        first=True,
     )
     reloader.subscribe(lambda new: metrics.add_channels(new.channels))
     reloader.subscribe(lambda new: oncall.use(escalation_of(new)))

@@ -93,6 +93,11 @@ class OutboxWorker:
         self._stopping = True
         self._wake.set()
 
+    @property
+    def chats(self) -> ChatSender | None:
+        """What chat messages are sent through now (None: no channels configured)."""
+        return self._chats
+
     def use(
         self, *, mailer: Mailer, webhooks: WebhookSender | None, chats: ChatSender | None
     ) -> None:

@@ -8,9 +8,11 @@ goes on with the configuration it has. A valid one is applied in one path, `Relo
 1. sections that only take effect at start (`RESTART_SECTIONS`: the listeners, the database,
    the scheduler's caps, the cluster identity, the canaries) keep their running values, and
    whatever changed in them is reported as needing a restart;
-2. the monitor applies the rest (`Monitor.apply`: checks, incidents, clients, calendars,
-   templates), then every subscriber (`subscribe`) gets the new configuration in order:
-   the outbox's senders, the status pages, the API token, and any section added later;
+2. the outbox's senders take the new configuration first (`subscribe(first=True)`: a new
+   channel is known before anything routes to it); the monitor applies the rest
+   (`Monitor.apply`: checks, incidents, clients, calendars, templates), then every
+   subscriber (`subscribe`) gets the new configuration in order: the status pages, the API
+   token, and any section added later;
 3. `current` is the new configuration, and the metrics say when it was loaded.
 
 A new section joins reload by reading `Reloader.current` when it acts, or by subscribing a
@@ -76,12 +78,15 @@ class Reloader:
         self._metrics = metrics
         self._clock = clock
         self._subscribers: list[Subscriber] = []
+        self._first: list[Subscriber] = []  # before the monitor applies (see subscribe)
         self._lock = asyncio.Lock()
         self.loaded(current)
 
-    def subscribe(self, subscriber: Subscriber) -> None:
-        """Call `subscriber(new_config)` on every successful reload, after the monitor's."""
-        self._subscribers.append(subscriber)
+    def subscribe(self, subscriber: Subscriber, *, first: bool = False) -> None:
+        """Call `subscriber(new_config)` on every successful reload, after the monitor's;
+        with `first`, before it: for what must be ready when the monitor's new config acts
+        (the outbox's senders, before the incidents route messages to a new channel)."""
+        (self._first if first else self._subscribers).append(subscriber)
 
     def loaded(self, config: MonitorConfig) -> None:
         """Record a successful load in the metrics (at start and after each reload)."""
@@ -107,11 +112,9 @@ class Reloader:
             try:
                 # Also off the loop: tens of thousands of checks take a second or more.
                 plan = await asyncio.to_thread(self._monitor.plan, effective)
+                await _call(self._first, effective)
                 applied = await self._monitor.apply(effective, plan=plan)
-                for subscriber in self._subscribers:
-                    outcome = subscriber(effective)
-                    if inspect.isawaitable(outcome):
-                        await outcome
+                await _call(self._subscribers, effective)
             except Exception as exc:  # noqa: BLE001 - told, and the next reload tries again
                 log.exception("config reload (%s) failed while applying it", trigger)
                 self._metrics.config_reload_successful.set(0)
@@ -178,6 +181,13 @@ class Reloader:
                 continue
             digest = content
             await self.reload(trigger="file changed")
+
+
+async def _call(subscribers: list[Subscriber], config: MonitorConfig) -> None:
+    for subscriber in subscribers:
+        outcome = subscriber(config)
+        if inspect.isawaitable(outcome):
+            await outcome
 
 
 def _stamp(path: Path) -> tuple[int, int] | None:

@@ -16,12 +16,14 @@ from typing import Any
 import aiohttp
 import pytest
 from aiohttp.test_utils import TestServer
+from pydantic import SecretStr
 
 from incidents.flow import REMOVED_FROM_CONFIGURATION
 from incidents.model import IncidentStatus, TimelineKind
 from monitor import runtime
 from monitor.app import Running, running_monitor
-from monitor.config import load_config
+from monitor.config import MonitorConfig, load_config
+from monitor.config.channels import ChannelConfig
 from monitor.reports import report_message_id
 from tests.helpers import ShiftedClock, Target, eventually, free_port
 from tests.smtp_helpers import Inbox, smtpd
@@ -643,3 +645,27 @@ async def test_monthly_reports_switched_on_by_a_reload_are_queued(
         path.write_text("reports: {monthly: true}\n" + text)
         assert (await running.reloader.reload(trigger="test")).ok
         await eventually(lambda: running.store.notice_queued(november), timeout=30)
+
+
+async def test_the_outbox_knows_new_channels_before_the_incidents_route_to_them(
+    tmp_path: Path,
+) -> None:
+    # Monitor.apply gives the desk the new routes and channels, with awaits in between, before
+    # ordinary subscribers run: a message routed to a new channel in that moment met an
+    # outbox that did not know it ("no such channel": failed for good, the page lost).
+    database, path = sqlite_files(tmp_path)
+    path.write_text(config_yaml(url="http://127.0.0.1:9", database=database, checks=HOME))
+    config = load_config(path)
+    team = ChannelConfig(url=SecretStr("json://127.0.0.1:9/hook"))
+    new = config.model_copy(update={"channels": {"team": team}})
+    seen: list[tuple[str, bool]] = []
+
+    def outbox_knows_team(applied: MonitorConfig) -> None:
+        chats = running.outbox.chats
+        seen.append(("outbox", chats is not None and chats.service("team") is not None))
+        seen.append(("monitor applied", running.monitor.config is applied))
+
+    async with running_monitor(config, load=lambda: new) as running:
+        running.reloader.subscribe(outbox_knows_team, first=True)
+        assert (await running.reloader.reload(trigger="test")).ok
+    assert seen == [("outbox", True), ("monitor applied", False)]
