@@ -113,6 +113,9 @@ async def running_monitor(
         chats=chat_sender(config),
     )
     metrics.add_channels(config.channels)
+    metrics.add_escalation_levels(
+        {severity: len(policy.levels) for severity, policy in config.escalation.items()}
+    )
     monitor = Monitor(
         config=config,
         store=store,
@@ -132,6 +135,8 @@ async def running_monitor(
     url = ""
     status = StatusPages(config=config, store=store, desk=monitor.desk, clock=clock)
     tokens = ping_tokens(config)
+    if tokens:
+        metrics.add_heartbeat_pings()
     pings = (
         PingRoutes(
             tokens=tokens,

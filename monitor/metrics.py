@@ -13,6 +13,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from checks.heartbeat import PingKind
 from incidents.escalation import Escalation
 from incidents.model import Incident
 from incidents.severity import Severity
@@ -329,6 +330,19 @@ class Metrics:
             self.notifications_sent.labels(channel=channel)
             self.notifications_failed.labels(channel=channel)
             self.notification_retries.labels(channel=channel)
+
+    def add_escalation_levels(self, levels: Mapping[Severity, int]) -> None:
+        """Create `monitor_pages_total` at 0 for each severity's levels (`escalation:` in the
+        config: severity -> how many levels), so increase() counts the first page too."""
+        for severity, count in levels.items():
+            for level in range(1, count + 1):
+                self.pages.labels(severity=str(int(severity)), level=str(level))
+
+    def add_heartbeat_pings(self) -> None:
+        """Create `monitor_heartbeat_pings_total` at 0 for every answer, once heartbeats are
+        configured, so increase() counts the first ping (or the first guessed token)."""
+        for result in (*PingKind, "unknown", "limited", "error"):
+            self.heartbeat_pings.labels(result=str(result))
 
     def exposition(self) -> Iterator[bytes]:
         """The registry in the Prometheus text format, in chunks (the per-check series in
