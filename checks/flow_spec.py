@@ -9,7 +9,7 @@ JSON path that does not parse, two steps of one name, a step with both a form an
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -120,6 +120,10 @@ class FlowStep(BaseModel):
         default=False, description="Run even after an earlier step failed (cleanup)."
     )
 
+    @property
+    def saves(self) -> dict[str, Extractor]:
+        return self.save
+
     def form_texts(self) -> dict[str, str] | None:
         """The form as name -> value text (placeholders not yet filled in)."""
         if self.form is None:
@@ -185,6 +189,23 @@ class FlowCheckSpec(ProbeSpec):
 def step_problems(steps: Sequence[FlowStep]) -> list[str]:
     """Everything wrong across a flow's steps, each naming its step as `steps[2] (pay): ...`."""
     problems: list[str] = []
+    for index, step in enumerate(steps):
+        where = f"steps[{index}] ({step.name})"
+        if step.form is not None and step.json_body is not None:
+            problems.append(f"{where}: send a form or json, not both")
+        for name, extractor in step.save.items():
+            problems += [f"{where}: save {name}: {problem}" for problem in extractor.problems()]
+        for path in step.expect.json_equals:
+            problem = json_path_problem(path)
+            if problem is not None:
+                problems.append(f"{where}: expect.json_equals: {problem}")
+    return shared_step_problems(steps) + problems
+
+
+def shared_step_problems(steps: Sequence[SavingStep]) -> list[str]:
+    """What is wrong across the steps of any kind of check: a name used twice, a value used
+    before any step saves it, a malformed placeholder."""
+    problems: list[str] = []
     first_use: dict[str, int] = {}
     saved_by: dict[str, int] = {}  # value name -> the first step that saves it
     for index, step in enumerate(steps):
@@ -195,26 +216,31 @@ def step_problems(steps: Sequence[FlowStep]) -> list[str]:
                 "; step names must be unique"
             )
         first_use.setdefault(step.name, index)
-        if step.form is not None and step.json_body is not None:
-            problems.append(f"{where}: send a form or json, not both")
-        for name, extractor in step.save.items():
-            problems += [f"{where}: save {name}: {problem}" for problem in extractor.problems()]
-        for path in step.expect.json_equals:
-            problem = json_path_problem(path)
-            if problem is not None:
-                problems.append(f"{where}: expect.json_equals: {problem}")
         for name in step.used_names():
-            problem = _use_problem(name, index=index, steps=steps, saved_by=saved_by)
+            problem = placeholder_problem(name, index=index, steps=steps, saved_by=saved_by)
             if problem is not None:
                 problems.append(f"{where}: {problem}")
-        for name in step.save:
+        for name in step.saves:
             saved_by.setdefault(name, index)
     return problems
 
 
-def _use_problem(
-    name: str, *, index: int, steps: Sequence[FlowStep], saved_by: Mapping[str, int]
+class SavingStep(Protocol):
+    """What the checks across steps read of a step of any kind (flow, browser)."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def saves(self) -> Mapping[str, object]: ...
+
+    def used_names(self) -> list[str]: ...
+
+
+def placeholder_problem(
+    name: str, *, index: int, steps: Sequence[SavingStep], saved_by: Mapping[str, int]
 ) -> str | None:
+    """What is wrong with step `index` using `{{name}}`, or None (it is saved earlier)."""
     if not is_valid_name(name):
         return (
             f"{{{{{name}}}}} is not a placeholder: write a saved value's name of letters, "
@@ -222,7 +248,9 @@ def _use_problem(
         )
     if name in saved_by:
         return None
-    later = [f"steps[{i}] ({s.name})" for i, s in enumerate(steps) if i >= index and name in s.save]
+    later = [
+        f"steps[{i}] ({s.name})" for i, s in enumerate(steps) if i >= index and name in s.saves
+    ]
     hint = (
         f"; {', '.join(later)} saves it, but only earlier steps' values can be used"
         if later

@@ -45,6 +45,10 @@ class Outcome(enum.StrEnum):
     DOMAIN_UNKNOWN = "domain_unknown"
     HEARTBEAT_MISSED = "heartbeat_missed"  # a push check's job did not ping in time
     HEARTBEAT_FAILED = "heartbeat_failed"  # a push check's job pinged that it failed
+    # What only a browser check sees (checks.browser), with the failing step named:
+    SCRIPT_ERROR = "script_error"  # an uncaught exception or console error on the page
+    REQUEST_FAILED = "request_failed"  # a same-site or third-party request of the page failed
+    ELEMENT_MISSING = "element_missing"  # a step's selector never appeared
 
     @property
     def is_failure(self) -> bool:
@@ -75,6 +79,11 @@ class Evidence:
     step: str | None = None  # the failing step of a multi-step check, if any
     tls_not_after: float | None = None  # Unix time the https certificate expires, if known
     domain_not_after: float | None = None  # Unix time a domain's registration expires, if known
+    # A browser check's: the PNG of the page at the failing step (a path on the monitor's
+    # disk, for on-call only), and what the page said: console errors, failed requests, Web
+    # Vitals per page (see checks.browser). Neither ever reaches a client.
+    screenshot: str | None = None
+    browser: dict[str, Any] | None = None
 
     def masked(self, secrets: Secrets) -> Evidence:
         """This evidence with every secret of the check masked (see `checks.scrub`)."""
@@ -90,12 +99,14 @@ class Evidence:
             step=self.step,
             tls_not_after=self.tls_not_after,
             domain_not_after=self.domain_not_after,
+            screenshot=self.screenshot,
+            browser=None if self.browser is None else _masked_json(self.browser, secrets),
         )
 
     def to_dict(self) -> dict[str, Any]:
         """The evidence as it is stored and served: without session or credential headers,
         and without control characters in any text, whoever built it."""
-        return {
+        plain: dict[str, Any] = {
             "url": clean_line(self.url),
             "status": self.status,
             "error": None if self.error is None else clean_line(self.error),
@@ -110,6 +121,32 @@ class Evidence:
             "tls_not_after": self.tls_not_after,
             "domain_not_after": self.domain_not_after,
         }
+        # Only a browser check's evidence has these keys, so every other stays as it was.
+        if self.screenshot is not None:
+            plain["screenshot"] = clean_line(self.screenshot)
+        if self.browser is not None:
+            plain["browser"] = _clean_json(self.browser)
+        return plain
+
+
+def _masked_json(value: Any, secrets: Secrets) -> Any:
+    if isinstance(value, str):
+        return secrets.mask(value)
+    if isinstance(value, dict):
+        return {key: _masked_json(item, secrets) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_masked_json(item, secrets) for item in value]
+    return value
+
+
+def _clean_json(value: Any) -> Any:
+    if isinstance(value, str):
+        return clean_line(value)
+    if isinstance(value, dict):
+        return {clean_line(str(key)): _clean_json(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_clean_json(item) for item in value]
+    return value
 
 
 @dataclass(frozen=True, slots=True)

@@ -80,6 +80,7 @@ from incidents.sla import (
     oncall_notify_at,
     pause_clocks,
     paused_time,
+    recompute_clocks,
     record_client_update,
     record_response,
     resume_clocks,
@@ -89,6 +90,8 @@ from incidents.sla import (
 
 # Marks (in Incident.sla_marks) saying a thread has its first mail, so later mails reply to it.
 THREAD_MARK = {Audience.CLIENT: "thread:client", Audience.ONCALL: "thread:oncall"}
+# Why an incident was resolved when a reload took away every check it had.
+REMOVED_FROM_CONFIGURATION = "check removed from the configuration"
 # Marks that a client mail has named the whole site down, so its retitle is told once.
 SITE_DOWN_MARK = "client:site_down"
 
@@ -438,6 +441,34 @@ def attach_postmortem(incident: Incident, *, now: datetime, by: str, text: str) 
     return Change(incident=incident, timeline=(entry,))
 
 
+def change_severity(
+    incident: Incident, *, now: datetime, by: str, severity: Severity, sla: SlaContext
+) -> Change:
+    """An operator sets the severity by hand. Raising it is an escalation as if the checks
+    had caused it: tighter clocks, on-call paged again on Severity 1, the client's escalation
+    mail (`notifications`). Lowering it keeps every due time already promised (the client
+    was told them) and mails nobody; only the timeline records who and why."""
+    _require_open(incident, by)
+    if severity is incident.severity:
+        raise ValueError(f"{incident.ref} is {severity.label} already")
+    before = incident.severity
+    changed = replace(incident, severity=severity)
+    escalated = severity < before  # a lower number is more severe
+    entry = TimelineEntry(
+        at=now,
+        kind=TimelineKind.ESCALATED if escalated else TimelineKind.DEESCALATED,
+        message=f"{'escalated' if escalated else 'de-escalated'} by {by} from "
+        f"{before.label} to {severity.label}",
+        severity=severity,
+        evidence={"by": by, "from": int(before)},
+    )
+    if not escalated:
+        return Change(incident=changed, timeline=(entry,))
+    changed = escalate_clocks(changed, previous_severity=before, at=now, ctx=sla)
+    paged, paging = _tell_oncall(changed, now=now, sla=sla, page=severity is Severity.CRITICAL)
+    return Change(incident=paged, timeline=(entry, *paging))
+
+
 class StillFailing(ValueError):
     """A manual resolve refused: checks of the incident still fail (`checks`, keys)."""
 
@@ -467,15 +498,7 @@ def resolve_by_hand(
     failing = sorted(incident.failing_checks.intersection(still_failing))
     if failing and not force:
         raise StillFailing(incident, failing)
-    resolved = replace(
-        incident,
-        status=IncidentStatus.RESOLVED,
-        resolved_at=now,
-        failing_checks=frozenset(),
-        next_update_due_at=None,
-        paused_since=None,
-        paused_until=None,
-    )
+    resolved = _closed(incident, now=now)
     message = f"resolved by hand by {by}"
     if failing:
         names = [key.rsplit("/", 1)[-1] for key in failing]
@@ -493,6 +516,86 @@ def resolve_by_hand(
         | ({"note": note.strip()} if note.strip() else {}),
     )
     return Change(incident=resolved, timeline=(entry,))
+
+
+def _closed(incident: Incident, *, now: datetime) -> Incident:
+    """`incident` resolved at `now`: nothing failing, no update owed, no pause."""
+    return replace(
+        incident,
+        status=IncidentStatus.RESOLVED,
+        resolved_at=now,
+        failing_checks=frozenset(),
+        next_update_due_at=None,
+        paused_since=None,
+        paused_until=None,
+    )
+
+
+def after_checks_removed(
+    incident: Incident, *, now: datetime, configured: Collection[str]
+) -> Change | None:
+    """What a configuration reload that kept only the checks `configured` (keys) does to an
+    open incident; None when none of its checks went away.
+
+    When no check still failing is left (every check went, or every failing one did),
+    nothing could see the incident recover: it is resolved, and the timeline says why. When
+    some failing checks went and others stay, the ones that went are no longer waited for:
+    the others' recovery resolves it; an internal note says so. The team's edit closed it,
+    so a client mail (when configured) reads as a resolve by hand, not as a recovery."""
+    keys = frozenset(configured)
+    gone = sorted(incident.checks - keys)
+    if not gone:
+        return None
+    failing_left = incident.failing_checks & keys
+    if not failing_left:
+        entry = TimelineEntry(
+            at=now,
+            kind=TimelineKind.RESOLVED,
+            message=f"resolved: {REMOVED_FROM_CONFIGURATION}",
+            severity=incident.severity,
+            evidence={
+                "resolved_by": "configuration",
+                "forced": False,
+                "removed_from_configuration": gone,
+            },
+        )
+        return Change(incident=_closed(incident, now=now), timeline=(entry,))
+    if failing_left == incident.failing_checks:
+        return None  # only checks that had recovered went: nothing to change
+    entry = TimelineEntry(
+        at=now,
+        kind=TimelineKind.INTERNAL_NOTE,
+        message=f"{REMOVED_FROM_CONFIGURATION}: {', '.join(gone)}; "
+        f"still failing: {', '.join(sorted(failing_left))}",
+        severity=incident.severity,
+    )
+    return Change(incident=replace(incident, failing_checks=failing_left), timeline=(entry,))
+
+
+def recompute_on_calendar(incident: Incident, *, now: datetime, sla: SlaContext) -> Change | None:
+    """The clocks of an open incident counted again on its client's new calendar (a reload
+    changed the business hours or the plan), with an internal note saying so; None when the
+    due times come out the same."""
+    recomputed = recompute_clocks(incident, ctx=sla)
+    if recomputed == incident:
+        return None
+    zone = zone_of(sla)
+    shown = [
+        f"{what} {human_time(at, zone)}"
+        for what, at in (
+            ("response due", recomputed.response_due_at),
+            ("next client update due", recomputed.next_update_due_at),
+        )
+        if at is not None
+    ]
+    entry = TimelineEntry(
+        at=now,
+        kind=TimelineKind.INTERNAL_NOTE,
+        message="SLA clocks recomputed: the client's calendar changed in the configuration"
+        + (f" ({', '.join(shown)})" if shown else ""),
+        severity=incident.severity,
+    )
+    return Change(incident=recomputed, timeline=(entry,))
 
 
 def resolved_by_hand(entry: TimelineEntry) -> bool:

@@ -74,6 +74,9 @@ OUTCOME_TEXT = {
     Outcome.DOMAIN_UNKNOWN: "the registry's RDAP lookup of the domain failed",
     Outcome.HEARTBEAT_MISSED: "the scheduled job did not report in time",
     Outcome.HEARTBEAT_FAILED: "the scheduled job reported a failure",
+    Outcome.SCRIPT_ERROR: "a script error on the page (an uncaught exception or console error)",
+    Outcome.REQUEST_FAILED: "a request of the page (same site or third party) failed",
+    Outcome.ELEMENT_MISSING: "an element a step needs never appeared",
 }
 
 # The client's sentence for each outcome: plain words, nothing the target sent.
@@ -98,6 +101,9 @@ CLIENT_SENTENCE = {
     Outcome.DOMAIN_UNKNOWN: N_("We could not confirm when the domain name registration expires."),
     Outcome.HEARTBEAT_MISSED: N_("A scheduled task of the site did not report in time."),
     Outcome.HEARTBEAT_FAILED: N_("A scheduled task of the site reported a failure."),
+    Outcome.SCRIPT_ERROR: N_("The page has an error that stops visitors from going on."),
+    Outcome.REQUEST_FAILED: N_("Part of the page, such as a payment form, does not load."),
+    Outcome.ELEMENT_MISSING: N_("A button or field that visitors need is missing."),
 }
 
 ERROR_CHARS = 300

@@ -24,6 +24,7 @@ class TimelineKind(enum.StrEnum):
     OPENED = "opened"  # the first confirmed failure of a site opened the incident
     CHECK_FAILED = "check_failed"  # another check of the site is confirmed failing
     ESCALATED = "escalated"  # severity rose (e.g. slow, then down): 2 -> 1
+    DEESCALATED = "deescalated"  # an operator lowered the severity by hand: 1 -> 2
     CHECK_RECOVERED = "check_recovered"  # a failing check passed successes_to_resolve times
     RESOLVED = "resolved"  # no check failing any more, or an operator resolved it by hand
     ONCALL_PAGED = "oncall_paged"  # Severity 1: on-call paged at once, on every channel

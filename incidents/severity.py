@@ -36,6 +36,11 @@ def _default_outcome_severity() -> dict[Outcome, Severity]:
         Outcome.UNEXPECTED_STATUS: Severity.CRITICAL,
         # Visitors are sent where they cannot go (or somewhere they must not see).
         Outcome.REDIRECT_REFUSED: Severity.CRITICAL,
+        # What a browser sees; like a flow's content_mismatch, a checkout journey sets its
+        # own `severity: 1` (a broken checkout), a contact form's keeps 2.
+        Outcome.SCRIPT_ERROR: Severity.MAJOR,
+        Outcome.REQUEST_FAILED: Severity.MAJOR,
+        Outcome.ELEMENT_MISSING: Severity.MAJOR,
         Outcome.CONTENT_MISMATCH: Severity.MAJOR,
         Outcome.TOO_LARGE: Severity.MAJOR,
         Outcome.SLOW: Severity.MAJOR,

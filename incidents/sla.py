@@ -187,6 +187,26 @@ def escalate_clocks(
     )
 
 
+def recompute_clocks(incident: Incident, *, ctx: SlaContext) -> Incident:
+    """An open incident's due times counted again on `ctx` (its client's calendar or plan
+    changed): the response from the opening, the next client update from the last one (or
+    the response). Time paused by maintenance before now is not added back."""
+    name, cal = ctx.calendar_for(incident.severity)
+    targets = ctx.policy.targets(incident.severity)
+    aim, due = _response_times(cal, incident.opened_at, targets)
+    next_update = incident.next_update_due_at
+    since = incident.last_update_at or incident.responded_at
+    if since is not None and next_update is not None:
+        next_update = _after(cal, since, targets.update_every)
+    return replace(
+        incident,
+        calendar=name,
+        response_aim_at=aim,
+        response_due_at=due,
+        next_update_due_at=next_update,
+    )
+
+
 def record_response(incident: Incident, *, at: datetime, by: str, ctx: SlaContext) -> Incident:
     """An operator acknowledged the incident at `at`.
 

@@ -129,6 +129,9 @@ def _how(headline: Headline, _: Gettext, values: dict[str, object]) -> str:
         Outcome.DOMAIN_UNKNOWN: N_("has a domain registration we could not check"),
         Outcome.HEARTBEAT_MISSED: N_("did not report in time"),
         Outcome.HEARTBEAT_FAILED: N_("reported a failure"),
+        Outcome.SCRIPT_ERROR: N_("is failing (the page has an error)"),
+        Outcome.REQUEST_FAILED: N_("is failing (part of the page does not load)"),
+        Outcome.ELEMENT_MISSING: N_("is failing (a button or field is missing)"),
     }
     return _(plain.get(outcome, N_("is failing")))
 
@@ -146,6 +149,19 @@ def _step_how(headline: Headline, _: Gettext, values: dict[str, object]) -> str:
         return _("is failing (the %(step)s step does not show what it should)") % values
     if outcome is Outcome.TIMEOUT:
         return _("is failing (the %(step)s step does not answer in time)") % values
+    # What a browser check sees (checks.browser); never what the page's console said.
+    browser = {
+        Outcome.SCRIPT_ERROR: N_("is failing (the page has an error at the %(step)s step)"),
+        Outcome.REQUEST_FAILED: N_(
+            "is failing (part of the page does not load at the %(step)s step)"
+        ),
+        Outcome.ELEMENT_MISSING: N_(
+            "is failing (a button or field is missing at the %(step)s step)"
+        ),
+        Outcome.TOO_LARGE: N_("is failing (the page is too heavy at the %(step)s step)"),
+    }
+    if outcome in browser:
+        return _(browser[outcome]) % values
     return _("is failing (the %(step)s step cannot be reached)") % values
 
 

@@ -22,8 +22,10 @@ from prometheus_client import (
     disable_created_metrics,
 )
 
-from monitor.clients import ONCALL_WEBHOOK, escalation_of
+from monitor.browser_pool import browser_pool, screenshot_folder
+from monitor.clients import ONCALL_WEBHOOK, escalation_of, message_context
 from monitor.clock import Clock, SystemClock
+from monitor.config import load_config
 from monitor.config.models import MonitorConfig, split_listen
 from monitor.delivery import (
     FileMailer,
@@ -37,10 +39,12 @@ from monitor.heartbeat_tokens import ping_tokens
 from monitor.http_guard import ConnectionGuard, GuardedSite, connection_limit
 from monitor.metrics import Metrics, OnCallCollector
 from monitor.outbox_worker import OutboxWorker
+from monitor.reload import Reloader
 from monitor.runtime import Listener, Monitor, new_http_transport, new_session
 from monitor.server import DEGRADED_LOOP_LAG, create_app, create_metrics_app
 from monitor.store import Store
 from monitor.uptime_gauge import UptimeGauge, calendars_of
+from monitor.web.console import Console
 from monitor.web.ping import PingRoutes
 from monitor.web.status import StatusPages
 
@@ -58,6 +62,7 @@ class Running:
     url: str  # base URL of the monitor's own HTTP server
     outbox: OutboxWorker
     status: StatusPages  # the client status pages it serves (/status)
+    reloader: Reloader  # reloads the config in place (SIGHUP, POST /api/reload)
 
 
 @asynccontextmanager
@@ -67,8 +72,14 @@ async def running_monitor(
     clock: Clock | None = None,
     listeners: Sequence[Listener] = (),
     serve: bool = True,
+    config_path: str | Path | None = None,
+    load: Callable[[], MonitorConfig] | None = None,
 ) -> AsyncIterator[Running]:
-    """Open the store, start probing and serving; on exit finish in-flight work and close."""
+    """Open the store, start probing and serving; on exit finish in-flight work and close.
+
+    A reload reads the config again with `load` (default: `load_config(config_path)`);
+    without either, a reload keeps the config it was given. With `server.watch_config`,
+    `config_path` is watched for changes."""
     clock = clock or SystemClock()
     # `*_created` series double the exposition for every counter and histogram of every check
     # and no dashboard reads them.
@@ -95,8 +106,6 @@ async def running_monitor(
         open_incidents=lambda: holder[0].open_incidents() if holder else [],
         now=clock.now,
     )
-    metrics.config_loaded.set(clock.now().timestamp())
-    registry.register(OnCallCollector(escalation_of(config), clock.now))
     session = new_session(max_connections=config.scheduler.max_concurrency)
     http_transport = new_http_transport(source_address=config.cluster.source_address)
     delivery_session = aiohttp.ClientSession(trust_env=False)
@@ -113,9 +122,8 @@ async def running_monitor(
         chats=chat_sender(config),
     )
     metrics.add_channels(config.channels)
-    metrics.add_escalation_levels(
-        {severity: len(policy.levels) for severity, policy in config.escalation.items()}
-    )
+    metrics.add_escalation_levels(config.escalation)
+    browser = browser_pool(config, metrics=metrics)
     monitor = Monitor(
         config=config,
         store=store,
@@ -125,8 +133,17 @@ async def running_monitor(
         http_transport=http_transport,
         listeners=listeners,
         on_outbox=outbox.kick,
+        browser=browser,
+        screenshots=screenshot_folder(config, clock=clock),
     )
     holder.append(monitor)
+    reloader = Reloader(
+        current=config,
+        load=load or _loader(config, config_path),
+        monitor=monitor,
+        metrics=metrics,
+        clock=clock,
+    )
     # The sites this process probes: with several processes each exports its own.
     uptime = UptimeGauge(store=store, sites=lambda: monitor.ownership.held, clock=clock)
     registry.register(uptime)
@@ -134,20 +151,52 @@ async def running_monitor(
     runners: list[web.AppRunner] = []
     url = ""
     status = StatusPages(config=config, store=store, desk=monitor.desk, clock=clock)
-    tokens = ping_tokens(config)
-    if tokens:
-        metrics.add_heartbeat_pings()
-    pings = (
-        PingRoutes(
-            tokens=tokens,
-            store=store,
-            clock=clock,
-            on_ping=monitor.ping_arrived,
-            count=lambda result: metrics.heartbeat_pings.labels(result=result).inc(),
+    # Always served, so that a reload can add the first heartbeat check; its answers are
+    # counted from 0.
+    metrics.add_heartbeat_pings()
+    pings = PingRoutes(
+        tokens=ping_tokens(config),
+        store=store,
+        clock=clock,
+        on_ping=monitor.ping_arrived,
+        count=lambda result: metrics.heartbeat_pings.labels(result=result).inc(),
+    )
+    oncall = OnCallCollector(escalation_of(config), clock.now)
+    registry.register(oncall)
+    # Everything else that reads the config follows a reload (the monitor applies first).
+    reloader.subscribe(
+        lambda new: outbox.use(
+            mailer=mailer(new),
+            webhooks=webhook_sender(new, delivery_session),
+            chats=chat_sender(new),
         )
-        if tokens
+    )
+    reloader.subscribe(lambda new: metrics.add_channels(new.channels))
+    reloader.subscribe(lambda new: metrics.add_escalation_levels(new.escalation))
+    reloader.subscribe(lambda new: oncall.use(escalation_of(new)))
+    reloader.subscribe(lambda new: pings.use_tokens(ping_tokens(new)))
+    reloader.subscribe(status.apply)
+    reloader.subscribe(lambda new: monitor.connectivity.use_messages(message_context(new)))
+    reloader.subscribe(lambda new: store.use_calendars(calendars_of(new)))
+    # The console is served when operators are configured at start (its routes are added
+    # then); a reload changes who may sign in.
+    console = (
+        Console(
+            config=config,
+            store=store,
+            desk=monitor.desk,
+            clock=clock,
+            probe=monitor.probe_now,
+            kick_outbox=outbox.kick,
+        )
+        if config.operators
         else None
     )
+    if console is not None:
+        reloader.subscribe(console.apply)
+    # The new configuration and checks live on as the first ones did: out of the collector's
+    # full passes too (see gc.freeze below); the old ones are freed by their reference counts.
+    reloader.subscribe(lambda new: gc.freeze())
     try:
         if serve:
             url = await _serve(
@@ -160,6 +209,8 @@ async def running_monitor(
                 exposition=metrics.exposition,
                 status=status,
                 pings=pings,
+                reloader=reloader,
+                console=console,
             )
         task = asyncio.create_task(monitor.run())
         started = asyncio.ensure_future(monitor.started())
@@ -172,6 +223,17 @@ async def running_monitor(
             uptime.run(
                 every=config.scheduler.uptime_refresh.total_seconds(), stopping=uptime_stopping
             )
+        )
+        watch_task = (
+            asyncio.create_task(
+                reloader.watch(
+                    Path(config_path),
+                    every=config.server.watch_interval.total_seconds(),
+                    stopping=uptime_stopping,
+                )
+            )
+            if config.server.watch_config and config_path is not None
+            else None
         )
         # The configuration, the checks and their state live as long as the process: out of
         # the garbage collector's full passes, which would otherwise walk them all (about
@@ -186,12 +248,16 @@ async def running_monitor(
                 url=url,
                 outbox=outbox,
                 status=status,
+                reloader=reloader,
             )
         finally:
             gc.unfreeze()
             uptime_stopping.set()
             uptime_task.cancel()
-            await asyncio.gather(uptime_task, return_exceptions=True)
+            stopped = [uptime_task] if watch_task is None else [uptime_task, watch_task]
+            if watch_task is not None:
+                watch_task.cancel()
+            await asyncio.gather(*stopped, return_exceptions=True)
             monitor.stop()
             await task
             # Whatever the last probes caused is delivered now if it can be, else next start.
@@ -203,7 +269,16 @@ async def running_monitor(
         await session.close()
         await http_transport.close()
         await delivery_session.close()
+        if monitor.browser is not None:
+            await monitor.browser.close()
         await store.close()
+
+
+def _loader(config: MonitorConfig, path: str | Path | None) -> Callable[[], MonitorConfig]:
+    """How a reload reads the config: the file again, or (no file) the config as given."""
+    if path is None:
+        return lambda: config
+    return lambda: load_config(path)
 
 
 def mailer(config: MonitorConfig) -> Mailer:
@@ -273,6 +348,8 @@ async def _serve(
     monitor: Monitor,
     exposition: Callable[[], Iterable[bytes]],
     status: StatusPages,
+    reloader: Reloader,
+    console: Console | None,
     pings: PingRoutes | None = None,
 ) -> str:
     """Start the HTTP listener(s), appending each runner to `runners` for cleanup; return the
@@ -295,12 +372,14 @@ async def _serve(
         registry=registry,
         health=guarded_health,
         desk=monitor.desk,
-        api=config.api,
+        api=lambda: reloader.current.api,
         server=server,
         exposition=exposition,
         middlewares=[guard.middleware],
         status=status,
         pings=pings,
+        reload=lambda: _reload_answer(reloader),
+        console=console,
     )
     url = await _start(app, runners, server.host, server.port, guard, runner_args)
     log.info(
@@ -336,6 +415,10 @@ async def _start(
     await site.start()
     shown = f"[{host}]" if ":" in host else host
     return f"http://{shown}:{site.port}"
+
+
+async def _reload_answer(reloader: Reloader) -> dict[str, Any]:
+    return (await reloader.reload(trigger="POST /api/reload")).as_dict()
 
 
 def _with_guard(health: Callable[[], dict[str, Any]], guard: ConnectionGuard) -> dict[str, Any]:

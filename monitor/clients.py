@@ -65,7 +65,7 @@ def message_context(config: MonitorConfig) -> MessageContext:
     return MessageContext(
         sender_domain=notifications.sender_domain,
         oncall=tuple(config.oncall.emails),
-        dashboard_url=notifications.dashboard_url,
+        dashboard_url=notifications.dashboard_url or console_link(config),
         locale_dir=Path(notifications.locale_dir) if notifications.locale_dir else None,
         templates_dir=Path(notifications.templates_dir) if notifications.templates_dir else None,
         branding=Branding(
@@ -76,6 +76,14 @@ def message_context(config: MonitorConfig) -> MessageContext:
         ),
         agency_timezone=agency.timezone,
     )
+
+
+def console_link(config: MonitorConfig) -> str | None:
+    """Where on-call mails link an incident when no dashboard_url is set: its console page
+    (`<public_url>/ui/incidents/<n>`), if the console is on and reachable by a public URL."""
+    if not (config.operators and config.console.public_url):
+        return None
+    return f"{config.console.public_url}/ui"
 
 
 def notify_policy(config: MonitorConfig) -> NotifyPolicy:

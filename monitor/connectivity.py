@@ -107,6 +107,10 @@ class ConnectivityGuard:
         metrics.connectivity_lost.set_function(lambda: 1 if self.lost else 0)
         metrics.mass_failure_holding.set_function(lambda: 1 if self.held_until() else 0)
 
+    def use_messages(self, messages: MessageContext) -> None:
+        """Compose on-call notices with these from now on (a config reload)."""
+        self._messages = messages
+
     # -- lifecycle -------------------------------------------------------------------------
 
     async def run(self, *, stopping: asyncio.Event) -> None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import AsyncIterator, Callable, Collection, Sequence
 from dataclasses import replace
 from datetime import datetime
 from zoneinfo import ZoneInfo
@@ -20,19 +20,23 @@ from incidents.flow import (
     Change,
     StillFailing,
     acknowledge,
+    after_checks_removed,
     after_engine,
     after_tick,
     attach_postmortem,
+    change_severity,
     during_maintenance,
     next_wakeup,
     notifications,
     post_update,
+    recompute_on_calendar,
     resolve_by_hand,
 )
 from incidents.model import Incident, TimelineEntry, TimelineKind, Transition
-from incidents.outgoing import Outgoing
+from incidents.outgoing import Audience, Outgoing, OutgoingEmail
 from incidents.public_status import Stage
 from incidents.recurring_maintenance import RecurringWindow, recurring_in_force
+from incidents.severity import Severity
 from incidents.sla import SlaContext
 from monitor.clients import (
     ClientContext,
@@ -42,9 +46,10 @@ from monitor.clients import (
     notify_policy,
 )
 from monitor.clock import Clock
-from monitor.config.models import MonitorConfig
+from monitor.config.models import ClientConfig, MonitorConfig
 from monitor.metrics import Metrics
-from monitor.store import LeaseLost, MaintenanceWindow, StaleIncident, Store
+from monitor.screenshots import with_screenshot
+from monitor.store import LeaseLost, MaintenanceWindow, StaleIncident, Store, StoreUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -87,6 +92,7 @@ class IncidentDesk:
         self._owned: set[str] = set()
         self._clock = clock
         self._metrics = metrics
+        self._config = config
         self._clients: dict[str, ClientContext] = client_contexts(config)
         self._sites = {f"{c.id}/{site.id}" for c in config.clients for site in c.sites}
         self._messages = message_context(config)
@@ -167,6 +173,42 @@ class IncidentDesk:
             waiting,
             key=lambda i: (int(i.severity) != 1, i.response_due_at or far, i.opened_at),
         )
+
+    def client_timezone(self, client: str) -> str | None:
+        """The IANA zone of the client's business hours; None for a client not configured."""
+        context = self._clients.get(client)
+        return context.info.timezone if context is not None else None
+
+    async def preview_update(
+        self,
+        incident_id: int,
+        *,
+        by: str,
+        text: str,
+        public: bool = True,
+        stage: Stage | None = None,
+    ) -> list[OutgoingEmail]:
+        """The client mails `post_update` would send now, composed by the same builder the
+        outbox sends from; nothing is stored. Empty for an internal note or a client without
+        contacts."""
+        stored = await self._store.get_incident(incident_id)
+        if stored is None:
+            raise ActionError(f"no incident {incident_id}", status=404)
+        if stored.client not in self._clients:
+            raise ActionError(f"{stored.ref}: client {stored.client} is not configured", status=409)
+        now = self._clock.now()
+        try:
+            change = post_update(
+                stored, now=now, by=by, text=text, sla=self._sla(stored), public=public, stage=stage
+            )
+        except ValueError as exc:
+            raise ActionError(str(exc), status=400) from exc
+        _, out = self._notifier(stored.client, change.timeline, now)(change.incident)
+        return [
+            message
+            for message in out
+            if isinstance(message, OutgoingEmail) and message.audience is Audience.CLIENT
+        ]
 
     def in_maintenance(self, site: str, now: datetime) -> bool:
         # Asked for every probe result: no lists built for the commonest answer.
@@ -348,6 +390,30 @@ class IncidentDesk:
             ),
         )
 
+    async def change_severity(self, incident_id: int, *, by: str, severity: Severity) -> Incident:
+        """Escalate or de-escalate by hand (`incidents.flow.change_severity`). Lowering it
+        below what a still-failing check confirms is refused (409): the engine would raise it
+        again at that check's next result, mailing the client an escalation."""
+        stored = await self._store.get_incident(incident_id)
+        if stored is not None and severity > stored.severity:
+            states = await self._store.load_check_states(keys=sorted(stored.failing_checks))
+            worse = sorted(
+                key
+                for key, state in states.items()
+                if state.failing and state.severity is not None and state.severity < severity
+            )
+            if worse:
+                raise ActionError(
+                    f"{stored.ref} cannot go down to {severity.label}: {', '.join(worse)} "
+                    "still fails at a higher severity and would raise it again at its next "
+                    "result; lower it once that check passes, or resolve the incident",
+                    status=409,
+                )
+        return await self._act(
+            incident_id,
+            lambda i, now: change_severity(i, now=now, by=by, severity=severity, sla=self._sla(i)),
+        )
+
     async def attach_postmortem(self, incident_id: int, *, by: str, text: str) -> Incident:
         """The post-mortem of a resolved incident, shown on the client's status page."""
         stored = await self._store.get_incident(incident_id)
@@ -448,6 +514,105 @@ class IncidentDesk:
             self.revision += 1
         self._maintenance = by_site
 
+    # -- configuration reload --------------------------------------------------------------
+
+    async def settle_removed(self, configured: Collection[str], *, mail: bool) -> list[Incident]:
+        """Open incidents after a reload kept only the checks `configured` (keys): resolved,
+        with a timeline note, when no failing check of theirs is left; else no longer waiting
+        for the failing checks that went (incidents.flow.after_checks_removed). The client is
+        mailed a resolution only when `mail` (notifications.mail_on_removed_check). Returns
+        the incidents resolved. Call before `apply`: an incident's client may be gone."""
+        resolved = []
+        async for current in self._each_open_locked():
+            now = self._clock.now()
+            change = after_checks_removed(current, now=now, configured=configured)
+            if change is None:
+                continue
+            saved = await self._save_on_reload(change, now=now, notify=mail)
+            if saved is not None and not saved.is_open:
+                resolved.append(saved)
+        return resolved
+
+    async def apply(self, config: MonitorConfig) -> list[Incident]:
+        """Use a reloaded configuration: clients, plans, calendars, templates and recurring
+        maintenance. Open incidents of a client whose calendar or plan changed have their
+        clocks counted again, with a timeline note; returns those incidents."""
+        old = self._config
+        before = {client.id: client for client in old.clients}
+        self._config = config
+        self._clients = client_contexts(config)
+        self._sites = {f"{c.id}/{site.id}" for c in config.clients for site in c.sites}
+        self._messages = message_context(config)
+        self._policy = notify_policy(config)
+        self._escalation = escalation_of(config)
+        self._recurring = recurring_windows(config)
+        self.revision += 1
+        changed = {
+            client.id
+            for client in config.clients
+            if client.id in before
+            and _calendar_of(config, client) != _calendar_of(old, before[client.id])
+        }
+        recomputed = []
+        async for current in self._each_open_locked():
+            if current.client not in self._clients:
+                # Its client went, so its checks did too, yet settle_removed could not write
+                # its resolution (the store refused it): it is left as a restart would leave
+                # it, open but unmanaged (see adopt), for an operator.
+                log.warning(
+                    "%s stays open but unmanaged: client %s is not configured",
+                    current.ref,
+                    current.client,
+                )
+                self._open.pop(current.site)
+                continue
+            if current.client not in changed:
+                continue
+            now = self._clock.now()
+            change = recompute_on_calendar(current, now=now, sla=self._sla(current))
+            if change is None:
+                continue
+            saved = await self._save_on_reload(change, now=now)
+            if saved is not None:
+                recomputed.append(saved)
+        self._wake.set()  # due times may have moved nearer
+        return recomputed
+
+    async def _each_open_locked(self) -> AsyncIterator[Incident]:
+        """Each open incident in turn, its site's lock held while the caller handles it
+        (iterate to the end: a generator left half-way holds the lock until it is closed)."""
+        for site in list(self._open):
+            async with self.lock(site):
+                current = self._open.get(site)
+                if current is not None:
+                    yield current
+
+    async def _save_on_reload(
+        self, change: Change, *, now: datetime, notify: bool = True
+    ) -> Incident | None:
+        """`_save` for a reload's change, with the site's lock held; None when it could not
+        be written (the incident is then left as it was, and the next reload tries again)."""
+        site = change.incident.site
+        try:
+            return await self._save(change, now=now, notify=notify)
+        except StaleIncident:
+            # Changed through another process meanwhile: ours is refreshed from the store.
+            await self.reload(site)
+            why = "it was changed through another process"
+        except LeaseLost:
+            self._lost(site)
+            return None
+        except StoreUnavailable as exc:
+            self._metrics.store_errors.inc()
+            why = f"the store is unavailable: {exc}"
+        log.warning(
+            "%s of %s not updated for the reloaded configuration (%s); the next reload tries again",
+            change.incident.ref,
+            site,
+            why,
+        )
+        return None
+
     # -- internals -------------------------------------------------------------------------
 
     def _sla(self, incident: Incident) -> SlaContext:
@@ -523,12 +688,14 @@ class IncidentDesk:
             self.drop([site])
             self._on_lease_lost(site)
 
-    async def _save(self, change: Change, *, now: datetime, fenced: bool = True) -> Incident:
+    async def _save(
+        self, change: Change, *, now: datetime, fenced: bool = True, notify: bool = True
+    ) -> Incident:
         incident = change.incident
         saved = await self._store.save_incident(
             incident,
             timeline=change.timeline,
-            notify=self._notifier(incident.client, change.timeline, now),
+            notify=self._notifier(incident.client, change.timeline, now) if notify else None,
             now=now,
             owner=self._owner if fenced else None,
         )
@@ -542,6 +709,7 @@ class IncidentDesk:
             state, out = notifications(
                 incident, timeline, now=now, client=info, ctx=self._messages, policy=self._policy
             )
+            out = with_screenshot(out, timeline)  # a browser check's failing page, to on-call
             until = self._hold_client_mail(incident.site, now)
             return state, (held(out, until=until) if until is not None else out)
 
@@ -589,3 +757,8 @@ def recurring_windows(config: MonitorConfig) -> dict[str, list[RecurringWindow]]
                 for spec in (*client.maintenance, *site.maintenance)
             ]
     return {site: windows for site, windows in found.items() if windows}
+
+
+def _calendar_of(config: MonitorConfig, client: ClientConfig) -> tuple[object, ...]:
+    """What a client's SLA clocks count in: its business hours and its plan's coverage."""
+    return (client.business_hours, config.plans[client.plan])

@@ -22,6 +22,7 @@ class EventKind(enum.StrEnum):
     INCIDENT_OPENED = "incident_opened"
     INCIDENT_CHECK_ADDED = "incident_check_added"  # another check of the site is failing too
     INCIDENT_ESCALATED = "incident_escalated"
+    INCIDENT_DEESCALATED = "incident_deescalated"  # an operator lowered the severity by hand
     INCIDENT_CHECK_RECOVERED = "incident_check_recovered"
     INCIDENT_RESOLVED = "incident_resolved"
     ONCALL_PAGED = "oncall_paged"

@@ -14,7 +14,7 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from checks.heartbeat import PingKind
-from incidents.escalation import Escalation
+from incidents.escalation import Escalation, EscalationPolicy
 from incidents.model import Incident
 from incidents.severity import Severity
 from monitor.check_metrics import CheckMetrics
@@ -101,6 +101,10 @@ class OnCallCollector(Collector):
     def __init__(self, escalation: Escalation, now: Callable[[], datetime]) -> None:
         self._escalation = escalation
         self._now = now
+
+    def use(self, escalation: Escalation) -> None:
+        """Tell from this rotation from now on (a config reload changed it)."""
+        self._escalation = escalation
 
     def collect(self) -> Iterable[GaugeMetricFamily]:
         family = GaugeMetricFamily(
@@ -192,6 +196,40 @@ class Metrics:
         self.probes_in_flight = Gauge(
             "monitor_probes_in_flight", "Probes running now.", registry=registry
         )
+        # Browser checks run on a scheduler and a page pool of their own (monitor.browser_pool):
+        # their series are apart, so that a queue of journeys never reads as http lag.
+        self.browser_scheduler_lag = Histogram(
+            "monitor_browser_scheduler_lag_seconds",
+            "How late each browser check started after its due time.",
+            buckets=LAG_BUCKETS,
+            registry=registry,
+        )
+        self.browser_in_flight = Gauge(
+            "monitor_browser_checks_in_flight",
+            "Browser checks running or waiting for a page now.",
+            registry=registry,
+        )
+        self.browser_pages_in_use = Gauge(
+            "monitor_browser_pages_in_use",
+            "Browser pages running a journey now.",
+            registry=registry,
+        )
+        self.browser_pages_waiting = Gauge(
+            "monitor_browser_pages_waiting",
+            "Browser checks waiting for a free page (browser.max_pages).",
+            registry=registry,
+        )
+        self.browser_rss = Gauge(
+            "monitor_browser_resident_memory_bytes",
+            "Resident memory of the Chromium processes of browser checks, at scrape time.",
+            registry=registry,
+        )
+        self.browser_restarts = Counter(
+            "monitor_browser_restarts",
+            "Chromium restarts, by reason (crashed, unresponsive).",
+            ["reason"],
+            registry=registry,
+        )
         self.checks_configured = Gauge(
             "monitor_checks_configured", "Checks in the loaded configuration.", registry=registry
         )
@@ -227,6 +265,18 @@ class Metrics:
         self.config_loaded = Gauge(
             "monitor_config_last_load_timestamp_seconds",
             "When the configuration was last loaded (Unix time).",
+            registry=registry,
+        )
+        # The names Prometheus and blackbox_exporter give these, so the same alert rules fit.
+        self.config_reload_successful = Gauge(
+            "monitor_config_last_reload_successful",
+            "1 when the last config (re)load succeeded, 0 when the file was invalid and the "
+            "monitor kept running on the previous one.",
+            registry=registry,
+        )
+        self.config_reload_success_time = Gauge(
+            "monitor_config_last_reload_success_timestamp_seconds",
+            "When the config was last (re)loaded successfully (Unix time).",
             registry=registry,
         )
         self.notifications_sent = Counter(
@@ -331,16 +381,16 @@ class Metrics:
             self.notifications_failed.labels(channel=channel)
             self.notification_retries.labels(channel=channel)
 
-    def add_escalation_levels(self, levels: Mapping[Severity, int]) -> None:
-        """Create `monitor_pages_total` at 0 for each severity's levels (`escalation:` in the
-        config: severity -> how many levels), so increase() counts the first page too."""
-        for severity, count in levels.items():
-            for level in range(1, count + 1):
+    def add_escalation_levels(self, policies: Mapping[Severity, EscalationPolicy]) -> None:
+        """Create `monitor_pages_total` at 0 for each level of each severity's policy (the
+        config's `escalation:`), so increase() counts the first page too."""
+        for severity, policy in policies.items():
+            for level in range(1, len(policy.levels) + 1):
                 self.pages.labels(severity=str(int(severity)), level=str(level))
 
     def add_heartbeat_pings(self) -> None:
-        """Create `monitor_heartbeat_pings_total` at 0 for every answer, once heartbeats are
-        configured, so increase() counts the first ping (or the first guessed token)."""
+        """Create `monitor_heartbeat_pings_total` at 0 for every answer, so increase()
+        counts the first ping (or the first guessed token)."""
         for result in (*PingKind, "unknown", "limited", "error"):
             self.heartbeat_pings.labels(result=str(result))
 

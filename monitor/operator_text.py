@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
-from zoneinfo import ZoneInfo
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from checks.phases import PHASES
 from checks.redact import redact_url
@@ -59,13 +59,33 @@ def _when(text: str | None, zones: Zones, *, now: datetime) -> str:
     return "-" if at is None else short_local_time(at, zones.operator, now=now)
 
 
-def _both(text: str | None, client: str, zones: Zones, *, now: datetime) -> str:
+def client_zone(incident: Mapping[str, Any], zones: Zones) -> ZoneInfo | None:
+    """The client's zone: the API's `client_timezone`, else the local config's, else None."""
+    name = incident.get("client_timezone")
+    if isinstance(name, str) and name:
+        try:
+            return ZoneInfo(name)
+        except (ZoneInfoNotFoundError, ValueError):
+            pass  # a zone this machine lacks: fall back to what the config says
+    return zones.clients.get(str(incident.get("client")))
+
+
+def _client_when(text: str | None, tz: ZoneInfo | None, *, now: datetime) -> str:
+    at = instant(text)
+    if at is None or tz is None:
+        return "-"
+    return short_local_time(at, tz, now=now)
+
+
+def _both(
+    text: str | None, client: str, zones: Zones, *, now: datetime, zone_of: ZoneInfo | None = None
+) -> str:
     """The time in the operator's zone, and in the client's where that reads differently."""
     at = instant(text)
     if at is None:
         return "-"
     mine = short_local_time(at, zones.operator, now=now)
-    tz = zones.clients.get(client)
+    tz = zones.clients.get(client) if zone_of is None else zone_of
     if tz is None or at.astimezone(tz).utcoffset() == at.astimezone(zones.operator).utcoffset():
         return mine
     return f"{mine} (client: {short_local_time(at, tz, now=now)})"
@@ -97,9 +117,12 @@ def queue_table(queue: list[Mapping[str, Any]], *, zones: Zones, now: datetime) 
     """`monitor queue`: times in the operator's zone and the time left to respond."""
     if not queue:
         return "the queue is empty: every open incident has a response"
-    rows: list[tuple[str, ...]] = [("ID", "SEV", "OPENED", "RESPONSE DUE", "LEFT", "SITE", "TITLE")]
+    rows: list[tuple[str, ...]] = [
+        ("ID", "SEV", "OPENED", "RESPONSE DUE", "CLIENT'S TIME", "LEFT", "SITE", "TITLE")
+    ]
     for item in queue:
         clocks = item["clocks"]
+        tz = client_zone(item, zones)
         due = instant(clocks.get("response_due_at"))
         if clocks.get("paused_since"):
             left = "paused"
@@ -111,6 +134,7 @@ def queue_table(queue: list[Mapping[str, Any]], *, zones: Zones, now: datetime) 
                 str(item["severity"]),
                 _when(item.get("opened_at"), zones, now=now),
                 _when(clocks.get("response_due_at"), zones, now=now),
+                _client_when(clocks.get("response_due_at"), tz, now=now),
                 left,
                 clean(item["site"]),
                 clean(item["title"], max_len=80),
@@ -126,8 +150,10 @@ def incident_details(incident: Mapping[str, Any], *, zones: Zones, now: datetime
     is_open = incident["status"] == "open"
     paused = bool(clocks.get("paused_since"))
 
+    tz = client_zone(incident, zones)
+
     def both(text: str | None) -> str:
-        return _both(text, client, zones, now=now)
+        return _both(text, client, zones, now=now, zone_of=tz)
 
     def due(text: str | None) -> str:
         at = instant(text)

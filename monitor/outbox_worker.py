@@ -93,6 +93,15 @@ class OutboxWorker:
         self._stopping = True
         self._wake.set()
 
+    def use(
+        self, *, mailer: Mailer, webhooks: WebhookSender | None, chats: ChatSender | None
+    ) -> None:
+        """Send through these from the next delivery on (a config reload changed SMTP, the
+        webhook or the channels); a delivery in flight finishes through the old ones."""
+        self._mailer = mailer
+        self._webhooks = webhooks
+        self._chats = chats
+
     async def run(self) -> None:
         while not self._stopping:
             self._wake.clear()

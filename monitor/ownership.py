@@ -135,6 +135,17 @@ class SiteOwnership:
                     len(self.workers),
                 )
 
+    async def use_sites(self, sites: Sequence[str]) -> None:
+        """The configured sites changed (a reload): hand back the ones that went away at once,
+        then claim the new ones in a round now rather than at the next."""
+        async with self._round_lock:
+            self._sites = sorted(set(sites))
+            gone = self.held - set(self._sites)
+            self._lose(gone)
+            if gone:
+                await self._store.release_sites(worker=self.identity.worker, sites=gone)
+        await self.sync()
+
     def lost(self, site: str) -> None:
         """A write found our lease on `site` gone: stop probing it now, not at the next round."""
         self._lose({site})

@@ -15,6 +15,7 @@ from datetime import datetime
 
 import aiohttp
 
+from checks.browser import BrowserCheckSpec, probe_browser
 from checks.dns import DnsCheckSpec, probe_dns
 from checks.domain import DomainCheckSpec, probe_domain
 from checks.flow import FlowCheckSpec, probe_flow
@@ -24,8 +25,10 @@ from checks.page import PageCheckSpec, probe_page
 from checks.rdap import RdapDirectory
 from checks.result import ProbeResult
 from checks.tcp import TcpCheckSpec, probe_tcp
+from monitor.browser_pool import BrowserPool, browser_pool, screenshot_folder
 from monitor.clock import Clock
 from monitor.config.models import ConfiguredCheck, MonitorConfig, configured_checks
+from monitor.screenshots import ScreenshotFolder
 
 PingStates = Callable[[Iterable[str]], Awaitable[dict[str, PingState]]]
 
@@ -33,9 +36,12 @@ PingStates = Callable[[Iterable[str]], Awaitable[dict[str, PingState]]]
 class UnknownCheck(LookupError):
     """No check of the config has that key; `close` are the keys it may have meant."""
 
-    def __init__(self, key: str, close: list[str]) -> None:
+    def __init__(self, key: str, close: list[str], *, why: str | None = None) -> None:
         hint = f"; did you mean {', '.join(close)}?" if close else ""
-        super().__init__(f"no check {key!r} in the config (write CLIENT/SITE/CHECK){hint}")
+        if why is not None:
+            super().__init__(f"cannot probe {key!r}: {why}")
+        else:
+            super().__init__(f"no check {key!r} in the config (write CLIENT/SITE/CHECK){hint}")
         self.key = key
         self.close = close
 
@@ -59,10 +65,27 @@ async def run_probe(
     watching_since: datetime | None,
     tls: ssl.SSLContext,
     rdap: RdapDirectory,
+    browser: BrowserPool | None = None,
+    screenshots: ScreenshotFolder | None = None,
+    max_page_memory_mb: int = 512,
 ) -> ProbeResult:
     """Probe `check` once by its kind. A heartbeat sends nothing: its latest pings (from
     `ping_states`, which any process may have written) are judged at the clock's now."""
     spec = check.spec
+    if isinstance(spec, BrowserCheckSpec):
+        if browser is None:
+            raise RuntimeError(f"{check.key} is a browser check, but there is no browser")
+        sink = screenshots.sink(check.key) if screenshots is not None else None
+        max_heap = max_page_memory_mb * 1024 * 1024
+        return await browser.run(
+            lambda context: probe_browser(
+                spec,
+                context=context,
+                now=clock.now,
+                save_screenshot=sink,
+                max_heap_bytes=max_heap,
+            )
+        )
     if isinstance(spec, HeartbeatCheckSpec):
         states = await ping_states([check.key])
         return judge_heartbeat(
@@ -91,6 +114,9 @@ async def probe_now(config: MonitorConfig, key: str, *, clock: Clock) -> ProbeRe
     from monitor.store import Store
 
     check = find_check(config, key)
+    browser = browser_pool(config, metrics=None) if check.spec.kind == "browser" else None
+    if check.spec.kind == "browser" and browser is None:
+        raise UnknownCheck(key, [], why="it is a browser check and no Chromium is installed")
     session = new_session(max_connections=4)
     http = new_http_transport(source_address=config.cluster.source_address)
     store: Store | None = None
@@ -112,8 +138,13 @@ async def probe_now(config: MonitorConfig, key: str, *, clock: Clock) -> ProbeRe
             watching_since=None,
             tls=ssl.create_default_context(),
             rdap=rdap_directory(config.rdap),
+            browser=browser,
+            screenshots=screenshot_folder(config, clock=clock) if browser else None,
+            max_page_memory_mb=config.browser.max_page_memory_mb,
         )
     finally:
+        if browser is not None:
+            await browser.close()
         await session.close()
         await http.close()
         if store is not None:

@@ -11,11 +11,12 @@ import logging
 import ssl
 from collections import deque
 from collections.abc import Callable, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
 import aiohttp
 
+from checks.browser import BrowserCheckSpec, slow_figures
 from checks.http import AiohttpTransport, HttpTransport
 from checks.lean_http import LeanTransport
 from checks.private_ranges import guarded_socket
@@ -26,6 +27,7 @@ from incidents.flow import resolved_by_hand
 from incidents.model import CheckState, Incident, TimelineEntry, TimelineKind, Transition
 from incidents.severity import Severity
 from incidents.wording import describe
+from monitor.browser_pool import BrowserPool, browser_pool
 from monitor.clients import message_context
 from monitor.clock import Clock
 from monitor.config.models import ConfiguredCheck, MonitorConfig, configured_checks
@@ -41,6 +43,7 @@ from monitor.probing import run_probe
 from monitor.rdap_bootstrap import rdap_directory
 from monitor.reports import monthly_enabled, queue_monthly_reports
 from monitor.scheduler import Scheduler
+from monitor.screenshots import ScreenshotFolder
 from monitor.store import (
     DuplicateOpenIncident,
     LeaseLost,
@@ -94,6 +97,27 @@ def new_http_transport(*, source_address: str | None = None) -> LeanTransport:
     return LeanTransport(source_address=source_address)
 
 
+@dataclass(frozen=True, slots=True)
+class Applied:
+    """What a reload changed in the running monitor (check keys and incident refs)."""
+
+    added: list[str] = field(default_factory=list)
+    changed: list[str] = field(default_factory=list)
+    removed: list[str] = field(default_factory=list)
+    resolved: list[str] = field(default_factory=list)  # no failing check of theirs is left
+    recomputed: list[str] = field(default_factory=list)  # their client's calendar changed
+
+
+@dataclass(frozen=True, slots=True)
+class CheckPlan:
+    """A reloaded configuration's checks, and their keys added, changed and removed."""
+
+    checks: list[ConfiguredCheck]
+    added: list[str]
+    changed: list[str]
+    removed: list[str]
+
+
 class Monitor:
     def __init__(
         self,
@@ -106,9 +130,14 @@ class Monitor:
         http_transport: HttpTransport | None = None,
         listeners: Sequence[Listener] = (),
         on_outbox: Callable[[], None] = lambda: None,
+        browser: BrowserPool | None = None,
+        screenshots: ScreenshotFolder | None = None,
     ) -> None:
         self.config = config
         self.checks: list[ConfiguredCheck] = configured_checks(config)
+        # Browser checks are skipped without a browser (no Chromium here: see app.py).
+        self._browser = browser
+        self._screenshots = screenshots
         self._store = store
         self._clock = clock
         self._metrics = metrics
@@ -175,7 +204,7 @@ class Monitor:
         # Whether the store's being away has been told: once per outage, not once per result.
         self._store_outage_told = False
         self._scheduler: Scheduler[ConfiguredCheck] = Scheduler(
-            self.checks,
+            [check for check in self.checks if check.spec.kind != "browser"],
             run=self._probe,
             monotonic=clock.monotonic,
             max_concurrency=config.scheduler.max_concurrency,
@@ -185,6 +214,20 @@ class Monitor:
             on_in_flight=metrics.probes_in_flight.set,
             on_shed=self._on_shed,
             on_overload=self._on_overload,
+        )
+        # Journeys take seconds each and wait for a page: on a scheduler of their own, so
+        # that they never hold a slot (or a per-host slot) an http check is waiting for.
+        pages = config.browser.max_pages
+        self._browser_scheduler: Scheduler[ConfiguredCheck] = Scheduler(
+            [check for check in self.checks if check.spec.kind == "browser"],
+            run=self._probe,
+            monotonic=clock.monotonic,
+            max_concurrency=pages,
+            per_host=pages,
+            on_lag=metrics.browser_scheduler_lag.observe,
+            on_skip=lambda check: metrics.probes_skipped.labels(reason="overlap").inc(),
+            on_in_flight=metrics.browser_in_flight.set,
+            on_shed=self._on_shed,
         )
         self._started = asyncio.Event()
         self._stop_requested = False
@@ -202,7 +245,7 @@ class Monitor:
     async def run(self) -> None:
         """Claim this process's sites, probe them on schedule until stop(), then finish the
         probes in flight and hand the sites back."""
-        self._scheduler.set_active(())
+        self._set_active(())
         await self.desk.load()
         await self.connectivity.load()
         await self.ownership.sync()
@@ -231,7 +274,7 @@ class Monitor:
         self._started.set()
         try:
             if not self._stop_requested:
-                await self._scheduler.run()
+                await asyncio.gather(self._scheduler.run(), self._browser_scheduler.run())
         finally:
             self._lag.stop()
             stopping.set()
@@ -245,7 +288,7 @@ class Monitor:
         """Sites this process now owns: their incidents and check states, then their probes."""
         await self.desk.adopt(sites)
         self._states.update(await self._store.load_check_states(keys=self._keys_of(sites)))
-        self._scheduler.set_active(self._keys_of(self.ownership.held | sites))
+        self._set_active(self._keys_of(self.ownership.held | sites))
         self._metrics.sites_gained.inc(len(sites))
 
     def _lost(self, sites: set[str]) -> None:
@@ -255,19 +298,25 @@ class Monitor:
             self._states.pop(key, None)
         # Their series now come from the process that took them: one source per check.
         self._metrics.checks.forget(keys)
-        self._scheduler.set_active(self._keys_of(self.ownership.held))
+        self._set_active(self._keys_of(self.ownership.held))
+
+    def _set_active(self, keys: list[str] | tuple[str, ...]) -> None:
+        self._scheduler.set_active(keys)
+        # Unknown keys are ignored by each scheduler; without a browser, none of its checks.
+        self._browser_scheduler.set_active(keys if self._browser is not None else ())
 
     def _keys_of(self, sites: set[str]) -> list[str]:
         return [key for site in sites for key in self._site_keys.get(site, ())]
 
     async def _monthly_reports(self) -> None:
-        if not any(monthly_enabled(self.config, client) for client in self.config.clients):
-            return
         while True:
-            try:
-                await queue_monthly_reports(self._store, self.config, now=self._clock.now())
-            except Exception:  # noqa: BLE001 - tried again at the next check
-                log.exception("queueing the monthly reports failed; trying again later")
+            # Asked each time: a config reload may switch monthly reports on or off.
+            config = self.config
+            if any(monthly_enabled(config, client) for client in config.clients):
+                try:
+                    await queue_monthly_reports(self._store, config, now=self._clock.now())
+                except Exception:  # noqa: BLE001 - tried again at the next check
+                    log.exception("queueing the monthly reports failed; trying again later")
             await self._clock.sleep(REPORT_CHECK_SECONDS)
 
     async def _flush_history_periodically(self) -> None:
@@ -307,9 +356,89 @@ class Monitor:
             self._store_outage_told = False
             log.info("the store answers again")
 
+    # -- configuration reload --------------------------------------------------------------
+
+    def plan(self, config: MonitorConfig) -> CheckPlan:
+        """The checks of `config` and how they differ from the running ones, by key. Reads
+        only, so a reload computes it off the event loop (it takes about a second for
+        10,000 checks); `apply` then uses it."""
+        checks = configured_checks(config)
+        by_key = {check.key: check for check in checks}
+        old = self._by_key
+        return CheckPlan(
+            checks=checks,
+            added=sorted(key for key in by_key if key not in old),
+            changed=sorted(key for key in by_key if key in old and by_key[key] != old[key]),
+            removed=sorted(key for key in old if key not in by_key),
+        )
+
+    async def apply(self, config: MonitorConfig, *, plan: CheckPlan | None = None) -> Applied:
+        """Carry on under a reloaded configuration (see monitor.reload), without a restart.
+
+        Checks are matched by key: an unchanged or changed one keeps its state, phase and
+        history (a change takes effect from its next run); a new one starts at its phase of
+        its interval; a removed one stops, and an open incident with no failing check left
+        is resolved with a timeline note (IncidentDesk.settle_removed). Sections that need a
+        restart were put back to their running values by the caller. `plan`:
+        `self.plan(config)`, when the caller has it."""
+        plan = self.plan(config) if plan is None else plan
+        checks, added, changed, removed = plan.checks, plan.added, plan.changed, plan.removed
+        by_key = {check.key: check for check in checks}
+        # From here on a result of a removed check still in flight is dropped (see process),
+        # so it cannot reopen what is resolved below.
+        self.config = config
+        self.checks = checks
+        self._rdap = rdap_directory(config.rdap)
+        self._by_key.clear()
+        self._by_key.update(by_key)  # the same dict as the confirmer's
+        self._site_keys = {}
+        for check in checks:
+            self._site_keys.setdefault(check.site, []).append(check.key)
+        self._scheduler.update([check for check in checks if check.spec.kind != "browser"])
+        self._browser_scheduler.update([check for check in checks if check.spec.kind == "browser"])
+        if self._browser is None:
+            # The first browser check came with this reload: its Chromium starts at its first
+            # journey (None still when none is installed: then they are skipped, as at start).
+            self._browser = browser_pool(config, metrics=self._metrics)
+        resolved = await self.desk.settle_removed(
+            by_key, mail=config.notifications.mail_on_removed_check
+        )
+        recomputed = await self.desk.apply(config)
+        for key in removed:
+            self._states.pop(key, None)
+        self._metrics.checks.forget(removed)
+        self._metrics.checks_configured.set(len(checks))
+        self._metrics.zero_incident_counters({check.client for check in checks})
+        # A check added to a site held here may have a stored state (removed, then back).
+        held_added = [key for key in added if by_key[key].site in self.ownership.held]
+        if held_added:
+            self._states.update(await self._store.load_check_states(keys=held_added))
+        self._set_active(self._keys_of(self.ownership.held))
+        try:
+            await self.ownership.use_sites(list(self._site_keys))
+        except Exception as exc:  # noqa: BLE001 - the next lease round claims them
+            log.warning(
+                "claiming the reloaded sites failed (%s: %s); the next lease round claims them",
+                type(exc).__name__,
+                exc,
+            )
+        return Applied(
+            added=added,
+            changed=changed,
+            removed=removed,
+            resolved=[incident.ref for incident in resolved],
+            recomputed=[incident.ref for incident in recomputed],
+        )
+
+    @property
+    def browser(self) -> BrowserPool | None:
+        """The process's Chromium for browser checks (perhaps started by a reload)."""
+        return self._browser
+
     def stop(self) -> None:
         self._stop_requested = True
         self._scheduler.stop()
+        self._browser_scheduler.stop()
 
     async def started(self) -> None:
         await self._started.wait()
@@ -345,6 +474,13 @@ class Monitor:
 
     # -- one probe -------------------------------------------------------------------------
 
+    async def probe_now(self, key: str) -> ProbeResult | None:
+        """Probe the check `key` once, at once, for an operator to see (the console's "probe
+        now"); the result is shown, not fed to the engine, so it neither opens nor resolves
+        anything. None for a check not configured."""
+        check = self._by_key.get(key)
+        return None if check is None else await self._probe_once(check)
+
     async def _probe_once(self, check: ConfiguredCheck) -> ProbeResult:
         """Probe `check` by its kind (also for another location's confirmation request)."""
         return await run_probe(
@@ -356,12 +492,10 @@ class Monitor:
             watching_since=self._watching_since,
             tls=self._tls,
             rdap=self._rdap,
+            browser=self._browser,
+            screenshots=self._screenshots,
+            max_page_memory_mb=self.config.browser.max_page_memory_mb,
         )
-
-    async def probe_now(self, check_key: str) -> ProbeResult:
-        """Probe one check at once, as scheduled probes do, and return the result without
-        counting it (the console's "probe now"). Raises KeyError for an unknown key."""
-        return await self._probe_once(self._by_key[check_key])
 
     def ping_arrived(self, check_key: str) -> None:
         """A ping of heartbeat `check_key` was stored: judge it now rather than at its next
@@ -470,7 +604,10 @@ class Monitor:
         lag = self._lag.max_lag_between(started, self._clock.monotonic())
         if result.outcome is Outcome.SLOW:
             # Slow only if it stays slow once our own stall is taken off the measurement.
-            trusted = (result.latency or 0.0) - lag > check.spec.slow_after.total_seconds()
+            measured, limit = (result.latency or 0.0), check.spec.slow_after.total_seconds()
+            if isinstance(check.spec, BrowserCheckSpec):
+                measured, limit = slow_figures(check.spec, result)  # perhaps a page's LCP
+            trusted = measured - lag > limit
         else:
             # A timeout stands unless our stall ate a real part of the budget: the target
             # then did not get the whole timeout to answer.
@@ -515,6 +652,8 @@ class Monitor:
 
     async def process(self, check: ConfiguredCheck, result: ProbeResult) -> None:
         """Feed one result through the engine and the store; update metrics and tell people."""
+        if check.key not in self._by_key:
+            return  # removed by a reload while it was probed
         self._observe(check, result)
         previous = self._states.get(check.key)
         if previous is not None and result.outcome is Outcome.OK:
@@ -528,6 +667,8 @@ class Monitor:
                 )
                 return
         async with self.desk.lock(check.site):
+            if check.key not in self._by_key:
+                return  # removed by a reload while this result waited for the lock
             previous = self._states.get(check.key) or CheckState(key=check.key)
             incident = self.desk.open_incident(check.site)
             now = self._clock.now()
@@ -742,6 +883,7 @@ _ENTRY_EVENTS: dict[TimelineKind, tuple[EventKind, str]] = {
     TimelineKind.OPENED: (EventKind.INCIDENT_OPENED, "incident opened"),
     TimelineKind.CHECK_FAILED: (EventKind.INCIDENT_CHECK_ADDED, "incident check added"),
     TimelineKind.ESCALATED: (EventKind.INCIDENT_ESCALATED, "incident escalated"),
+    TimelineKind.DEESCALATED: (EventKind.INCIDENT_DEESCALATED, "incident de-escalated"),
     TimelineKind.CHECK_RECOVERED: (EventKind.INCIDENT_CHECK_RECOVERED, "incident check recovered"),
     TimelineKind.RESOLVED: (EventKind.INCIDENT_RESOLVED, "incident resolved"),
     TimelineKind.ONCALL_PAGED: (EventKind.ONCALL_PAGED, "on-call paged"),

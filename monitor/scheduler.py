@@ -115,9 +115,12 @@ class Scheduler(Generic[T]):
         )
         self._host = [sys.intern(item.host) for item in self._items]  # a few hosts, shared
         # A run this late is shed; at most half an interval, so it never meets the next one.
+        self._late_limit_base = late_limit
         self._late_limit = array(
             "d", (min(late_limit, interval / 2) for interval in self._interval)
         )
+        # Places of items taken out by `update` (a config reload): never dispatched again.
+        self._gone: set[int] = set()
         # set_active: which items are dispatched; a heap entry whose generation is not its
         # item's current one is stale (the item was switched off, or on again) and dropped.
         self._active = bytearray(b"\x01" * len(self._items))
@@ -199,8 +202,9 @@ class Scheduler(Generic[T]):
         now = self._monotonic()
         active = self._active
         earliest = math.inf
+        gone = self._gone
         for index in range(len(self._items)):
-            want = wanted is None or index in wanted
+            want = (wanted is None or index in wanted) and index not in gone
             if want == bool(active[index]):
                 continue
             self._generation[index] += 1
@@ -221,6 +225,67 @@ class Scheduler(Generic[T]):
             self._drop_stale()
         if earliest < math.inf and self._heap and self._heap[0][0] >= earliest:
             self._wake()
+
+    def update(self, items: Sequence[T]) -> None:
+        """Take the items of a reloaded configuration, matched by key.
+
+        An item whose key was there already keeps its place and phase, and its next run
+        takes the new item. One whose interval or host changed runs from now on at the new
+        interval's phase (its place is taken anew: a run of it in flight finishes under the
+        old one). A new key is added switched off (`set_active` switches it on, at its
+        phase, so new items spread over their interval); a key no longer given is switched
+        off for good.
+        """
+        given = {item.key: item for item in items}
+        for key in [key for key in self._index_of if key not in given]:
+            self._retire(self._index_of.pop(key))
+        now = self._monotonic()
+        earliest = math.inf
+        for key, item in given.items():
+            index = self._index_of.get(key)
+            if index is None:
+                self._index_of[key] = self._append(item)
+                continue
+            if (
+                item.interval_seconds == self._interval[index]
+                and sys.intern(item.host) == self._host[index]
+            ):
+                self._items[index] = item
+                continue
+            was_active = bool(self._active[index])
+            self._retire(index)
+            index = self._index_of[key] = self._append(item)
+            if was_active:
+                self._active[index] = 1
+                self._active_count += 1
+                at = self._first_at(index, now, soon=0.0)
+                if self._started:
+                    self._push(at, index, self._generation[index])
+                    earliest = min(earliest, at)
+        if earliest < math.inf and self._heap and self._heap[0][0] >= earliest:
+            self._wake()
+
+    def _append(self, item: T) -> int:
+        """A new place for `item`, switched off."""
+        index = len(self._items)
+        self._items.append(item)
+        interval = item.interval_seconds
+        self._interval.append(interval)
+        self._phase.append(phase_offset(item.key, interval))
+        self._host.append(sys.intern(item.host))
+        self._late_limit.append(min(self._late_limit_base, interval / 2))
+        self._active.append(0)
+        self._generation.append(0)
+        return index
+
+    def _retire(self, index: int) -> None:
+        """Switch the item at `index` off for good; its booked runs are dropped as stale."""
+        self._gone.add(index)
+        self._generation[index] += 1
+        self._first_due.pop(index, None)
+        if self._active[index]:
+            self._active[index] = 0
+            self._active_count -= 1
 
     def run_soon(self, key: str, *, delay: float = 0.0) -> None:
         """Schedule an extra run of an active item (e.g. a re-probe), unless it is running

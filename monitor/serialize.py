@@ -15,11 +15,14 @@ def iso(value: datetime | None) -> str | None:
     return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def incident_dict(incident: Incident) -> dict[str, Any]:
+def incident_dict(incident: Incident, *, client_timezone: str | None = None) -> dict[str, Any]:
+    """`client_timezone`: the IANA zone of the client's business hours, so that a caller can
+    show due times as the client reads them (`monitor queue`)."""
     return {
         "id": incident.id,
         "ref": incident.ref,
         "client": incident.client,
+        "client_timezone": client_timezone,
         "site": incident.site,
         "title": incident.title,
         "severity": int(incident.severity),

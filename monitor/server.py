@@ -29,6 +29,7 @@ from aiohttp import web
 from aiohttp.typedefs import Middleware
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
+from incidents.model import Incident
 from incidents.public_status import Stage
 from incidents.recurring_maintenance import describe
 from monitor.config.models import ApiConfig, ServerConfig
@@ -63,6 +64,11 @@ class StatusRoutes(Protocol):
     def add_routes(self, app: web.Application) -> None: ...  # pragma: no cover - a protocol
 
 
+class ConsoleRoutes(StatusRoutes, Protocol):
+    @property
+    def hosts(self) -> frozenset[str]: ...  # pragma: no cover - Host names it is reached by
+
+
 HealthProbe = Callable[[], dict[str, Any]]
 Exposition = Callable[[], Iterable[bytes]]
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -71,7 +77,11 @@ STORE_KEY = web.AppKey("store", Store)
 REGISTRY_KEY = web.AppKey("registry", CollectorRegistry)
 HEALTH_KEY: web.AppKey[HealthProbe] = web.AppKey("health")
 DESK_KEY = web.AppKey("desk", IncidentDesk)
-API_KEY = web.AppKey("api", ApiConfig)
+ApiSource = Callable[[], ApiConfig]
+ReloadHook = Callable[[], Awaitable[dict[str, Any]]]
+# Read per request: a config reload may change the token.
+API_KEY: web.AppKey[ApiSource] = web.AppKey("api")
+RELOAD_KEY: web.AppKey[ReloadHook] = web.AppKey("reload")
 EXPOSITION_KEY: web.AppKey[Exposition] = web.AppKey("exposition")
 HOSTS_KEY: web.AppKey[frozenset[str]] = web.AppKey("hosts")
 BODY_TIMEOUT_KEY = web.AppKey("body_timeout", float)
@@ -83,27 +93,32 @@ def create_app(
     registry: CollectorRegistry,
     health: HealthProbe,
     desk: IncidentDesk,
-    api: ApiConfig,
+    api: ApiConfig | ApiSource,
     server: ServerConfig | None = None,
     exposition: Exposition | None = None,
     middlewares: Sequence[Middleware] = (),
     status: StatusRoutes | None = None,
     pings: StatusRoutes | None = None,
+    reload: ReloadHook | None = None,
+    console: ConsoleRoutes | None = None,
 ) -> web.Application:
     """`exposition`, when given, writes /metrics in chunks (see Metrics.exposition); without
     it /metrics is the registry's plain text exposition. `server` names the Host headers
     /api accepts; `middlewares` run first (the connection guard's); `status` adds the client
     status pages (monitor.web.status), which answer any Host (a client's own domain); `pings`
-    the heartbeat pings (monitor.web.ping), which need no API token but their own."""
+    the heartbeat pings (monitor.web.ping), which need no API token but their own.
+    `api` may be a function returning the current settings (they change on a reload);
+    `reload`, when given, serves POST /api/reload (monitor.reload).
+    `console` the operator console under /ui (monitor.web.console)."""
     app = web.Application(
         middlewares=[*middlewares, _json_errors, _host_check, _auth], client_max_size=MAX_BODY
     )
     _add_monitoring(app, registry=registry, health=health, exposition=exposition)
     app[STORE_KEY] = store
     app[DESK_KEY] = desk
-    app[API_KEY] = api
+    app[API_KEY] = api if callable(api) else (lambda: api)
     server = server or ServerConfig()
-    app[HOSTS_KEY] = allowed_hosts(server)
+    app[HOSTS_KEY] = allowed_hosts(server) | (console.hosts if console is not None else set())
     # A body trickled in byte by byte would hold a connection inside a request, where the
     # connection guard never closes it; it gets as long as a header does.
     app[BODY_TIMEOUT_KEY] = server.header_timeout.total_seconds()
@@ -117,10 +132,15 @@ def create_app(
     app.router.add_post("/api/maintenance", _add_maintenance)
     app.router.add_delete("/api/maintenance/{id:\\d{1,18}}", _cancel_maintenance)
     app.router.add_post("/api/incidents/{id:\\d{1,18}}/postmortem", _postmortem)
+    if reload is not None:
+        app[RELOAD_KEY] = reload
+        app.router.add_post("/api/reload", _reload)
     if status is not None:
         status.add_routes(app)
     if pings is not None:
         pings.add_routes(app)
+    if console is not None:
+        console.add_routes(app)
     return app
 
 
@@ -186,7 +206,8 @@ async def _json_errors(request: web.Request, handler: Handler) -> web.StreamResp
 
 @web.middleware
 async def _host_check(request: web.Request, handler: Handler) -> web.StreamResponse:
-    if not request.path.startswith("/api/"):
+    # The console too: a page whose name was rebound to this address must not reach it.
+    if not (request.path.startswith(("/api/", "/ui/")) or request.path == "/ui"):
         return await handler(request)
     host = _host_name(request.headers.get("Host", ""))
     if host not in request.app[HOSTS_KEY]:
@@ -213,7 +234,7 @@ def _host_name(header: str) -> str:
 async def _auth(request: web.Request, handler: Handler) -> web.StreamResponse:
     if not request.path.startswith("/api/"):
         return await handler(request)
-    api = request.app[API_KEY]
+    api = request.app[API_KEY]()
     changes = request.method not in ("GET", "HEAD", "OPTIONS")
     if not changes and not api.protect_reads:
         return await handler(request)
@@ -226,6 +247,13 @@ async def _auth(request: web.Request, handler: Handler) -> web.StreamResponse:
     if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), expected):
         return _error(401, "missing or wrong bearer token")
     return await handler(request)
+
+
+async def _reload(request: web.Request) -> web.Response:
+    """Reload the config file now; 200 with what changed, or 422 with every problem found
+    (the monitor then goes on with the config it had)."""
+    result = await request.app[RELOAD_KEY]()
+    return web.json_response(result, status=200 if result["ok"] else 422)
 
 
 async def _metrics(request: web.Request) -> web.StreamResponse:
@@ -253,7 +281,12 @@ async def _list_incidents(request: web.Request) -> web.Response:
     except ValueError:
         return _error(400, "limit must be a whole number")
     incidents = await request.app[STORE_KEY].list_incidents(open_only=open_only, limit=limit)
-    return web.json_response({"incidents": [incident_dict(i) for i in incidents]})
+    return web.json_response({"incidents": [_incident_json(request, i) for i in incidents]})
+
+
+def _incident_json(request: web.Request, incident: Incident) -> dict[str, Any]:
+    desk = request.app[DESK_KEY]
+    return incident_dict(incident, client_timezone=desk.client_timezone(incident.client))
 
 
 async def _get_incident(request: web.Request) -> web.Response:
@@ -262,7 +295,7 @@ async def _get_incident(request: web.Request) -> web.Response:
     incident = await store.get_incident(incident_id) if incident_id <= MAX_INCIDENT_ID else None
     if incident is None:
         return _error(404, f"no incident {incident_id}")
-    body = incident_dict(incident)
+    body = _incident_json(request, incident)
     body["timeline"] = [timeline_dict(entry) for entry in await store.timeline(incident_id)]
     body["notifications"] = [
         {
@@ -282,7 +315,7 @@ async def _get_incident(request: web.Request) -> web.Response:
 
 async def _queue(request: web.Request) -> web.Response:
     queue = await request.app[DESK_KEY].queue()
-    return web.json_response({"queue": [incident_dict(i) for i in queue]})
+    return web.json_response({"queue": [_incident_json(request, i) for i in queue]})
 
 
 async def _body(request: web.Request, *required: str) -> dict[str, Any]:
@@ -350,7 +383,7 @@ async def _act(
         incident = await action(request.app[DESK_KEY], incident_id, body)
     except ActionError as exc:
         return _error(exc.status, str(exc))
-    return web.json_response(incident_dict(incident))
+    return web.json_response(_incident_json(request, incident))
 
 
 async def _acknowledge(request: web.Request) -> web.Response:
@@ -402,7 +435,7 @@ async def _postmortem(request: web.Request) -> web.Response:
         )
     except ActionError as exc:
         return _error(exc.status, str(exc))
-    return web.json_response(incident_dict(incident))
+    return web.json_response(_incident_json(request, incident))
 
 
 async def _resolve(request: web.Request) -> web.Response:

@@ -609,7 +609,7 @@ def test_phase_at_refuses_time_before_start_and_bad_phases() -> None:
 
 
 def test_demo_phases_shape() -> None:
-    assert DEMO_DURATION == 114.0
+    assert DEMO_DURATION == 164.0
     assert [(p.name, p.starts_at) for p in DEMO_PHASES] == [
         ("healthy", 0.0),
         ("outage", 8.0),
@@ -623,6 +623,8 @@ def test_demo_phases_shape() -> None:
         ("recovery", 88.0),
         ("admin panel", 96.0),
         ("recovery", 106.0),
+        ("script error", 114.0),
+        ("recovery", 140.0),
     ]
     outage = phase_at(10.0)
     assert dict(outage.faults) == {
@@ -634,6 +636,8 @@ def test_demo_phases_shape() -> None:
     assert phase_at(60.0).modes == {ShopMode.PAYMENT_ERROR} and not phase_at(60.0).faults
     assert phase_at(80.0).modes == {ShopMode.MISSING_IMAGE}
     assert dict(phase_at(100.0).faults) == {"admin": Fault.ERROR_500}
+    # Only the browser check sees it: every URL answers 200.
+    assert phase_at(120.0).modes == {ShopMode.SCRIPT_ERROR} and not phase_at(120.0).faults
     assert all(p.description for p in DEMO_PHASES)
 
 
@@ -690,8 +694,12 @@ async def test_run_timeline_does_not_drift_when_sleeps_overrun() -> None:
         on_phase=lambda phase: starts.append(clock.now - 1000.0),
     )
     # Each phase starts at most one overshoot late, never the sum of all earlier ones.
-    assert starts == [0.0, 8.5, 20.5, 28.5, 36.5, 50.5, 58.5, 70.5, 78.5, 88.5, 96.5, 106.5]
-    assert clock.sleeps[1:] == [11.5, 7.5, 7.5, 13.5, 7.5, 11.5, 7.5, 9.5, 7.5, 9.5, 7.5]
+    assert starts == [
+        0.0, 8.5, 20.5, 28.5, 36.5, 50.5, 58.5, 70.5, 78.5, 88.5, 96.5, 106.5, 114.5, 140.5
+    ]  # fmt: skip
+    assert clock.sleeps[1:] == [
+        11.5, 7.5, 7.5, 13.5, 7.5, 11.5, 7.5, 9.5, 7.5, 9.5, 7.5, 25.5, 23.5
+    ]  # fmt: skip
 
 
 async def test_run_timeline_with_custom_phases_and_bad_speed() -> None:
@@ -723,4 +731,4 @@ def test_demo_help_and_readme_state_the_scripts_real_length(
     assert f"in {DEMO_DURATION / 2:g} s" in help_text
     readme = " ".join((Path(__file__).parent.parent / "README.md").read_text().split())
     assert f"({seconds} at the default speed)" in readme
-    assert f"({seconds} of script, about 2 min)" in readme
+    assert f"({seconds} of script, about 3 min)" in readme

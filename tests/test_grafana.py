@@ -33,7 +33,6 @@ from aiohttp.test_utils import TestServer
 from prometheus_client import CollectorRegistry
 from yarl import URL
 
-from incidents.severity import Severity
 from monitor.app import Running, running_monitor
 from monitor.config import load_config_text
 from monitor.metrics import Metrics
@@ -219,7 +218,16 @@ def test_pages_and_pings_exist_at_zero_so_increase_counts_the_first() -> None:
     a series born at 1 would hide the first page or ping."""
     registry = CollectorRegistry()
     metrics = Metrics(registry)
-    metrics.add_escalation_levels({Severity.CRITICAL: 2, Severity.MAJOR: 1})
+    policies = load_config_text(
+        """
+people: [{name: alice, email: alice@agency.example}]
+escalation:
+  1: {levels: [{after: 0m, notify: [oncall]}, {after: 15m, notify: [alice]}]}
+  2: {levels: [{after: 1h, notify: [alice]}]}
+clients: [{id: acme, sites: [{id: shop, url: "https://shop.example/", checks: [{id: home}]}]}]
+"""
+    ).escalation
+    metrics.add_escalation_levels(policies)
     metrics.add_heartbeat_pings()
     pages = {
         (sample.labels["severity"], sample.labels["level"]): sample.value

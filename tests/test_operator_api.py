@@ -680,6 +680,11 @@ async def test_the_queue_puts_severity_1_first_then_orders_by_response_due(
         status, body = await api(running, "GET", "/api/queue")
         assert status == 200
         queue = body["queue"]
+        zones = {item["client"]: item["client_timezone"] for item in queue}
+        assert zones == {
+            client_id: client_config.business_hours.timezone
+            for client_id, client_config in ((c.id, c) for c in config.clients)
+        }
         assert [(item["id"], item["severity"]) for item in queue] == [
             (sev1.id, 1),
             (bigco_sev2.id, 2),
@@ -745,6 +750,9 @@ async def test_cli_queue_ack_and_update_call_the_running_monitor(
         due = incident.response_due_at
         assert due is not None
         assert f"{due.astimezone(ZoneInfo('Europe/Berlin')):%H:%M} CE" in row
+        # No config here: the client's zone (London) comes with the API's incident JSON.
+        london = due.astimezone(ZoneInfo("Europe/London"))
+        assert f"{london:%H:%M} {london:%Z}" in row
         assert re.search(r"  in \d+ (d|h|min)", row), row
 
         code, out, err = await cli("ack", incident.ref, "--by", "bob", "--url", running.url)

@@ -152,12 +152,32 @@ def test_the_queue_shows_local_times_and_the_time_left() -> None:
     overdue = _incident(clocks={"response_due_at": iso(NOW - timedelta(minutes=25))})
     paused = _incident(id=43, ref="INC-43", clocks={"paused_since": iso(NOW)})
     header, *rows = queue_table([_incident(), overdue, paused], zones=ZONES, now=NOW).splitlines()
-    assert header.split()[:6] == ["ID", "SEV", "OPENED", "RESPONSE", "DUE", "LEFT"]
-    assert rows[0].split()[:8] == [
-        "INC-42", "1", "10:30", "CET", "12:20", "CET", "in", "1",
+    assert header.split()[:8] == [
+        "ID",
+        "SEV",
+        "OPENED",
+        "RESPONSE",
+        "DUE",
+        "CLIENT'S",
+        "TIME",
+        "LEFT",
+    ]
+    # Due at 12:20 in Berlin (the operator's zone) is 11:20 in London (the client's).
+    assert rows[0].split()[:10] == [
+        "INC-42", "1", "10:30", "CET", "12:20", "CET", "11:20", "GMT", "in", "1",
     ]  # fmt: skip
     assert "25 min overdue" in rows[1]
     assert "paused" in rows[2]
+
+
+def test_the_queue_takes_the_clients_zone_from_the_api() -> None:
+    # The operator's config knows no client "globex": the API's JSON says where it is.
+    tokyo = _incident(client="globex", client_timezone="Asia/Tokyo")
+    _, row = queue_table([tokyo], zones=ZONES, now=NOW).splitlines()
+    assert row.split()[4:8] == ["12:20", "CET", "20:20", "JST"]
+    unknown = _incident(client="globex", client_timezone=None)
+    _, row = queue_table([unknown], zones=ZONES, now=NOW).splitlines()
+    assert row.split()[4:7] == ["12:20", "CET", "-"]
 
 
 def test_the_operators_zone_is_the_flag_then_tz_then_the_agencys() -> None:

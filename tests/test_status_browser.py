@@ -4,17 +4,13 @@ and checked by axe-core for accessibility."""
 
 from __future__ import annotations
 
-import os
-import shutil
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from axe_playwright_python.async_playwright import Axe
-from playwright.async_api import Browser, async_playwright
+from playwright.async_api import Browser
 
-from tests.helpers import skip_unless_required
+from tests.helpers import serious_axe_violations
 from tests.status_helpers import (
     BLOG,
     INTERNAL_NOTE,
@@ -24,24 +20,9 @@ from tests.status_helpers import (
     status_scene,
 )
 
-CHROMIUM = os.environ.get("MONITOR_TEST_CHROMIUM", "/usr/bin/chromium")
 INTERNAL = ("acme/shop", "shop/home", "http_5xx", "127.0.0.1", OPERATOR, INTERNAL_NOTE)
 # Browsers are slow to start on a loaded machine.
 pytestmark = pytest.mark.timeout(120)
-
-
-@pytest.fixture
-async def browser() -> AsyncIterator[Browser]:
-    if not (Path(CHROMIUM).is_file() or shutil.which(CHROMIUM)):
-        skip_unless_required(f"no Chromium at {CHROMIUM} (apt-get install chromium)")
-    async with async_playwright() as playwright:
-        launched = await playwright.chromium.launch(
-            executable_path=CHROMIUM, headless=True, args=["--no-sandbox"]
-        )
-        try:
-            yield launched
-        finally:
-            await launched.close()
 
 
 async def test_a_reader_sees_banner_sites_bars_and_the_public_update(
@@ -101,11 +82,6 @@ async def test_axe_finds_no_serious_violation(
         page = await browser.new_page()
         for url in (scene.page_url, f"{scene.page_url}/incidents/{scene.incident.id}"):
             await page.goto(url)
-            results = await Axe().run(page)
-            serious = [
-                (v["id"], v["impact"], [n["target"] for n in v["nodes"]][:3])
-                for v in results.response["violations"]
-                if v["impact"] in ("serious", "critical")
-            ]
+            serious = await serious_axe_violations(page)
             assert serious == [], serious
         await page.close()

@@ -32,6 +32,7 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
+from checks.browser_spec import BrowserCheckSpec
 from checks.dns import DnsCheckSpec
 from checks.domain import DomainCheckSpec
 from checks.duration import Duration
@@ -59,6 +60,7 @@ from monitor.config.channels import (
     check_routes,
 )
 from monitor.config.logo import logo_data_url
+from monitor.passwords import looks_like_hash
 
 SLUG_PATTERN = r"^[a-z0-9][a-z0-9_.-]{0,62}$"
 
@@ -217,7 +219,16 @@ MISSING_TOKEN = (
     "(secret: ${MONITOR_HEARTBEAT_SECRET}) to derive one"
 )
 
-CHECK_KINDS = ("http", "page", "flow", "dns", "tcp", "domain", "heartbeat")
+
+class BrowserCheckConfig(BrowserCheckSpec, CheckCommon):
+    """`kind: browser`: a journey in real Chromium, e.g. a JavaScript checkout."""
+
+    # A journey of several pages is no page load: it keeps its own timeout and slow_after
+    # unless it sets them.
+    OWN_DEFAULTS: ClassVar[frozenset[str]] = frozenset({"timeout", "slow_after"})
+
+
+CHECK_KINDS = ("http", "page", "flow", "dns", "tcp", "domain", "heartbeat", "browser")
 
 
 def _check_kind(value: Any) -> str:
@@ -232,7 +243,8 @@ CheckConfig = Annotated[
     | Annotated[DnsCheckConfig, Tag("dns")]
     | Annotated[TcpCheckConfig, Tag("tcp")]
     | Annotated[DomainCheckConfig, Tag("domain")]
-    | Annotated[HeartbeatCheckConfig, Tag("heartbeat")],
+    | Annotated[HeartbeatCheckConfig, Tag("heartbeat")]
+    | Annotated[BrowserCheckConfig, Tag("browser")],
     Discriminator(
         _check_kind,
         custom_error_type="check_kind",
@@ -535,6 +547,11 @@ class NotificationsConfig(_Model):
         default=timedelta(seconds=5),
         description="How often the outbox is looked at (new notifications go out at once).",
     )
+    mail_on_removed_check: bool = Field(
+        default=False,
+        description="Mail the client the resolution of an incident that a config reload "
+        "resolved because every check it had was removed (off: only the timeline says so).",
+    )
 
     @field_validator("sender")
     @classmethod
@@ -721,6 +738,15 @@ class ServerConfig(_Model):
         "https://monitor.agency.example: `monitor heartbeat-urls` prints the ping URLs "
         "under it.",
     )
+    watch_config: bool = Field(
+        default=False,
+        description="Reload the config file on its own when it changes (its modification "
+        "time and content are looked at every watch_interval), as SIGHUP or POST /api/reload "
+        "do.",
+    )
+    watch_interval: Interval = Field(
+        default=timedelta(seconds=5), description="How often watch_config looks at the file."
+    )
     max_connections: int = Field(
         default=64,
         ge=1,
@@ -776,6 +802,38 @@ class SchedulerConfig(_Model):
         default=timedelta(seconds=60),
         description="How often the uptime gauge (monitor_site_uptime_ratio) is read from the "
         "daily rollups; scrapes in between get the figures of the last read.",
+    )
+
+
+class BrowserConfig(_Model):
+    """The Chromium that `browser` checks run in: one per monitor process (see
+    monitor.browser_pool), with pages of its own apart from the http checks."""
+
+    executable: str | None = Field(
+        default=None,
+        description="Chromium to use, a path or a name on PATH (default: chromium, "
+        "chromium-browser or google-chrome on PATH; Debian: apt-get install chromium).",
+    )
+    max_pages: int = Field(
+        default=2, ge=1, le=32, description="Journeys running at once; the others wait."
+    )
+    max_page_memory_mb: int = Field(
+        default=256,
+        ge=16,
+        description="A page whose JavaScript heap grows past this is closed, and its journey "
+        "fails as `too_large`.",
+    )
+    ping_timeout: Duration = Field(
+        default=timedelta(seconds=5),
+        description="A browser that does not answer a health ping within this is restarted.",
+    )
+    screenshots_dir: str = Field(
+        default="screenshots",
+        description="Folder of the PNGs taken at failing steps (on-call mails attach them).",
+    )
+    screenshots_max_files: int = Field(default=500, ge=1, description="PNGs kept at most.")
+    screenshots_max_age: Duration = Field(
+        default=timedelta(days=30), description="PNGs older than this are deleted."
     )
 
 
@@ -907,10 +965,89 @@ class HeartbeatConfig(_Model):
     )
 
 
+class OperatorAccount(_Model):
+    """Someone who signs in to the console (/ui); their actions carry `name`."""
+
+    name: Annotated[str, Field(min_length=1, max_length=80, pattern=r"^[^\x00-\x1f\x7f]+$")] = (
+        Field(description="Shown on the timeline of every action, e.g. Alice Example.")
+    )
+    email: EmailAddress
+    password_hash: str = Field(
+        description="An argon2 or bcrypt hash, as `monitor hash-password` prints it; never "
+        "the password itself.",
+        examples=["$argon2id$v=19$m=65536,t=3,p=4$c2FsdHNhbHQ$aGFzaGhhc2hoYXNo"],
+    )
+    timezone: str | None = Field(
+        default=None,
+        description="The zone the console shows this operator's times in, e.g. Europe/Berlin; "
+        "defaults to agency.timezone.",
+    )
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str | None) -> str | None:
+        if value is not None:
+            zone(value)
+        return value
+
+    @field_validator("password_hash")
+    @classmethod
+    def _a_hash(cls, value: str) -> str:
+        if not looks_like_hash(value.strip()):
+            raise ValueError(
+                "must be an argon2 or bcrypt hash such as $argon2id$v=19$m=65536,t=3,p=4$...: "
+                "run `monitor hash-password` and paste what it prints (got something else, "
+                "not shown in case it is a password)"
+            )
+        return value.strip()
+
+
+class ConsoleConfig(_Model):
+    session_lifetime: Duration = Field(
+        default=timedelta(hours=12),
+        description="A sign-in lasts this long; then the console asks again.",
+    )
+    secret: OptionalSecret = Field(
+        default=None,
+        description="Signs the session cookies: write ${MONITOR_CONSOLE_SECRET} (32+ random "
+        "characters). Without it each start picks a random key and sign-ins end at restart.",
+    )
+    public_url: str | None = Field(
+        default=None,
+        description="How operators reach the console, e.g. https://monitor.agency.example "
+        "(links; an https URL also marks the cookie Secure).",
+    )
+    sign_in_attempts: int = Field(
+        default=5,
+        ge=1,
+        le=1000,
+        description="Failed sign-ins allowed per address and per operator name in "
+        "sign_in_window before further attempts are refused.",
+    )
+    sign_in_window: Duration = Field(
+        default=timedelta(minutes=15), description="The window failed sign-ins are counted in."
+    )
+
+    @field_validator("public_url")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        return _absolute_http_url(value, example="https://monitor.agency.example").rstrip("/")
+
+    @field_validator("secret")
+    @classmethod
+    def _long_enough(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value()) < 32:
+            raise ValueError("must be at least 32 characters (e.g. `openssl rand -hex 32`)")
+        return value
+
+
 class MonitorConfig(_Model):
     database: DatabaseConfig = DatabaseConfig()
     server: ServerConfig = ServerConfig()
     scheduler: SchedulerConfig = SchedulerConfig()
+    browser: BrowserConfig = BrowserConfig()
     defaults: Defaults = Defaults()
     severity_policy: SeverityPolicy = SeverityPolicy()
     sla_policy: SlaPolicy = SlaPolicy()
@@ -998,6 +1135,26 @@ class MonitorConfig(_Model):
                 webhook=isinstance(oncall, OncallConfig) and oncall.webhook is not None,
                 clients=None if clients is None else {client.id for client in clients},
             )
+        return value
+
+    operators: list[OperatorAccount] = Field(
+        default_factory=list,
+        description="Who may sign in to the operator console (/ui); without any, /ui is off.",
+    )
+    console: ConsoleConfig = ConsoleConfig()
+
+    @field_validator("operators")
+    @classmethod
+    def _unique_operator_names(cls, value: list[OperatorAccount]) -> list[OperatorAccount]:
+        seen: set[str] = set()
+        for index, operator in enumerate(value):
+            folded = operator.name.casefold()
+            if folded in seen:
+                raise ValueError(
+                    f"operators[{index}].name: {operator.name!r} is listed twice; "
+                    "each operator needs a name of their own"
+                )
+            seen.add(folded)
         return value
 
     @field_validator("plans")

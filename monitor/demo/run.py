@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from monitor.app import running_monitor
+from monitor.browser_pool import INSTALL_HINT, find_chromium
 from monitor.clock import SystemClock
 from monitor.config.models import MonitorConfig
 from monitor.demo.shop import ShopFaults, start_shop
@@ -104,6 +105,35 @@ CONTACT_FLOW: dict[str, Any] = {
     ],
 }
 
+# The express checkout in a real browser (monitor.demo.express): what a customer does.
+EXPRESS_JOURNEY: dict[str, Any] = {
+    "id": "express-checkout",
+    "name": "Express checkout",
+    "kind": "browser",
+    "severity": 1,
+    "role": "part",
+    "timeout": "30s",
+    "slow_after": "15s",
+    "step_timeout": "3s",
+    "steps": [
+        {"name": "open", "goto": "/express"},
+        {"name": "email", "fill": "#email", "value": "monitor@agency.example"},
+        {"name": "shipping", "select": "#shipping", "value": "express"},
+        {"name": "place-order", "click": "#place-order"},
+        # The payment API answers on loopback in milliseconds: a short wait tells sooner.
+        {"name": "confirmed", "wait_for": {"selector": "#confirmation"}, "timeout": "1500ms"},
+        {
+            "name": "order",
+            "save": {"order": {"selector": "#confirmation", "attribute": "data-order"}},
+        },
+        {"name": "cancel-order", "goto": "/express/cancel?order={{order}}", "always": True},
+    ],
+}
+BROWSER_SKIPPED = (
+    "browser checks are skipped: no Chromium found; install it with `{hint}` "
+    "(the script-error phase then goes unseen)"
+)
+
 _SHOWN = {
     EventKind.CHECK_FAILED: "  ",
     EventKind.CHECK_RECOVERED: "  ",
@@ -118,9 +148,22 @@ _SHOWN = {
 
 
 def demo_config(
-    *, shop_url: str, database_url: str, speed: float, outbox_dir: str
+    *,
+    shop_url: str,
+    database_url: str,
+    speed: float,
+    outbox_dir: str,
+    chromium: str | None = None,
+    screenshots_dir: str = "screenshots",
 ) -> MonitorConfig:
+    """The demo's configuration; with `chromium`, a browser check of the express checkout."""
     interval = f"{max(0.1, DEMO_INTERVAL / speed):.3f}s".replace(".000s", "s")
+    # A journey costs a browser's CPU: every other round is often enough to catch the script
+    # error within its phase, and leaves the two cores to the other checks' timings.
+    journey_every = f"{max(0.2, 2 * DEMO_INTERVAL / speed):.3f}s".replace(".000s", "s")
+    browser_checks = (
+        [{**EXPRESS_JOURNEY, "interval": journey_every}] if chromium is not None else []
+    )
     return MonitorConfig.model_validate(
         {
             "database": {"url": database_url},
@@ -132,6 +175,7 @@ def demo_config(
                 "poll_interval": "500ms",
             },
             "oncall": {"emails": ["oncall@agency.example"]},
+            "browser": {"executable": chromium, "screenshots_dir": screenshots_dir},
             # The API needs a token for reads too: one made up for this run, printed at start.
             "api": {"token": secrets.token_urlsafe(16)},
             "defaults": {
@@ -170,7 +214,7 @@ def demo_config(
                                 | ({"kind": "page"} if page == "product" else {})
                                 for page, (path, severity) in PAGES.items()
                             ]
-                            + [CHECKOUT_FLOW, CONTACT_FLOW],
+                            + [CHECKOUT_FLOW, CONTACT_FLOW, *browser_checks],
                         }
                     ],
                 }
@@ -207,16 +251,22 @@ async def run_demo(*, speed: float = 1.0, keep: str | None = None, quiet: bool =
         folder.mkdir(parents=True, exist_ok=True)
         database = folder / "demo.db"
         outbox = folder / "outbox"
+        chromium = find_chromium()
         config = demo_config(
             shop_url=shop_url,
             database_url=f"sqlite+aiosqlite:///{database}",
             speed=speed,
             outbox_dir=str(outbox),
+            chromium=chromium,
+            screenshots_dir=str(folder / "screenshots"),
         )
+        journey = " and a browser journey" if chromium is not None else ""
         say(
-            f"demo shop on {shop_url}; monitoring {len(PAGES)} pages and 2 flows every "
+            f"demo shop on {shop_url}; monitoring {len(PAGES)} pages, 2 flows{journey} every "
             f"{config.defaults.interval.total_seconds():g}s; database {database}"
         )
+        if chromium is None:
+            say(BROWSER_SKIPPED.format(hint=INSTALL_HINT))
         try:
             async with running_monitor(config, clock=clock, listeners=[on_event]) as running:
                 token = config.api.token.get_secret_value() if config.api.token else ""

@@ -9,6 +9,7 @@ The checkout works as a real one does, so that a flow check has something to wal
     POST /orders/{n}/cancel    csrf_token -> "Order DS-... cancelled" (cleanup of test orders)
     POST /cart/clear           csrf_token -> 303 to /cart
     POST /contact              email, message -> "Thank you", "Message reference: CM-..."
+    GET  /express              a JavaScript checkout (see `monitor.demo.express`)
 
 Every POST of a session needs that session's cookie and CSRF token (else 403 "invalid CSRF
 token"). A checkout with an empty cart answers 200 "Your cart is empty" and places no order.
@@ -34,6 +35,7 @@ from typing import Any
 
 from aiohttp import web
 
+from monitor.demo.express import add_express_checkout
 from monitor.demo.shop_state import (
     MAX_SESSIONS,
     PAGES,
@@ -508,6 +510,7 @@ def create_shop_app(
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/_demo/faults", get_faults)
     app.router.add_post("/_demo/faults", post_faults)
+    add_express_checkout(app, faults)
     return app
 
 

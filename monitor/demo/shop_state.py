@@ -47,6 +47,9 @@ class ShopMode(enum.StrEnum):
     SLOW_PAYMENT = "slow_payment"  # POST /checkout answers after ShopFaults.slow_seconds
     MISSING_IMAGE = "missing_image"  # /static/mug.png answers 404
     CONTACT_DROPS = "contact_drops"  # POST /contact thanks the sender but keeps nothing
+    # The express checkout's script throws before it wires the "Place order" button: every
+    # URL still answers 200, only a browser sees that nobody can pay (monitor.demo.express).
+    SCRIPT_ERROR = "script_error"
 
 
 def _unknown_page(page: str) -> ValueError:

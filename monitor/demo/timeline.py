@@ -1,4 +1,4 @@
-"""The demo's script: which pages of the shop break when, compressed into 114 s (DEMO_DURATION)."""
+"""The demo's script: which pages of the shop break when, compressed into 164 s (DEMO_DURATION)."""
 
 from __future__ import annotations
 
@@ -108,8 +108,23 @@ DEMO_PHASES: tuple[Phase, ...] = (
         starts_at=106.0,
         description="The admin panel is back (expect the incident to resolve).",
     ),
+    Phase(
+        name="script error",
+        starts_at=114.0,
+        modes=frozenset({ShopMode.SCRIPT_ERROR}),
+        description=(
+            "A deploy breaks the express checkout's script: every URL answers 200 and the"
+            " http checks stay green; only the browser check sees that nobody can pay"
+            " (with Chromium: expect a Severity 1 incident with a screenshot)."
+        ),
+    ),
+    Phase(
+        name="recovery",
+        starts_at=140.0,
+        description="The script is fixed (expect the checkout incident to resolve).",
+    ),
 )
-DEMO_DURATION: float = 114.0
+DEMO_DURATION: float = 164.0
 
 
 def phase_at(elapsed: float, phases: Sequence[Phase] = DEMO_PHASES) -> Phase:

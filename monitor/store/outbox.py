@@ -346,6 +346,32 @@ def notices_query(kinds: Sequence[NoticeKind], *, limit: int) -> sa.Select[Any]:
     )
 
 
+def status_query(statuses: Sequence[OutboxStatus], *, limit: int) -> sa.Select[Any]:
+    return (
+        sa.select(outbox)
+        .where(outbox.c.status.in_([status.value for status in statuses]))
+        .order_by(outbox.c.id.desc())
+        .limit(limit)
+    )
+
+
+async def retry_now(conn: AsyncConnection, item_id: int, *, now: datetime) -> OutboxItem | None:
+    """A pending or failed row becomes pending, due at `now`, its attempts kept (so the
+    backoff goes on from where it was). A row a worker holds keeps its claim."""
+    stmt = (
+        sa.update(outbox)
+        .where(
+            outbox.c.id == item_id,
+            outbox.c.status.in_([OutboxStatus.PENDING.value, OutboxStatus.FAILED.value]),
+        )
+        .values(status=OutboxStatus.PENDING.value, next_attempt_at=now)
+    )
+    if (await conn.execute(stmt)).rowcount != 1:
+        return None
+    row = (await conn.execute(sa.select(outbox).where(outbox.c.id == item_id))).mappings().one()
+    return item_from_row(row)
+
+
 def counts_query() -> sa.Select[Any]:
     return sa.select(outbox.c.status, sa.func.count()).group_by(outbox.c.status)
 

@@ -371,6 +371,35 @@ class Store:
             rows = await self._fetch(query)
         return [codec.history_from_row(row) for row in rows]
 
+    async def recent_results_of(
+        self, check_keys: Sequence[str], *, limit: int = 50
+    ) -> dict[str, list[HistoryRow]]:
+        """`recent_results` of many checks in one query: each key's latest `limit` results,
+        newest first (keys without history are absent)."""
+        await self.flush_history()
+        if not check_keys:
+            return {}
+        newest = (
+            sa.func.row_number()
+            .over(partition_by=check_history.c.check_key, order_by=check_history.c.id.desc())
+            .label("newest")
+        )
+        ranked = (
+            sa.select(check_history, newest)
+            .where(check_history.c.check_key.in_(list(check_keys)))
+            .subquery()
+        )
+        query = (
+            sa.select(ranked)
+            .where(ranked.c.newest <= limit)
+            .order_by(ranked.c.check_key, ranked.c.newest)
+        )
+        found: dict[str, list[HistoryRow]] = {}
+        with translated(f"reading the history of {len(check_keys)} checks"):
+            for row in await self._fetch(query):
+                found.setdefault(row["check_key"], []).append(codec.history_from_row(row))
+        return found
+
     async def save_incident(
         self,
         incident: Incident,
@@ -551,6 +580,21 @@ class Store:
         with translated(f"reading the outbox of incident {incident_id}"):
             rows = await self._fetch(ob.incident_query(incident_id))
         return [ob.item_from_row(row) for row in rows]
+
+    async def list_outbox(
+        self, *, statuses: Sequence[OutboxStatus], limit: int = 200
+    ) -> list[OutboxItem]:
+        """Notifications in `statuses`, newest first."""
+        with translated("listing the outbox"):
+            rows = await self._fetch(ob.status_query(statuses, limit=limit))
+        return [ob.item_from_row(row) for row in rows]
+
+    async def retry_outbox(self, item_id: int, *, now: datetime) -> OutboxItem | None:
+        """Try a pending or failed notification again at `now` (an operator's retry); a sent
+        one stays sent. None when there is no such row or it was sent."""
+        with translated(f"retrying outbox item {item_id}"):
+            async with self._write() as conn:
+                return await ob.retry_now(conn, item_id, now=now)
 
     async def queue_notice(self, messages: Sequence[Outgoing], *, now: datetime) -> bool:
         """Queue notifications about the monitor itself (no incident), due at `now`, in one

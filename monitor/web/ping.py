@@ -45,13 +45,17 @@ class PingRoutes:
     ) -> None:
         """`on_ping(check key)` after each stored ping; `count(result)` for every request,
         result being the ping's kind or unknown, limited or error (a metric's label)."""
-        self._by_digest = {_digest(token): (token, key) for token, key in tokens.items()}
+        self.use_tokens(tokens)
         self._store = store
         self._clock = clock
         self._on_ping = on_ping
         self._count = count
         self._per_minute = per_minute
         self._recent: dict[str, deque[float]] = {}
+
+    def use_tokens(self, tokens: Mapping[str, str]) -> None:
+        """Answer these tokens from now on (a config reload added or removed heartbeats)."""
+        self._by_digest = {_digest(token): (token, key) for token, key in tokens.items()}
 
     def add_routes(self, app: web.Application) -> None:
         for path in (f"/ping/{_TOKEN}", f"/ping/{_TOKEN}/{{action:start|fail|[0-9]{{1,3}}}}"):

@@ -23,7 +23,6 @@ from urllib.parse import quote
 from zoneinfo import ZoneInfo
 
 from aiohttp import web
-from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 from incidents.i18n import translations
 from incidents.message_text import utc_iso
@@ -42,6 +41,7 @@ from monitor.config.models import ClientConfig, MonitorConfig, availability_chec
 from monitor.desk import IncidentDesk
 from monitor.server import _host_name
 from monitor.store import Store
+from monitor.web.templating import html_environment
 
 HISTORY_DAYS = 90
 TEMPLATES = Path(__file__).parent / "templates"
@@ -98,6 +98,22 @@ class StatusPages:
         clock: Clock,
         refresh: float = 15.0,
     ) -> None:
+        self._clients: dict[str, _Client] = {}
+        self._domains: dict[str, str] = {}
+        self._snapshots: dict[str, _Snapshot] = {}
+        self.apply(config)
+        self._store = store
+        self._desk = desk
+        self._clock = clock
+        self._refresh = refresh
+        self._locks: dict[str, asyncio.Lock] = {}
+        self._env = html_environment(TEMPLATES)
+        self.builds = 0  # how many snapshots were built (the bench and tests read it)
+
+    def apply(self, config: MonitorConfig) -> None:
+        """The clients' pages as `config` (at start or a reload) has them; pages built from
+        the previous one are built again. A first `domain:` added by a reload is served at
+        `/` after a restart (the route is added at start)."""
         locale_dir = config.notifications.locale_dir
         self._clients = {
             client.id: _Client(
@@ -113,19 +129,7 @@ class StatusPages:
             for client_id, client in self._clients.items()
             if client.config.status_page is not None and client.config.status_page.domain
         }
-        self._store = store
-        self._desk = desk
-        self._clock = clock
-        self._refresh = refresh
-        self._snapshots: dict[str, _Snapshot] = {}
-        self._locks: dict[str, asyncio.Lock] = {}
-        self._env = Environment(
-            loader=FileSystemLoader(TEMPLATES),
-            autoescape=select_autoescape(default=True, default_for_string=True),
-            trim_blocks=True,
-            lstrip_blocks=True,
-        )
-        self.builds = 0  # how many snapshots were built (the bench and tests read it)
+        self._snapshots = {}
 
     @property
     def domains(self) -> frozenset[str]:

@@ -1,0 +1,42 @@
+"""A stand-in monitor process for the SIGKILL test: a browser pool running a journey that
+hangs, printing Chromium's pid once the page is open. Run as `python -m tests.browser_victim
+<chromium> <url>`; the test kills it with SIGKILL and looks for orphans."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from datetime import UTC, datetime
+
+from checks.browser import probe_browser
+from checks.browser_spec import BrowserCheckSpec
+from monitor.browser_pool import BrowserPool
+
+
+async def main(chromium: str, url: str) -> None:
+    pool = BrowserPool(executable=chromium, max_pages=1)
+    check = BrowserCheckSpec.model_validate(
+        {
+            "url": url,
+            "timeout": "10m",
+            "steps": [
+                {"name": "open", "goto": "/express"},
+                {"name": "hang", "wait_for": {"text": "never shown"}, "timeout": "10m"},
+            ],
+        }
+    )
+
+    async def announce() -> None:
+        while pool.pid is None:
+            await asyncio.sleep(0.05)
+        print(pool.pid, flush=True)
+
+    announcing = asyncio.create_task(announce())
+    await pool.run(
+        lambda context: probe_browser(check, context=context, now=lambda: datetime.now(UTC))
+    )
+    await announcing
+
+
+if __name__ == "__main__":
+    asyncio.run(main(sys.argv[1], sys.argv[2]))

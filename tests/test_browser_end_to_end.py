@@ -1,0 +1,115 @@
+"""A JavaScript checkout broken by a script error while every URL answers 200, end to end:
+the http check of the same page stays green, the browser check opens a Severity 1 incident
+whose evidence holds the failing step and a screenshot, the on-call mail attaches the PNG,
+and the client mail says in plain words what is wrong, without the picture or the console."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from checks.result import Outcome
+from incidents.severity import Severity
+from monitor.app import running_monitor
+from monitor.config.loader import load_config_text
+from monitor.demo.shop_state import ShopFaults, ShopMode
+from monitor.screenshots import PNG_SIGNATURE
+from tests.browser_helpers import chromium_or_skip, test_shop_app
+from tests.helpers import eventually
+from tests.smtp_helpers import Inbox, smtpd
+
+pytestmark = pytest.mark.timeout(180)
+
+CONFIG = """
+database: {{url: "sqlite+aiosqlite:///{db}"}}
+server: {{port: 0}}
+defaults: {{interval: 300ms, timeout: 2s, failures_to_open: 2, successes_to_resolve: 2}}
+browser: {{executable: {chromium}, screenshots_dir: {shots}, max_pages: 1}}
+notifications:
+  sender: "Agency Support <support@agency.example>"
+  smtp: {{host: 127.0.0.1, port: {smtp_port}, security: none, timeout: 2s}}
+  outbox_dir: {outbox}
+  retry_initial: 100ms
+  retry_max: 500ms
+  poll_interval: 100ms
+oncall:
+  emails: [oncall@agency.example]
+clients:
+  - id: acme
+    name: Acme Ltd
+    contacts: [ops@acme.example]
+    sites:
+      - id: shop
+        name: shop.acme.example
+        url: {url}
+        checks:
+          - id: express-page
+            url: /express
+            role: availability
+          - id: express-checkout
+            name: Checkout
+            kind: browser
+            severity: 1
+            interval: 500ms
+            step_timeout: 2s
+            steps:
+              - {{name: open, goto: /express}}
+              - {{name: email, fill: "#email", value: monitor@agency.example}}
+              - {{name: place-order, click: "#place-order"}}
+              - {{name: confirmed, wait_for: {{selector: "#confirmation"}}}}
+"""
+
+
+async def test_a_script_error_opens_a_severity_1_with_a_screenshot_for_on_call_only(
+    aiohttp_server: Any, tmp_path: Path
+) -> None:
+    chromium = chromium_or_skip()
+    faults = ShopFaults()
+    faults.switch(ShopMode.SCRIPT_ERROR)
+    server = await aiohttp_server(test_shop_app(faults))
+    inbox = Inbox()
+    async with smtpd(inbox) as smtp_port:
+        config = load_config_text(
+            CONFIG.format(
+                db=tmp_path / "monitor.db",
+                chromium=chromium,
+                shots=tmp_path / "shots",
+                smtp_port=smtp_port,
+                outbox=tmp_path / "outbox",
+                url=str(server.make_url("/")),
+            )
+        )
+        async with running_monitor(config) as running:
+            [incident] = await eventually(
+                lambda: running.store.list_incidents(open_only=True), timeout=90
+            )
+            mailed_to = {"ops@acme.example", "oncall@agency.example"}
+            await eventually(
+                lambda: mailed_to <= {to for e in inbox.received for to in e.rcpt_tos}, timeout=30
+            )
+            page_state = running.monitor.check_state("acme/shop/express-page")
+            assert page_state is not None and page_state.last_outcome is Outcome.OK
+    assert incident.severity is Severity.CRITICAL
+    assert (
+        incident.title
+        == "shop.acme.example: Checkout is failing (the page has an error at the confirmed step)"
+    )
+    shots = list((tmp_path / "shots").glob("*.png"))
+    assert shots and all(path.read_bytes().startswith(PNG_SIGNATURE) for path in shots)
+    by_audience = {
+        "oncall": [m for m in inbox.messages() if "oncall@agency.example" in m["To"]],
+        "client": [m for m in inbox.messages() if "ops@acme.example" in m["To"]],
+    }
+    [page] = by_audience["oncall"][:1]
+    pngs = [part for part in page.iter_attachments() if part.get_content_type() == "image/png"]
+    assert pngs and pngs[0].get_content().startswith(PNG_SIGNATURE)
+    for mail in by_audience["client"]:
+        assert not [part for part in mail.iter_attachments()]
+        text = "".join(
+            part.get_content() for part in mail.walk() if part.get_content_maintype() == "text"
+        )
+        assert "The page has an error that stops visitors from going on." in text
+        for internal in ("TypeError", "currency", "checkoutConfig", ".png", "script_error"):
+            assert internal not in text
