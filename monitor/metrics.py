@@ -354,6 +354,8 @@ class Metrics:
             self.probe_discarded.labels(reason=reason)
         for reason in ("overlap", "overload"):
             self.probes_skipped.labels(reason=reason)
+        for reason in ("crashed", "unresponsive"):
+            self.browser_restarts.labels(reason=reason)
         for kind in ("response", "update"):
             for severity in Severity:
                 self.sla_breaches.labels(kind=kind, severity=str(int(severity)))

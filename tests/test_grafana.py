@@ -211,11 +211,22 @@ def test_the_panels_of_domains_heartbeats_phases_paging_and_channels_exist() -> 
     health = panels_by_title("monitor-health")
     pings = health["Heartbeat pings by answer"]["targets"][0]["expr"]
     assert "monitor_heartbeat_pings_total" in pings
+    reload = health["Last config reload"]["targets"][0]["expr"]
+    assert reload == "min(monitor_config_last_reload_successful)"
+    browser = " ".join(
+        target["expr"]
+        for title in ("Browser checks: pages", "Browser scheduler lag p50 / p99")
+        for target in health[title]["targets"]
+    )
+    for metric in ("checks_in_flight", "pages_in_use", "pages_waiting", "scheduler_lag_seconds"):
+        assert f"monitor_browser_{metric}" in browser
+    restarts = health["Chromium restarts"]["targets"][0]["expr"]
+    assert "increase(monitor_browser_restarts_total" in restarts
 
 
-def test_pages_and_pings_exist_at_zero_so_increase_counts_the_first() -> None:
-    """The panels draw increase() of monitor_pages_total and monitor_heartbeat_pings_total;
-    a series born at 1 would hide the first page or ping."""
+def test_pages_pings_and_restarts_exist_at_zero_so_increase_counts_the_first() -> None:
+    """The panels draw increase() of monitor_pages_total, monitor_heartbeat_pings_total and
+    monitor_browser_restarts_total; a series born at 1 would hide the first one."""
     registry = CollectorRegistry()
     metrics = Metrics(registry)
     policies = load_config_text(
@@ -240,6 +251,9 @@ clients: [{id: acme, sites: [{id: shop, url: "https://shop.example/", checks: [{
     for result in ("start", "success", "fail", "unknown", "limited", "error"):
         value = registry.get_sample_value("monitor_heartbeat_pings_total", {"result": result})
         assert value == 0.0, result
+    for reason in ("crashed", "unresponsive"):
+        value = registry.get_sample_value("monitor_browser_restarts_total", {"reason": reason})
+        assert value == 0.0, reason
 
 
 def test_down_degraded_and_ok_cover_every_outcome() -> None:
