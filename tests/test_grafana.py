@@ -184,10 +184,13 @@ def test_the_panels_of_domains_heartbeats_phases_paging_and_channels_exist() -> 
     domains = uptime["Domain registration days left"]
     assert domains["type"] == "table"
     assert domains["targets"][0]["expr"].startswith("sort((probe_domain_expiry_timestamp_seconds")
-    assert domains["options"]["sortBy"] == [{"displayName": "Value", "desc": False}]
+    assert domains["options"]["sortBy"] == [{"displayName": "Days left", "desc": False}]
     assert "monitor_heartbeat_run_seconds" in uptime["Heartbeat run time"]["targets"][0]["expr"]
     missed = " ".join(t["expr"] for t in uptime["Heartbeats missed or failed"]["targets"])
-    assert 'outcome=~"heartbeat_missed|heartbeat_failed"' in missed
+    for outcome in ('outcome="heartbeat_missed"', 'outcome="heartbeat_failed"'):
+        assert outcome in missed
+    # One row per check: every query keeps exactly the labels (client, site, check).
+    assert missed.count("by (client, site, check)") == 3
     phases = uptime["HTTP phases of $check"]
     assert phases["fieldConfig"]["defaults"]["custom"]["stacking"]["mode"] == "normal"
     assert 'check="$check"' in phases["targets"][0]["expr"]
