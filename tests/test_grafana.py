@@ -549,9 +549,7 @@ async def query(http: aiohttp.ClientSession, base: str, expr: str) -> dict[str, 
         return body
 
 
-async def values(
-    http: aiohttp.ClientSession, base: str, expr: str, label: str = "person"
-) -> dict[str, float]:
+async def values(http: aiohttp.ClientSession, base: str, expr: str, label: str) -> dict[str, float]:
     """An instant query's answer as {value of `label`: value}."""
     answer = await query(http, base, expr)
     assert answer["status"] == "success", answer
@@ -695,41 +693,30 @@ async def test_every_dashboard_and_rule_query_returns_data_on_a_real_prometheus(
             assert float(breaches["data"]["result"][0]["value"][1]) > 0
             overdue = await query(http, prometheus, "sum(monitor_incident_updates_overdue)")
             assert float(overdue["data"]["result"][0]["value"][1]) > 0
+
             # The new panels saw what happened: alice on call and paged at level 1, the chat
-            # channel's delivery, about 60 days left on the domain, the failed import.
-            assert await values(http, prometheus, "max by (person) (monitor_oncall_person)") == {
-                "alice": 1.0
-            }
-            pages = await values(http, prometheus, "sum by (level) (monitor_pages_total)", "level")
+            # channel's delivery, about 60 days left on the domain, the failed import, and no
+            # guessed ping token (a counter that exists at 0).
+            async def by(label: str, expr: str) -> dict[str, float]:
+                return await values(http, prometheus, expr, label)
+
+            oncall = await by("person", "max by (person) (monitor_oncall_person)")
+            assert oncall == {"alice": 1.0}
+            pages = await by("level", "sum by (level) (monitor_pages_total)")
             assert pages.get("1", 0) > 0
-            sent = await values(
-                http,
-                prometheus,
-                "sum by (channel) (monitor_notifications_sent_total)",
-                "channel",
-            )
+            sent = await by("channel", "sum by (channel) (monitor_notifications_sent_total)")
             assert sent.get("team-chat", 0) > 0
-            days = await values(
-                http,
-                prometheus,
-                "(probe_domain_expiry_timestamp_seconds - time()) / 86400",
-                "check",
-            )
+            days = await by("check", "(probe_domain_expiry_timestamp_seconds - time()) / 86400")
             # An absolute time: Prometheus's time() is the real one, not the monitor's clock.
             expected = (DOMAIN_EXPIRES - datetime.now(UTC)).total_seconds() / 86400
             assert days["domain"] == pytest.approx(expected, abs=0.1)
-            failing = await values(
-                http,
-                prometheus,
+            failing = await by(
+                "check",
                 "(1 - probe_success) and on (client, site, check) "
                 'monitor_probe_results_total{outcome=~"heartbeat_missed|heartbeat_failed"}',
-                "check",
             )
             assert failing.get("import") == 1.0
-            # Heartbeats configured: every answer's counter exists, a guessed token's at 0.
-            unknown = await values(
-                http, prometheus, 'monitor_heartbeat_pings_total{result="unknown"}', "result"
-            )
+            unknown = await by("result", 'monitor_heartbeat_pings_total{result="unknown"}')
             assert unknown == {"unknown": 0.0}
 
             # Prometheus loaded the rules and evaluates them without error; the overdue update
