@@ -122,6 +122,7 @@ async def running_monitor(
         chats=chat_sender(config),
     )
     metrics.add_channels(config.channels)
+    metrics.add_escalation_levels(config.escalation)
     browser = browser_pool(config, metrics=metrics)
     monitor = Monitor(
         config=config,
@@ -150,7 +151,9 @@ async def running_monitor(
     runners: list[web.AppRunner] = []
     url = ""
     status = StatusPages(config=config, store=store, desk=monitor.desk, clock=clock)
-    # Always served, so that a reload can add the first heartbeat check.
+    # Always served, so that a reload can add the first heartbeat check; its answers are
+    # counted from 0.
+    metrics.add_heartbeat_pings()
     pings = PingRoutes(
         tokens=ping_tokens(config),
         store=store,
@@ -172,6 +175,7 @@ async def running_monitor(
         first=True,
     )
     reloader.subscribe(lambda new: metrics.add_channels(new.channels))
+    reloader.subscribe(lambda new: metrics.add_escalation_levels(new.escalation))
     reloader.subscribe(lambda new: oncall.use(escalation_of(new)))
     reloader.subscribe(lambda new: pings.use_tokens(ping_tokens(new)))
     reloader.subscribe(status.apply)

@@ -12,7 +12,6 @@ Series (blackbox_exporter's names where the meaning is the same):
 - `probe_success`, `probe_http_status_code`, `probe_duration_seconds` (of the last probe that
   measured one), `probe_ssl_earliest_cert_expiry`, `probe_domain_expiry_timestamp_seconds`
   (a `domain` check's registration expiry): gauges per check (client, site, check);
-  measured one), `probe_ssl_earliest_cert_expiry`: gauges per check (client, site, check);
 - `probe_http_duration_seconds{phase="resolve|connect|tls|processing|transfer"}`: where the
   time of the check's last http probe went (checks.phases), when its transport measured it;
 - `monitor_heartbeat_run_seconds`: how long a heartbeat's job last ran (start to success);

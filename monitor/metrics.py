@@ -13,7 +13,8 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from incidents.escalation import Escalation
+from checks.heartbeat import PingKind
+from incidents.escalation import Escalation, EscalationPolicy
 from incidents.model import Incident
 from incidents.severity import Severity
 from monitor.check_metrics import CheckMetrics
@@ -353,6 +354,8 @@ class Metrics:
             self.probe_discarded.labels(reason=reason)
         for reason in ("overlap", "overload"):
             self.probes_skipped.labels(reason=reason)
+        for reason in ("crashed", "unresponsive"):
+            self.browser_restarts.labels(reason=reason)
         for kind in ("response", "update"):
             for severity in Severity:
                 self.sla_breaches.labels(kind=kind, severity=str(int(severity)))
@@ -379,6 +382,19 @@ class Metrics:
             self.notifications_sent.labels(channel=channel)
             self.notifications_failed.labels(channel=channel)
             self.notification_retries.labels(channel=channel)
+
+    def add_escalation_levels(self, policies: Mapping[Severity, EscalationPolicy]) -> None:
+        """Create `monitor_pages_total` at 0 for each level of each severity's policy (the
+        config's `escalation:`), so increase() counts the first page too."""
+        for severity, policy in policies.items():
+            for level in range(1, len(policy.levels) + 1):
+                self.pages.labels(severity=str(int(severity)), level=str(level))
+
+    def add_heartbeat_pings(self) -> None:
+        """Create `monitor_heartbeat_pings_total` at 0 for every answer, so increase()
+        counts the first ping (or the first guessed token)."""
+        for result in (*PingKind, "unknown", "limited", "error"):
+            self.heartbeat_pings.labels(result=str(result))
 
     def exposition(self) -> Iterator[bytes]:
         """The registry in the Prometheus text format, in chunks (the per-check series in

@@ -3,12 +3,17 @@
 The JSON is checked for structure; the rules go through promtool; then every PromQL
 expression of every panel, variable and rule runs on a real Prometheus scraping a real,
 in-process monitor whose loopback targets produce every metric: each must parse and return
-data, so a metric or label we do not export fails here, not on an operator's screen."""
+data, so a metric or label we do not export fails here, not on an operator's screen. The
+monitor runs every kind of series the panels draw: an https site, a slow one, a down one, a
+domain check against a loopback RDAP server, heartbeats pinged (one run timed, one failed), an
+on-call rotation whose escalation pages at once, and a chat channel (Apprise `json://` to a
+loopback receiver) that a page reaches."""
 
 from __future__ import annotations
 
 import asyncio
 import json
+import os
 import re
 import shutil
 import ssl
@@ -23,11 +28,15 @@ import aiohttp
 import pytest
 import trustme
 import yaml
+from aiohttp import web
 from aiohttp.test_utils import TestServer
+from prometheus_client import CollectorRegistry
 from yarl import URL
 
 from monitor.app import Running, running_monitor
 from monitor.config import load_config_text
+from monitor.metrics import Metrics
+from tests.channel_helpers import Receiver
 from tests.helpers import ShiftedClock, Target, eventually, free_port, skip_unless_required
 
 GRAFANA = Path(__file__).resolve().parent.parent / "grafana"
@@ -36,6 +45,11 @@ ALERTS = GRAFANA / "prometheus" / "alerts.yaml"
 ALERTS_TEST = GRAFANA / "prometheus" / "alerts_test.yaml"
 JOB = "agency-monitor"
 TOKEN = "grafana-test-token"
+# Heartbeat ping tokens (secrets: the config names them by ${ENV}).
+PING_TOKENS = {
+    "GRAFANA_BACKUP_PING": "backup-ping-token-0123456789",
+    "GRAFANA_IMPORT_PING": "import-ping-token-0123456789",
+}
 
 # Grafana's own variables, filled in by Grafana itself (not from `templating`).
 BUILTIN_VARIABLES = {
@@ -50,6 +64,8 @@ LABEL_VALUES = re.compile(r"^label_values\((.+),\s*(\w+)\)$")
 
 # Monday 23 November 2026, 10:00 in London: the SLA clocks start in business hours.
 MONDAY_10 = datetime(2026, 11, 23, 10, 0, tzinfo=UTC)
+# What the loopback registry says of acme.example: healthy, 60 days to go.
+DOMAIN_EXPIRES = MONDAY_10 + timedelta(days=60)
 
 
 def load_dashboard(path: Path) -> dict[str, Any]:
@@ -157,6 +173,104 @@ def test_dashboard_structure(path: Path) -> None:
         cells |= area
 
 
+def panels_by_title(name: str) -> dict[str, dict[str, Any]]:
+    dashboard = load_dashboard(GRAFANA / "dashboards" / f"{name}.json")
+    return {panel["title"]: panel for panel in all_panels(dashboard) if panel["type"] != "row"}
+
+
+def test_the_panels_of_domains_heartbeats_phases_paging_and_channels_exist() -> None:
+    """Where an operator finds them; their queries run on the real Prometheus below."""
+    uptime = panels_by_title("uptime-overview")
+    domains = uptime["Domain registration days left"]
+    assert domains["type"] == "table"
+    assert domains["targets"][0]["expr"].startswith("sort((probe_domain_expiry_timestamp_seconds")
+    assert domains["options"]["sortBy"] == [{"displayName": "Days left", "desc": False}]
+    assert "monitor_heartbeat_run_seconds" in uptime["Heartbeat run time"]["targets"][0]["expr"]
+    missed = " ".join(t["expr"] for t in uptime["Heartbeats missed or failed"]["targets"])
+    for outcome in ('outcome="heartbeat_missed"', 'outcome="heartbeat_failed"'):
+        assert outcome in missed
+    # One row per check: every query keeps exactly the labels (client, site, check).
+    assert missed.count("by (client, site, check)") == 3
+    phases = uptime["HTTP phases of $check"]
+    assert phases["fieldConfig"]["defaults"]["custom"]["stacking"]["mode"] == "normal"
+    assert 'check="$check"' in phases["targets"][0]["expr"]
+    variables = {
+        v["name"]: v
+        for v in load_dashboard(GRAFANA / "dashboards" / "uptime-overview.json")["templating"][
+            "list"
+        ]
+    }
+    assert variables["check"]["multi"] is False  # one check's phases, stacked
+
+    incidents = panels_by_title("incidents-sla")
+    oncall = incidents["On call now"]
+    assert oncall["type"] == "stat" and oncall["options"]["textMode"] == "name"
+    assert oncall["targets"][0]["expr"] == "max by (person) (monitor_oncall_person)"
+    assert "by (level)" in incidents["Pages per level"]["targets"][0]["expr"]
+    per_channel = incidents["Notifications per channel in range"]
+    channels = " ".join(t["expr"] for t in per_channel["targets"])
+    for metric in ("notifications_sent", "notifications_failed", "notification_retries"):
+        assert f"sum by (channel) (increase(monitor_{metric}_total[$__range]))" in channels
+    health = panels_by_title("monitor-health")
+    pings = health["Heartbeat pings by answer"]["targets"][0]["expr"]
+    assert "monitor_heartbeat_pings_total" in pings
+    reload = health["Last config reload"]["targets"][0]["expr"]
+    assert reload == "min(monitor_config_last_reload_successful)"
+    browser = " ".join(
+        target["expr"]
+        for title in ("Browser checks: pages", "Browser scheduler lag p50 / p99")
+        for target in health[title]["targets"]
+    )
+    for metric in ("checks_in_flight", "pages_in_use", "pages_waiting", "scheduler_lag_seconds"):
+        assert f"monitor_browser_{metric}" in browser
+    restarts = health["Chromium restarts"]["targets"][0]["expr"]
+    assert "increase(monitor_browser_restarts_total" in restarts
+
+
+def test_pages_pings_and_restarts_exist_at_zero_so_increase_counts_the_first() -> None:
+    """The panels draw increase() of monitor_pages_total, monitor_heartbeat_pings_total and
+    monitor_browser_restarts_total; a series born at 1 would hide the first one."""
+    registry = CollectorRegistry()
+    metrics = Metrics(registry)
+    policies = load_config_text(
+        """
+people: [{name: alice, email: alice@agency.example}]
+escalation:
+  1: {levels: [{after: 0m, notify: [oncall]}, {after: 15m, notify: [alice]}]}
+  2: {levels: [{after: 1h, notify: [alice]}]}
+clients: [{id: acme, sites: [{id: shop, url: "https://shop.example/", checks: [{id: home}]}]}]
+"""
+    ).escalation
+    metrics.add_escalation_levels(policies)
+    metrics.add_heartbeat_pings()
+    pages = {
+        (sample.labels["severity"], sample.labels["level"]): sample.value
+        for family in registry.collect()
+        if family.name == "monitor_pages"
+        for sample in family.samples
+        if sample.name == "monitor_pages_total"
+    }
+    assert pages == {("1", "1"): 0.0, ("1", "2"): 0.0, ("2", "1"): 0.0}
+    for result in ("start", "success", "fail", "unknown", "limited", "error"):
+        value = registry.get_sample_value("monitor_heartbeat_pings_total", {"result": result})
+        assert value == 0.0, result
+    for reason in ("crashed", "unresponsive"):
+        value = registry.get_sample_value("monitor_browser_restarts_total", {"reason": reason})
+        assert value == 0.0, reason
+
+
+def test_down_degraded_and_ok_cover_every_outcome() -> None:
+    """The "Down and degraded" tables split every failure, so down + degraded + ok = 100 %
+    whatever kinds of check a site has (dns, domain, heartbeat outcomes included)."""
+    panels = panels_by_title("uptime-overview")
+    for window in ("24h", "7d", "30d"):
+        down, degraded = (t["expr"] for t in panels[f"Down and degraded {window}"]["targets"])
+        [down_outcomes] = re.findall(r'outcome=~"([^"]+)"', down)
+        [not_degraded] = re.findall(r'outcome!~"([^"]+)"', degraded)
+        assert not_degraded == f"ok|{down_outcomes}"
+        assert "dns_error" in down_outcomes.split("|")
+
+
 def test_uptime_and_incident_dashboards_filter_by_client_and_site() -> None:
     for name in ("uptime-overview", "incidents-sla"):
         dashboard = load_dashboard(GRAFANA / "dashboards" / f"{name}.json")
@@ -255,7 +369,9 @@ def test_every_alert_has_unit_tests() -> None:
 # ---------------------------------------------------------------------------- real Prometheus
 
 
-def monitor_config(*, shop: URL, blog: str, api: str, tmp_path: Path) -> str:
+def monitor_config(
+    *, shop: URL, blog: str, api: str, rdap: URL, channel: Receiver, tmp_path: Path
+) -> str:
     return f"""
 database: {{url: "sqlite+aiosqlite:///{tmp_path}/m.db"}}
 server: {{port: 0}}
@@ -264,8 +380,18 @@ defaults: {{interval: 200ms, timeout: 2s, failures_to_open: 2, successes_to_reso
 notifications:
   outbox_dir: {tmp_path / "outbox"}
   poll_interval: 100ms
+people:
+  - {{name: alice, email: alice@agency.example, channels: [{channel.name}]}}
+  - {{name: bob, email: bob@agency.example}}
 oncall:
   emails: [oncall@agency.example]
+  rotation: {{every: week, handover: mon 09:00, start: 2026-11-23, people: [alice, bob]}}
+escalation:
+  1: {{levels: [{{after: 0m, notify: [oncall]}}]}}
+channels:
+  {channel.name}: {{url: "${{GRAFANA_CHANNEL_URL}}", timeout: 2s}}
+rdap:
+  servers: {{example: "{rdap}"}}
 api: {{token: {TOKEN}}}
 clients:
   - id: acme
@@ -286,6 +412,25 @@ clients:
         url: "{api}"
         checks:
           - {{id: health, url: /health}}
+      - id: registration
+        url: https://www.acme.example/
+        checks:
+          - {{id: domain, kind: domain, interval: 200ms}}
+      - id: jobs
+        url: https://jobs.acme.example/
+        checks:
+          - id: backup
+            kind: heartbeat
+            period: 1d
+            grace: 1h
+            interval: 200ms
+            token: ${{GRAFANA_BACKUP_PING}}
+          - id: import
+            kind: heartbeat
+            period: 1d
+            grace: 1h
+            interval: 200ms
+            token: ${{GRAFANA_IMPORT_PING}}
 """
 
 
@@ -320,6 +465,38 @@ async def https_shop(aiohttp_server: Any) -> URL:
     leaf.configure_cert(context)
     server: TestServer = await aiohttp_server(Target().app(), ssl=context)
     return server.make_url("")
+
+
+@pytest.fixture
+async def rdap_server(aiohttp_server: Any) -> URL:
+    """A registry's RDAP server on loopback: every domain expires on DOMAIN_EXPIRES."""
+
+    async def domain(request: web.Request) -> web.Response:
+        return web.json_response(
+            {
+                "ldhName": request.match_info["name"],
+                "events": [
+                    {
+                        "eventAction": "expiration",
+                        "eventDate": DOMAIN_EXPIRES.strftime("%Y-%m-%dT%H:%M:%SZ"),
+                    }
+                ],
+            }
+        )
+
+    app = web.Application()
+    app.router.add_get("/domain/{name}", domain)
+    server: TestServer = await aiohttp_server(app)
+    return server.make_url("/")
+
+
+@pytest.fixture
+async def chat_receiver() -> AsyncIterator[Receiver]:
+    """A chat channel's service (a JSON webhook via Apprise's json://) on loopback."""
+    receiver = Receiver(name="team-chat", scheme="json", path="hook")
+    await receiver.start()
+    yield receiver
+    await receiver.stop()
 
 
 @pytest.fixture
@@ -372,6 +549,16 @@ async def query(http: aiohttp.ClientSession, base: str, expr: str) -> dict[str, 
         return body
 
 
+async def values(http: aiohttp.ClientSession, base: str, expr: str, label: str) -> dict[str, float]:
+    """An instant query's answer as {value of `label`: value}."""
+    answer = await query(http, base, expr)
+    assert answer["status"] == "success", answer
+    return {
+        series["metric"].get(label, ""): float(series["value"][1])
+        for series in answer["data"]["result"]
+    }
+
+
 async def until(predicate: Callable[[], Awaitable[bool]], *, timeout: float) -> None:
     deadline = time.monotonic() + timeout
     while not await predicate():
@@ -391,13 +578,23 @@ async def test_every_dashboard_and_rule_query_returns_data_on_a_real_prometheus(
     prometheus_binary: str,
     https_shop: URL,
     plain_target: tuple[Target, str],
+    rdap_server: URL,
+    chat_receiver: Receiver,
     tmp_path: Path,
 ) -> None:
     target, base = plain_target
     target.set("/", delay=0.3)  # the blog: slow_after 100ms
     target.set("/health", status=500)  # the api: down
     config = load_config_text(
-        monitor_config(shop=https_shop, blog=f"{base}/", api=base, tmp_path=tmp_path)
+        monitor_config(
+            shop=https_shop,
+            blog=f"{base}/",
+            api=base,
+            rdap=rdap_server,
+            channel=chat_receiver,
+            tmp_path=tmp_path,
+        ),
+        environ={**os.environ, **PING_TOKENS, "GRAFANA_CHANNEL_URL": chat_receiver.url},
     )
     clock = ShiftedClock(MONDAY_10)
     async with (
@@ -425,6 +622,15 @@ async def test_every_dashboard_and_rule_query_returns_data_on_a_real_prometheus(
                 timeout=15,
             )
             await eventually(lambda: sent_emails(running) > 0, timeout=15)
+            # The api's Severity 1 pages whoever is on call (alice), by mail and on her chat
+            # channel.
+            await eventually(lambda: chat_receiver.received, timeout=15)
+            # The backup job runs (start, then success: a run time); the import reports failure.
+            backup = PING_TOKENS["GRAFANA_BACKUP_PING"]
+            import_ = PING_TOKENS["GRAFANA_IMPORT_PING"]
+            for path in (f"{backup}/start", backup, f"{import_}/fail"):
+                async with http.post(f"{running.url}/ping/{path}") as response:
+                    assert response.status == 200, await response.text()
             # The slow blog's incident is acknowledged, which starts its client update
             # cadence; the api's Severity 1 stays in the queue, with its response due.
             [blog] = [i for i in running.monitor.open_incidents() if i.site == "acme/blog"]
@@ -439,9 +645,14 @@ async def test_every_dashboard_and_rule_query_returns_data_on_a_real_prometheus(
             clock.advance(timedelta(days=2))
 
             substitutions = [
-                {"client": ".*", "site": ".*", **BUILTIN_VARIABLES},
+                {"client": ".*", "site": ".*", "check": "home", **BUILTIN_VARIABLES},
                 # As Grafana writes a multi-value selection into a regex.
-                {"client": "(acme)", "site": "(api|blog|shop)", **BUILTIN_VARIABLES},
+                {
+                    "client": "(acme)",
+                    "site": "(api|blog|shop|registration|jobs)",
+                    "check": "health",
+                    **BUILTIN_VARIABLES,
+                },
             ]
             exprs = [
                 (f"{name} {values['client']}/{values['site']}", fill_in(expr, values))
@@ -482,6 +693,31 @@ async def test_every_dashboard_and_rule_query_returns_data_on_a_real_prometheus(
             assert float(breaches["data"]["result"][0]["value"][1]) > 0
             overdue = await query(http, prometheus, "sum(monitor_incident_updates_overdue)")
             assert float(overdue["data"]["result"][0]["value"][1]) > 0
+
+            # The new panels saw what happened: alice on call and paged at level 1, the chat
+            # channel's delivery, about 60 days left on the domain, the failed import, and no
+            # guessed ping token (a counter that exists at 0).
+            async def by(label: str, expr: str) -> dict[str, float]:
+                return await values(http, prometheus, expr, label)
+
+            oncall = await by("person", "max by (person) (monitor_oncall_person)")
+            assert oncall == {"alice": 1.0}
+            pages = await by("level", "sum by (level) (monitor_pages_total)")
+            assert pages.get("1", 0) > 0
+            sent = await by("channel", "sum by (channel) (monitor_notifications_sent_total)")
+            assert sent.get("team-chat", 0) > 0
+            days = await by("check", "(probe_domain_expiry_timestamp_seconds - time()) / 86400")
+            # An absolute time: Prometheus's time() is the real one, not the monitor's clock.
+            expected = (DOMAIN_EXPIRES - datetime.now(UTC)).total_seconds() / 86400
+            assert days["domain"] == pytest.approx(expected, abs=0.1)
+            failing = await by(
+                "check",
+                "(1 - probe_success) and on (client, site, check) "
+                'monitor_probe_results_total{outcome=~"heartbeat_missed|heartbeat_failed"}',
+            )
+            assert failing.get("import") == 1.0
+            unknown = await by("result", 'monitor_heartbeat_pings_total{result="unknown"}')
+            assert unknown == {"unknown": 0.0}
 
             # Prometheus loaded the rules and evaluates them without error; the overdue update
             # makes ClientUpdateOverdue fire for real.
