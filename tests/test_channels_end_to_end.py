@@ -225,19 +225,25 @@ async def test_monitor_health_follows_the_routes_to_a_channel(shop: str, tmp_pat
         config = load_config_text(text, environ={**os.environ, **channel_environ([hooks])})
         async with running_monitor(config) as running:
             await eventually(lambda: canary.received)
-            await canary.stop()  # every canary fails: the monitor lost its connectivity
-            await eventually(lambda: hooks.received)
-            await canary.start()
-            await eventually(lambda: len(hooks.received) == 2)
+            await _lost_and_back(canary, hooks)
             await eventually(lambda: _settled(running))
             # The shop's Severity 1 is not a monitor-health event: routes gave it no channel.
             assert await chat_rows(running) == []
-        lost, back = hooks.texts()
-        assert "PAGE: the monitor lost connectivity" in lost
-        assert "connectivity is back" in back
     finally:
         await hooks.stop()
         await canary.stop()
+
+
+async def _lost_and_back(canary: Receiver, hooks: Receiver) -> None:
+    """Every canary fails (the monitor lost its connectivity), then answers again: `hooks`
+    hears of both, once each."""
+    await canary.stop()
+    await eventually(lambda: hooks.received)
+    await canary.start()
+    await eventually(lambda: len(hooks.received) == 2)
+    lost, back = hooks.texts()
+    assert "PAGE: the monitor lost connectivity" in lost
+    assert "connectivity is back" in back
 
 
 async def _settled(running: Running) -> bool:
@@ -273,13 +279,7 @@ async def test_monitor_health_follows_routes_and_channels_a_reload_added(
         async with running_monitor(config(canaries), load=lambda: reloaded) as running:
             await eventually(lambda: canary.received)
             assert (await running.reloader.reload(trigger="test")).ok
-            await canary.stop()  # every canary fails: the monitor lost its connectivity
-            await eventually(lambda: hooks.received)
-            await canary.start()
-            await eventually(lambda: len(hooks.received) == 2)
-        lost, back = hooks.texts()
-        assert "PAGE: the monitor lost connectivity" in lost
-        assert "connectivity is back" in back
+            await _lost_and_back(canary, hooks)
     finally:
         await hooks.stop()
         await canary.stop()
