@@ -39,7 +39,7 @@ from monitor.local_faults import EVENT_LOOP_LAG, LocalFaults
 from monitor.loop_lag import LoopLagMonitor
 from monitor.metrics import Metrics
 from monitor.ownership import Identity, SiteOwnership
-from monitor.probing import run_probe
+from monitor.probing import UnknownCheck, run_probe
 from monitor.rdap_bootstrap import rdap_directory
 from monitor.reports import monthly_enabled, queue_monthly_reports
 from monitor.scheduler import Scheduler
@@ -484,9 +484,14 @@ class Monitor:
     async def probe_now(self, key: str) -> ProbeResult | None:
         """Probe the check `key` once, at once, for an operator to see (the console's "probe
         now"); the result is shown, not fed to the engine, so it neither opens nor resolves
-        anything. None for a check not configured."""
+        anything. None for a check not configured; UnknownCheck for a browser check without
+        Chromium (its checks are skipped)."""
         check = self._by_key.get(key)
-        return None if check is None else await self._probe_once(check)
+        if check is None:
+            return None
+        if check.spec.kind == "browser" and self._browser is None:
+            raise UnknownCheck(key, [], why="it is a browser check and no Chromium is installed")
+        return await self._probe_once(check)
 
     async def _probe_once(self, check: ConfiguredCheck) -> ProbeResult:
         """Probe `check` by its kind (also for another location's confirmation request)."""

@@ -227,6 +227,32 @@ async def test_a_session_signed_out_cannot_be_replayed(tmp_path: Path, aiohttp_s
             assert page.status == 303
 
 
+async def test_probe_now_of_a_browser_check_without_chromium_says_so(
+    tmp_path: Path, aiohttp_server: Any
+) -> None:
+    # Browser checks are skipped without Chromium; "probe now" of one was a server error.
+    reloaded: list[MonitorConfig] = []
+    async with (
+        console_scene(tmp_path, aiohttp_server, load=lambda: reloaded[0]) as scene,
+        http_client() as http,
+    ):
+        current = scene.running.reloader.current
+        journey = {"id": "journey", "kind": "browser", "steps": [{"name": "open", "goto": "/"}]}
+        document = current.model_dump(mode="json", exclude_unset=True)
+        document["browser"] = {"executable": str(tmp_path / "no-chromium")}
+        document["clients"][0]["sites"][0]["checks"].append(journey)
+        document["operators"] = [op.model_dump() for op in current.operators]
+        reloaded.append(MonitorConfig.model_validate(document))
+        assert (await scene.running.reloader.reload(trigger="test")).ok
+        await sign_in(http, scene.url)
+        token = await token_of(http, f"{scene.url}/sites")
+        async with http.post(
+            f"{scene.url}/sites/probe", data={"csrf": token, "check": "acme/shop/journey"}
+        ) as page:
+            assert page.status == 200
+            assert "no Chromium is installed" in await page.text()
+
+
 async def test_a_post_without_the_csrf_token_is_refused_and_changes_nothing(
     tmp_path: Path, aiohttp_server: Any
 ) -> None:

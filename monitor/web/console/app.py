@@ -32,6 +32,7 @@ from incidents.severity import Severity
 from monitor.clock import Clock
 from monitor.config.models import CheckConfig, MonitorConfig, OperatorAccount
 from monitor.desk import ActionError, IncidentDesk
+from monitor.probing import UnknownCheck
 from monitor.store import Store
 from monitor.store.codec import HistoryRow
 from monitor.store.outbox import OutboxStatus
@@ -406,7 +407,10 @@ class Console:
     async def _probe_now(self, request: web.Request, session: Session) -> web.StreamResponse:
         form = await read_form(request)
         key = str(form.get("check", ""))
-        result = await self._probe(key)
+        try:
+            result = await self._probe(key)
+        except UnknownCheck as exc:  # a browser check, and no Chromium here
+            return await self._sites(request, session, error=str(exc))
         if result is None:
             return await self._sites(request, session, error=f"no check {key!r} here")
         log.info(
