@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -100,6 +100,12 @@ class ConsoleScene:
     inbox: Inbox
     shop: Target
     blog: Target
+    reloaded: list[MonitorConfig]  # what the next reload reads (empty: the same config)
+
+    async def reload(self, config: MonitorConfig) -> None:
+        """Reload the running monitor with `config`, as if the file had changed."""
+        self.reloaded[:] = [config]
+        assert (await self.running.reloader.reload(trigger="test")).ok
 
     @property
     def url(self) -> str:
@@ -113,10 +119,8 @@ async def console_scene(
     *,
     clock: Clock | None = None,
     database_url: str | None = None,
-    load: Callable[[], MonitorConfig] | None = None,
     **console: Any,
 ) -> AsyncIterator[ConsoleScene]:
-    """`load`: what a reload reads (default: the same configuration again)."""
     shop, blog = Target(), Target()
     shop_server: TestServer = await aiohttp_server(shop.app())
     blog_server: TestServer = await aiohttp_server(blog.app())
@@ -130,8 +134,15 @@ async def console_scene(
             database_url=database_url,
             **console,
         )
+        reloaded: list[MonitorConfig] = []
+
+        def load() -> MonitorConfig:
+            return reloaded[0] if reloaded else config
+
         async with running_monitor(config, clock=clock, load=load) as running:
-            yield ConsoleScene(running=running, inbox=inbox, shop=shop, blog=blog)
+            yield ConsoleScene(
+                running=running, inbox=inbox, shop=shop, blog=blog, reloaded=reloaded
+            )
 
 
 def csrf_of(html: str) -> str:

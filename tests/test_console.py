@@ -185,9 +185,8 @@ async def test_a_reload_ends_the_sessions_of_removed_operators_and_changed_passw
 ) -> None:
     # An operator whose password was reset (a leaked one, a colleague who left) must not
     # stay signed in on a cookie issued under the old password until it expires.
-    reloaded: list[MonitorConfig] = []
     async with (
-        console_scene(tmp_path, aiohttp_server, load=lambda: reloaded[0]) as scene,
+        console_scene(tmp_path, aiohttp_server) as scene,
         http_client() as alice,
         http_client() as bob,
         http_client() as fresh,
@@ -202,8 +201,7 @@ async def test_a_reload_ends_the_sessions_of_removed_operators_and_changed_passw
         kept = current.operators[0].model_copy(
             update={"password_hash": hash_password(new_password)}
         )
-        reloaded.append(current.model_copy(update={"operators": [kept]}))
-        assert (await scene.running.reloader.reload(trigger="test")).ok
+        await scene.reload(current.model_copy(update={"operators": [kept]}))
         for http in (alice, bob):
             async with http.get(f"{scene.url}/queue", allow_redirects=False) as page:
                 assert page.status == 303
@@ -231,19 +229,14 @@ async def test_probe_now_of_a_browser_check_without_chromium_says_so(
     tmp_path: Path, aiohttp_server: Any
 ) -> None:
     # Browser checks are skipped without Chromium; "probe now" of one was a server error.
-    reloaded: list[MonitorConfig] = []
-    async with (
-        console_scene(tmp_path, aiohttp_server, load=lambda: reloaded[0]) as scene,
-        http_client() as http,
-    ):
+    async with console_scene(tmp_path, aiohttp_server) as scene, http_client() as http:
         current = scene.running.reloader.current
         journey = {"id": "journey", "kind": "browser", "steps": [{"name": "open", "goto": "/"}]}
         document = current.model_dump(mode="json", exclude_unset=True)
         document["browser"] = {"executable": str(tmp_path / "no-chromium")}
         document["clients"][0]["sites"][0]["checks"].append(journey)
         document["operators"] = [op.model_dump() for op in current.operators]
-        reloaded.append(MonitorConfig.model_validate(document))
-        assert (await scene.running.reloader.reload(trigger="test")).ok
+        await scene.reload(MonitorConfig.model_validate(document))
         await sign_in(http, scene.url)
         token = await token_of(http, f"{scene.url}/sites")
         async with http.post(
