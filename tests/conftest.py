@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from aiohttp.test_utils import TestServer
 from playwright.async_api import Browser, async_playwright
 from sqlalchemy import text
 from sqlalchemy.engine import URL, make_url
@@ -27,7 +28,7 @@ from monitor.delivery import mail
 from monitor.demo.shop import ShopFaults, ShopJournal, start_shop
 from monitor.store import Store
 from tests.client_mail_scan import client_text_faults
-from tests.helpers import skip_unless_required
+from tests.helpers import Target, skip_unless_required
 
 POSTGRES_ENV = "MONITOR_TEST_POSTGRES_URL"
 
@@ -107,6 +108,14 @@ async def shop(faults: ShopFaults, journal: ShopJournal) -> AsyncIterator[str]:
         yield base_url
     finally:
         await runner.cleanup()
+
+
+@pytest.fixture
+async def target(aiohttp_server: Any) -> AsyncIterator[tuple[Target, str]]:
+    """A controllable loopback site (tests.helpers.Target) and its base URL."""
+    target = Target()
+    server: TestServer = await aiohttp_server(target.app())
+    yield target, str(server.make_url("")).rstrip("/")
 
 
 # Debian's Chromium driven by Playwright, for the tests of pages (status pages, console).

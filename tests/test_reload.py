@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from email.message import EmailMessage
 from pathlib import Path
@@ -15,7 +14,6 @@ from typing import Any
 
 import aiohttp
 import pytest
-from aiohttp.test_utils import TestServer
 
 from incidents.flow import REMOVED_FROM_CONFIGURATION
 from incidents.model import IncidentStatus, TimelineKind
@@ -24,10 +22,10 @@ from monitor.app import Running, running_monitor
 from monitor.config import load_config
 from monitor.reports import report_message_id
 from tests.helpers import ShiftedClock, Target, eventually, free_port
+from tests.monitor_yaml import CONTACT, HOME_CHECK, acme_shop_yaml, head_yaml, notifications_yaml
 from tests.smtp_helpers import Inbox, smtpd
 from tests.test_crash_delivery import monitor_process
 
-CONTACT = "ops@acme.example"
 TOKEN_ENV = "RELOAD_TEST_API_TOKEN"
 
 
@@ -41,51 +39,19 @@ def config_yaml(
     port: int = 0,
     api: str = "",
 ) -> str:
-    smtp = (
-        f"  smtp: {{host: 127.0.0.1, port: {smtp_port}, security: none, timeout: 2s}}\n"
-        if smtp_port is not None
-        else ""
+    return (
+        head_yaml(database=database, port=port)
+        + f"{api}\n"
+        + notifications_yaml(smtp_port=smtp_port)
+        + acme_shop_yaml(url=url, checks=checks)
+        + f"{extra_sites}\n"
     )
-    return f"""
-database: {{url: "{database}"}}
-server: {{port: {port}}}
-{api}
-defaults: {{interval: 100ms, timeout: 2s, failures_to_open: 2, successes_to_resolve: 2}}
-notifications:
-  sender: "Agency Support <support@agency.example>"
-{smtp}  retry_initial: 100ms
-  retry_max: 500ms
-  poll_interval: 100ms
-oncall:
-  emails: [oncall@agency.example]
-clients:
-  - id: acme
-    name: Acme Ltd
-    contacts: [{CONTACT}]
-    business_hours: {{timezone: Europe/London}}
-    sites:
-      - id: shop
-        name: shop.acme.example
-        url: {url}
-        checks:
-{checks}
-{extra_sites}
-"""
 
 
-HOME = """          - id: home
-            url: /
-"""
+HOME = HOME_CHECK
 EXTRA = """          - id: extra
             url: /extra
 """
-
-
-@pytest.fixture
-async def target(aiohttp_server: Any) -> AsyncIterator[tuple[Target, str]]:
-    target = Target()
-    server: TestServer = await aiohttp_server(target.app())
-    yield target, str(server.make_url("")).rstrip("/")
 
 
 def sqlite_files(tmp_path: Path) -> tuple[str, Path]:

@@ -18,6 +18,7 @@ from incidents.model import TimelineKind
 from monitor.app import Running, running_monitor
 from monitor.config import load_config_text
 from tests.helpers import ShiftedClock, Target, eventually, free_port
+from tests.monitor_yaml import head_yaml, notifications_yaml
 from tests.smtp_helpers import Inbox, smtpd
 
 TOKEN = "s3cret-token"
@@ -39,21 +40,10 @@ def config_yaml(
 """
         for site, url in sites.items()
     )
-    return f"""
-database: {{url: "{database}"}}
-server: {{port: 0}}
-scheduler: {{sla_tick: 100ms}}
-defaults: {{interval: 100ms, timeout: 2s, failures_to_open: 2, successes_to_resolve: 2}}
-notifications:
-  sender: "Agency Support <support@agency.example>"
-  smtp: {{host: 127.0.0.1, port: {smtp_port}, security: none, timeout: 2s}}
-  outbox_dir: {outbox}
-  retry_initial: 100ms
-  retry_max: 500ms
-  poll_interval: 100ms
-oncall:
-  emails: [oncall@agency.example]
-  webhook: {{url: "{hook_url}", headers: {{Authorization: "Bearer pager-token"}}}}
+    return (
+        head_yaml(database=database, sla_tick="100ms")
+        + notifications_yaml(smtp_port=smtp_port, outbox=outbox)
+        + f"""  webhook: {{url: "{hook_url}", headers: {{Authorization: "Bearer pager-token"}}}}
 api: {{token: {TOKEN}}}
 clients:
   - id: acme
@@ -63,13 +53,7 @@ clients:
     business_hours: {{timezone: Europe/London}}
     sites:{site_yaml}
 """
-
-
-@pytest.fixture
-async def target(aiohttp_server: Any) -> AsyncIterator[tuple[Target, str]]:
-    target = Target()
-    server: TestServer = await aiohttp_server(target.app())
-    yield target, str(server.make_url("")).rstrip("/")
+    )
 
 
 @pytest.fixture
