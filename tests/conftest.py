@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from aiohttp.test_utils import TestServer
 from playwright.async_api import Browser, async_playwright
 from sqlalchemy import text
 from sqlalchemy.engine import URL, make_url
@@ -28,7 +27,7 @@ from monitor.delivery import mail
 from monitor.demo.shop import ShopFaults, ShopJournal, start_shop
 from monitor.store import Store
 from tests.client_mail_scan import client_text_faults
-from tests.helpers import Target, skip_unless_required
+from tests.helpers import Target, serve_target, skip_unless_required
 
 POSTGRES_ENV = "MONITOR_TEST_POSTGRES_URL"
 
@@ -113,9 +112,7 @@ async def shop(faults: ShopFaults, journal: ShopJournal) -> AsyncIterator[str]:
 @pytest.fixture
 async def target(aiohttp_server: Any) -> AsyncIterator[tuple[Target, str]]:
     """A controllable loopback site (tests.helpers.Target) and its base URL."""
-    target = Target()
-    server: TestServer = await aiohttp_server(target.app())
-    yield target, str(server.make_url("")).rstrip("/")
+    yield await serve_target(aiohttp_server)
 
 
 # Debian's Chromium driven by Playwright, for the tests of pages (status pages, console).

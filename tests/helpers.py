@@ -76,6 +76,14 @@ class Target:
         return web.Response(status=behaviour.status, reason=behaviour.reason, text=behaviour.body)
 
 
+async def serve_target(aiohttp_server: Any, target: Target | None = None) -> tuple[Target, str]:
+    """`target` (a fresh one when None) served on loopback by pytest-aiohttp's
+    `aiohttp_server`, and its base URL without the trailing slash."""
+    target = target or Target()
+    server = await aiohttp_server(target.app())
+    return target, str(server.make_url("")).rstrip("/")
+
+
 class ShiftedClock:
     """Wall time that starts at `start`, runs at real speed, and can be moved forward;
     monotonic time and sleeps are real, so probes and timeouts behave as in production."""

@@ -6,6 +6,7 @@ retries, and the one client `acme` with its site `shop`. Each test adds the part
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 CONTACT = "ops@acme.example"
 ONCALL = "oncall@agency.example"
@@ -27,6 +28,21 @@ def head_yaml(
         f"defaults: {{interval: {interval}, timeout: 2s, failures_to_open: 2, "
         "successes_to_resolve: 2}\n"
     )
+
+
+def head_document(*, database: str, sla_tick: str = "100ms") -> dict[str, Any]:
+    """`head_yaml` as a document, for the tests that build theirs as a dict."""
+    return {
+        "database": {"url": database},
+        "server": {"port": 0},
+        "scheduler": {"sla_tick": sla_tick},
+        "defaults": {
+            "interval": "100ms",
+            "timeout": "2s",
+            "failures_to_open": 2,
+            "successes_to_resolve": 2,
+        },
+    }
 
 
 def notifications_yaml(
