@@ -14,11 +14,12 @@ from typing import Any
 
 import aiohttp
 
+from incidents.model import Incident
 from monitor.app import Running, running_monitor
 from monitor.clock import Clock
 from monitor.config import MonitorConfig, load_config_text
 from monitor.passwords import hash_password
-from tests.helpers import Target, serve_target
+from tests.helpers import Target, eventually, serve_target
 from tests.monitor_yaml import head_document
 from tests.smtp_helpers import Inbox, smtpd
 
@@ -121,6 +122,16 @@ async def console_scene(
         )
         async with running_monitor(config, clock=clock) as running:
             yield ConsoleScene(running=running, inbox=inbox, shop=shop, blog=blog)
+
+
+async def opened_incident(scene: ConsoleScene, site: str, *, timeout: float = 15) -> Incident:
+    """The open incident of `site` ("acme/shop") once the monitor has opened it."""
+
+    async def found() -> Incident | None:
+        incidents = await scene.running.store.list_incidents(open_only=True)
+        return next((i for i in incidents if i.site == site), None)
+
+    return await eventually(found, timeout=timeout)
 
 
 def csrf_of(html: str) -> str:

@@ -14,6 +14,10 @@ ONCALL = "oncall@agency.example"
 HOME_CHECK = """          - id: home
             url: /
 """
+CHECKOUT_CHECK = """          - id: checkout
+            name: Checkout
+            url: /checkout
+"""
 
 
 def head_yaml(
@@ -76,23 +80,26 @@ def acme_shop_yaml(
     *,
     url: str,
     checks: str = HOME_CHECK,
-    contact: str = CONTACT,
+    contact: str | None = CONTACT,
     name: str | None = "Acme Ltd",
+    site_name: str | None = "shop.acme.example",
     business_hours: bool = True,
 ) -> str:
     """`clients:` with acme and its site shop at `url`, running `checks` (YAML indented for
-    the site's check list)."""
+    the site's check list); None leaves a line out."""
     label = f"    name: {name}\n" if name is not None else ""
     hours = "    business_hours: {timezone: Europe/London}\n" if business_hours else ""
+    contacts = f"    contacts: [{contact}]\n" if contact is not None else ""
+    site_label = f"        name: {site_name}\n" if site_name is not None else ""
     return (
         "clients:\n"
         "  - id: acme\n"
         f"{label}"
-        f"    contacts: [{contact}]\n"
+        f"{contacts}"
         f"{hours}"
         "    sites:\n"
         "      - id: shop\n"
-        "        name: shop.acme.example\n"
+        f"{site_label}"
         f"        url: {url}\n"
         "        checks:\n"
         f"{checks}"

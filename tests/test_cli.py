@@ -24,28 +24,13 @@ from tests.helpers import (
     run_monitor_cli,
     start_monitor_cli,
 )
+from tests.monitor_yaml import acme_shop_yaml, head_yaml
 
 
 def _config_yaml(*, site_url: str, database: Path, port: int = 0) -> str:
-    return f"""
-database:
-  url: sqlite+aiosqlite:///{database}
-server:
-  port: {port}
-defaults:
-  interval: 100ms
-  timeout: 2s
-  failures_to_open: 2
-  successes_to_resolve: 2
-clients:
-  - id: acme
-    sites:
-      - id: shop
-        url: {site_url}
-        checks:
-          - id: home
-            url: /
-"""
+    return head_yaml(database=f"sqlite+aiosqlite:///{database}", port=port) + acme_shop_yaml(
+        url=site_url, name=None, site_name=None, contact=None, business_hours=False
+    )
 
 
 async def test_check_config_accepts_the_shipped_config_and_rejects_a_bad_one(

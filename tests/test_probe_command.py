@@ -19,19 +19,9 @@ from monitor.config import load_config_text
 from monitor.probing import UnknownCheck, probe_now
 from monitor.store import Store
 from tests.helpers import Target, run_monitor_cli
+from tests.monitor_yaml import acme_shop_yaml
 
-
-def config_yaml(*, site_url: str, database: Path) -> str:
-    return f"""
-database: {{url: "sqlite+aiosqlite:///{database}"}}
-heartbeat: {{secret: probe-test-secret}}
-clients:
-  - id: acme
-    sites:
-      - id: shop
-        url: {site_url}
-        checks:
-          - id: home
+CHECKS = """          - id: home
             url: /
             body_contains: [Welcome]
           - id: admin
@@ -40,6 +30,21 @@ clients:
             kind: heartbeat
             period: 1h
 """
+
+
+def config_yaml(*, site_url: str, database: Path) -> str:
+    return (
+        f'database: {{url: "sqlite+aiosqlite:///{database}"}}\n'
+        "heartbeat: {secret: probe-test-secret}\n"
+        + acme_shop_yaml(
+            url=site_url,
+            checks=CHECKS,
+            contact=None,
+            name=None,
+            site_name=None,
+            business_hours=False,
+        )
+    )
 
 
 @pytest.fixture
@@ -95,7 +100,8 @@ async def test_an_unknown_check_or_a_bad_config_exits_2(
     bad.write_text(config.read_text().replace("period: 1h", "period: hourly"))
     code, _, err = await run_monitor_cli("probe", "--config", str(bad), "acme/shop/home")
     assert code == 2
-    assert f"{bad}:17: clients[0].sites[0].checks[2].period: must be a duration" in err
+    line = bad.read_text().splitlines().index("            period: hourly") + 1
+    assert f"{bad}:{line}: clients[0].sites[0].checks[2].period: must be a duration" in err
 
 
 async def test_a_heartbeat_is_judged_from_the_stored_pings(

@@ -22,7 +22,14 @@ from monitor.app import Running, running_monitor
 from monitor.config import load_config
 from monitor.reports import report_message_id
 from tests.helpers import ShiftedClock, Target, eventually, free_port
-from tests.monitor_yaml import CONTACT, HOME_CHECK, acme_shop_yaml, head_yaml, notifications_yaml
+from tests.monitor_yaml import (
+    CHECKOUT_CHECK,
+    CONTACT,
+    HOME_CHECK,
+    acme_shop_yaml,
+    head_yaml,
+    notifications_yaml,
+)
 from tests.smtp_helpers import Inbox, smtpd
 from tests.test_crash_delivery import monitor_process
 
@@ -140,7 +147,6 @@ async def test_removing_the_checks_of_an_open_incident_resolves_it_without_a_cli
     shop, url = target
     inbox = Inbox()
     path = tmp_path / "monitor.yaml"
-    checkout = "          - id: checkout\n            name: Checkout\n            url: /checkout\n"
     async with smtpd(inbox) as smtp_port:
 
         def write(checks: str) -> None:
@@ -154,7 +160,7 @@ async def test_removing_the_checks_of_an_open_incident_resolves_it_without_a_cli
                 )
             )
 
-        write(HOME + checkout)
+        write(HOME + CHECKOUT_CHECK)
         async with running_monitor(load_config(path), config_path=path) as running:
             shop.set("/checkout", status=500)
             shop.set("/blog", status=500)
@@ -409,7 +415,6 @@ async def test_a_removed_check_s_incident_is_mailed_to_the_client_when_configure
     shop, url = target
     inbox = Inbox()
     database, path = sqlite_files(tmp_path)
-    checkout = "          - id: checkout\n            name: Checkout\n            url: /checkout\n"
     async with smtpd(inbox) as smtp_port:
 
         def write(checks: str) -> None:
@@ -421,7 +426,7 @@ async def test_a_removed_check_s_incident_is_mailed_to_the_client_when_configure
                 )
             )
 
-        write(HOME + checkout)
+        write(HOME + CHECKOUT_CHECK)
         async with running_monitor(load_config(path), config_path=path) as running:
             shop.set("/checkout", status=500)
             [opening] = await eventually(lambda: client_mails(inbox), timeout=15)

@@ -10,16 +10,17 @@ from incidents.model import TimelineKind
 from monitor.app import running_monitor
 from monitor.config import load_config_text
 from tests.helpers import Target, eventually
-from tests.monitor_yaml import CONTACT, HOME_CHECK, acme_shop_yaml, head_yaml, notifications_yaml
+from tests.monitor_yaml import (
+    CHECKOUT_CHECK,
+    CONTACT,
+    HOME_CHECK,
+    acme_shop_yaml,
+    head_yaml,
+    notifications_yaml,
+)
 from tests.smtp_helpers import Inbox, smtpd
 
-CHECKS = (
-    HOME_CHECK
-    + """          - id: checkout
-            name: Checkout
-            url: /checkout
-"""
-)
+CHECKS = HOME_CHECK + CHECKOUT_CHECK
 
 
 def config_yaml(*, url: str, database: str, smtp_port: int, outbox: str) -> str:
