@@ -19,7 +19,7 @@ from monitor.screenshots import PNG_SIGNATURE
 from tests.browser_helpers import chromium_or_skip, test_shop_app
 from tests.helpers import eventually
 from tests.monitor_yaml import acme_shop_yaml, head_yaml, notifications_yaml
-from tests.smtp_helpers import Inbox, smtpd
+from tests.smtp_helpers import Inbox, mails, smtpd
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -88,8 +88,8 @@ async def test_a_script_error_opens_a_severity_1_with_a_screenshot_for_on_call_o
     shots = list((tmp_path / "shots").glob("*.png"))
     assert shots and all(path.read_bytes().startswith(PNG_SIGNATURE) for path in shots)
     by_audience = {
-        "oncall": [m for m in inbox.messages() if "oncall@agency.example" in m["To"]],
-        "client": [m for m in inbox.messages() if "ops@acme.example" in m["To"]],
+        "oncall": mails(inbox, to="oncall@agency.example"),
+        "client": mails(inbox, to="ops@acme.example"),
     }
     [page] = by_audience["oncall"][:1]
     pngs = [part for part in page.iter_attachments() if part.get_content_type() == "image/png"]

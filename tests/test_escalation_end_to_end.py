@@ -18,7 +18,7 @@ from monitor.app import Running, running_monitor
 from monitor.config import load_config_text
 from tests.helpers import ShiftedClock, Target, eventually
 from tests.monitor_yaml import acme_shop_yaml, head_yaml, notifications_yaml
-from tests.smtp_helpers import Inbox, smtpd
+from tests.smtp_helpers import Inbox, mails, smtpd
 
 TOKEN = "s3cret-token"
 # Monday 23 November 2026, 10:00 UTC (11:00 in Berlin): alice's week (hand-over Mon 09:00).
@@ -70,7 +70,7 @@ api: {{token: {TOKEN}}}
 
 
 def pages(inbox: Inbox, to: str) -> list[EmailMessage]:
-    return [m for m in inbox.messages() if to in str(m["To"]) and "PAGE" in str(m["Subject"])]
+    return mails(inbox, to=to, subject="PAGE")
 
 
 def paged(inbox: Inbox) -> list[str]:

@@ -10,7 +10,6 @@ import os
 import re
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime, timedelta
-from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -29,7 +28,7 @@ from monitor.operator_cli import TOKEN_ENV, URL_ENV
 from monitor.serialize import iso
 from monitor.store import Store
 from tests.helpers import ShiftedClock, Target, eventually, free_port, run_monitor_cli
-from tests.smtp_helpers import Inbox, smtpd
+from tests.smtp_helpers import Inbox, mails, smtpd
 
 TOKEN = "operator-token"
 CLIENT = "ops@acme.example"
@@ -156,10 +155,6 @@ async def api(
     ):
         assert response.content_type == "application/json", await response.text()
         return response.status, await response.json()
-
-
-def mails(inbox: Inbox, *, to: str, subject: str = "") -> list[EmailMessage]:
-    return [m for m in inbox.messages() if to in str(m["To"]) and subject in str(m["Subject"])]
 
 
 async def open_incidents(running: Running, count: int = 1) -> list[Incident] | None:

@@ -30,7 +30,7 @@ from tests.monitor_yaml import (
     head_yaml,
     notifications_yaml,
 )
-from tests.smtp_helpers import Inbox, smtpd
+from tests.smtp_helpers import Inbox, mails, smtpd
 from tests.test_crash_delivery import monitor_process
 
 TOKEN_ENV = "RELOAD_TEST_API_TOKEN"
@@ -125,7 +125,7 @@ async def test_a_changed_interval_takes_effect_from_the_next_run(
 
 
 def client_mails(inbox: Inbox) -> list[EmailMessage]:
-    return [m for m in inbox.messages() if CONTACT in str(m["To"])]
+    return mails(inbox, to=CONTACT)
 
 
 def subject(mail: EmailMessage) -> str:

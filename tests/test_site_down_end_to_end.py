@@ -18,7 +18,7 @@ from tests.monitor_yaml import (
     head_yaml,
     notifications_yaml,
 )
-from tests.smtp_helpers import Inbox, smtpd
+from tests.smtp_helpers import Inbox, mails, smtpd
 
 CHECKS = HOME_CHECK + CHECKOUT_CHECK
 
@@ -32,7 +32,7 @@ def config_yaml(*, url: str, database: str, smtp_port: int, outbox: str) -> str:
 
 
 def client_mails(inbox: Inbox) -> list[EmailMessage]:
-    return [m for m in inbox.messages() if CONTACT in str(m["To"])]
+    return mails(inbox, to=CONTACT)
 
 
 def subject(mail: EmailMessage) -> str:
