@@ -18,6 +18,15 @@ CHECKOUT_CHECK = """          - id: checkout
             name: Checkout
             url: /checkout
 """
+# A client to watch, for the tests of other parts of a config: every config needs one.
+ONE_CLIENT = """\
+clients:
+  - id: acme
+    sites:
+      - id: shop
+        url: https://shop.acme.example
+        checks: [{id: home, url: /}]
+"""
 
 
 def head_yaml(
@@ -103,4 +112,21 @@ def acme_shop_yaml(
         f"        url: {url}\n"
         "        checks:\n"
         f"{checks}"
+    )
+
+
+def shop_monitor_yaml(
+    *,
+    database: str | Path,
+    url: str,
+    checks: str = HOME_CHECK,
+    smtp_port: int | None = None,
+    outbox: str | Path | None = None,
+    port: int = 0,
+) -> str:
+    """The usual whole config: the head, the notifications and acme's shop, all as above."""
+    return (
+        head_yaml(database=database, port=port)
+        + notifications_yaml(smtp_port=smtp_port, outbox=outbox)
+        + acme_shop_yaml(url=url, checks=checks)
     )

@@ -22,14 +22,7 @@ from monitor.app import Running, running_monitor
 from monitor.config import load_config
 from monitor.reports import report_message_id
 from tests.helpers import ShiftedClock, Target, eventually, free_port
-from tests.monitor_yaml import (
-    CHECKOUT_CHECK,
-    CONTACT,
-    HOME_CHECK,
-    acme_shop_yaml,
-    head_yaml,
-    notifications_yaml,
-)
+from tests.monitor_yaml import CHECKOUT_CHECK, CONTACT, HOME_CHECK, shop_monitor_yaml
 from tests.smtp_helpers import Inbox, mails, smtpd
 from tests.test_crash_delivery import monitor_process
 
@@ -47,11 +40,8 @@ def config_yaml(
     api: str = "",
 ) -> str:
     return (
-        head_yaml(database=database, port=port)
-        + f"{api}\n"
-        + notifications_yaml(smtp_port=smtp_port)
-        + acme_shop_yaml(url=url, checks=checks)
-        + f"{extra_sites}\n"
+        shop_monitor_yaml(database=database, url=url, checks=checks, smtp_port=smtp_port, port=port)
+        + f"{extra_sites}\n{api}\n"
     )
 
 

@@ -10,24 +10,17 @@ from incidents.model import TimelineKind
 from monitor.app import running_monitor
 from monitor.config import load_config_text
 from tests.helpers import Target, eventually
-from tests.monitor_yaml import (
-    CHECKOUT_CHECK,
-    CONTACT,
-    HOME_CHECK,
-    acme_shop_yaml,
-    head_yaml,
-    notifications_yaml,
-)
+from tests.monitor_yaml import CHECKOUT_CHECK, CONTACT, HOME_CHECK, shop_monitor_yaml
 from tests.smtp_helpers import Inbox, mails, smtpd
-
-CHECKS = HOME_CHECK + CHECKOUT_CHECK
 
 
 def config_yaml(*, url: str, database: str, smtp_port: int, outbox: str) -> str:
-    return (
-        head_yaml(database=database)
-        + notifications_yaml(smtp_port=smtp_port, outbox=outbox)
-        + acme_shop_yaml(url=url, checks=CHECKS)
+    return shop_monitor_yaml(
+        database=database,
+        url=url,
+        checks=HOME_CHECK + CHECKOUT_CHECK,
+        smtp_port=smtp_port,
+        outbox=outbox,
     )
 
 
