@@ -51,13 +51,18 @@ async def test_check_config_accepts_the_shipped_config_and_rejects_a_bad_one(
     assert "Traceback" not in err
 
 
+# A browser check up to `steps:` (line 9); each test appends the steps it is about.
+BROWSER_CHECK = (
+    "clients:\n  - id: acme\n    sites:\n      - id: shop\n        url: http://x\n"
+    "        checks:\n          - id: checkout\n            kind: browser\n"
+    "            steps:\n"
+)
+
+
 async def test_check_config_names_file_and_line_of_bad_browser_steps(tmp_path: Path) -> None:
     bad = tmp_path / "browser.yaml"
     bad.write_text(
-        "clients:\n  - id: acme\n    sites:\n      - id: shop\n        url: http://x\n"
-        "        checks:\n          - id: checkout\n            kind: browser\n"
-        "            steps:\n"
-        "              - {name: open, goto: /express}\n"
+        BROWSER_CHECK + "              - {name: open, goto: /express}\n"
         "              - name: pay\n                click: '#pay'\n                fill: '#card'\n"
         "              - name: done\n                wait_for: {selector: '#a', text: b}\n"
     )
@@ -71,10 +76,8 @@ async def test_check_config_names_file_and_line_of_bad_browser_steps(tmp_path: P
     assert "Traceback" not in err
     # Across steps: a value used before any step saves it.
     bad.write_text(
-        "clients:\n  - id: acme\n    sites:\n      - id: shop\n        url: http://x\n"
-        "        checks:\n          - id: checkout\n            kind: browser\n"
-        "            steps:\n"
-        "              - {name: cancel, goto: '/cancel?o={{order}}', always: true}\n"
+        BROWSER_CHECK
+        + "              - {name: cancel, goto: '/cancel?o={{order}}', always: true}\n"
     )
     code, _, err = await run_monitor_cli("check-config", str(bad))
     assert code == 2
