@@ -11,6 +11,7 @@ from typing import Any
 from aiohttp import web
 
 from tests.helpers import free_port
+from tests.monitor_yaml import acme_shop_yaml, head_yaml, notifications_yaml
 
 
 @dataclass
@@ -80,29 +81,10 @@ def channel_environ(receivers: list[Receiver]) -> dict[str, str]:
 
 
 def shop_yaml(*, site_url: str, database: str, outbox: Path, extra: str = "") -> str:
-    return f"""
-database: {{url: "{database}"}}
-server: {{port: 0}}
-scheduler: {{sla_tick: 100ms}}
-defaults: {{interval: 100ms, timeout: 2s, failures_to_open: 2, successes_to_resolve: 2}}
-notifications:
-  sender: "Agency Support <support@agency.example>"
-  outbox_dir: {outbox}
-  retry_initial: 100ms
-  retry_max: 300ms
-  poll_interval: 100ms
-oncall:
-  emails: [oncall@agency.example]
-api: {{token: reader}}
-clients:
-  - id: acme
-    name: Acme Ltd
-    contacts: [ops@acme.example]
-    sites:
-      - id: shop
-        name: shop.acme.example
-        url: {site_url}
-        checks:
-          - id: home
-            url: /
-{extra}"""
+    return (
+        head_yaml(database=database, sla_tick="100ms")
+        + notifications_yaml(outbox=outbox, retry_max="300ms")
+        + "api: {token: reader}\n"
+        + acme_shop_yaml(url=site_url, business_hours=False)
+        + extra
+    )

@@ -27,7 +27,7 @@ from monitor.delivery import mail
 from monitor.demo.shop import ShopFaults, ShopJournal, start_shop
 from monitor.store import Store
 from tests.client_mail_scan import client_text_faults
-from tests.helpers import skip_unless_required
+from tests.helpers import Target, serve_target, skip_unless_required
 
 POSTGRES_ENV = "MONITOR_TEST_POSTGRES_URL"
 
@@ -107,6 +107,12 @@ async def shop(faults: ShopFaults, journal: ShopJournal) -> AsyncIterator[str]:
         yield base_url
     finally:
         await runner.cleanup()
+
+
+@pytest.fixture
+async def target(aiohttp_server: Any) -> AsyncIterator[tuple[Target, str]]:
+    """A controllable loopback site (tests.helpers.Target) and its base URL."""
+    yield await serve_target(aiohttp_server)
 
 
 # Debian's Chromium driven by Playwright, for the tests of pages (status pages, console).

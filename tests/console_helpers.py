@@ -13,13 +13,14 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-from aiohttp.test_utils import TestServer
 
+from incidents.model import Incident
 from monitor.app import Running, running_monitor
 from monitor.clock import Clock
 from monitor.config import MonitorConfig, load_config_text
 from monitor.passwords import hash_password
-from tests.helpers import Target
+from tests.helpers import Target, eventually, serve_target
+from tests.monitor_yaml import head_document
 from tests.smtp_helpers import Inbox, smtpd
 
 OPERATOR = "Alice Operator"
@@ -43,15 +44,7 @@ def console_config(
     **console: Any,
 ) -> MonitorConfig:
     document = {
-        "database": {"url": database_url or f"sqlite+aiosqlite:///{tmp_path}/monitor.db"},
-        "server": {"port": 0},
-        "scheduler": {"sla_tick": "100ms"},
-        "defaults": {
-            "interval": "100ms",
-            "timeout": "2s",
-            "failures_to_open": 2,
-            "successes_to_resolve": 2,
-        },
+        **head_document(database=database_url or f"sqlite+aiosqlite:///{tmp_path}/monitor.db"),
         "agency": {"timezone": "Europe/Berlin"},
         "notifications": {
             "sender": "Agency Support <support@agency.example>",
@@ -121,15 +114,14 @@ async def console_scene(
     database_url: str | None = None,
     **console: Any,
 ) -> AsyncIterator[ConsoleScene]:
-    shop, blog = Target(), Target()
-    shop_server: TestServer = await aiohttp_server(shop.app())
-    blog_server: TestServer = await aiohttp_server(blog.app())
+    shop, shop_url = await serve_target(aiohttp_server)
+    blog, blog_url = await serve_target(aiohttp_server)
     inbox = Inbox()
     async with smtpd(inbox) as smtp_port:
         config = console_config(
             tmp_path,
-            shop_url=str(shop_server.make_url("")).rstrip("/"),
-            blog_url=str(blog_server.make_url("")).rstrip("/"),
+            shop_url=shop_url,
+            blog_url=blog_url,
             smtp_port=smtp_port,
             database_url=database_url,
             **console,
@@ -143,6 +135,16 @@ async def console_scene(
             yield ConsoleScene(
                 running=running, inbox=inbox, shop=shop, blog=blog, reloaded=reloaded
             )
+
+
+async def opened_incident(scene: ConsoleScene, site: str, *, timeout: float = 15) -> Incident:
+    """The open incident of `site` ("acme/shop") once the monitor has opened it."""
+
+    async def found() -> Incident | None:
+        incidents = await scene.running.store.list_incidents(open_only=True)
+        return next((i for i in incidents if i.site == site), None)
+
+    return await eventually(found, timeout=timeout)
 
 
 def csrf_of(html: str) -> str:

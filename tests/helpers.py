@@ -4,17 +4,22 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import socket
+import sys
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any, NoReturn, TypeVar
 
 import pytest
 from aiohttp import web
 
 T = TypeVar("T")
+
+ROOT = Path(__file__).resolve().parent.parent
 
 # CI sets this: a test that would skip for want of a service (PostgreSQL, promtool) fails
 # instead, so a green CI run never hides a skipped part of the suite.
@@ -74,6 +79,59 @@ class Target:
         if behaviour.delay:
             await asyncio.sleep(behaviour.delay)  # the target being slow, not the test waiting
         return web.Response(status=behaviour.status, reason=behaviour.reason, text=behaviour.body)
+
+
+async def serve_target(aiohttp_server: Any, target: Target | None = None) -> tuple[Target, str]:
+    """`target` (a fresh one when None) served on loopback by pytest-aiohttp's
+    `aiohttp_server`, and its base URL without the trailing slash."""
+    target = target or Target()
+    server = await aiohttp_server(target.app())
+    return target, str(server.make_url("")).rstrip("/")
+
+
+async def start_monitor_cli(
+    *args: str, env: dict[str, str] | None = None
+) -> asyncio.subprocess.Process:
+    """`python -m monitor *args` in the project's folder (`env`: its whole environment,
+    None: this one's), stdout and stderr piped."""
+    return await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "monitor",
+        *args,
+        cwd=ROOT,
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+
+
+async def run_monitor_cli(
+    *args: str, timeout: float = 30, env: dict[str, str] | None = None
+) -> tuple[int, str, str]:
+    """`python -m monitor *args` run to its end: exit code, stdout, stderr."""
+    process = await start_monitor_cli(*args, env=env)
+    out, err = await asyncio.wait_for(process.communicate(), timeout)
+    assert process.returncode is not None
+    return process.returncode, out.decode(), err.decode()
+
+
+async def promtool_accepts(exposition: bytes | str) -> None:
+    """`promtool check metrics` finds nothing wrong with a /metrics exposition."""
+    promtool = shutil.which("promtool")
+    if promtool is None:
+        skip_unless_required("promtool not installed (Debian package prometheus)")
+    process = await asyncio.create_subprocess_exec(
+        promtool,
+        "check",
+        "metrics",
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    data = exposition.encode() if isinstance(exposition, str) else exposition
+    out, err = await asyncio.wait_for(process.communicate(data), 30)
+    assert process.returncode == 0, (out + err).decode()
 
 
 class ShiftedClock:

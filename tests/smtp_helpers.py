@@ -53,6 +53,11 @@ class Inbox:
         return [parse(e.content) for e in self.received if isinstance(e.content, bytes)]
 
 
+def mails(inbox: Inbox, *, to: str, subject: str = "") -> list[EmailMessage]:
+    """The mails received for an address containing `to` whose subject contains `subject`."""
+    return [m for m in inbox.messages() if to in str(m["To"]) and subject in str(m["Subject"])]
+
+
 @asynccontextmanager
 async def smtpd(
     handler: Inbox, *, ssl_context: ssl.SSLContext | None = None, port: int = 0, **options: Any

@@ -11,12 +11,12 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-from aiohttp.test_utils import TestServer
 
 from incidents.model import Incident
 from monitor.app import Running, running_monitor
 from monitor.config import MonitorConfig, load_config_text
-from tests.helpers import Target, eventually
+from tests.helpers import Target, eventually, serve_target
+from tests.monitor_yaml import head_document
 
 TOKEN = "operator-token"
 STATUS_KEY = "s3cret-status-key"
@@ -51,15 +51,7 @@ def status_config(
     if domain:
         page["domain"] = domain
     document = {
-        "database": {"url": database_url or f"sqlite+aiosqlite:///{tmp_path}/monitor.db"},
-        "server": {"port": 0},
-        "scheduler": {"sla_tick": "100ms"},
-        "defaults": {
-            "interval": "100ms",
-            "timeout": "2s",
-            "failures_to_open": 2,
-            "successes_to_resolve": 2,
-        },
+        **head_document(database=database_url or f"sqlite+aiosqlite:///{tmp_path}/monitor.db"),
         "notifications": {
             "sender": "Agency Support <support@agency.example>",
             "outbox_dir": str(tmp_path / "outbox"),
@@ -122,14 +114,14 @@ async def status_scene(
     database_url: str | None = None,
     components: str | None = None,
 ) -> AsyncIterator[StatusScene]:
-    shop, blog = Target(), Target()
+    shop = Target()
     shop.set("/", status=500)
-    shop_server: TestServer = await aiohttp_server(shop.app())
-    blog_server: TestServer = await aiohttp_server(blog.app())
+    _, shop_url = await serve_target(aiohttp_server, shop)
+    _, blog_url = await serve_target(aiohttp_server)
     config = status_config(
         tmp_path,
-        shop_url=str(shop_server.make_url("")).rstrip("/"),
-        blog_url=str(blog_server.make_url("")).rstrip("/"),
+        shop_url=shop_url,
+        blog_url=blog_url,
         public=public,
         domain=domain,
         database_url=database_url,

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from checks.result import FailureCause, Outcome
+from checks.result import FailureCause, Outcome, ProbeResult
 from monitor.browser_pool import BrowserPool
 from monitor.demo.shop_state import ShopFaults
 from monitor.proc_tree import alive, descendants
@@ -43,38 +43,44 @@ async def _kill_chromium_mid_step(pool: BrowserPool, hits: list[float], *, nth: 
     return pid
 
 
+async def _journey_to_the_slow_hero(
+    aiohttp_server: Any, pool: BrowserPool
+) -> tuple[list[float], str, asyncio.Task[ProbeResult]]:
+    """A journey started (as a task) to the shop's page whose script takes 1.5 s: the hits
+    of that script, the shop's base URL and the task."""
+    app = test_shop_app(ShopFaults(), hero_delay=1.5)
+    server = await aiohttp_server(app)
+    base = str(server.make_url("/"))
+    check = spec(base, [{"name": "home", "goto": "/hero"}], step_timeout="10s")
+    return app[HERO_HITS], base, asyncio.create_task(journey(pool, check))
+
+
 async def test_chromium_killed_mid_journey_is_restarted_and_the_journey_retried(
     aiohttp_server: Any, pool: BrowserPool
 ) -> None:
-    app = test_shop_app(ShopFaults(), hero_delay=1.5)
-    server = await aiohttp_server(app)
-    check = spec(str(server.make_url("/")), [{"name": "home", "goto": "/hero"}], step_timeout="10s")
-    running = asyncio.create_task(journey(pool, check))
-    killed = await _kill_chromium_mid_step(pool, app[HERO_HITS], nth=1)
+    hits, base, running = await _journey_to_the_slow_hero(aiohttp_server, pool)
+    killed = await _kill_chromium_mid_step(pool, hits, nth=1)
     result = await running
     # Retried in a new Chromium: the site was fine, so the journey passes.
     assert result.outcome is Outcome.OK, result.evidence.error
     assert pool.restarts == 1
     assert pool.pid is not None and pool.pid != killed
     # And the next run works as ever.
-    again = await journey(pool, spec(str(server.make_url("/")), CHECKOUT_STEPS))
+    again = await journey(pool, spec(base, CHECKOUT_STEPS))
     assert again.outcome is Outcome.OK, again.evidence.error
 
 
 async def test_chromium_killed_in_both_tries_is_our_fault_not_the_sites(
     aiohttp_server: Any, pool: BrowserPool
 ) -> None:
-    app = test_shop_app(ShopFaults(), hero_delay=1.5)
-    server = await aiohttp_server(app)
-    check = spec(str(server.make_url("/")), [{"name": "home", "goto": "/hero"}], step_timeout="10s")
-    running = asyncio.create_task(journey(pool, check))
-    await _kill_chromium_mid_step(pool, app[HERO_HITS], nth=1)
-    await _kill_chromium_mid_step(pool, app[HERO_HITS], nth=2)
+    hits, base, running = await _journey_to_the_slow_hero(aiohttp_server, pool)
+    await _kill_chromium_mid_step(pool, hits, nth=1)
+    await _kill_chromium_mid_step(pool, hits, nth=2)
     result = await running
     # The monitor discards a local_resource failure instead of counting it (no incident).
     assert result.outcome.is_failure
     assert result.cause is FailureCause.LOCAL_RESOURCE
-    ok = await journey(pool, spec(str(server.make_url("/")), CHECKOUT_STEPS))
+    ok = await journey(pool, spec(base, CHECKOUT_STEPS))
     assert ok.outcome is Outcome.OK, ok.evidence.error
 
 

@@ -18,34 +18,12 @@ from monitor.demo.shop_state import ShopFaults, ShopMode
 from monitor.screenshots import PNG_SIGNATURE
 from tests.browser_helpers import chromium_or_skip, test_shop_app
 from tests.helpers import eventually
-from tests.smtp_helpers import Inbox, smtpd
+from tests.monitor_yaml import acme_shop_yaml, head_yaml, notifications_yaml
+from tests.smtp_helpers import Inbox, mails, smtpd
 
 pytestmark = pytest.mark.timeout(180)
 
-CONFIG = """
-database: {{url: "sqlite+aiosqlite:///{db}"}}
-server: {{port: 0}}
-defaults: {{interval: 300ms, timeout: 2s, failures_to_open: 2, successes_to_resolve: 2}}
-browser: {{executable: {chromium}, screenshots_dir: {shots}, max_pages: 1}}
-notifications:
-  sender: "Agency Support <support@agency.example>"
-  smtp: {{host: 127.0.0.1, port: {smtp_port}, security: none, timeout: 2s}}
-  outbox_dir: {outbox}
-  retry_initial: 100ms
-  retry_max: 500ms
-  poll_interval: 100ms
-oncall:
-  emails: [oncall@agency.example]
-clients:
-  - id: acme
-    name: Acme Ltd
-    contacts: [ops@acme.example]
-    sites:
-      - id: shop
-        name: shop.acme.example
-        url: {url}
-        checks:
-          - id: express-page
+CHECKS = """          - id: express-page
             url: /express
             role: availability
           - id: express-checkout
@@ -55,11 +33,22 @@ clients:
             interval: 500ms
             step_timeout: 2s
             steps:
-              - {{name: open, goto: /express}}
-              - {{name: email, fill: "#email", value: monitor@agency.example}}
-              - {{name: place-order, click: "#place-order"}}
-              - {{name: confirmed, wait_for: {{selector: "#confirmation"}}}}
+              - {name: open, goto: /express}
+              - {name: email, fill: "#email", value: monitor@agency.example}
+              - {name: place-order, click: "#place-order"}
+              - {name: confirmed, wait_for: {selector: "#confirmation"}}
 """
+
+
+def config_yaml(
+    *, db: Path, chromium: str, shots: Path, smtp_port: int, outbox: Path, url: str
+) -> str:
+    return (
+        head_yaml(database=f"sqlite+aiosqlite:///{db}", interval="300ms")
+        + f"browser: {{executable: {chromium}, screenshots_dir: {shots}, max_pages: 1}}\n"
+        + notifications_yaml(smtp_port=smtp_port, outbox=outbox)
+        + acme_shop_yaml(url=url, checks=CHECKS, business_hours=False)
+    )
 
 
 async def test_a_script_error_opens_a_severity_1_with_a_screenshot_for_on_call_only(
@@ -72,7 +61,7 @@ async def test_a_script_error_opens_a_severity_1_with_a_screenshot_for_on_call_o
     inbox = Inbox()
     async with smtpd(inbox) as smtp_port:
         config = load_config_text(
-            CONFIG.format(
+            config_yaml(
                 db=tmp_path / "monitor.db",
                 chromium=chromium,
                 shots=tmp_path / "shots",
@@ -99,8 +88,8 @@ async def test_a_script_error_opens_a_severity_1_with_a_screenshot_for_on_call_o
     shots = list((tmp_path / "shots").glob("*.png"))
     assert shots and all(path.read_bytes().startswith(PNG_SIGNATURE) for path in shots)
     by_audience = {
-        "oncall": [m for m in inbox.messages() if "oncall@agency.example" in m["To"]],
-        "client": [m for m in inbox.messages() if "ops@acme.example" in m["To"]],
+        "oncall": mails(inbox, to="oncall@agency.example"),
+        "client": mails(inbox, to="ops@acme.example"),
     }
     [page] = by_audience["oncall"][:1]
     pngs = [part for part in page.iter_attachments() if part.get_content_type() == "image/png"]

@@ -9,18 +9,16 @@ from incidents.routes import Event, Hours, Route
 from incidents.severity import Severity
 from monitor.clients import notify_policy
 from monitor.config import ConfigError, load_config_text
+from tests.monitor_yaml import ONE_CLIENT
 
-BASE = """
+BASE = (
+    """
 oncall:
   emails: [oncall@agency.example]
 agency: {timezone: Europe/Berlin}
-clients:
-  - id: acme
-    sites:
-      - id: shop
-        url: https://shop.acme.example
-        checks: [{id: home, url: /}]
 """
+    + ONE_CLIENT
+)
 
 
 def problems(text: str, environ: dict[str, str]) -> list[str]:

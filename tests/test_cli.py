@@ -4,17 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import re
-import shutil
 import signal
-import sys
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from aiohttp.test_utils import TestServer
 
 from incidents.model import TimelineKind
 from monitor.app import running_monitor
@@ -22,63 +17,26 @@ from monitor.browser_pool import find_chromium
 from monitor.config import load_config_text
 from monitor.store import Store
 from tests.client_mail_scan import eml_faults
-from tests.helpers import Target, eventually, skip_unless_required
-
-ROOT = Path(__file__).resolve().parent.parent
+from tests.helpers import (
+    Target,
+    eventually,
+    promtool_accepts,
+    run_monitor_cli,
+    start_monitor_cli,
+)
+from tests.monitor_yaml import acme_shop_yaml, head_yaml
 
 
 def _config_yaml(*, site_url: str, database: Path, port: int = 0) -> str:
-    return f"""
-database:
-  url: sqlite+aiosqlite:///{database}
-server:
-  port: {port}
-defaults:
-  interval: 100ms
-  timeout: 2s
-  failures_to_open: 2
-  successes_to_resolve: 2
-clients:
-  - id: acme
-    sites:
-      - id: shop
-        url: {site_url}
-        checks:
-          - id: home
-            url: /
-"""
-
-
-async def _start(*args: str) -> asyncio.subprocess.Process:
-    return await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "monitor",
-        *args,
-        cwd=ROOT,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
+    return head_yaml(database=f"sqlite+aiosqlite:///{database}", port=port) + acme_shop_yaml(
+        url=site_url, name=None, site_name=None, contact=None, business_hours=False
     )
-
-
-async def _run(*args: str, timeout: float = 30) -> tuple[int, str, str]:
-    process = await _start(*args)
-    out, err = await asyncio.wait_for(process.communicate(), timeout)
-    assert process.returncode is not None
-    return process.returncode, out.decode(), err.decode()
-
-
-@pytest.fixture
-async def target(aiohttp_server: Any) -> AsyncIterator[tuple[Target, str]]:
-    target = Target()
-    server: TestServer = await aiohttp_server(target.app())
-    yield target, str(server.make_url("")).rstrip("/")
 
 
 async def test_check_config_accepts_the_shipped_config_and_rejects_a_bad_one(
     tmp_path: Path,
 ) -> None:
-    code, out, _ = await _run("check-config", "config/monitor.yaml")
+    code, out, _ = await run_monitor_cli("check-config", "config/monitor.yaml")
     assert code == 0, out
     assert "OK" in out
 
@@ -87,23 +45,28 @@ async def test_check_config_accepts_the_shipped_config_and_rejects_a_bad_one(
         "clients:\n  - id: acme\n    sites:\n      - id: shop\n        url: http://x\n"
         "        checks:\n          - id: home\n            interval: 5 minutes\n"
     )
-    code, out, err = await _run("check-config", str(bad))
+    code, out, err = await run_monitor_cli("check-config", str(bad))
     assert code == 2
     assert f"{bad}:8: clients[0].sites[0].checks[0].interval: must be a duration" in err
     assert "Traceback" not in err
 
 
+# A browser check up to `steps:` (line 9); each test appends the steps it is about.
+BROWSER_CHECK = (
+    "clients:\n  - id: acme\n    sites:\n      - id: shop\n        url: http://x\n"
+    "        checks:\n          - id: checkout\n            kind: browser\n"
+    "            steps:\n"
+)
+
+
 async def test_check_config_names_file_and_line_of_bad_browser_steps(tmp_path: Path) -> None:
     bad = tmp_path / "browser.yaml"
     bad.write_text(
-        "clients:\n  - id: acme\n    sites:\n      - id: shop\n        url: http://x\n"
-        "        checks:\n          - id: checkout\n            kind: browser\n"
-        "            steps:\n"
-        "              - {name: open, goto: /express}\n"
+        BROWSER_CHECK + "              - {name: open, goto: /express}\n"
         "              - name: pay\n                click: '#pay'\n                fill: '#card'\n"
         "              - name: done\n                wait_for: {selector: '#a', text: b}\n"
     )
-    code, _, err = await _run("check-config", str(bad))
+    code, _, err = await run_monitor_cli("check-config", str(bad))
     assert code == 2
     assert (
         f"{bad}:11: clients[0].sites[0].checks[0].steps[1]: step 'pay': give exactly one "
@@ -113,12 +76,10 @@ async def test_check_config_names_file_and_line_of_bad_browser_steps(tmp_path: P
     assert "Traceback" not in err
     # Across steps: a value used before any step saves it.
     bad.write_text(
-        "clients:\n  - id: acme\n    sites:\n      - id: shop\n        url: http://x\n"
-        "        checks:\n          - id: checkout\n            kind: browser\n"
-        "            steps:\n"
-        "              - {name: cancel, goto: '/cancel?o={{order}}', always: true}\n"
+        BROWSER_CHECK
+        + "              - {name: cancel, goto: '/cancel?o={{order}}', always: true}\n"
     )
-    code, _, err = await _run("check-config", str(bad))
+    code, _, err = await run_monitor_cli("check-config", str(bad))
     assert code == 2
     assert "steps[0] (cancel): uses {{order}} which no earlier step saves" in err
 
@@ -126,13 +87,15 @@ async def test_check_config_names_file_and_line_of_bad_browser_steps(tmp_path: P
 async def test_run_refuses_an_invalid_config_without_starting(tmp_path: Path) -> None:
     bad = tmp_path / "bad.yaml"
     bad.write_text("clients: [\n")
-    code, _, err = await _run("run", "--config", str(bad))
+    code, _, err = await run_monitor_cli("run", "--config", str(bad))
     assert code == 2
     assert str(bad) in err and "Traceback" not in err
 
 
 async def test_run_refuses_a_bad_location_flag_without_starting() -> None:
-    code, _, err = await _run("run", "--config", "config/monitor.yaml", "--location", "EU west")
+    code, _, err = await run_monitor_cli(
+        "run", "--config", "config/monitor.yaml", "--location", "EU west"
+    )
     assert code == 2
     assert "--location" in err and "pattern" in err and "Traceback" not in err
 
@@ -147,13 +110,13 @@ async def test_kill_and_restart_mid_incident_continues_the_same_incident(
     config.write_text(_config_yaml(site_url=url, database=database))
     store = await Store.open(f"sqlite+aiosqlite:///{database}")
     try:
-        first = await _start("run", "--config", str(config))
+        first = await start_monitor_cli("run", "--config", str(config))
         [incident] = await eventually(lambda: store.list_incidents(open_only=True), timeout=20)
         first.kill()  # SIGKILL: no chance to clean up
         await first.wait()
 
         hits_before_restart = shop.hits["/"]
-        second = await _start("run", "--config", str(config))
+        second = await start_monitor_cli("run", "--config", str(config))
         # The restarted monitor keeps probing the failing site...
         await eventually(lambda: shop.hits["/"] >= hits_before_restart + 5, timeout=20)
         # ...and has not opened a second incident for it.
@@ -185,7 +148,7 @@ async def test_sigterm_finishes_in_flight_work_and_exits_0_with_json_logs(
     shop.set("/", status=503)
     config = tmp_path / "monitor.yaml"
     config.write_text(_config_yaml(site_url=url, database=tmp_path / "m.db"))
-    process = await _start("--log-format", "json", "run", "--config", str(config))
+    process = await start_monitor_cli("--log-format", "json", "run", "--config", str(config))
     store = await Store.open(f"sqlite+aiosqlite:///{tmp_path / 'm.db'}")
     try:
         await eventually(lambda: store.list_incidents(open_only=True), timeout=20)
@@ -218,11 +181,13 @@ async def test_incidents_command_lists_open_incidents_as_table_and_json(
     async with running_monitor(config, serve=False) as running:
         [incident] = await eventually(lambda: running.store.list_incidents(open_only=True))
 
-    code, out, _ = await _run("incidents", "--database", f"sqlite+aiosqlite:///{database}")
+    code, out, _ = await run_monitor_cli(
+        "incidents", "--database", f"sqlite+aiosqlite:///{database}"
+    )
     assert code == 0
     assert incident.ref in out and "open" in out and "is down" in out
 
-    code, out, _ = await _run(
+    code, out, _ = await run_monitor_cli(
         "incidents", "--open", "--json", "--database", f"sqlite+aiosqlite:///{database}"
     )
     assert code == 0
@@ -233,9 +198,6 @@ async def test_incidents_command_lists_open_incidents_as_table_and_json(
 async def test_metrics_pass_promtool_check_metrics(
     target: tuple[Target, str], tmp_path: Path
 ) -> None:
-    promtool = shutil.which("promtool")
-    if promtool is None:
-        skip_unless_required("promtool not installed (Debian package prometheus)")
     shop, url = target
     shop.set("/", status=500)
     config = load_config_text(_config_yaml(site_url=url, database=tmp_path / "m.db"))
@@ -245,23 +207,15 @@ async def test_metrics_pass_promtool_check_metrics(
 
         async with aiohttp.ClientSession() as http, http.get(f"{running.url}/metrics") as response:
             exposition = await response.read()
-    process = await asyncio.create_subprocess_exec(
-        promtool,
-        "check",
-        "metrics",
-        stdin=asyncio.subprocess.PIPE,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-        env={**os.environ},
-    )
-    out, err = await asyncio.wait_for(process.communicate(exposition), 30)
-    assert process.returncode == 0, (out + err).decode()
+    await promtool_accepts(exposition)
     assert b"probe_duration_seconds_bucket" in exposition
 
 
 @pytest.mark.timeout(120)
 async def test_demo_runs_its_script_and_summarises_the_incidents(tmp_path: Path) -> None:
-    code, out, err = await _run("demo", "--speed", "3", "--keep", str(tmp_path), timeout=100)
+    code, out, err = await run_monitor_cli(
+        "demo", "--speed", "3", "--keep", str(tmp_path), timeout=100
+    )
     assert code == 0, err
     assert "── outage" in out and "── down while slow" in out
     assert "incident opened INC-1 Severity 1" in out

@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from aiohttp.test_utils import TestServer
 
 from incidents.model import Incident
 from incidents.outgoing import Audience, MessageKind, OutgoingEmail
@@ -160,13 +159,6 @@ async def test_demo_shop_titles_name_the_failing_part_and_down_only_for_the_home
 
 HOSTILE_REASON = '<img src="https://evil.example/x.png" onerror=alert(1)> Bcc: x@evil.example'
 HOSTILE_BODY = "Call 0800-SCAM now to restore your shop"
-
-
-@pytest.fixture
-async def target(aiohttp_server: Any) -> AsyncIterator[tuple[Target, str]]:
-    target = Target()
-    server: TestServer = await aiohttp_server(target.app())
-    yield target, str(server.make_url("")).rstrip("/")
 
 
 async def test_what_a_target_sends_never_reaches_a_client_mail(

@@ -7,7 +7,6 @@ import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
-from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +19,7 @@ from monitor.app import Running, running_monitor
 from monitor.config import MonitorConfig, load_config_text
 from monitor.store import OutboxStatus
 from tests.helpers import ShiftedClock, Target, eventually, free_port
-from tests.smtp_helpers import Inbox, smtpd
+from tests.smtp_helpers import Inbox, mails, smtpd
 
 # Monday 23 November 2026, 10:00 in London: inside business hours.
 MONDAY_10 = datetime(2026, 11, 23, 10, 0, tzinfo=UTC)
@@ -110,10 +109,6 @@ mass_failure: {{sites: 5, hold: {hold}}}
     business_hours: {{timezone: Europe/London}}
     sites:{site_yaml}
 """
-
-
-def mails(inbox: Inbox, *, to: str, subject: str = "") -> list[EmailMessage]:
-    return [m for m in inbox.messages() if to in str(m["To"]) and subject in str(m["Subject"])]
 
 
 async def healthz(running: Running) -> dict[str, Any]:

@@ -14,7 +14,7 @@ from markupsafe import escape
 from multidict import CIMultiDictProxy
 from yarl import URL
 
-from incidents.model import Incident, TimelineKind
+from incidents.model import TimelineKind
 from incidents.severity import Severity
 from monitor.config import MonitorConfig
 from monitor.passwords import hash_password
@@ -27,6 +27,7 @@ from tests.console_helpers import (
     PASSWORD,
     console_scene,
     http_client,
+    opened_incident,
     sign_in,
     token_of,
 )
@@ -41,14 +42,6 @@ def _cookie(headers: CIMultiDictProxy[str], name: str) -> str:
     found = [value for value in headers.getall("Set-Cookie", []) if value.startswith(f"{name}=")]
     assert len(found) == 1, headers.getall("Set-Cookie", [])
     return found[0]
-
-
-async def _open(scene: Any, site: str) -> Incident:
-    async def opened() -> Incident | None:
-        found = await scene.running.store.list_incidents(open_only=True)
-        return next((i for i in found if i.site == site), None)
-
-    return await eventually(opened, timeout=15)
 
 
 async def test_sign_in_sets_a_signed_http_only_strict_cookie_that_expires(
@@ -251,7 +244,7 @@ async def test_a_post_without_the_csrf_token_is_refused_and_changes_nothing(
 ) -> None:
     async with console_scene(tmp_path, aiohttp_server) as scene, http_client() as http:
         scene.shop.set("/", status=500)
-        incident = await _open(scene, "acme/shop")
+        incident = await opened_incident(scene, "acme/shop")
         ack = f"{scene.url}/incidents/{incident.id}/acknowledge"
         # Signed out: no action, off to sign in.
         async with http.post(ack, data={}, allow_redirects=False) as response:
@@ -277,7 +270,7 @@ async def test_actions_are_recorded_under_the_signed_in_operator(
         http_client() as http,
     ):
         scene.blog.set("/", status=500)
-        incident = await _open(scene, "acme/blog")
+        incident = await opened_incident(scene, "acme/blog")
         assert incident.severity is Severity.MAJOR
         await sign_in(http, scene.url)
         page_url = f"{scene.url}/incidents/{incident.id}"
@@ -336,7 +329,7 @@ async def test_the_client_mail_preview_is_what_the_client_receives(
 ) -> None:
     async with console_scene(tmp_path, aiohttp_server) as scene, http_client() as http:
         scene.shop.set("/", status=500)
-        incident = await _open(scene, "acme/shop")
+        incident = await opened_incident(scene, "acme/shop")
         await eventually(lambda: scene.inbox.messages())  # the opening mails are out
         await sign_in(http, scene.url)
         page_url = f"{scene.url}/incidents/{incident.id}"
@@ -380,7 +373,7 @@ async def test_maintenance_outbox_and_probe_now(
     ):
         scene.inbox.refuse_rcpt[CLIENT_MAIL] = "550 no such user"
         scene.shop.set("/", status=500)
-        incident = await _open(scene, "acme/shop")
+        incident = await opened_incident(scene, "acme/shop")
         await sign_in(http, scene.url)
         token = await token_of(http, f"{scene.url}/maintenance")
         async with http.post(

@@ -10,8 +10,14 @@ from typing import Any
 import pytest
 from playwright.async_api import Browser, Page, expect
 
-from incidents.model import Incident
-from tests.console_helpers import CLIENT_MAIL, OPERATOR, PASSWORD, ConsoleScene, console_scene
+from tests.console_helpers import (
+    CLIENT_MAIL,
+    OPERATOR,
+    PASSWORD,
+    ConsoleScene,
+    console_scene,
+    opened_incident,
+)
 from tests.helpers import eventually, serious_axe_violations
 
 PAGES = ("/ui/queue", "/ui/sites", "/ui/maintenance", "/ui/outbox", "/ui/incidents/1")
@@ -26,20 +32,12 @@ async def _sign_in(page: Page, scene: ConsoleScene, *, password: str = PASSWORD)
     await page.get_by_role("button", name="Sign in").click()
 
 
-async def _opened(scene: ConsoleScene, site: str) -> Incident:
-    async def found() -> Incident | None:
-        incidents = await scene.running.store.list_incidents(open_only=True)
-        return next((i for i in incidents if i.site == site), None)
-
-    return await eventually(found, timeout=20)
-
-
 async def test_an_operator_triages_acknowledges_and_updates_the_client(
     tmp_path: Path, aiohttp_server: Any, browser: Browser
 ) -> None:
     async with console_scene(tmp_path, aiohttp_server) as scene:
         scene.blog.set("/", status=500)
-        major = await _opened(scene, "acme/blog")
+        major = await opened_incident(scene, "acme/blog", timeout=20)
         page = await browser.new_page(viewport={"width": 1200, "height": 900})
         await _sign_in(page, scene)
         await expect(page).to_have_url(f"{scene.url}/queue")
@@ -48,7 +46,7 @@ async def test_an_operator_triages_acknowledges_and_updates_the_client(
 
         # A Severity 1 opens while the queue is on screen: it shows up by itself, on top.
         scene.shop.set("/", status=500)
-        critical = await _opened(scene, "acme/shop")
+        critical = await opened_incident(scene, "acme/shop", timeout=20)
         in_store = time.monotonic()
         await expect(waiting).to_have_count(2, timeout=5000)
         assert time.monotonic() - in_store < 5
@@ -138,7 +136,7 @@ async def test_a_form_without_its_csrf_token_is_refused(
 ) -> None:
     async with console_scene(tmp_path, aiohttp_server) as scene:
         scene.shop.set("/", status=500)
-        incident = await _opened(scene, "acme/shop")
+        incident = await opened_incident(scene, "acme/shop", timeout=20)
         # bypass_csp: the test's own script removes the token; the page's CSP forbids that.
         context = await browser.new_context(bypass_csp=True)
         page = await context.new_page()
@@ -159,7 +157,7 @@ async def test_axe_finds_no_serious_violation_on_any_console_page(
 ) -> None:
     async with console_scene(tmp_path, aiohttp_server) as scene:
         scene.shop.set("/", status=500)
-        incident = await _opened(scene, "acme/shop")
+        incident = await opened_incident(scene, "acme/shop", timeout=20)
         page = await browser.new_page()
         await page.goto(f"{scene.url}/sign-in")
         pages = [f"{scene.url}/sign-in"]

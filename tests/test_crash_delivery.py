@@ -17,6 +17,7 @@ from aiohttp.test_utils import TestServer
 from incidents.outgoing import OutgoingEmail
 from monitor.store import Channel, OutboxItem, OutboxStatus, Store
 from tests.helpers import Target, eventually, free_port
+from tests.monitor_yaml import acme_shop_yaml, head_yaml, notifications_yaml
 from tests.smtp_helpers import Inbox, smtpd
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -25,31 +26,11 @@ ONCALL = "oncall@agency.example"
 
 
 def config_yaml(*, site_url: str, database: Path, smtp_port: int, outbox: Path) -> str:
-    return f"""
-database: {{url: "sqlite+aiosqlite:///{database}"}}
-server: {{port: 0}}
-scheduler: {{sla_tick: 100ms}}
-defaults: {{interval: 100ms, timeout: 2s, failures_to_open: 2, successes_to_resolve: 2}}
-notifications:
-  sender: "Agency Support <support@agency.example>"
-  smtp: {{host: 127.0.0.1, port: {smtp_port}, security: none, timeout: 2s}}
-  outbox_dir: {outbox}
-  retry_initial: 100ms
-  retry_max: 500ms
-  poll_interval: 100ms
-oncall:
-  emails: [{ONCALL}]
-clients:
-  - id: acme
-    contacts: [{CLIENT}]
-    sites:
-      - id: shop
-        name: shop.acme.example
-        url: {site_url}
-        checks:
-          - id: home
-            url: /
-"""
+    return (
+        head_yaml(database=f"sqlite+aiosqlite:///{database}", sla_tick="100ms")
+        + notifications_yaml(smtp_port=smtp_port, outbox=outbox, oncall=ONCALL)
+        + acme_shop_yaml(url=site_url, contact=CLIENT, name=None, business_hours=False)
+    )
 
 
 @asynccontextmanager

@@ -28,7 +28,13 @@ from aiohttp.test_utils import TestServer
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 
 from incidents.messages import thread_root
-from incidents.outgoing import Audience, MessageKind, OutgoingEmail, OutgoingWebhook
+from incidents.outgoing import (
+    Audience,
+    MessageKind,
+    OutgoingChat,
+    OutgoingEmail,
+    OutgoingWebhook,
+)
 from monitor.delivery import (
     DeliveryError,
     FileMailer,
@@ -41,6 +47,7 @@ from monitor.delivery import (
     build_email,
     retry_delay,
 )
+from monitor.delivery.chat import ChatSender, ChatTarget
 from tests.smtp_helpers import Inbox, parse, smtpd
 
 SENDER = "Agency Support <support@agency.example>"
@@ -599,6 +606,22 @@ async def test_webhook_unknown_target_or_bad_url_is_permanent(
         await sender.send(page())
     assert unknown.value.permanent and invalid.value.permanent
     assert "XyZsecretpath" not in "".join(traceback.format_exception(invalid.value))
+
+
+async def test_a_chat_to_a_channel_no_longer_configured_is_permanent() -> None:
+    sender = ChatSender({"team": ChatTarget(url="json://127.0.0.1:9/hook")})
+    chat = OutgoingChat(
+        kind=MessageKind.PAGE,
+        incident_id=42,
+        channel="phones",
+        title="[INC-42] PAGE",
+        body="shop is down",
+        idempotency_key="inc-42-page",
+    )
+    expected = r"channel 'phones': no such channel in the configuration \(configured: team\)"
+    with pytest.raises(DeliveryError, match=expected) as unknown:
+        await sender.send(chat)
+    assert unknown.value.permanent
 
 
 async def test_webhook_refuses_a_key_that_would_inject_a_header(

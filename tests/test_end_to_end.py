@@ -4,12 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
-import pytest
-from aiohttp.test_utils import TestServer
 from prometheus_client.parser import text_string_to_metric_families
 from pydantic import SecretStr
 
@@ -40,13 +37,6 @@ def make_config(
             ],
         }
     )
-
-
-@pytest.fixture
-async def target(aiohttp_server: Any) -> AsyncIterator[tuple[Target, str]]:
-    target = Target()
-    server: TestServer = await aiohttp_server(target.app())
-    yield target, str(server.make_url("")).rstrip("/")
 
 
 async def _open_incidents(running: Running) -> list[Any]:

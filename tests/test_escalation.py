@@ -37,6 +37,7 @@ from incidents.routes import Event, Route
 from incidents.severity import Severity
 from incidents.sla import DEFAULT_PLANS, SlaContext
 from monitor.config import ConfigError, load_config_text
+from tests.monitor_yaml import ONE_CLIENT
 
 T0 = datetime(2026, 11, 23, 10, 0, tzinfo=UTC)  # a Monday, 11:00 in Berlin
 SLA = SlaContext(
@@ -248,16 +249,6 @@ def test_a_page_goes_to_each_person_and_to_the_team_without_a_rotation() -> None
     assert ids == [m.message_id for m in again if isinstance(m, OutgoingEmail)]
     assert len(set(ids)) == 2
 
-
-# A client to watch: every config needs one.
-ONE_CLIENT = """\
-clients:
-  - id: acme
-    sites:
-      - id: shop
-        url: https://shop.acme.example
-        checks: [{id: home, url: /}]
-"""
 
 # --- the YAML -------------------------------------------------------------------------------
 

@@ -12,14 +12,13 @@ from email.message import EmailMessage
 from typing import Any
 
 import aiohttp
-import pytest
-from aiohttp.test_utils import TestServer
 
 from incidents.model import Incident, TimelineKind
 from monitor.app import Running, running_monitor
 from monitor.config import load_config_text
 from tests.helpers import ShiftedClock, Target, eventually
-from tests.smtp_helpers import Inbox, smtpd
+from tests.monitor_yaml import acme_shop_yaml, head_yaml, notifications_yaml
+from tests.smtp_helpers import Inbox, mails, smtpd
 
 TOKEN = "s3cret-token"
 # Monday 23 November 2026, 10:00 UTC (11:00 in Berlin): alice's week (hand-over Mon 09:00).
@@ -49,57 +48,29 @@ def config_yaml(
     escalation: str,
     sla_tick: str = "100ms",
 ) -> str:
-    return f"""
-database: {{url: "{database}"}}
-server: {{port: 0}}
-scheduler: {{sla_tick: {sla_tick}}}
-defaults: {{interval: 100ms, timeout: 2s, failures_to_open: 2, successes_to_resolve: 2}}
-agency: {{timezone: Europe/Berlin}}
-notifications:
-  sender: "Agency Support <support@agency.example>"
-  smtp: {{host: 127.0.0.1, port: {smtp_port}, security: none, timeout: 2s}}
-  outbox_dir: {outbox}
-  retry_initial: 100ms
-  retry_max: 500ms
-  poll_interval: 100ms
+    return (
+        head_yaml(database=database, sla_tick=sla_tick)
+        + "agency: {timezone: Europe/Berlin}\n"
+        + notifications_yaml(smtp_port=smtp_port, outbox=outbox, oncall="team@agency.example")
+        + f"""  rotation:
+    every: week
+    handover: mon 09:00
+    start: 2026-11-23
+    people: [alice, carol]
 people:
   - {{name: alice, email: alice@agency.example}}
   - {{name: carol, email: carol@agency.example}}
   - {{name: bob, email: bob@agency.example}}
   - {{name: lead, email: lead@agency.example}}
-oncall:
-  emails: [team@agency.example]
-  rotation:
-    every: week
-    handover: mon 09:00
-    start: 2026-11-23
-    people: [alice, carol]
 escalation:{escalation}
 api: {{token: {TOKEN}}}
-clients:
-  - id: acme
-    name: Acme Ltd
-    contacts: [ops@acme.example]
-    business_hours: {{timezone: Europe/London}}
-    sites:
-      - id: shop
-        name: shop.acme.example
-        url: {url}
-        checks:
-          - id: home
-            url: /
 """
-
-
-@pytest.fixture
-async def target(aiohttp_server: Any) -> AsyncIterator[tuple[Target, str]]:
-    target = Target()
-    server: TestServer = await aiohttp_server(target.app())
-    yield target, str(server.make_url("")).rstrip("/")
+        + acme_shop_yaml(url=url)
+    )
 
 
 def pages(inbox: Inbox, to: str) -> list[EmailMessage]:
-    return [m for m in inbox.messages() if to in str(m["To"]) and "PAGE" in str(m["Subject"])]
+    return mails(inbox, to=to, subject="PAGE")
 
 
 def paged(inbox: Inbox) -> list[str]:

@@ -24,6 +24,7 @@ from checks.scrub import MASK
 from monitor.app import Running, running_monitor
 from monitor.config.loader import load_config_text
 from tests.helpers import eventually
+from tests.monitor_yaml import acme_shop_yaml, head_yaml, notifications_yaml
 from tests.smtp_helpers import Inbox, parse, smtpd
 
 TOKEN = "api-t0ken-for-the-test"
@@ -33,30 +34,7 @@ SESSION = "sess-7f3a9c2e1b"
 CSRF = "csrf9d8e7f6a5b"
 API_KEY = "key-0c1d2e3f4a"
 
-CONFIG = """
-database: {{url: "sqlite+aiosqlite:///{db}"}}
-server: {{port: 0}}
-defaults: {{interval: 100ms, timeout: 2s, failures_to_open: 2, successes_to_resolve: 2}}
-notifications:
-  sender: "Agency Support <support@agency.example>"
-  smtp: {{host: 127.0.0.1, port: {smtp_port}, security: none, timeout: 2s}}
-  outbox_dir: {outbox}
-  retry_initial: 100ms
-  retry_max: 500ms
-  poll_interval: 100ms
-oncall:
-  emails: [oncall@agency.example]
-api: {{token: {token}}}
-clients:
-  - id: acme
-    name: Acme Ltd
-    contacts: [ops@acme.example]
-    sites:
-      - id: shop
-        name: shop.acme.example
-        url: {url}
-        checks:
-          - id: checkout
+CHECKS = """          - id: checkout
             kind: flow
             severity: 1
             steps:
@@ -65,17 +43,26 @@ clients:
                 url: /login
                 form:
                   user: probe@agency.example
-                  password: {{value: "${{SHOP_PASSWORD}}", secret: true}}
-                save: {{csrf: {{regex: "csrf=(\\\\w+)"}}}}
+                  password: {value: "${SHOP_PASSWORD}", secret: true}
+                save: {csrf: {regex: "csrf=(\\\\w+)"}}
               - name: pay
                 method: POST
                 url: /pay
-                headers: {{X-Api-Key: "${{SHOP_API_KEY}}"}}
+                headers: {X-Api-Key: "${SHOP_API_KEY}"}
                 form:
-                  csrf_token: "{{{{csrf}}}}"
-                  card_number: {{value: "${{TEST_CARD}}", secret: true}}
-                expect: {{body_contains: [Order confirmed]}}
+                  csrf_token: "{{csrf}}"
+                  card_number: {value: "${TEST_CARD}", secret: true}
+                expect: {body_contains: [Order confirmed]}
 """
+
+
+def config_yaml(*, db: Path, smtp_port: int, outbox: Path, url: str) -> str:
+    return (
+        head_yaml(database=f"sqlite+aiosqlite:///{db}")
+        + notifications_yaml(smtp_port=smtp_port, outbox=outbox)
+        + f"api: {{token: {TOKEN}}}\n"
+        + acme_shop_yaml(url=url, checks=CHECKS, business_hours=False)
+    )
 
 
 @pytest.fixture
@@ -124,9 +111,7 @@ async def test_no_secret_of_a_failing_flow_reaches_api_database_logs_or_mail(
     db = tmp_path / "monitor.db"
     async with smtpd(inbox) as smtp_port:
         config = load_config_text(
-            CONFIG.format(
-                db=db, smtp_port=smtp_port, outbox=tmp_path / "outbox", token=TOKEN, url=shop
-            ),
+            config_yaml(db=db, smtp_port=smtp_port, outbox=tmp_path / "outbox", url=shop),
             environ={"SHOP_PASSWORD": PASSWORD, "TEST_CARD": CARD, "SHOP_API_KEY": API_KEY},
         )
         async with running_monitor(config) as running:

@@ -5,8 +5,6 @@ database where a ping to either counts."""
 
 from __future__ import annotations
 
-import asyncio
-import shutil
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack
 from datetime import UTC, datetime, timedelta
@@ -33,7 +31,7 @@ from monitor.config.models import MonitorConfig, with_cluster_overrides
 from monitor.heartbeat_tokens import ping_tokens, ping_urls
 from monitor.store import Store
 from monitor.web.ping import PingRoutes, parse_action
-from tests.helpers import ShiftedClock, eventually, skip_unless_required
+from tests.helpers import ShiftedClock, eventually, promtool_accepts
 
 T0 = datetime(2026, 12, 2, 3, 0, tzinfo=UTC)
 SPEC = HeartbeatCheckSpec.model_validate({"period": "1h", "grace": "5m"})
@@ -289,22 +287,6 @@ async def test_a_monitor_opens_and_resolves_as_pings_come_late_fail_and_arrive(
         assert 'monitor_heartbeat_pings_total{result="start"} 1.0' in metrics
         assert 'monitor_heartbeat_pings_total{result="fail"} 1.0' in metrics
     await promtool_accepts(metrics)
-
-
-async def promtool_accepts(exposition: str) -> None:
-    promtool = shutil.which("promtool")
-    if promtool is None:
-        skip_unless_required("promtool not installed (Debian package prometheus)")
-    process = await asyncio.create_subprocess_exec(
-        promtool,
-        "check",
-        "metrics",
-        stdin=asyncio.subprocess.PIPE,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    out, err = await asyncio.wait_for(process.communicate(exposition.encode()), 30)
-    assert process.returncode == 0, (out + err).decode()
 
 
 @pytest.mark.parametrize("database_url", ["postgres"], indirect=True)

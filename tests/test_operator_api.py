@@ -8,10 +8,8 @@ import asyncio
 import json
 import os
 import re
-import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime, timedelta
-from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -29,10 +27,9 @@ from monitor.events import EventKind, MonitorEvent
 from monitor.operator_cli import TOKEN_ENV, URL_ENV
 from monitor.serialize import iso
 from monitor.store import Store
-from tests.helpers import ShiftedClock, Target, eventually, free_port
-from tests.smtp_helpers import Inbox, smtpd
+from tests.helpers import ShiftedClock, Target, eventually, free_port, run_monitor_cli
+from tests.smtp_helpers import Inbox, mails, smtpd
 
-ROOT = Path(__file__).resolve().parent.parent
 TOKEN = "operator-token"
 CLIENT = "ops@acme.example"
 ONCALL = "oncall@agency.example"
@@ -158,10 +155,6 @@ async def api(
     ):
         assert response.content_type == "application/json", await response.text()
         return response.status, await response.json()
-
-
-def mails(inbox: Inbox, *, to: str, subject: str = "") -> list[EmailMessage]:
-    return [m for m in inbox.messages() if to in str(m["To"]) and subject in str(m["Subject"])]
 
 
 async def open_incidents(running: Running, count: int = 1) -> list[Incident] | None:
@@ -713,20 +706,7 @@ async def cli(
     inherited = {
         name: value for name, value in os.environ.items() if name not in (TOKEN_ENV, URL_ENV)
     }
-    env = {**inherited, **(env or {})}
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "monitor",
-        *args,
-        cwd=ROOT,
-        env=env,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    out, err = await asyncio.wait_for(process.communicate(), timeout)
-    assert process.returncode is not None
-    return process.returncode, out.decode(), err.decode()
+    return await run_monitor_cli(*args, timeout=timeout, env={**inherited, **(env or {})})
 
 
 async def test_cli_queue_ack_and_update_call_the_running_monitor(

@@ -4,9 +4,7 @@ check. Real processes against a loopback target, and a heartbeat's pings in a re
 
 from __future__ import annotations
 
-import asyncio
 import json
-import sys
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -20,22 +18,10 @@ from monitor.clock import SystemClock
 from monitor.config import load_config_text
 from monitor.probing import UnknownCheck, probe_now
 from monitor.store import Store
-from tests.helpers import Target
+from tests.helpers import Target, run_monitor_cli
+from tests.monitor_yaml import acme_shop_yaml
 
-ROOT = Path(__file__).resolve().parent.parent
-
-
-def config_yaml(*, site_url: str, database: Path) -> str:
-    return f"""
-database: {{url: "sqlite+aiosqlite:///{database}"}}
-heartbeat: {{secret: probe-test-secret}}
-clients:
-  - id: acme
-    sites:
-      - id: shop
-        url: {site_url}
-        checks:
-          - id: home
+CHECKS = """          - id: home
             url: /
             body_contains: [Welcome]
           - id: admin
@@ -46,19 +32,19 @@ clients:
 """
 
 
-async def run_cli(*args: str) -> tuple[int, str, str]:
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "monitor",
-        *args,
-        cwd=ROOT,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
+def config_yaml(*, site_url: str, database: Path) -> str:
+    return (
+        f'database: {{url: "sqlite+aiosqlite:///{database}"}}\n'
+        "heartbeat: {secret: probe-test-secret}\n"
+        + acme_shop_yaml(
+            url=site_url,
+            checks=CHECKS,
+            contact=None,
+            name=None,
+            site_name=None,
+            business_hours=False,
+        )
     )
-    out, err = await asyncio.wait_for(process.communicate(), 30)
-    assert process.returncode is not None
-    return process.returncode, out.decode(), err.decode()
 
 
 @pytest.fixture
@@ -77,7 +63,7 @@ async def test_a_passing_check_prints_its_verdict_and_phases_and_exits_0(
     site: tuple[Target, Path],
 ) -> None:
     target, config = site
-    code, out, err = await run_cli("probe", "--config", str(config), "acme/shop/home")
+    code, out, err = await run_monitor_cli("probe", "--config", str(config), "acme/shop/home")
     assert code == 0, err
     lines = out.splitlines()
     assert lines[0].startswith("acme/shop/home: ok (HTTP 200, ")
@@ -89,14 +75,16 @@ async def test_a_passing_check_prints_its_verdict_and_phases_and_exits_0(
 
 async def test_a_failing_check_prints_the_evidence_and_exits_1(site: tuple[Target, Path]) -> None:
     _, config = site
-    code, out, _ = await run_cli("probe", "--config", str(config), "acme/shop/admin", "--json")
+    code, out, _ = await run_monitor_cli(
+        "probe", "--config", str(config), "acme/shop/admin", "--json"
+    )
     assert code == 1
     document = json.loads(out)
     assert document["check"] == "acme/shop/admin"
     assert document["outcome"] == "http_5xx" and document["ok"] is False
     assert document["evidence"]["status"] == 500
     assert "Traceback: boom" in document["evidence"]["body_excerpt"]
-    code, text, _ = await run_cli("probe", "--config", str(config), "acme/shop/admin")
+    code, text, _ = await run_monitor_cli("probe", "--config", str(config), "acme/shop/admin")
     assert code == 1
     assert "  status    500" in text and "  body      Traceback: boom" in text
 
@@ -105,14 +93,15 @@ async def test_an_unknown_check_or_a_bad_config_exits_2(
     site: tuple[Target, Path], tmp_path: Path
 ) -> None:
     _, config = site
-    code, _, err = await run_cli("probe", "--config", str(config), "acme/shop/hme")
+    code, _, err = await run_monitor_cli("probe", "--config", str(config), "acme/shop/hme")
     assert code == 2
     assert "no check 'acme/shop/hme'" in err and "did you mean acme/shop/home" in err
     bad = tmp_path / "bad.yaml"
     bad.write_text(config.read_text().replace("period: 1h", "period: hourly"))
-    code, _, err = await run_cli("probe", "--config", str(bad), "acme/shop/home")
+    code, _, err = await run_monitor_cli("probe", "--config", str(bad), "acme/shop/home")
     assert code == 2
-    assert f"{bad}:17: clients[0].sites[0].checks[2].period: must be a duration" in err
+    line = bad.read_text().splitlines().index("            period: hourly") + 1
+    assert f"{bad}:{line}: clients[0].sites[0].checks[2].period: must be a duration" in err
 
 
 async def test_a_heartbeat_is_judged_from_the_stored_pings(
@@ -131,6 +120,6 @@ async def test_a_heartbeat_is_judged_from_the_stored_pings(
         )
     finally:
         await store.close()
-    code, out, err = await run_cli("probe", "--config", str(path), "acme/shop/backup")
+    code, out, err = await run_monitor_cli("probe", "--config", str(path), "acme/shop/backup")
     assert code == 0, err
     assert out.startswith("acme/shop/backup: ok")

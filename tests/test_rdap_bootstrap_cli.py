@@ -12,7 +12,7 @@ from aiohttp.test_utils import TestServer
 
 from monitor.config import load_config
 from monitor.rdap_bootstrap import rdap_directory
-from tests.test_cli import _run
+from tests.helpers import run_monitor_cli
 
 AiohttpServer = Callable[[web.Application], Awaitable[TestServer]]
 BOOTSTRAP = {"version": "1.0", "services": [[["example", "test"], ["https://rdap.test/v1/"]]]}
@@ -46,12 +46,12 @@ clients:
           - {{id: domain, kind: domain}}
 """
     )
-    code, out, _ = await _run("rdap-bootstrap", "--config", str(config))
+    code, out, _ = await run_monitor_cli("rdap-bootstrap", "--config", str(config))
     assert code == 0
     assert "(shipped bootstrap, 1 from rdap.servers)" in out.splitlines()[0]
     assert "  com: https://rdap.verisign.com/com/v1/" in out
 
-    code, out, err = await _run("rdap-bootstrap", "--config", str(config), "--update")
+    code, out, err = await run_monitor_cli("rdap-bootstrap", "--config", str(config), "--update")
     assert code == 0, err
     assert out.strip() == f"{target}: 2 suffixes from {server.make_url('/rdap/dns.json')}"
     directory = rdap_directory(load_config(config).rdap)
@@ -62,7 +62,7 @@ clients:
     }
 
     answers["body"] = "<html>maintenance</html>"
-    code, _, err = await _run("rdap-bootstrap", "--config", str(config), "--update")
+    code, _, err = await run_monitor_cli("rdap-bootstrap", "--config", str(config), "--update")
     assert code == 1
     assert f"({target} unchanged)" in err
     assert json.loads(target.read_text()) == BOOTSTRAP

@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from email.message import EmailMessage
 from pathlib import Path
@@ -15,7 +14,6 @@ from typing import Any
 
 import aiohttp
 import pytest
-from aiohttp.test_utils import TestServer
 from pydantic import SecretStr
 
 from incidents.flow import REMOVED_FROM_CONFIGURATION
@@ -26,10 +24,10 @@ from monitor.config import MonitorConfig, load_config
 from monitor.config.channels import ChannelConfig
 from monitor.reports import report_message_id
 from tests.helpers import ShiftedClock, Target, eventually, free_port
-from tests.smtp_helpers import Inbox, smtpd
+from tests.monitor_yaml import CHECKOUT_CHECK, CONTACT, HOME_CHECK, shop_monitor_yaml
+from tests.smtp_helpers import Inbox, mails, smtpd
 from tests.test_crash_delivery import monitor_process
 
-CONTACT = "ops@acme.example"
 TOKEN_ENV = "RELOAD_TEST_API_TOKEN"
 
 
@@ -43,51 +41,16 @@ def config_yaml(
     port: int = 0,
     api: str = "",
 ) -> str:
-    smtp = (
-        f"  smtp: {{host: 127.0.0.1, port: {smtp_port}, security: none, timeout: 2s}}\n"
-        if smtp_port is not None
-        else ""
+    return (
+        shop_monitor_yaml(database=database, url=url, checks=checks, smtp_port=smtp_port, port=port)
+        + f"{extra_sites}\n{api}\n"
     )
-    return f"""
-database: {{url: "{database}"}}
-server: {{port: {port}}}
-{api}
-defaults: {{interval: 100ms, timeout: 2s, failures_to_open: 2, successes_to_resolve: 2}}
-notifications:
-  sender: "Agency Support <support@agency.example>"
-{smtp}  retry_initial: 100ms
-  retry_max: 500ms
-  poll_interval: 100ms
-oncall:
-  emails: [oncall@agency.example]
-clients:
-  - id: acme
-    name: Acme Ltd
-    contacts: [{CONTACT}]
-    business_hours: {{timezone: Europe/London}}
-    sites:
-      - id: shop
-        name: shop.acme.example
-        url: {url}
-        checks:
-{checks}
-{extra_sites}
-"""
 
 
-HOME = """          - id: home
-            url: /
-"""
+HOME = HOME_CHECK
 EXTRA = """          - id: extra
             url: /extra
 """
-
-
-@pytest.fixture
-async def target(aiohttp_server: Any) -> AsyncIterator[tuple[Target, str]]:
-    target = Target()
-    server: TestServer = await aiohttp_server(target.app())
-    yield target, str(server.make_url("")).rstrip("/")
 
 
 def sqlite_files(tmp_path: Path) -> tuple[str, Path]:
@@ -154,7 +117,7 @@ async def test_a_changed_interval_takes_effect_from_the_next_run(
 
 
 def client_mails(inbox: Inbox) -> list[EmailMessage]:
-    return [m for m in inbox.messages() if CONTACT in str(m["To"])]
+    return mails(inbox, to=CONTACT)
 
 
 def subject(mail: EmailMessage) -> str:
@@ -176,7 +139,6 @@ async def test_removing_the_checks_of_an_open_incident_resolves_it_without_a_cli
     shop, url = target
     inbox = Inbox()
     path = tmp_path / "monitor.yaml"
-    checkout = "          - id: checkout\n            name: Checkout\n            url: /checkout\n"
     async with smtpd(inbox) as smtp_port:
 
         def write(checks: str) -> None:
@@ -190,7 +152,7 @@ async def test_removing_the_checks_of_an_open_incident_resolves_it_without_a_cli
                 )
             )
 
-        write(HOME + checkout)
+        write(HOME + CHECKOUT_CHECK)
         async with running_monitor(load_config(path), config_path=path) as running:
             shop.set("/checkout", status=500)
             shop.set("/blog", status=500)
@@ -445,7 +407,6 @@ async def test_a_removed_check_s_incident_is_mailed_to_the_client_when_configure
     shop, url = target
     inbox = Inbox()
     database, path = sqlite_files(tmp_path)
-    checkout = "          - id: checkout\n            name: Checkout\n            url: /checkout\n"
     async with smtpd(inbox) as smtp_port:
 
         def write(checks: str) -> None:
@@ -457,7 +418,7 @@ async def test_a_removed_check_s_incident_is_mailed_to_the_client_when_configure
                 )
             )
 
-        write(HOME + checkout)
+        write(HOME + CHECKOUT_CHECK)
         async with running_monitor(load_config(path), config_path=path) as running:
             shop.set("/checkout", status=500)
             [opening] = await eventually(lambda: client_mails(inbox), timeout=15)

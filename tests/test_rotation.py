@@ -17,7 +17,7 @@ from pydantic import ValidationError
 
 from incidents.rotation import Rotation, on_call_at, parse_handover, scheduled_at
 from monitor.cli import main
-from tests.test_escalation import ONE_CLIENT
+from tests.monitor_yaml import ONE_CLIENT
 
 BERLIN = ZoneInfo("Europe/Berlin")
 

@@ -3,63 +3,29 @@ the incident's thread, before the resolution (real loopback site, store, outbox 
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from email.message import EmailMessage
 from typing import Any
-
-import pytest
-from aiohttp.test_utils import TestServer
 
 from incidents.model import TimelineKind
 from monitor.app import running_monitor
 from monitor.config import load_config_text
 from tests.helpers import Target, eventually
-from tests.smtp_helpers import Inbox, smtpd
-
-CONTACT = "ops@acme.example"
+from tests.monitor_yaml import CHECKOUT_CHECK, CONTACT, HOME_CHECK, shop_monitor_yaml
+from tests.smtp_helpers import Inbox, mails, smtpd
 
 
 def config_yaml(*, url: str, database: str, smtp_port: int, outbox: str) -> str:
-    return f"""
-database: {{url: "{database}"}}
-server: {{port: 0}}
-defaults: {{interval: 100ms, timeout: 2s, failures_to_open: 2, successes_to_resolve: 2}}
-notifications:
-  sender: "Agency Support <support@agency.example>"
-  smtp: {{host: 127.0.0.1, port: {smtp_port}, security: none, timeout: 2s}}
-  outbox_dir: {outbox}
-  retry_initial: 100ms
-  retry_max: 500ms
-  poll_interval: 100ms
-oncall:
-  emails: [oncall@agency.example]
-clients:
-  - id: acme
-    name: Acme Ltd
-    contacts: [{CONTACT}]
-    business_hours: {{timezone: Europe/London}}
-    sites:
-      - id: shop
-        name: shop.acme.example
-        url: {url}
-        checks:
-          - id: home
-            url: /
-          - id: checkout
-            name: Checkout
-            url: /checkout
-"""
-
-
-@pytest.fixture
-async def target(aiohttp_server: Any) -> AsyncIterator[tuple[Target, str]]:
-    target = Target()
-    server: TestServer = await aiohttp_server(target.app())
-    yield target, str(server.make_url("")).rstrip("/")
+    return shop_monitor_yaml(
+        database=database,
+        url=url,
+        checks=HOME_CHECK + CHECKOUT_CHECK,
+        smtp_port=smtp_port,
+        outbox=outbox,
+    )
 
 
 def client_mails(inbox: Inbox) -> list[EmailMessage]:
-    return [m for m in inbox.messages() if CONTACT in str(m["To"])]
+    return mails(inbox, to=CONTACT)
 
 
 def subject(mail: EmailMessage) -> str:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import contextlib
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
-from email.message import EmailMessage
 from typing import Any
 
 import aiohttp
@@ -18,7 +17,8 @@ from incidents.model import TimelineKind
 from monitor.app import Running, running_monitor
 from monitor.config import load_config_text
 from tests.helpers import ShiftedClock, Target, eventually, free_port
-from tests.smtp_helpers import Inbox, smtpd
+from tests.monitor_yaml import head_yaml, notifications_yaml
+from tests.smtp_helpers import Inbox, mails, smtpd
 
 TOKEN = "s3cret-token"
 # Monday 23 November 2026, 10:00 in London (GMT = UTC): inside business hours.
@@ -39,21 +39,10 @@ def config_yaml(
 """
         for site, url in sites.items()
     )
-    return f"""
-database: {{url: "{database}"}}
-server: {{port: 0}}
-scheduler: {{sla_tick: 100ms}}
-defaults: {{interval: 100ms, timeout: 2s, failures_to_open: 2, successes_to_resolve: 2}}
-notifications:
-  sender: "Agency Support <support@agency.example>"
-  smtp: {{host: 127.0.0.1, port: {smtp_port}, security: none, timeout: 2s}}
-  outbox_dir: {outbox}
-  retry_initial: 100ms
-  retry_max: 500ms
-  poll_interval: 100ms
-oncall:
-  emails: [oncall@agency.example]
-  webhook: {{url: "{hook_url}", headers: {{Authorization: "Bearer pager-token"}}}}
+    return (
+        head_yaml(database=database, sla_tick="100ms")
+        + notifications_yaml(smtp_port=smtp_port, outbox=outbox)
+        + f"""  webhook: {{url: "{hook_url}", headers: {{Authorization: "Bearer pager-token"}}}}
 api: {{token: {TOKEN}}}
 clients:
   - id: acme
@@ -63,13 +52,7 @@ clients:
     business_hours: {{timezone: Europe/London}}
     sites:{site_yaml}
 """
-
-
-@pytest.fixture
-async def target(aiohttp_server: Any) -> AsyncIterator[tuple[Target, str]]:
-    target = Target()
-    server: TestServer = await aiohttp_server(target.app())
-    yield target, str(server.make_url("")).rstrip("/")
+    )
 
 
 @pytest.fixture
@@ -85,13 +68,6 @@ async def pager(aiohttp_server: Any) -> AsyncIterator[tuple[list[dict[str, Any]]
     app.router.add_post("/hook", hook)
     server: TestServer = await aiohttp_server(app)
     yield received, str(server.make_url("/hook"))
-
-
-def mails(inbox: Inbox, *, to: str, kind_in_subject: str | None = None) -> list[EmailMessage]:
-    found = [m for m in inbox.messages() if to in str(m["To"])]
-    if kind_in_subject is not None:
-        found = [m for m in found if kind_in_subject in str(m["Subject"])]
-    return found
 
 
 async def api(
@@ -184,13 +160,9 @@ async def test_incident_life_cycle_with_sla_clocks_and_emails(
         # 35 minutes before the update falls due, on-call is reminded; at the due time the
         # update is overdue, recorded once on the timeline and mailed to on-call.
         clock.advance(due - clock.now() - timedelta(minutes=29))
-        await eventually(
-            lambda: mails(inbox, to="oncall@agency.example", kind_in_subject="Reminder")
-        )
+        await eventually(lambda: mails(inbox, to="oncall@agency.example", subject="Reminder"))
         clock.advance(timedelta(minutes=30))
-        await eventually(
-            lambda: mails(inbox, to="oncall@agency.example", kind_in_subject="OVERDUE")
-        )
+        await eventually(lambda: mails(inbox, to="oncall@agency.example", subject="OVERDUE"))
         kinds = [e.kind for e in await running.store.timeline(incident.id)]  # type: ignore[arg-type]
         assert kinds.count(TimelineKind.UPDATE_OVERDUE) == 1
         assert kinds.count(TimelineKind.UPDATE_REMINDER) == 1
@@ -211,13 +183,13 @@ async def test_incident_life_cycle_with_sla_clocks_and_emails(
         )
         assert new_due > due
         update_mail = (
-            await eventually(lambda: mails(inbox, to="ops@acme.example", kind_in_subject="Update"))
+            await eventually(lambda: mails(inbox, to="ops@acme.example", subject="Update"))
         )[0]
         assert "rolling back" in update_mail.get_body(("plain",)).get_content()  # type: ignore[union-attr]
 
         # Recovery resolves it and the client is asked to confirm.
         shop.set("/", status=200)
-        await eventually(lambda: mails(inbox, to="ops@acme.example", kind_in_subject="Resolved"))
+        await eventually(lambda: mails(inbox, to="ops@acme.example", subject="Resolved"))
 
         resolved_count = running.registry.get_sample_value(
             "monitor_incident_time_to_resolve_seconds_count", sev1
@@ -347,13 +319,11 @@ async def test_a_two_hour_window_pauses_an_open_incidents_clocks_and_its_reminde
         resumed = await running.store.get_incident(incident.id)  # type: ignore[arg-type]
         assert resumed is not None and resumed.paused_since is None
         assert resumed.next_update_due_at == due + timedelta(hours=2)
-        assert not mails(inbox, to="oncall@agency.example", kind_in_subject="Reminder")
+        assert not mails(inbox, to="oncall@agency.example", subject="Reminder")
 
         # The moved reminder fires at its new time, once.
         clock.advance(due + timedelta(hours=2) - timedelta(minutes=29) - clock.now())
-        await eventually(
-            lambda: mails(inbox, to="oncall@agency.example", kind_in_subject="Reminder")
-        )
+        await eventually(lambda: mails(inbox, to="oncall@agency.example", subject="Reminder"))
         kinds = [e.kind for e in await timeline()]
         assert kinds.count(TimelineKind.UPDATE_REMINDER) == 1
         assert TimelineKind.UPDATE_OVERDUE not in kinds

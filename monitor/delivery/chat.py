@@ -29,7 +29,7 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 import apprise
 
 from incidents.outgoing import OutgoingChat
-from monitor.delivery.errors import DeliveryError, redact
+from monitor.delivery.errors import DeliveryError, redact, unconfigured
 
 _APPRISE_LOG = logging.getLogger("apprise")
 # Apprise's debug and info lines name the URLs it posts to (a json:// path may be the token);
@@ -143,11 +143,7 @@ class ChatSender:
         where = f"channel {chat.channel!r}"
         target = self._targets.get(chat.channel)
         if target is None:
-            known = ", ".join(sorted(self._targets)) or "none"
-            raise DeliveryError(
-                f"{where}: no such channel in the configuration (configured: {known})",
-                permanent=True,
-            )
+            raise unconfigured(where, "channel", self._targets)
         # A fresh Apprise object per message: a plugin keeps state between calls (ntfy
         # throttles the next message by 5.5 s) that the outbox's own backoff replaces.
         client, service = _instantiate(target.url, timeout=target.timeout)

@@ -43,6 +43,15 @@ class DeliveryError(Exception):
         return f"DeliveryError({str(self)!r}, permanent={self.permanent}, code={self.code})"
 
 
+def unconfigured(where: str, what: str, configured: Iterable[str]) -> DeliveryError:
+    """The permanent failure of a message addressed to a `what` ("webhook", "channel") the
+    configuration no longer has: no retry can deliver it."""
+    known = ", ".join(sorted(configured)) or "none"
+    return DeliveryError(
+        f"{where}: no such {what} in the configuration (configured: {known})", permanent=True
+    )
+
+
 def redact(text: str, secrets: Iterable[str]) -> tuple[str, bool]:
     """`text` with every secret replaced, and whether anything was replaced."""
     replaced = False

@@ -23,7 +23,7 @@ import aiohttp
 from yarl import URL
 
 from incidents.outgoing import OutgoingWebhook
-from monitor.delivery.errors import DeliveryError, describe, redact, translated_error
+from monitor.delivery.errors import DeliveryError, describe, redact, translated_error, unconfigured
 
 IDEMPOTENCY_HEADER = "Idempotency-Key"
 _TRANSIENT_4XX = frozenset({408, 429})
@@ -66,11 +66,7 @@ class WebhookSender:
         where = f"webhook {hook.target!r} ({hook.kind} for incident {hook.incident_id})"
         target = self._targets.get(hook.target)
         if target is None:
-            known = ", ".join(sorted(self._targets)) or "none"
-            raise DeliveryError(
-                f"{where}: no such webhook in the configuration (configured: {known})",
-                permanent=True,
-            )
+            raise unconfigured(where, "webhook", self._targets)
         headers = dict(target.headers)
         if hook.idempotency_key:
             if not _HEADER_VALUE.fullmatch(hook.idempotency_key):
