@@ -54,7 +54,7 @@ from yarl import URL
 
 from checks.classify import PROBE_ERRORS, classify_exception, failure_cause, one_line
 from checks.duration import Duration
-from checks.phases import PhaseClock, where_time_went
+from checks.phases import split, where_time_went
 from checks.redact import redact_text, redact_url
 from checks.redirects import open_following
 from checks.result import Evidence, Outcome, ProbeResult
@@ -346,8 +346,30 @@ class Seen:
     truncated: bool = False
     ttfb: float | None = None
     tls_not_after: float | None = None
-    # Set by a transport that can tell its phases apart (checks.lean_http); None otherwise.
-    phases: PhaseClock | None = None
+    # When each phase of the current hop began (checks.phases), on the probe's clock, set by
+    # a transport that can tell its phases apart (checks.lean_http): `hop_start` None means
+    # it cannot. `secured` is `connected` on plain http; the answer's first byte is at
+    # `since + ttfb`. `earlier` holds the phases of the redirect hops before this one.
+    hop_start: float | None = None
+    resolved: float | None = None
+    connected: float | None = None
+    secured: float | None = None
+    earlier: dict[str, float] | None = None
+
+    def phases(self, *, since: float, end: float) -> dict[str, float] | None:
+        """Seconds per phase of the attempt that began at `since` and ended at `end`; None
+        when the transport did not split them."""
+        if self.hop_start is None:
+            return None
+        return split(
+            start=self.hop_start,
+            resolved=self.resolved,
+            connected=self.connected,
+            secured=self.secured,
+            first_byte=None if self.ttfb is None else since + self.ttfb,
+            end=end,
+            earlier=self.earlier,
+        )
 
 
 _ATTEMPT_ERRORS: tuple[type[Exception], ...] = (RedirectLimit, *PROBE_ERRORS)
@@ -367,12 +389,12 @@ async def _attempt(
             status = await transport.exchange(spec, seen=seen, since=start, clock=monotonic)
     except _ATTEMPT_ERRORS as exc:
         end = monotonic()
-        phases = seen.phases.stop(end) if seen.phases is not None else None
+        phases = seen.phases(since=start, end=end)
         result = _failed(spec, seen, exc, started_at=started_at, elapsed=end - start, phases=phases)
     else:
         end = monotonic()
         total = end - start
-        phases = seen.phases.stop(end) if seen.phases is not None else None
+        phases = seen.phases(since=start, end=end)
         outcome, error = _judge(spec, seen, status=status, total=total, at=started_at)
         if outcome is Outcome.SLOW and phases is not None:
             error = f"{error}; {where_time_went(phases)}"
