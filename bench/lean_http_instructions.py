@@ -112,13 +112,11 @@ def warm_up(code: Code, *, url: str) -> None:
     subprocess.run(command, env=_ENV, check=True)
 
 
-def instructions(
-    code: Code, *, url: str, probes: int, variant: str, folder: str, valgrind: str
-) -> int:
+def instructions(code: Code, *, url: str, probes: int, variant: str, folder: str) -> int:
     """Instructions (callgrind's Ir) of one process sending `probes` probes."""
     out = Path(folder, f"callgrind.{code.label}.{variant}.{probes}.out")
     command = [
-        valgrind,
+        "valgrind",
         "--tool=callgrind",
         f"--callgrind-out-file={out}",
         code.python,
@@ -159,7 +157,6 @@ def main() -> None:
     root = Path(__file__).resolve().parent.parent
     codes = args.code or [Code(label="this", python=sys.executable, root=str(root))]
     variants = args.variant or list(VARIANTS)
-    valgrind = "valgrind"
     sys.path.insert(0, str(root))
     from bench.servers import target
 
@@ -172,14 +169,7 @@ def main() -> None:
         for variant in variants:
             for code in codes:
                 counts = [
-                    instructions(
-                        code,
-                        url=server.url,
-                        probes=n,
-                        variant=variant,
-                        folder=folder,
-                        valgrind=valgrind,
-                    )  # fmt: skip
+                    instructions(code, url=server.url, probes=n, variant=variant, folder=folder)
                     for n in (args.small, args.large)
                 ]
                 per_probe = (counts[1] - counts[0]) / (args.large - args.small)

@@ -46,6 +46,17 @@ async def probe(transport: LeanTransport, url: str, **fields: object) -> ProbeRe
     return await probe_http(spec, transport=transport, now=lambda: NOW, sleep=SleepLog())
 
 
+async def probe_by_name(aiohttp_server: AiohttpServer, app: web.Application) -> ProbeResult:
+    """`app`'s `/` probed through a fresh lean transport, by name so that the lookup is a
+    phase of its own."""
+    server = await aiohttp_server(app)
+    transport = LeanTransport()
+    try:
+        return await probe(transport, f"http://localhost:{server.port}/")
+    finally:
+        await transport.close()
+
+
 def phases_of(result: ProbeResult) -> dict[str, float]:
     return {name: result.evidence.timings[name] for name in PHASES}
 
@@ -185,13 +196,7 @@ async def test_phases_add_up_to_the_probe_duration_over_http(aiohttp_server: Aio
 
     app = web.Application()
     app.router.add_get("/", slow_body)
-    server = await aiohttp_server(app)
-    transport = LeanTransport()
-    try:
-        # By name, so the lookup is a phase of its own.
-        result = await probe(transport, f"http://localhost:{server.port}/")
-    finally:
-        await transport.close()
+    result = await probe_by_name(aiohttp_server, app)
     assert result.outcome is Outcome.OK
     phases = phases_of(result)
     assert result.latency is not None
@@ -215,12 +220,7 @@ async def test_phases_of_every_redirect_hop_add_up_to_the_probe_duration(
     app = web.Application()
     app.router.add_get("/", hop)
     app.router.add_get("/end", end)
-    server = await aiohttp_server(app)
-    transport = LeanTransport()
-    try:
-        result = await probe(transport, f"http://localhost:{server.port}/")
-    finally:
-        await transport.close()
+    result = await probe_by_name(aiohttp_server, app)
     assert result.outcome is Outcome.OK, result.evidence.error
     phases = phases_of(result)
     assert result.latency is not None
