@@ -3,7 +3,7 @@ VENV ?= .venv
 PYTHON ?= python3
 BIN = $(VENV)/bin
 
-.PHONY: demo run test lint typecheck unit bench bench-blackbox bench-scale bench-status install install-test schema lock messages
+.PHONY: demo run test lint typecheck unit bench bench-blackbox bench-scale bench-status bench-instructions install install-test schema lock messages
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -73,6 +73,11 @@ bench-blackbox: install-test
 
 bench-scale: install-test
 	$(BIN)/python -m bench.scale $(BENCH_ARGS)
+
+# Instructions per http probe under valgrind's callgrind, immune to the machine's load
+# (bench/lean_http_instructions.py; BENCH_ARGS="--code main=PYTHON:DIR --code ..." compares).
+bench-instructions: install-test
+	$(BIN)/python -m bench.lean_http_instructions $(BENCH_ARGS)
 
 # A burst of status-page readers while 10,000 checks run, beside nginx serving the page as a file.
 bench-status: install-test

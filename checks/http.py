@@ -54,7 +54,7 @@ from yarl import URL
 
 from checks.classify import PROBE_ERRORS, classify_exception, failure_cause, one_line
 from checks.duration import Duration
-from checks.phases import PhaseClock, where_time_went
+from checks.phases import split, where_time_went
 from checks.redact import redact_text, redact_url
 from checks.redirects import open_following
 from checks.result import Evidence, Outcome, ProbeResult
@@ -346,8 +346,43 @@ class Seen:
     truncated: bool = False
     ttfb: float | None = None
     tls_not_after: float | None = None
-    # Set by a transport that can tell its phases apart (checks.lean_http); None otherwise.
-    phases: PhaseClock | None = None
+    # When each phase of the current hop began (checks.phases), on the probe's clock, set by
+    # a transport that can tell its phases apart (checks.lean_http): `hop_start` None means
+    # it cannot. `secured` is `connected` on plain http; the answer's first byte is at
+    # `since + ttfb`. `earlier` holds the phases of the redirect hops before this one.
+    hop_start: float | None = None
+    resolved: float | None = None
+    connected: float | None = None
+    secured: float | None = None
+    earlier: dict[str, float] | None = None
+
+    def timings(self, *, since: float, end: float) -> dict[str, float]:
+        """The evidence's timings, in seconds, of the attempt that began at `since` and
+        ended at `end`: the phases when the transport split them, `total`, and `ttfb` once
+        an answer began. Built in one dict: this runs for every probe."""
+        timings = self.phases(since=since, end=end)
+        if timings is None:
+            timings = {"total": end - since}
+        else:
+            timings["total"] = end - since
+        if self.ttfb is not None:
+            timings["ttfb"] = self.ttfb
+        return timings
+
+    def phases(self, *, since: float, end: float) -> dict[str, float] | None:
+        """Seconds per phase of the attempt that began at `since` and ended at `end`; None
+        when the transport did not split them."""
+        if self.hop_start is None:
+            return None
+        return split(
+            start=self.hop_start,
+            resolved=self.resolved,
+            connected=self.connected,
+            secured=self.secured,
+            first_byte=None if self.ttfb is None else since + self.ttfb,
+            end=end,
+            earlier=self.earlier,
+        )
 
 
 _ATTEMPT_ERRORS: tuple[type[Exception], ...] = (RedirectLimit, *PROBE_ERRORS)
@@ -366,23 +401,19 @@ async def _attempt(
         async with asyncio.timeout(spec.timeout.total_seconds()):
             status = await transport.exchange(spec, seen=seen, since=start, clock=monotonic)
     except _ATTEMPT_ERRORS as exc:
-        end = monotonic()
-        phases = seen.phases.stop(end) if seen.phases is not None else None
-        result = _failed(spec, seen, exc, started_at=started_at, elapsed=end - start, phases=phases)
+        timings = seen.timings(since=start, end=monotonic())
+        result = _failed(spec, seen, exc, started_at=started_at, timings=timings)
     else:
-        end = monotonic()
-        total = end - start
-        phases = seen.phases.stop(end) if seen.phases is not None else None
+        timings = seen.timings(since=start, end=monotonic())
+        total = timings["total"]
         outcome, error = _judge(spec, seen, status=status, total=total, at=started_at)
-        if outcome is Outcome.SLOW and phases is not None:
-            error = f"{error}; {where_time_went(phases)}"
+        if outcome is Outcome.SLOW and error is not None:
+            error = _with_phases(error, timings)
         result = ProbeResult(
             outcome=outcome,
             started_at=started_at,
             latency=total,
-            evidence=_evidence(
-                spec, seen, outcome=outcome, error=error, total=total, phases=phases
-            ),
+            evidence=_evidence(spec, seen, outcome=outcome, error=error, timings=timings),
         )
     return Fetched(result=result, body=bytes(seen.body), charset=seen.charset, url=seen.url)
 
@@ -497,8 +528,7 @@ def _failed(
     exc: Exception,
     *,
     started_at: datetime,
-    elapsed: float,
-    phases: dict[str, float] | None = None,
+    timings: dict[str, float],
 ) -> ProbeResult:
     """Classify an attempt that ended in an exception: no complete answer, so no latency."""
     if isinstance(exc, RedirectLimit):
@@ -514,14 +544,12 @@ def _failed(
         outcome = classify_exception(exc)
         error = _why(exc)
         if outcome is Outcome.TIMEOUT:
-            error = _timeout_text(spec, seen)
-            if phases is not None:
-                error = f"{error}; {where_time_went(phases)}"
+            error = _with_phases(_timeout_text(spec, seen), timings)
     return ProbeResult(
         outcome=outcome,
         started_at=started_at,
         latency=None,
-        evidence=_evidence(spec, seen, outcome=outcome, error=error, total=elapsed, phases=phases),
+        evidence=_evidence(spec, seen, outcome=outcome, error=error, timings=timings),
         # Only where no answer was judged: a status already seen is the target's own word.
         cause=failure_cause(exc) if outcome is Outcome.CONNECTION_ERROR else None,
     )
@@ -541,20 +569,20 @@ def _timeout_text(spec: HttpRequestSpec, seen: Seen) -> str:
     return f"{budget} (status {seen.status} arrived, body stalled after {len(seen.body)} bytes)"
 
 
+def _with_phases(error: str, timings: Mapping[str, float]) -> str:
+    """A slow or timed-out attempt's error, saying which phase took the time, if known."""
+    where = where_time_went(timings)
+    return error if where is None else f"{error}; {where}"
+
+
 def _evidence(
     spec: HttpRequestSpec,
     seen: Seen,
     *,
     outcome: Outcome,
     error: str | None,
-    total: float,
-    phases: dict[str, float] | None = None,
+    timings: dict[str, float],
 ) -> Evidence:
-    timings = {"total": total}
-    if seen.ttfb is not None:
-        timings["ttfb"] = seen.ttfb
-    if phases is not None:
-        timings.update(phases)  # resolve, connect, tls, processing, transfer (checks.phases)
     # Evidence reaches the timeline, the API, logs and mails: no secrets from the URL, no
     # body of a healthy answer, and nothing the check sent (see checks.scrub).
     excerpt = ""

@@ -64,7 +64,6 @@ import httptools
 from yarl import URL
 
 from checks.http import HttpRequestSpec, RedirectLimit, Seen, header_pairs_evidence
-from checks.phases import PhaseClock
 from checks.private_ranges import AddressClass, HopGuard, allowed_classes
 from checks.redirects import BadRedirect, resolve_location, same_origin
 from checks.tls import not_after_from_der
@@ -217,10 +216,14 @@ class LeanTransport:
     ) -> int:
         target = self._target_of(spec)
         seen.url = target.shown
-        phases = seen.phases = PhaseClock(mark=since)
+        seen.hop_start = since
         redirects = 0
-        addresses = target.literal or await self._resolve(target.host, target.port)
-        phases.enter("connect", clock())
+        if target.literal is not None:
+            seen.resolved = since  # nothing to look up: resolve takes no time at all
+            addresses = target.literal
+        else:
+            addresses = await self._resolve(target.host, target.port)
+            seen.resolved = clock()
         own = addresses
         allowed: frozenset[AddressClass] | None = None
         while True:
@@ -236,10 +239,9 @@ class LeanTransport:
             target = _redirected(
                 target, status=reader.status, location=reader.location, user_agent=self._user_agent
             )
-            _start_hop(seen, target.shown)
-            phases.enter("resolve", clock())
+            _start_hop(seen, target.shown, since=since, now=clock())
             addresses = target.literal or await self._resolve(target.host, target.port)
-            phases.enter("connect", clock())
+            seen.resolved = clock()
             if not spec.allow_private_redirects:
                 # Only on a hop, and before any connection: the addresses checked are the
                 # ones connected to, so a name that rebinds cannot slip past.
@@ -530,12 +532,16 @@ class _Reader(asyncio.Protocol):
         transport once the handshake on it is done."""
         self._transport = cast(asyncio.Transport, transport)
         ssl_object = transport.get_extra_info("ssl_object")
-        phases = self._seen.phases
-        if phases is not None:
-            if ssl_object is None:
-                phases.enter_from("connect", "tls" if self._tls else "processing", self._clock())
-            else:
-                phases.enter_from("tls", "processing", self._clock())
+        seen = self._seen
+        # Of several connections raced to one target (Happy Eyeballs), the first to get
+        # there marks the phase (checks.phases).
+        if ssl_object is None:
+            if seen.connected is None:
+                seen.connected = now = self._clock()
+                if not self._tls:
+                    seen.secured = now
+        elif seen.secured is None:
+            seen.secured = self._clock()
         if ssl_object is not None:
             # binary_form: the DER even when the certificate was not verified.
             der = ssl_object.getpeercert(binary_form=True)
@@ -581,10 +587,8 @@ class _Reader(asyncio.Protocol):
 
     def on_message_begin(self) -> None:
         if self._seen.ttfb is None:
-            now = self._clock()
-            self._seen.ttfb = now - self._since
-            if self._seen.phases is not None:
-                self._seen.phases.enter_from("processing", "transfer", now)
+            # Also where the `transfer` phase begins (checks.http.Seen).
+            self._seen.ttfb = self._clock() - self._since
 
     def on_status(self, status: bytes) -> None:
         # llhttp may hand the reason over in pieces, one per packet it arrived in.
@@ -862,7 +866,12 @@ def _redirected(current: _Target, *, status: int, location: str, user_agent: str
     )  # fmt: skip
 
 
-def _start_hop(seen: Seen, url: str) -> None:
+def _start_hop(seen: Seen, url: str, *, since: float, now: float) -> None:
+    """`seen` ready for the next hop, which begins at `now`: the phases of the hops so far
+    (the attempt began at `since`) are added up in `seen.earlier`."""
+    seen.earlier = seen.phases(since=since, end=now)
+    seen.hop_start = now
+    seen.resolved = seen.connected = seen.secured = None
     seen.url = url
     seen.status = seen.reason = seen.charset = seen.ttfb = seen.tls_not_after = None
     seen.headers = {}

@@ -18,7 +18,7 @@ from pytest_aiohttp import AiohttpServer
 
 from checks.http import HttpCheckSpec, probe_http
 from checks.lean_http import LeanTransport
-from checks.phases import PHASES, PhaseClock, where_time_went
+from checks.phases import PHASES, split, where_time_went
 from checks.result import Evidence, Outcome, ProbeResult
 from monitor.check_metrics import CheckMetrics
 from tests.test_http_probe import SleepLog, read_request
@@ -44,6 +44,17 @@ async def lean_trusting(ca: trustme.CA) -> AsyncIterator[LeanTransport]:
 async def probe(transport: LeanTransport, url: str, **fields: object) -> ProbeResult:
     spec = HttpCheckSpec.model_validate({"url": url, **fields})
     return await probe_http(spec, transport=transport, now=lambda: NOW, sleep=SleepLog())
+
+
+async def probe_by_name(aiohttp_server: AiohttpServer, app: web.Application) -> ProbeResult:
+    """`app`'s `/` probed through a fresh lean transport, by name so that the lookup is a
+    phase of its own."""
+    server = await aiohttp_server(app)
+    transport = LeanTransport()
+    try:
+        return await probe(transport, f"http://localhost:{server.port}/")
+    finally:
+        await transport.close()
 
 
 def phases_of(result: ProbeResult) -> dict[str, float]:
@@ -107,19 +118,53 @@ class StallingTlsServer:
 # --- pure ------------------------------------------------------------------------------------
 
 
-def test_phase_clock_charges_each_interval_to_the_running_phase() -> None:
-    clock = PhaseClock(mark=10.0)
-    clock.enter("connect", 10.5)
-    clock.enter_from("resolve", "tls", 11.0)  # not running: ignored
-    clock.enter_from("connect", "tls", 11.25)
-    clock.enter("processing", 13.0)
-    assert clock.stop(14.0) == {
-        "resolve": 0.5,
-        "connect": 0.75,
-        "tls": 1.75,
-        "processing": 1.0,
-        "transfer": 0.0,
-    }
+@pytest.mark.parametrize(
+    ("instants", "phases"),
+    [
+        # A whole https hop: every phase from its own instant to the next one's.
+        (
+            {"resolved": 10.5, "connected": 11.25, "secured": 13.0, "first_byte": 13.5},
+            {"resolve": 0.5, "connect": 0.75, "tls": 1.75, "processing": 0.5, "transfer": 0.5},
+        ),
+        # Plain http: secured is connected, so tls is 0.
+        (
+            {"resolved": 10.0, "connected": 10.25, "secured": 10.25, "first_byte": 11.0},
+            {"resolve": 0.0, "connect": 0.25, "tls": 0.0, "processing": 0.75, "transfer": 3.0},
+        ),
+        # Cut short (a timeout) in each phase: the running one takes the rest.
+        (
+            {"resolved": None, "connected": None, "secured": None, "first_byte": None},
+            {"resolve": 4.0, "connect": 0.0, "tls": 0.0, "processing": 0.0, "transfer": 0.0},
+        ),
+        (
+            {"resolved": 10.5, "connected": None, "secured": None, "first_byte": None},
+            {"resolve": 0.5, "connect": 3.5, "tls": 0.0, "processing": 0.0, "transfer": 0.0},
+        ),
+        (
+            {"resolved": 10.5, "connected": 11.0, "secured": None, "first_byte": None},
+            {"resolve": 0.5, "connect": 0.5, "tls": 3.0, "processing": 0.0, "transfer": 0.0},
+        ),
+        (
+            {"resolved": 10.5, "connected": 11.0, "secured": 12.0, "first_byte": None},
+            {"resolve": 0.5, "connect": 0.5, "tls": 1.0, "processing": 2.0, "transfer": 0.0},
+        ),
+    ],
+)
+def test_split_charges_each_interval_to_the_phase_that_ran(
+    instants: dict[str, float | None], phases: dict[str, float]
+) -> None:
+    assert split(start=10.0, end=14.0, **instants) == phases
+
+
+def test_split_adds_the_hops_before_a_redirect() -> None:
+    earlier = {"resolve": 0.5, "connect": 0.25, "tls": 1.0, "processing": 0.5, "transfer": 0.0}
+    phases = split(
+        start=20.0, resolved=20.0, connected=20.5, secured=20.5, first_byte=21.0, end=21.5,
+        earlier=earlier,
+    )  # fmt: skip
+    assert phases == {
+        "resolve": 0.5, "connect": 0.75, "tls": 1.0, "processing": 1.0, "transfer": 0.5,
+    }  # fmt: skip
 
 
 @pytest.mark.parametrize(
@@ -151,19 +196,36 @@ async def test_phases_add_up_to_the_probe_duration_over_http(aiohttp_server: Aio
 
     app = web.Application()
     app.router.add_get("/", slow_body)
-    server = await aiohttp_server(app)
-    transport = LeanTransport()
-    try:
-        # By name, so the lookup is a phase of its own.
-        result = await probe(transport, f"http://localhost:{server.port}/")
-    finally:
-        await transport.close()
+    result = await probe_by_name(aiohttp_server, app)
     assert result.outcome is Outcome.OK
     phases = phases_of(result)
     assert result.latency is not None
     assert abs(sum(phases.values()) - result.latency) < 0.001
     assert phases["tls"] == 0.0
     assert phases["transfer"] >= 0.2
+    assert all(value >= 0 for value in phases.values())
+
+
+async def test_phases_of_every_redirect_hop_add_up_to_the_probe_duration(
+    aiohttp_server: AiohttpServer,
+) -> None:
+    async def hop(request: web.Request) -> web.Response:
+        await asyncio.sleep(0.1)  # each hop waits before answering: `processing`, twice
+        raise web.HTTPFound("/end")
+
+    async def end(request: web.Request) -> web.Response:
+        await asyncio.sleep(0.1)
+        return web.Response(text="ok")
+
+    app = web.Application()
+    app.router.add_get("/", hop)
+    app.router.add_get("/end", end)
+    result = await probe_by_name(aiohttp_server, app)
+    assert result.outcome is Outcome.OK, result.evidence.error
+    phases = phases_of(result)
+    assert result.latency is not None
+    assert abs(sum(phases.values()) - result.latency) < 0.001
+    assert phases["processing"] >= 0.2
     assert all(value >= 0 for value in phases.values())
 
 
