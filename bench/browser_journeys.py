@@ -235,10 +235,22 @@ async def _lag(
             delay_every=0,
             database=f"{folder}/b.db",
         )
-        journeys = [{**EXPRESS_JOURNEY, "id": f"journey{n}", "interval": "2s"} for n in range(4)]
-        document["clients"].append(
-            {"id": "shop", "sites": [{"id": "s", "url": url, "checks": journeys}]}
-        )
+        if journeys:  # lag-alone: the same http checks without any browser check
+            document["clients"].append(
+                {
+                    "id": "shop",
+                    "sites": [
+                        {
+                            "id": "s",
+                            "url": url,
+                            "checks": [
+                                {**EXPRESS_JOURNEY, "id": f"journey{n}", "interval": "2s"}
+                                for n in range(journeys)
+                            ],
+                        }
+                    ],
+                }
+            )
         document["browser"] = {"max_pages": 2, "screenshots_dir": f"{folder}/shots"}
         config = MonitorConfig.model_validate(document)
         async with running_monitor(config) as running:
