@@ -104,7 +104,7 @@ def _parser() -> argparse.ArgumentParser:
         "--speed",
         type=float,
         default=1.0,
-        help="1 runs the 164 s script (about 3 min) in real time; 2 runs it in 82 s",
+        help="1 runs the 170 s script (about 3 min) in real time; 2 runs it in 85 s",
     )
     demo.add_argument("--keep", metavar="DIR", help="keep the demo's database in DIR")
     demo.add_argument("--quiet", action="store_true", help="only the summary")

@@ -580,18 +580,18 @@ async def test_shop_app_serves_through_aiohttp_test_server(
         (20.0, "recovery"),
         (27.99, "recovery"),
         (28.0, "slow"),
-        (35.99, "slow"),
-        (36.0, "down while slow"),
-        (49.99, "down while slow"),
-        (50.0, "recovery"),
-        (58.0, "broken checkout"),
-        (70.0, "recovery"),
-        (78.0, "broken image"),
-        (87.99, "broken image"),
-        (88.0, "recovery"),
-        (95.99, "recovery"),
-        (96.0, "admin panel"),
-        (106.0, "recovery"),
+        (41.99, "slow"),
+        (42.0, "down while slow"),
+        (55.99, "down while slow"),
+        (56.0, "recovery"),
+        (64.0, "broken checkout"),
+        (76.0, "recovery"),
+        (84.0, "broken image"),
+        (93.99, "broken image"),
+        (94.0, "recovery"),
+        (101.99, "recovery"),
+        (102.0, "admin panel"),
+        (112.0, "recovery"),
         (500.0, "recovery"),
     ],
 )
@@ -609,22 +609,22 @@ def test_phase_at_refuses_time_before_start_and_bad_phases() -> None:
 
 
 def test_demo_phases_shape() -> None:
-    assert DEMO_DURATION == 164.0
+    assert DEMO_DURATION == 170.0
     assert [(p.name, p.starts_at) for p in DEMO_PHASES] == [
         ("healthy", 0.0),
         ("outage", 8.0),
         ("recovery", 20.0),
         ("slow", 28.0),
-        ("down while slow", 36.0),
-        ("recovery", 50.0),
-        ("broken checkout", 58.0),
-        ("recovery", 70.0),
-        ("broken image", 78.0),
-        ("recovery", 88.0),
-        ("admin panel", 96.0),
-        ("recovery", 106.0),
-        ("script error", 114.0),
-        ("recovery", 140.0),
+        ("down while slow", 42.0),
+        ("recovery", 56.0),
+        ("broken checkout", 64.0),
+        ("recovery", 76.0),
+        ("broken image", 84.0),
+        ("recovery", 94.0),
+        ("admin panel", 102.0),
+        ("recovery", 112.0),
+        ("script error", 120.0),
+        ("recovery", 146.0),
     ]
     outage = phase_at(10.0)
     assert dict(outage.faults) == {
@@ -632,12 +632,12 @@ def test_demo_phases_shape() -> None:
     }
     assert "Severity 1" in outage.description
     assert dict(phase_at(30.0).faults) == {"home": Fault.SLOW, "product": Fault.SLOW}
-    assert dict(phase_at(40.0).faults) == {"product": Fault.SLOW, "checkout": Fault.ERROR_500}
-    assert phase_at(60.0).modes == {ShopMode.PAYMENT_ERROR} and not phase_at(60.0).faults
-    assert phase_at(80.0).modes == {ShopMode.MISSING_IMAGE}
-    assert dict(phase_at(100.0).faults) == {"admin": Fault.ERROR_500}
+    assert dict(phase_at(44.0).faults) == {"product": Fault.SLOW, "checkout": Fault.ERROR_500}
+    assert phase_at(66.0).modes == {ShopMode.PAYMENT_ERROR} and not phase_at(66.0).faults
+    assert phase_at(86.0).modes == {ShopMode.MISSING_IMAGE}
+    assert dict(phase_at(104.0).faults) == {"admin": Fault.ERROR_500}
     # Only the browser check sees it: every URL answers 200.
-    assert phase_at(120.0).modes == {ShopMode.SCRIPT_ERROR} and not phase_at(120.0).faults
+    assert phase_at(124.0).modes == {ShopMode.SCRIPT_ERROR} and not phase_at(124.0).faults
     assert all(p.description for p in DEMO_PHASES)
 
 
@@ -695,10 +695,10 @@ async def test_run_timeline_does_not_drift_when_sleeps_overrun() -> None:
     )
     # Each phase starts at most one overshoot late, never the sum of all earlier ones.
     assert starts == [
-        0.0, 8.5, 20.5, 28.5, 36.5, 50.5, 58.5, 70.5, 78.5, 88.5, 96.5, 106.5, 114.5, 140.5
+        0.0, 8.5, 20.5, 28.5, 42.5, 56.5, 64.5, 76.5, 84.5, 94.5, 102.5, 112.5, 120.5, 146.5
     ]  # fmt: skip
     assert clock.sleeps[1:] == [
-        11.5, 7.5, 7.5, 13.5, 7.5, 11.5, 7.5, 9.5, 7.5, 9.5, 7.5, 25.5, 23.5
+        11.5, 7.5, 13.5, 13.5, 7.5, 11.5, 7.5, 9.5, 7.5, 9.5, 7.5, 25.5, 23.5
     ]  # fmt: skip
 
 

@@ -1,4 +1,4 @@
-"""The demo's script: which pages of the shop break when, compressed into 164 s (DEMO_DURATION)."""
+"""The demo's script: which pages of the shop break when, compressed into 170 s (DEMO_DURATION)."""
 
 from __future__ import annotations
 
@@ -55,7 +55,10 @@ DEMO_PHASES: tuple[Phase, ...] = (
     ),
     Phase(
         name="down while slow",
-        starts_at=36.0,
+        # 14 s of each: a slow answer takes 1.5 s whatever the speed, so at --speed 3 two of
+        # them (failures_to_open) take about 3.6 s, and two checkout runs through the still
+        # slow product page as long, before the scene ends.
+        starts_at=42.0,
         faults=_SLOW_THEN_DOWN,
         description=(
             "The product page is still slow and checkout now answers 500"
@@ -64,12 +67,12 @@ DEMO_PHASES: tuple[Phase, ...] = (
     ),
     Phase(
         name="recovery",
-        starts_at=50.0,
+        starts_at=56.0,
         description="The shop is fast and up again (expect the incident to resolve).",
     ),
     Phase(
         name="broken checkout",
-        starts_at=58.0,
+        starts_at=64.0,
         modes=frozenset({ShopMode.PAYMENT_ERROR}),
         description=(
             "Every page answers 200, but paying says 'Payment failed' (the checkout flow"
@@ -78,12 +81,12 @@ DEMO_PHASES: tuple[Phase, ...] = (
     ),
     Phase(
         name="recovery",
-        starts_at=70.0,
+        starts_at=76.0,
         description="Payments work again (expect the checkout incident to resolve).",
     ),
     Phase(
         name="broken image",
-        starts_at=78.0,
+        starts_at=84.0,
         modes=frozenset({ShopMode.MISSING_IMAGE}),
         description=(
             "The product image is missing (a broken image link: expect a Severity 3 incident)."
@@ -91,12 +94,12 @@ DEMO_PHASES: tuple[Phase, ...] = (
     ),
     Phase(
         name="recovery",
-        starts_at=88.0,
+        starts_at=94.0,
         description="The image is back (expect the incident to resolve).",
     ),
     Phase(
         name="admin panel",
-        starts_at=96.0,
+        starts_at=102.0,
         faults={"admin": Fault.ERROR_500},
         description=(
             "The admin panel answers 500 while the shop works (expect a Severity 2 incident"
@@ -105,12 +108,12 @@ DEMO_PHASES: tuple[Phase, ...] = (
     ),
     Phase(
         name="recovery",
-        starts_at=106.0,
+        starts_at=112.0,
         description="The admin panel is back (expect the incident to resolve).",
     ),
     Phase(
         name="script error",
-        starts_at=114.0,
+        starts_at=120.0,
         modes=frozenset({ShopMode.SCRIPT_ERROR}),
         description=(
             "A deploy breaks the express checkout's script: every URL answers 200 and the"
@@ -120,11 +123,11 @@ DEMO_PHASES: tuple[Phase, ...] = (
     ),
     Phase(
         name="recovery",
-        starts_at=140.0,
+        starts_at=146.0,
         description="The script is fixed (expect the checkout incident to resolve).",
     ),
 )
-DEMO_DURATION: float = 164.0
+DEMO_DURATION: float = 170.0
 
 
 def phase_at(elapsed: float, phases: Sequence[Phase] = DEMO_PHASES) -> Phase:
