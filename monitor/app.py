@@ -22,11 +22,10 @@ from prometheus_client import (
     disable_created_metrics,
 )
 
-from monitor.browser_pool import browser_pool, screenshot_folder
 from monitor.clients import ONCALL_WEBHOOK, escalation_of
 from monitor.clock import Clock, SystemClock
 from monitor.config import load_config
-from monitor.config.models import MonitorConfig, split_listen
+from monitor.config.models import MonitorConfig, has_browser_checks, split_listen
 from monitor.delivery import (
     FileMailer,
     Mailer,
@@ -41,6 +40,7 @@ from monitor.metrics import Metrics, OnCallCollector
 from monitor.outbox_worker import OutboxWorker
 from monitor.reload import Reloader
 from monitor.runtime import Listener, Monitor, new_http_transport, new_session
+from monitor.screenshots import screenshot_folder
 from monitor.server import DEGRADED_LOOP_LAG, create_app, create_metrics_app
 from monitor.store import Store
 from monitor.uptime_gauge import UptimeGauge, calendars_of
@@ -123,7 +123,12 @@ async def running_monitor(
     )
     metrics.add_channels(config.channels)
     metrics.add_escalation_levels(config.escalation)
-    browser = browser_pool(config, metrics=metrics)
+    browser = None
+    if has_browser_checks(config):
+        # Playwright's import (about 0.1 s) only for a process that has browser checks.
+        from monitor.browser_pool import browser_pool
+
+        browser = browser_pool(config, metrics=metrics)
     monitor = Monitor(
         config=config,
         store=store,

@@ -34,11 +34,9 @@ from playwright.async_api import Browser, BrowserContext, Playwright, async_play
 from playwright.async_api import Error as PlaywrightError
 
 from checks.result import FailureCause, ProbeResult
-from monitor.clock import Clock
-from monitor.config.models import MonitorConfig
+from monitor.config.models import MonitorConfig, has_browser_checks
 from monitor.metrics import Metrics
 from monitor.proc_tree import descendants, rss_bytes
-from monitor.screenshots import ScreenshotFolder
 
 log = logging.getLogger(__name__)
 
@@ -282,15 +280,6 @@ class BrowserPool:
             self._folder = None
 
 
-def has_browser_checks(config: MonitorConfig) -> bool:
-    return any(
-        check.kind == "browser"
-        for client in config.clients
-        for site in client.sites
-        for check in site.checks
-    )
-
-
 def browser_pool(config: MonitorConfig, *, metrics: Metrics | None) -> BrowserPool | None:
     """The process's Chromium for its browser checks (launched at the first journey); None
     when it has none, or no Chromium is installed (then one line says they are skipped)."""
@@ -310,14 +299,4 @@ def browser_pool(config: MonitorConfig, *, metrics: Metrics | None) -> BrowserPo
         max_pages=settings.max_pages,
         metrics=metrics,
         ping_timeout=settings.ping_timeout.total_seconds(),
-    )
-
-
-def screenshot_folder(config: MonitorConfig, *, clock: Clock) -> ScreenshotFolder:
-    settings = config.browser
-    return ScreenshotFolder(
-        Path(settings.screenshots_dir),
-        max_files=settings.screenshots_max_files,
-        max_age=settings.screenshots_max_age,
-        now=clock.now,
     )

@@ -12,10 +12,11 @@ import difflib
 import ssl
 from collections.abc import Awaitable, Callable, Iterable
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 import aiohttp
 
-from checks.browser import BrowserCheckSpec, probe_browser
+from checks.browser_spec import BrowserCheckSpec
 from checks.dns import DnsCheckSpec, probe_dns
 from checks.domain import DomainCheckSpec, probe_domain
 from checks.flow import FlowCheckSpec, probe_flow
@@ -25,10 +26,13 @@ from checks.page import PageCheckSpec, probe_page
 from checks.rdap import RdapDirectory
 from checks.result import ProbeResult
 from checks.tcp import TcpCheckSpec, probe_tcp
-from monitor.browser_pool import BrowserPool, browser_pool, screenshot_folder
 from monitor.clock import Clock
 from monitor.config.models import ConfiguredCheck, MonitorConfig, configured_checks
-from monitor.screenshots import ScreenshotFolder
+from monitor.screenshots import screenshot_folder
+
+if TYPE_CHECKING:
+    from monitor.browser_pool import BrowserPool
+    from monitor.screenshots import ScreenshotFolder
 
 PingStates = Callable[[Iterable[str]], Awaitable[dict[str, PingState]]]
 
@@ -73,6 +77,8 @@ async def run_probe(
     `ping_states`, which any process may have written) are judged at the clock's now."""
     spec = check.spec
     if isinstance(spec, BrowserCheckSpec):
+        from checks.browser import probe_browser  # Playwright: only for a browser check
+
         if browser is None:
             raise RuntimeError(f"{check.key} is a browser check, but there is no browser")
         sink = screenshots.sink(check.key) if screenshots is not None else None
@@ -114,7 +120,11 @@ async def probe_now(config: MonitorConfig, key: str, *, clock: Clock) -> ProbeRe
     from monitor.store import Store
 
     check = find_check(config, key)
-    browser = browser_pool(config, metrics=None) if check.spec.kind == "browser" else None
+    browser = None
+    if check.spec.kind == "browser":
+        from monitor.browser_pool import browser_pool
+
+        browser = browser_pool(config, metrics=None)
     if check.spec.kind == "browser" and browser is None:
         raise UnknownCheck(key, [], why="it is a browser check and no Chromium is installed")
     session = new_session(max_connections=4)

@@ -13,10 +13,11 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
 
 import aiohttp
 
-from checks.browser import BrowserCheckSpec, slow_figures
+from checks.browser_spec import BrowserCheckSpec
 from checks.http import AiohttpTransport, HttpTransport
 from checks.lean_http import LeanTransport
 from checks.private_ranges import guarded_socket
@@ -27,10 +28,14 @@ from incidents.flow import resolved_by_hand
 from incidents.model import CheckState, Incident, TimelineEntry, TimelineKind, Transition
 from incidents.severity import Severity
 from incidents.wording import describe
-from monitor.browser_pool import BrowserPool, browser_pool
 from monitor.clients import message_context
 from monitor.clock import Clock
-from monitor.config.models import ConfiguredCheck, MonitorConfig, configured_checks
+from monitor.config.models import (
+    ConfiguredCheck,
+    MonitorConfig,
+    configured_checks,
+    has_browser_checks,
+)
 from monitor.confirm import Confirmer, Verdict
 from monitor.connectivity import ConnectivityGuard
 from monitor.desk import IncidentDesk
@@ -52,6 +57,9 @@ from monitor.store import (
     Store,
     StoreUnavailable,
 )
+
+if TYPE_CHECKING:
+    from monitor.browser_pool import BrowserPool
 
 log = logging.getLogger(__name__)
 
@@ -398,7 +406,9 @@ class Monitor:
             self._site_keys.setdefault(check.site, []).append(check.key)
         self._scheduler.update([check for check in checks if check.spec.kind != "browser"])
         self._browser_scheduler.update([check for check in checks if check.spec.kind == "browser"])
-        if self._browser is None:
+        if self._browser is None and has_browser_checks(config):
+            from monitor.browser_pool import browser_pool
+
             # The first browser check came with this reload: its Chromium starts at its first
             # journey (None still when none is installed: then they are skipped, as at start).
             self._browser = browser_pool(config, metrics=self._metrics)
@@ -618,6 +628,8 @@ class Monitor:
             # Slow only if it stays slow once our own stall is taken off the measurement.
             measured, limit = (result.latency or 0.0), check.spec.slow_after.total_seconds()
             if isinstance(check.spec, BrowserCheckSpec):
+                from checks.browser import slow_figures
+
                 measured, limit = slow_figures(check.spec, result)  # perhaps a page's LCP
             trusted = measured - lag > limit
         else:

@@ -14,6 +14,8 @@ from pathlib import Path
 
 from incidents.model import TimelineEntry
 from incidents.outgoing import Attachment, Audience, MessageKind, Outgoing, OutgoingEmail
+from monitor.clock import Clock
+from monitor.config.models import MonitorConfig
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 # An on-call mail carries at most this much of a screenshot; a bigger one stays on disk.
@@ -107,3 +109,13 @@ def _png(path: Path) -> bytes | None:
     except OSError:
         return None  # pruned since: the mail goes without it
     return data if data.startswith(PNG_SIGNATURE) else None
+
+
+def screenshot_folder(config: MonitorConfig, *, clock: Clock) -> ScreenshotFolder:
+    settings = config.browser
+    return ScreenshotFolder(
+        Path(settings.screenshots_dir),
+        max_files=settings.screenshots_max_files,
+        max_age=settings.screenshots_max_age,
+        now=clock.now,
+    )

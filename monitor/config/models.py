@@ -1308,6 +1308,17 @@ class ConfiguredCheck(_Model):
         return self.spec.interval.total_seconds()
 
 
+def has_browser_checks(config: MonitorConfig) -> bool:
+    """Whether any check is `kind: browser` (only then is Playwright imported or Chromium
+    looked for)."""
+    return any(
+        check.kind == "browser"
+        for client in config.clients
+        for site in client.sites
+        for check in site.checks
+    )
+
+
 def configured_checks(config: MonitorConfig) -> list[ConfiguredCheck]:
     """Flatten clients/sites/checks, applying `defaults:` to fields a check did not set."""
     out: list[ConfiguredCheck] = []
