@@ -148,8 +148,11 @@ async def _ours(url: str, pages: int, duration: float) -> dict[str, float]:
 
     async def run_one() -> bool:
         result = await pool.run(
-            lambda context: probe_browser(
-                spec, context=context, now=lambda: datetime.now(UTC), max_heap_bytes=256 * 2**20
+            lambda open_context: probe_browser(
+                spec,
+                open_context=open_context,
+                now=lambda: datetime.now(UTC),
+                max_heap_bytes=256 * 2**20,
             )
         )
         return result.ok
@@ -203,8 +206,8 @@ async def _soak(url: str, count: int) -> dict[str, Any]:
             results = await asyncio.gather(
                 *(
                     pool.run(
-                        lambda context: probe_browser(
-                            spec, context=context, now=lambda: datetime.now(UTC)
+                        lambda open_context: probe_browser(
+                            spec, open_context=open_context, now=lambda: datetime.now(UTC)
                         )
                     )
                     for _ in range(2)
@@ -358,25 +361,18 @@ def main() -> None:
                 f"{fmed['cpu_s']:>9.3f} {med['peak_rss_mb']:>11.0f} {med['peak_pss_mb']:>11.0f}"
                 + (f"  ({med['failed']:.0f} failed)" if med["failed"] else "")
             )
-        lag = [
-            _child(
-                [
-                    "--mode",
-                    "lag",
-                    "--checks",
-                    str(args.checks),
-                    "--interval",
-                    str(args.interval),
-                    *common,
-                ]
-            )
-            for _ in range(args.runs)
-        ]
+        lag_args = ["--checks", str(args.checks), "--interval", str(args.interval), *common]
+        lag, alone = [], []
+        for _ in range(args.runs):  # interleaved: with journeys, then the same without
+            lag.append(_child(["--mode", "lag", *lag_args]))
+            alone.append(_child(["--mode", "lag-alone", *lag_args]))
         p99 = statistics.median(r["lag_p99_ms"] for r in lag)
+        p99_alone = statistics.median(r["lag_p99_ms"] for r in alone)
         done = statistics.median(r["journeys"] for r in lag)
         print(
             f"http scheduler lag p99 with {args.checks} http checks and browser journeys "
-            f"running: {p99:.1f} ms (goal < {LAG_P99_MS:.0f} ms; {done:.0f} journeys meanwhile)"
+            f"running: {p99:.1f} ms (goal < {LAG_P99_MS:.0f} ms; {done:.0f} journeys "
+            f"meanwhile); without journeys: {p99_alone:.1f} ms"
         )
         if args.soak:
             soak = _child(["--mode", "soak", "--soak", str(args.soak), "--url", url])

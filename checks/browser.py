@@ -10,7 +10,8 @@ How a failing step is classified, first match wins:
 1. the page's JavaScript heap grew past `max_heap_bytes` (page closed)   -> too_large
 2. `goto` failed: status >= 500 / other >= 400                  -> http_5xx, unexpected_status
    into loopback, link-local or private addresses the check's
-   own URL is not in (any such request is aborted; `refused`)  -> redirect_refused
+   own URL is not in (the journey's proxy refuses any
+   connection there, redirect hops included; `refused`)       -> redirect_refused
    no connection                                              -> connection_error
 3. a same-site or `third_party` request failed (no connection, a 5xx, or
    still unanswered when the step gave up, e.g. an iframe that
@@ -54,23 +55,32 @@ from playwright.async_api import (
     Page,
     Request,
     Response,
-    Route,
 )
 from playwright.async_api import Error as PlaywrightError
 from playwright.async_api import TimeoutError as PlaywrightTimeout
 from yarl import URL
 
+from checks.browser_proxy import JourneyProxy
 from checks.browser_spec import BrowserCheckSpec, BrowserStep
-from checks.private_ranges import AddressClass, address_class
 from checks.redact import redact_text, redact_url
 from checks.redirects import own_url_classes
 from checks.result import Evidence, FailureCause, Outcome, ProbeResult
 from checks.scrub import Secrets, clean_line
 from checks.template import MissingValue, render
 
-__all__ = ["BrowserCheckSpec", "BrowserStep", "ScreenshotSink", "probe_browser", "slow_figures"]
+__all__ = [
+    "BrowserCheckSpec",
+    "BrowserStep",
+    "ContextOpener",
+    "ScreenshotSink",
+    "probe_browser",
+    "slow_figures",
+]
 
 log = logging.getLogger(__name__)
+
+ContextOpener = Callable[..., Awaitable[BrowserContext]]
+"""Opens a fresh browser context with Playwright's `new_context` options; its owner closes it."""
 
 ScreenshotSink = Callable[[bytes], Awaitable[str | None]]
 """Keeps a PNG and returns the path it was kept under (None: not kept)."""
@@ -82,6 +92,7 @@ _MAX_ERROR_CHARS = 1000
 # Each poll is a CDP round trip through the monitor's event loop: once a second is enough to
 # stop a runaway page long before it hurts the machine.
 HEAP_POLL_SECONDS = 1.0
+CLOSE_TIMEOUT = 5.0
 # Chromium logs every failed subresource as a console error too; those are requests, not
 # scripts, and are counted as requests.
 _NETWORK_CONSOLE = re.compile(r"^Failed to load resource", re.IGNORECASE)
@@ -134,32 +145,49 @@ class _StepReport:
 async def probe_browser(
     spec: BrowserCheckSpec,
     *,
-    context: BrowserContext,
+    open_context: ContextOpener,
     now: Callable[[], datetime],
     monotonic: Callable[[], float] = time.perf_counter,
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     save_screenshot: ScreenshotSink | None = None,
     max_heap_bytes: int | None = None,
 ) -> ProbeResult:
-    """Run `spec`'s journey in a new page of `context` and classify it (module docstring).
+    """Run `spec`'s journey in a new page of a context from `open_context` (its owner closes
+    it afterwards) and classify it (module docstring). `spec.url` must be absolute.
 
-    `spec.url` must be absolute. The caller owns `context` and closes it afterwards.
-    """
+    The context connects only through the journey's own proxy (`checks.browser_proxy`): no
+    request of the page, nor any hop of a redirect, reaches an address of a class the check's
+    own URL is not."""
     started_at = now()
     journey = _Journey(spec, monotonic=monotonic, sleep=sleep, max_heap_bytes=max_heap_bytes)
-    watcher = None
+    watcher: asyncio.Task[None] | None = None
+    context: BrowserContext | None = None
+    allowed = await own_url_classes(URL(spec.url))
     try:
-        # A browser that hangs must not hang the check: its own set-up is a step's worth.
-        async with asyncio.timeout(spec.step_timeout.total_seconds()):
-            await context.add_init_script(VITALS_SCRIPT)
-            await context.route("**/*", await journey.address_guard())
-            page = await context.new_page()
-            journey.hook(page)
-            if max_heap_bytes is not None:
-                cdp = await context.new_cdp_session(page)
-                await cdp.send("Performance.enable")
-                watcher = asyncio.create_task(journey.watch_heap(page, cdp))
-        await journey.run(page, save_screenshot)
+        async with JourneyProxy(allowed) as proxy:
+            journey.proxy = proxy
+            try:
+                # A browser that hangs must not hang the check: its set-up is a step's worth.
+                async with asyncio.timeout(spec.step_timeout.total_seconds()):
+                    # Loopback too goes through the proxy (Playwright's default, said here).
+                    context = await open_context(
+                        proxy={"server": proxy.server, "bypass": "<-loopback>"}
+                    )
+                    await context.add_init_script(VITALS_SCRIPT)
+                    page = await context.new_page()
+                    journey.hook(page)
+                    if max_heap_bytes is not None:
+                        cdp = await context.new_cdp_session(page)
+                        await cdp.send("Performance.enable")
+                        watcher = asyncio.create_task(journey.watch_heap(page, cdp))
+                await journey.run(page, save_screenshot)
+            finally:
+                if watcher is not None:
+                    watcher.cancel()
+                    await asyncio.gather(watcher, return_exceptions=True)
+                # Closed while its proxy still answers: no page sees its connections cut.
+                if context is not None:
+                    await _close_quietly(context)
     except (PlaywrightError, TimeoutError) as exc:
         # Outside a step's own errors: the browser or its context went away or hung.
         why = _message(exc) if isinstance(exc, PlaywrightError) else "it did not answer"
@@ -170,12 +198,17 @@ async def probe_browser(
             evidence=Evidence(url=redact_url(spec.url), error=f"the browser failed: {why}"),
             cause=FailureCause.LOCAL_RESOURCE,
         )
-    finally:
-        if watcher is not None:
-            watcher.cancel()
-            await asyncio.gather(watcher, return_exceptions=True)
-    journey.browser_lost = context.browser is not None and not context.browser.is_connected()
+    browser = context.browser if context is not None else None
+    journey.browser_lost = browser is not None and not browser.is_connected()
     return journey.result(started_at)
+
+
+async def _close_quietly(context: BrowserContext) -> None:
+    try:
+        async with asyncio.timeout(CLOSE_TIMEOUT):
+            await context.close()
+    except (PlaywrightError, TimeoutError):
+        pass  # the browser went away, or hangs: its owner's health ping decides
 
 
 def slow_figures(spec: BrowserCheckSpec, result: ProbeResult) -> tuple[float, float]:
@@ -223,45 +256,7 @@ class _Journey:
         self._end = 0.0
         self._hosts = {urlsplit(spec.url).hostname or ""}
         self._origins = set(spec.third_party)
-        self.refused: list[str] = []  # requests into addresses the check may not reach
-        self._reachable: dict[str, AddressClass | None] = {}  # host -> refused class, or None
-
-    # -- where the page may go ---------------------------------------------------------------
-
-    async def address_guard(self) -> Callable[[Route], Awaitable[None]]:
-        """A route handler for every request of the journey: one into loopback, link-local,
-        private or multicast addresses that the check's own URL is not in is aborted, as an
-        http check refuses such a redirect (`checks.private_ranges`); a navigation refused so
-        fails its step as redirect_refused. Names are resolved once per journey (Chromium
-        resolves them again: a name that rebinds between the two is not caught here)."""
-        allowed = await own_url_classes(URL(self._spec.url))
-
-        async def guard(route: Route) -> None:
-            url = route.request.url
-            host = urlsplit(url).hostname
-            refused = await self._refused_class(host, allowed) if host else None
-            if refused is None:
-                await route.continue_()
-                return
-            self._note(self.refused, f"{redact_url(url)} refused: it leads to a {refused} address")
-            await route.abort("blockedbyclient")
-
-        return guard
-
-    async def _refused_class(
-        self, host: str, allowed: frozenset[AddressClass]
-    ) -> AddressClass | None:
-        if host not in self._reachable:
-            try:
-                addresses = [address_class(host)]
-            except ValueError:
-                try:
-                    infos = await asyncio.get_running_loop().getaddrinfo(host, None)
-                except OSError:
-                    infos = []  # Chromium finds no address either, and says so
-                addresses = [address_class(str(info[4][0])) for info in infos]
-            self._reachable[host] = next((a for a in addresses if a not in allowed), None)
-        return self._reachable[host]
+        self.proxy: JourneyProxy | None = None  # where the journey's connections go
 
     # -- what the page reports -------------------------------------------------------------
 
@@ -302,6 +297,9 @@ class _Journey:
     def _on_failed(self, request: Request) -> None:
         self._pending.pop(request, None)
         why = request.failure or "failed"
+        if "ERR_SOCKS" in why and self.proxy is not None:  # the proxy knows what happened
+            url = request.url
+            why = self.proxy.failure_of(urlsplit(url).hostname or "", _port_of(url)) or why
         # A navigation cancels what the page it leaves was loading: not a failure.
         if self._watched(request.url) and "ERR_ABORTED" not in why:
             self._note(self.failed_requests, f"{redact_url(request.url)}: {why}")
@@ -454,6 +452,7 @@ class _Journey:
 
     async def _goto(self, page: Page, step: BrowserStep, *, limit_ms: float) -> None:
         url = urljoin(self._spec.url, render(step.goto or "/", self._values))
+        refusals = self.proxy.refusals if self.proxy is not None else 0
         try:
             response = await page.goto(url, timeout=limit_ms, wait_until="load")
         except PlaywrightTimeout:
@@ -462,8 +461,15 @@ class _Journey:
                 f"{redact_url(url)} did not finish loading within {limit_ms / 1000:g}s",
             ) from None
         except PlaywrightError as exc:
-            if self.refused and "ERR_BLOCKED_BY_CLIENT" in str(exc):
-                raise _StepFailed(Outcome.REDIRECT_REFUSED, self.refused[-1]) from None
+            proxy = self.proxy
+            if proxy is not None and "ERR_SOCKS" in str(exc):  # the journey's proxy said no
+                # Refused while this navigation ran: the page or one of its redirect hops.
+                if proxy.refusals > refusals and proxy.latest_refusal is not None:
+                    line = clean_line(proxy.latest_refusal)
+                    raise _StepFailed(Outcome.REDIRECT_REFUSED, line) from None
+                why = proxy.failure_of(urlsplit(url).hostname or "", _port_of(url))
+                if why is not None:
+                    raise _StepFailed(Outcome.CONNECTION_ERROR, clean_line(why)) from None
             raise _StepFailed(Outcome.CONNECTION_ERROR, _message(exc)) from None
         await self._read_vitals(page, step)
         if response is None:
@@ -589,6 +595,7 @@ class _Journey:
 
     def result(self, started_at: datetime) -> ProbeResult:
         total = self._end - self._start
+        refused = self.proxy.refused if self.proxy is not None else []
         timings = {f"step:{r.step.name}": r.total for r in self._reports if r.total is not None}
         timings["total"] = total
         pages = list(self._pages.values())[-_MAX_LINES:]
@@ -598,7 +605,8 @@ class _Journey:
         details: dict[str, Any] = {
             "console_errors": self.console_errors,
             "failed_requests": self.failed_requests,
-            "refused": self.refused,
+            # Host names a page chose: cleaned like everything else it can make us say.
+            "refused": [_bounded(clean_line(line), _MAX_LINE_CHARS) for line in refused],
             "pages": pages,
         }
         if self._shots:
@@ -666,6 +674,11 @@ class _Journey:
                 state = report.skipped or (f"failed: {report.error}" if report.outcome else "ok")
                 notes.append(f"; cleanup {report.step.name} {state}")
         return "".join(notes)
+
+
+def _port_of(url: str) -> int:
+    parts = urlsplit(url)
+    return parts.port or (443 if parts.scheme == "https" else 80)
 
 
 def _is_page_itself(request: Request) -> bool:

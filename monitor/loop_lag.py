@@ -12,6 +12,10 @@ import asyncio
 from collections import deque
 from collections.abc import Callable
 
+# The evidence timing in which a probe run on another event loop (the browser checks' own)
+# reports that loop's worst lag during the run, when it was worth noting.
+STALL_TIMING = "loop_stall"
+
 
 class LoopLagMonitor:
     def __init__(

@@ -84,9 +84,9 @@ async def run_probe(
         sink = screenshots.sink(check.key) if screenshots is not None else None
         max_heap = max_page_memory_mb * 1024 * 1024
         return await browser.run(
-            lambda context: probe_browser(
+            lambda open_context: probe_browser(
                 spec,
-                context=context,
+                open_context=open_context,
                 now=clock.now,
                 save_screenshot=sink,
                 max_heap_bytes=max_heap,

@@ -24,6 +24,19 @@ def _parents() -> dict[int, int]:
     return parents
 
 
+def children(pid: int) -> list[int]:
+    """The processes whose parent is `pid`, now."""
+    return [child for child, parent in _parents().items() if parent == pid]
+
+
+def threads(pid: int) -> list[int]:
+    """The thread ids of `pid` (its main thread's is `pid`); none once it is gone."""
+    try:
+        return [int(task.name) for task in (PROC / str(pid) / "task").iterdir()]
+    except OSError:
+        return []
+
+
 def descendants(pid: int) -> list[int]:
     """`pid` and every process below it, alive now."""
     children: dict[int, list[int]] = {}
@@ -72,3 +85,13 @@ def pss_bytes(pids: list[int]) -> int:
                 total += int(line.split()[1]) * 1024
                 break
     return total
+
+
+def started(pid: int) -> int | None:
+    """When `pid` started, in clock ticks since boot (with the pid, a process's identity:
+    pids are reused); None when there is no such process."""
+    try:
+        stat = (PROC / str(pid) / "stat").read_text()
+    except OSError:
+        return None
+    return int(stat[stat.rindex(")") + 2 :].split()[19])

@@ -42,6 +42,18 @@ log = logging.getLogger(__name__)
 # Top-level sections read only at start: a change is reported ("needs a restart") and the
 # running values are kept until the process restarts.
 RESTART_SECTIONS = ("database", "server", "scheduler", "cluster", "canaries", "mass_failure")
+# Fields, in sections that otherwise follow a reload, read only by parts built at start: the
+# browser pool and its scheduler, the screenshots folder, the outbox worker's back-off.
+RESTART_FIELDS = (
+    "browser.executable",
+    "browser.max_pages",
+    "browser.ping_timeout",
+    "browser.screenshots_dir",
+    "browser.screenshots_max_files",
+    "browser.screenshots_max_age",
+    "notifications.retry_initial",
+    "notifications.retry_max",
+)
 
 Subscriber = Callable[[MonitorConfig], Awaitable[None] | None]
 
@@ -206,13 +218,18 @@ def _digest(path: Path) -> str | None:
 
 
 def needs_restart(old: MonitorConfig, new: MonitorConfig) -> list[str]:
-    """The fields of `RESTART_SECTIONS` that differ between `old` and `new`, as dotted paths
-    (never their values: a database URL may hold a password)."""
+    """The fields of `RESTART_SECTIONS` and `RESTART_FIELDS` that differ between `old` and
+    `new`, as dotted paths (never their values: a database URL may hold a password)."""
     changed: list[str] = []
     for name in RESTART_SECTIONS:
         before = _plain(getattr(old, name))
         after = _plain(getattr(new, name))
         changed.extend(_differences(before, after, name))
+    for path in RESTART_FIELDS:
+        section, field_name = path.split(".")
+        before = getattr(getattr(old, section), field_name)
+        after = getattr(getattr(new, section), field_name)
+        changed.extend(_differences(_plain(before), _plain(after), path))
     return changed
 
 

@@ -41,7 +41,7 @@ from monitor.connectivity import ConnectivityGuard
 from monitor.desk import IncidentDesk
 from monitor.events import EventKind, MonitorEvent, log_event
 from monitor.local_faults import EVENT_LOOP_LAG, LocalFaults
-from monitor.loop_lag import LoopLagMonitor
+from monitor.loop_lag import STALL_TIMING, LoopLagMonitor
 from monitor.metrics import Metrics
 from monitor.ownership import Identity, SiteOwnership
 from monitor.probing import UnknownCheck, run_probe
@@ -624,6 +624,8 @@ class Monitor:
         """Would this verdict stand if our own event loop had not stalled during the probe?"""
         await self._lag.next_sample()
         lag = self._lag.max_lag_between(started, self._clock.monotonic())
+        # A browser journey runs on a loop of its own, which reports its own stall.
+        lag = max(lag, result.evidence.timings.get(STALL_TIMING, 0.0))
         if result.outcome is Outcome.SLOW:
             # Slow only if it stays slow once our own stall is taken off the measurement.
             measured, limit = (result.latency or 0.0), check.spec.slow_after.total_seconds()
@@ -648,7 +650,9 @@ class Monitor:
             tell=self._local_faults.seen(EVENT_LOOP_LAG, stall),
             loop_lag=lag,
         )
-        self._scheduler.run_soon(check.key, delay=REPROBE_DELAY)
+        # Each scheduler knows only its own kind's keys: a browser check is re-run by its own.
+        scheduler = self._browser_scheduler if check.spec.kind == "browser" else self._scheduler
+        scheduler.run_soon(check.key, delay=REPROBE_DELAY)
         return False
 
     def _discard(

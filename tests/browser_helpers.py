@@ -67,9 +67,9 @@ async def journey(
     max_heap_bytes: int | None = 256 * MB,
 ) -> ProbeResult:
     return await pool.run(
-        lambda context: probe_browser(
+        lambda open_context: probe_browser(
             check,
-            context=context,
+            open_context=open_context,
             now=lambda: datetime.now(UTC),
             save_screenshot=shots.sink("acme/shop/checkout") if shots is not None else None,
             max_heap_bytes=max_heap_bytes,

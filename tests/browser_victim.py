@@ -1,6 +1,7 @@
 """A stand-in monitor process for the SIGKILL test: a browser pool running a journey that
-hangs, printing Chromium's pid once the page is open. Run as `python -m tests.browser_victim
-<chromium> <url>`; the test kills it with SIGKILL and looks for orphans."""
+hangs, printing Chromium's pid and the pool's folder once Chromium runs. Run as
+`python -m tests.browser_victim <chromium> <url>`; the test kills it with SIGKILL and looks
+for orphans and for what it left on disk."""
 
 from __future__ import annotations
 
@@ -29,11 +30,13 @@ async def main(chromium: str, url: str) -> None:
     async def announce() -> None:
         while pool.pid is None:
             await asyncio.sleep(0.05)
-        print(pool.pid, flush=True)
+        print(pool.pid, pool.folder, flush=True)
 
     announcing = asyncio.create_task(announce())
     await pool.run(
-        lambda context: probe_browser(check, context=context, now=lambda: datetime.now(UTC))
+        lambda open_context: probe_browser(
+            check, open_context=open_context, now=lambda: datetime.now(UTC)
+        )
     )
     await announcing
 

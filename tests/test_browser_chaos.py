@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import signal
 import sys
 import time
@@ -14,7 +15,7 @@ from typing import Any
 import pytest
 
 from checks.result import FailureCause, Outcome, ProbeResult
-from monitor.browser_pool import BrowserPool
+from monitor.browser_pool import BrowserPool, own_folder, sweep_stale_folders
 from monitor.demo.shop_state import ShopFaults
 from monitor.proc_tree import alive, descendants
 from tests.browser_helpers import (
@@ -121,7 +122,10 @@ async def test_no_chromium_outlives_a_sigkilled_monitor(aiohttp_server: Any) -> 
     try:
         assert victim.stdout is not None
         line = await asyncio.wait_for(victim.stdout.readline(), timeout=60)
-        chromium_pid = int(line)
+        pid_text, folder_text = line.decode().split()
+        chromium_pid, folder = int(pid_text), Path(folder_text)
+        # Chromium's profile and temporary files are in the pool's own folder.
+        await eventually(lambda: any(folder.glob("playwright_chromiumdev_profile-*")), timeout=10)
         await eventually(lambda: len(descendants(chromium_pid)) >= 3, timeout=30)
         family = descendants(victim.pid)
         assert chromium_pid in family
@@ -130,11 +134,80 @@ async def test_no_chromium_outlives_a_sigkilled_monitor(aiohttp_server: Any) -> 
         started = time.monotonic()
         await eventually(lambda: not any(alive(pid) for pid in family), timeout=5)
         assert time.monotonic() - started < 5
+        # Only files stay behind, in the pool's folder (Chromium's profile too, when the
+        # driver dies before it can remove it): the next pool to start removes the folder
+        # (its owner is gone), while a live monitor's folder stays.
+        assert (folder / "owner").exists()
+        mine = own_folder(folder.parent)
+        try:
+            assert not folder.exists()
+            assert mine.exists()
+            assert sweep_stale_folders(folder.parent) == []  # ours: its owner runs
+            assert mine.exists()
+        finally:
+            shutil.rmtree(mine)
     finally:
         if victim.returncode is None:
             victim.kill()
             await victim.wait()
 
 
-# 200 journeys with memory flat after warm-up: measured by bench/browser_journeys.py
-# (--soak), which takes minutes on a shared 2-core machine.
+def _niceness_of_threads(pid: int) -> list[int]:
+    found = []
+    for task in Path(f"/proc/{pid}/task").glob("*/stat"):
+        try:
+            stat = task.read_text()
+        except OSError:
+            continue  # a thread that ended meanwhile
+        found.append(int(stat[stat.rindex(")") + 2 :].split()[16]))
+    return found
+
+
+def _cap_sys_nice_in(pid: int, field: str) -> bool:
+    """Is CAP_SYS_NICE (23) in `field` (CapPrm, CapBnd, CapAmb...) of `pid`?"""
+    status = Path(f"/proc/{pid}/status").read_text()
+    line = next(line for line in status.splitlines() if line.startswith(field + ":"))
+    return bool(int(line.split()[1], 16) & (1 << 23))
+
+
+async def test_the_browser_side_runs_below_the_monitor_and_cannot_climb_back(
+    aiohttp_server: Any, pool: BrowserPool
+) -> None:
+    # Chromium raises its UI threads to nice -8 when allowed (as root it is): it would then
+    # go before the monitor's own loop, whose timings the http checks' verdicts rest on.
+    server = await aiohttp_server(test_shop_app(ShopFaults()))
+    result = await journey(pool, spec(str(server.make_url("/")), CHECKOUT_STEPS))
+    assert result.outcome is Outcome.OK, result.evidence.error
+    below = min(19, os.getpriority(os.PRIO_PROCESS, 0) + 10)
+    chromium = pool.pid
+    assert chromium is not None
+    family = [pid for pid in descendants(os.getpid()) if pid != os.getpid()]
+    assert chromium in family and len(family) >= 4  # the driver, Chromium and its helpers
+    checked = 0
+    for pid in family:
+        niceness = _niceness_of_threads(pid)
+        if niceness:  # else a helper that ended meanwhile
+            assert min(niceness) >= below, (pid, niceness)
+            checked += 1
+    assert checked >= 4
+    # Root (CI runs as root) holds CAP_SYS_NICE; Chromium must hold it in no set, nor be
+    # able to get it back through exec (the bounding set).
+    assert _cap_sys_nice_in(os.getpid(), "CapPrm") == (os.geteuid() == 0)
+    for pid in descendants(chromium):
+        for field in ("CapPrm", "CapEff", "CapBnd", "CapAmb"):
+            assert not _cap_sys_nice_in(pid, field), (pid, field)
+
+
+async def test_closing_the_pool_ends_a_running_journey_and_its_chromium(
+    aiohttp_server: Any, pool: BrowserPool
+) -> None:
+    hits, _, running = await _journey_to_the_slow_hero(aiohttp_server, pool)
+    await eventually(lambda: len(hits) >= 1, timeout=30)
+    chromium = pool.pid
+    assert chromium is not None
+    family = descendants(chromium)
+    await asyncio.wait_for(pool.close(), 30)
+    # Its caller is not left waiting on a loop that stopped.
+    with pytest.raises(asyncio.CancelledError):
+        await asyncio.wait_for(running, 5)
+    await eventually(lambda: not any(alive(pid) for pid in family), timeout=10)

@@ -5,6 +5,7 @@ and the client mail says in plain words what is wrong, without the picture or th
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +17,7 @@ from monitor.app import running_monitor
 from monitor.config.loader import load_config_text
 from monitor.demo.shop_state import ShopFaults, ShopMode
 from monitor.screenshots import PNG_SIGNATURE
-from tests.browser_helpers import chromium_or_skip, test_shop_app
+from tests.browser_helpers import HERO_HITS, chromium_or_skip, test_shop_app
 from tests.helpers import eventually
 from tests.monitor_yaml import acme_shop_yaml, head_yaml, notifications_yaml
 from tests.smtp_helpers import Inbox, mails, smtpd
@@ -102,3 +103,53 @@ async def test_a_script_error_opens_a_severity_1_with_a_screenshot_for_on_call_o
         assert "The page has an error that stops visitors from going on." in text
         for internal in ("TypeError", "currency", "checkoutConfig", ".png", "script_error"):
             assert internal not in text
+
+
+STALLED_CHECK = """          - id: hero
+            kind: browser
+            interval: 40s
+            slow_after: 1s
+            lcp_slow_after: 30s
+            steps:
+              - {name: open, goto: /hero}
+"""
+
+
+async def test_a_journey_slowed_by_the_browser_loops_own_stall_is_discarded_and_reprobed(
+    aiohttp_server: Any, tmp_path: Path
+) -> None:
+    # Journeys run on the browser pool's own event loop: a stall there (not the site) made
+    # this one look slow. It must not count; it is re-run a second later by the browser
+    # checks' own scheduler, and that run, unstalled, is ok.
+    chromium = chromium_or_skip()
+    app = test_shop_app(ShopFaults(), hero_delay=0.1)
+    server = await aiohttp_server(app)
+    config = load_config_text(
+        head_yaml(database=f"sqlite+aiosqlite:///{tmp_path}/m.db", interval="1h")
+        + f"browser: {{executable: {chromium}, screenshots_dir: {tmp_path / 'shots'}}}\n"
+        + acme_shop_yaml(url=str(server.make_url("/")), checks=STALLED_CHECK, contact=None)
+    )
+    hero = {"client": "acme", "site": "shop", "check": "hero"}
+    stalls = {"reason": "event_loop_lag"}
+    async with running_monitor(config) as running:
+        registry = running.registry
+        hits = app[HERO_HITS]
+        await eventually(lambda: len(hits) >= 1, timeout=60)  # its first run: within 40 s
+        pool = running.monitor.browser
+        assert pool is not None and pool._loop is not None  # the pool's own loop
+        pool._loop.call_soon_threadsafe(time.sleep, 1.5)  # it stalls while the page loads
+        await eventually(
+            lambda: registry.get_sample_value("monitor_probe_results_discarded_total", stalls),
+            timeout=30,
+        )
+        # The re-probe, a second later: long before the next run of its 40 s interval.
+        ok = await eventually(
+            lambda: registry.get_sample_value(
+                "monitor_probe_results_total", {**hero, "outcome": "ok"}
+            ),
+            timeout=15,
+        )
+        assert ok == 1 and len(hits) == 2
+        assert not registry.get_sample_value(
+            "monitor_probe_results_total", {**hero, "outcome": "slow"}
+        )

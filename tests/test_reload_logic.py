@@ -124,6 +124,21 @@ def test_restart_only_fields_are_named_never_their_values() -> None:
     assert needs_restart(old, load_config_text(BASE.replace("home", "front"))) == []
 
 
+def test_browser_and_retry_fields_built_at_start_are_named_the_live_ones_not() -> None:
+    old = load_config_text(BASE)
+    new = load_config_text(
+        BASE
+        + "browser: {max_pages: 4, max_page_memory_mb: 128, screenshots_dir: /srv/shots}\n"
+        + "notifications: {retry_max: 1h}\n"
+    )
+    # max_page_memory_mb is read at each journey: it follows the reload.
+    assert needs_restart(old, new) == [
+        "browser.max_pages",
+        "browser.screenshots_dir",
+        "notifications.retry_max",
+    ]
+
+
 @dataclass(frozen=True)
 class Item:
     key: str
