@@ -58,8 +58,8 @@ def address_class(address: str) -> AddressClass:
     ip: ipaddress.IPv4Address | ipaddress.IPv6Address = ipaddress.ip_address(
         address.partition("%")[0]
     )
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped  # ::ffff:127.0.0.1 is 127.0.0.1
+    if isinstance(ip, ipaddress.IPv6Address):
+        ip = _embedded_ipv4(ip) or ip
     if ip.is_loopback or ip.is_unspecified:
         return AddressClass.LOOPBACK
     if ip.is_link_local:
@@ -69,6 +69,25 @@ def address_class(address: str) -> AddressClass:
     if ip.is_private or not ip.is_global:
         return AddressClass.PRIVATE
     return AddressClass.PUBLIC
+
+
+_NAT64 = ipaddress.IPv6Network("64:ff9b::/96")  # RFC 6052's well-known prefix
+
+
+def _embedded_ipv4(ip: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
+    """The IPv4 address an IPv6 one leads to, where it carries one: ::ffff:a.b.c.d (mapped),
+    64:ff9b::a.b.c.d (NAT64: a gateway connects to a.b.c.d), 2002:aabb:ccdd::/48 (6to4) and
+    the deprecated IPv4-compatible ::a.b.c.d. Each is judged by that IPv4 address, so that
+    64:ff9b::a9fe:a9fe is the metadata service it reaches, not the internet."""
+    if ip.ipv4_mapped is not None:
+        return ip.ipv4_mapped
+    if ip in _NAT64:
+        return ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
+    if ip.sixtofour is not None:
+        return ip.sixtofour
+    if 1 < int(ip) <= 0xFFFFFFFF:  # ::a.b.c.d, but not :: or ::1
+        return ipaddress.IPv4Address(int(ip))
+    return None
 
 
 class RedirectRefused(OSError):

@@ -133,6 +133,14 @@ async def http_probe(
         ("ff02::1", AddressClass.MULTICAST),
         ("8.8.8.8", AddressClass.PUBLIC),
         ("2606:4700::1111", AddressClass.PUBLIC),
+        # IPv6 addresses that carry an IPv4 one lead where that one does.
+        ("64:ff9b::a9fe:a9fe", AddressClass.LINK_LOCAL),  # NAT64 to 169.254.169.254
+        ("64:ff9b::7f00:1", AddressClass.LOOPBACK),
+        ("64:ff9b::808:808", AddressClass.PUBLIC),  # NAT64 to 8.8.8.8
+        ("2002:a00:1::1", AddressClass.PRIVATE),  # 6to4 via 10.0.0.1
+        ("2002:808:808::1", AddressClass.PUBLIC),
+        ("::a9fe:a9fe", AddressClass.LINK_LOCAL),  # IPv4-compatible 169.254.169.254
+        ("::", AddressClass.LOOPBACK),
     ],
 )
 def test_address_classes(address: str, expected: AddressClass) -> None:
