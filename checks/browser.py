@@ -80,7 +80,7 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 ContextOpener = Callable[..., Awaitable[BrowserContext]]
-"""Opens a fresh browser context with Playwright's `new_context` options; its owner closes it."""
+"""Opens a fresh browser context with Playwright's `new_context` options."""
 
 ScreenshotSink = Callable[[bytes], Awaitable[str | None]]
 """Keeps a PNG and returns the path it was kept under (None: not kept)."""
@@ -152,8 +152,9 @@ async def probe_browser(
     save_screenshot: ScreenshotSink | None = None,
     max_heap_bytes: int | None = None,
 ) -> ProbeResult:
-    """Run `spec`'s journey in a new page of a context from `open_context` (its owner closes
-    it afterwards) and classify it (module docstring). `spec.url` must be absolute.
+    """Run `spec`'s journey in a new page of a context from `open_context` and classify it
+    (module docstring); the context is closed before the journey's proxy is. `spec.url` must
+    be absolute.
 
     The context connects only through the journey's own proxy (`checks.browser_proxy`): no
     request of the page, nor any hop of a redirect, reaches an address of a class the check's
@@ -268,6 +269,13 @@ class _Journey:
         page.on("requestfailed", self._on_failed)
         page.on("response", self._on_response)
 
+    def _proxy_says(self, url: str) -> str | None:
+        """What the journey's proxy noted of a connection to `url`'s host and port."""
+        if self.proxy is None:
+            return None
+        target = URL(url)  # the scheme's port when the URL names none
+        return self.proxy.failure_of(target.host or "", target.port or 0)
+
     def _note(self, into: list[str], text: str) -> None:
         if len(into) < _MAX_LINES:
             into.append(_bounded(clean_line(redact_text(text)), _MAX_LINE_CHARS))
@@ -297,9 +305,8 @@ class _Journey:
     def _on_failed(self, request: Request) -> None:
         self._pending.pop(request, None)
         why = request.failure or "failed"
-        if "ERR_SOCKS" in why and self.proxy is not None:  # the proxy knows what happened
-            url = request.url
-            why = self.proxy.failure_of(urlsplit(url).hostname or "", _port_of(url)) or why
+        if "ERR_SOCKS" in why:  # the journey's proxy knows what happened
+            why = self._proxy_says(request.url) or why
         # A navigation cancels what the page it leaves was loading: not a failure.
         if self._watched(request.url) and "ERR_ABORTED" not in why:
             self._note(self.failed_requests, f"{redact_url(request.url)}: {why}")
@@ -467,7 +474,7 @@ class _Journey:
                 if proxy.refusals > refusals and proxy.latest_refusal is not None:
                     line = clean_line(proxy.latest_refusal)
                     raise _StepFailed(Outcome.REDIRECT_REFUSED, line) from None
-                why = proxy.failure_of(urlsplit(url).hostname or "", _port_of(url))
+                why = self._proxy_says(url)
                 if why is not None:
                     raise _StepFailed(Outcome.CONNECTION_ERROR, clean_line(why)) from None
             raise _StepFailed(Outcome.CONNECTION_ERROR, _message(exc)) from None
@@ -674,11 +681,6 @@ class _Journey:
                 state = report.skipped or (f"failed: {report.error}" if report.outcome else "ok")
                 notes.append(f"; cleanup {report.step.name} {state}")
         return "".join(notes)
-
-
-def _port_of(url: str) -> int:
-    parts = urlsplit(url)
-    return parts.port or (443 if parts.scheme == "https" else 80)
 
 
 def _is_page_itself(request: Request) -> bool:

@@ -20,14 +20,13 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import logging
-import socket
 import struct
-from collections.abc import Awaitable, Callable
 from types import TracebackType
 
 from checks.private_ranges import AddressClass, address_class
+from checks.resolve import Resolve, system_resolve
 
-__all__ = ["JourneyProxy", "Resolver", "system_resolver"]
+__all__ = ["JourneyProxy"]
 
 log = logging.getLogger(__name__)
 
@@ -56,15 +55,6 @@ class _Refused(Exception):
         self.reply = reply
 
 
-Resolver = Callable[[str, int], Awaitable[list[str]]]
-"""The addresses a host name and port resolve to (the outside world's DNS)."""
-
-
-async def system_resolver(host: str, port: int) -> list[str]:
-    infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    return list(dict.fromkeys(str(info[4][0]) for info in infos))
-
-
 class JourneyProxy:
     """`async with JourneyProxy(allowed) as proxy:` then `proxy.server` for the context.
 
@@ -73,7 +63,7 @@ class JourneyProxy:
     step can tell whether its own navigation was refused."""
 
     def __init__(
-        self, allowed: frozenset[AddressClass], *, resolve: Resolver = system_resolver
+        self, allowed: frozenset[AddressClass], *, resolve: Resolve = system_resolve
     ) -> None:
         self._allowed = allowed
         self._resolve = resolve

@@ -25,10 +25,9 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import re
-import socket
 import ssl
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Literal
 
@@ -38,6 +37,7 @@ from checks.classify import PROBE_ERRORS, classify_exception, failure_cause, one
 from checks.dns import valid_host_name
 from checks.duration import Duration
 from checks.private_ranges import AddressClass, address_class
+from checks.resolve import Resolve, system_resolve
 from checks.result import Evidence, FailureCause, Outcome, ProbeResult
 from checks.scrub import NO_SECRETS, Secrets, clean_text
 from checks.spec import ProbeSpec, Regex
@@ -47,15 +47,6 @@ EXCERPT_BYTES = 2048
 _READ_CHUNK = 4096
 # Never reached through a name without `allow_private`: metadata services and the like.
 _GUARDED = frozenset({AddressClass.LINK_LOCAL, AddressClass.MULTICAST})
-
-Resolve = Callable[[str, int], Awaitable[list[str]]]
-"""A name and port in, its addresses out (raising OSError when there are none)."""
-
-
-async def system_resolve(host: str, port: int) -> list[str]:
-    """The system's resolver (getaddrinfo in a thread), addresses in its order, once each."""
-    infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    return list(dict.fromkeys(str(info[4][0]) for info in infos))
 
 
 class TcpCheckSpec(ProbeSpec):

@@ -204,7 +204,7 @@ def _temporary_files_in(folder: Path) -> Iterator[None]:
 
 Journey = Callable[[ContextOpener], Awaitable[ProbeResult]]
 """A browser check's run: it opens its context (with its own options, e.g. a proxy) through
-the opener it is given; the pool closes that context when the journey ends."""
+the opener it is given; the pool closes whatever context a journey left open when it ends."""
 
 
 class BrowserPool:
@@ -220,20 +220,20 @@ class BrowserPool:
         self._executable = executable
         self._max_pages = max_pages
         self._nice = lowered_priority()  # made here, on the monitor's own thread
-        self._pages = asyncio.Semaphore(max_pages)
         self._metrics = metrics
         self._ping_timeout = ping_timeout
         self._launch_timeout = launch_timeout
         self._playwright: Playwright | None = None
         self._browser: Browser | None = None
-        self._launching: asyncio.Lock = asyncio.Lock()
         self._folder: Path | None = None
         self._waiting = 0
         self._in_use = 0
         self._loop: asyncio.AbstractEventLoop | None = None  # the browser's own (see run)
         self._journeys: set[asyncio.Task[ProbeResult]] = set()  # running on that loop
-        # How late that loop runs its timers: its stalls are taken off journeys' verdicts.
-        self._lag = LoopLagMonitor(monotonic=time.monotonic)
+        # Made with that loop (see _thread_loop), used only on it.
+        self._pages: asyncio.Semaphore
+        self._launching: asyncio.Lock
+        self._lag: LoopLagMonitor  # its stalls are taken off journeys' verdicts
         self._closing = False
         self._thread: threading.Thread | None = None
         self.restarts = 0
@@ -281,11 +281,11 @@ class BrowserPool:
             )
             thread.start()
             self._loop, self._thread = loop, thread
-            self._lag = LoopLagMonitor(monotonic=time.monotonic)
-            asyncio.run_coroutine_threadsafe(self._lag.run(), loop)
             # Bound to the loop they first wait on: a pool run again after close() gets new.
             self._pages = asyncio.Semaphore(self._max_pages)
             self._launching = asyncio.Lock()
+            self._lag = LoopLagMonitor(monotonic=time.monotonic)
+            asyncio.run_coroutine_threadsafe(self._lag.run(), loop)
         return self._loop
 
     async def _run_here(self, journey: Journey) -> ProbeResult:

@@ -9,18 +9,21 @@ PROC = Path("/proc")
 PAGE_BYTES = 4096
 
 
+def _stat(pid: int | str) -> list[str] | None:
+    """The fields of /proc/<pid>/stat after "pid (comm)", from the state on (comm may hold
+    spaces and parentheses); None when there is no such process."""
+    try:
+        stat = (PROC / str(pid) / "stat").read_text()
+    except OSError:
+        return None
+    return stat[stat.rindex(")") + 2 :].split()
+
+
 def _parents() -> dict[int, int]:
     parents = {}
     for entry in PROC.iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue  # gone meanwhile
-        # "pid (comm) state ppid ...": comm may hold spaces and parentheses.
-        fields = stat[stat.rindex(")") + 2 :].split()
-        parents[int(entry.name)] = int(fields[1])
+        if entry.name.isdigit() and (fields := _stat(entry.name)) is not None:
+            parents[int(entry.name)] = int(fields[1])
     return parents
 
 
@@ -39,24 +42,21 @@ def threads(pid: int) -> list[int]:
 
 def descendants(pid: int) -> list[int]:
     """`pid` and every process below it, alive now."""
-    children: dict[int, list[int]] = {}
+    below: dict[int, list[int]] = {}
     for child, parent in _parents().items():
-        children.setdefault(parent, []).append(child)
+        below.setdefault(parent, []).append(child)
     found, todo = [], [pid]
     while todo:
         current = todo.pop()
         found.append(current)
-        todo.extend(children.get(current, ()))
+        todo.extend(below.get(current, ()))
     return found
 
 
 def alive(pid: int) -> bool:
     """Running (a zombie waiting for its parent to reap it is not)."""
-    try:
-        stat = (PROC / str(pid) / "stat").read_text()
-    except OSError:
-        return False
-    return stat[stat.rindex(")") + 2 :].split()[0] != "Z"
+    fields = _stat(pid)
+    return fields is not None and fields[0] != "Z"
 
 
 def rss_bytes(pids: list[int]) -> int:
@@ -90,8 +90,5 @@ def pss_bytes(pids: list[int]) -> int:
 def started(pid: int) -> int | None:
     """When `pid` started, in clock ticks since boot (with the pid, a process's identity:
     pids are reused); None when there is no such process."""
-    try:
-        stat = (PROC / str(pid) / "stat").read_text()
-    except OSError:
-        return None
-    return int(stat[stat.rindex(")") + 2 :].split()[19])
+    fields = _stat(pid)
+    return None if fields is None else int(fields[19])

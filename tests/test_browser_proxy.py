@@ -10,8 +10,9 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from checks.browser_proxy import MAX_NOTED, JourneyProxy, Resolver
+from checks.browser_proxy import MAX_NOTED, JourneyProxy
 from checks.private_ranges import AddressClass
+from checks.resolve import Resolve
 
 LOOPBACK_OK = frozenset({AddressClass.PUBLIC, AddressClass.LOOPBACK})
 PUBLIC_ONLY = frozenset({AddressClass.PUBLIC})
@@ -54,7 +55,7 @@ async def _connect(
     return reply[1], reader, writer
 
 
-def _resolver(answers: dict[str, list[str]]) -> Resolver:
+def _resolver(answers: dict[str, list[str]]) -> Resolve:
     """DNS as the outside world could answer it (names that resolve nowhere else)."""
     asked: list[str] = []
 
